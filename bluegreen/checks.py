@@ -1,0 +1,151 @@
+"""`bluegreen check`: everything later commands need from each host, as ✓/✗ rows. Reads only:
+the one thing it creates is the state directory (mode 700) on balancer hosts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bluegreen.balancer import balancer_for
+from bluegreen.errors import BluegreenError, FanOutError
+from bluegreen.fanout import fan_out
+from bluegreen.inventory import HostSpec, Inventory
+from bluegreen.model import Colour
+from bluegreen.shell import Command
+from bluegreen.transport.base import Transport
+
+# failure categories, mapped to exit codes by `exit_code_for`
+CONNECT, HOST, BALANCER = "connect", "host", "balancer"
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    host: str
+    check: str
+    ok: bool
+    detail: str
+    category: str = HOST
+
+    def to_dict(self) -> dict[str, object]:
+        return {"host": self.host, "check": self.check, "ok": self.ok, "detail": self.detail}
+
+
+def exit_code_for(rows: list[CheckRow]) -> int:
+    failed = {row.category for row in rows if not row.ok}
+    if not failed:
+        return 0
+    if CONNECT in failed or HOST in failed:
+        return 3
+    return 6
+
+
+def run_checks(inventory: Inventory) -> list[CheckRow]:
+    from bluegreen.connections import open_transport
+
+    def check_host(host: HostSpec) -> list[CheckRow]:
+        try:
+            transport = open_transport(host, inventory)
+        except BluegreenError as exc:
+            return [CheckRow(host.name, "connect", False, exc.paragraph(), CONNECT)]
+        try:
+            return [CheckRow(host.name, "connect", True, _connect_detail(transport)),
+                    *check_connected_host(inventory, host, transport)]
+        except BluegreenError as exc:
+            return [CheckRow(host.name, "connect", False, exc.paragraph(), CONNECT)]
+        finally:
+            transport.close()
+
+    try:
+        per_host = fan_out(inventory.all_hosts, check_host, step="check",
+                           name=lambda h: h.name, parallelism=inventory.ssh.parallelism)
+    except FanOutError as exc:  # only bugs get here: check_host reports its own failures
+        raise exc.failures[0].error from exc
+    return [row for rows in per_host for row in rows]
+
+
+def check_connected_host(inventory: Inventory, host: HostSpec, transport: Transport
+                         ) -> list[CheckRow]:
+    rows: list[CheckRow] = []
+    name = host.name
+    sudo = inventory.ssh.sudo if host.sudo is None else host.sudo
+    if sudo:
+        result = transport.run(Command("true"))
+        rows.append(CheckRow(name, "sudo", result.ok,
+                             "sudo -n works" if result.ok else _tail(result.stderr)))
+    if any(h.name == name for h in inventory.hosts.app):
+        rows += _app_checks(inventory, host, transport)
+    if any(h.name == name for h in inventory.hosts.balancer):
+        rows += _balancer_checks(inventory, host, transport)
+    return rows
+
+
+def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> list[CheckRow]:
+    rows: list[CheckRow] = []
+    if inventory.app is not None:
+        root = inventory.app.root
+        result = transport.run(Command.script(
+            'mkdir -p -- "$1/releases" && test -w "$1/releases"', root))
+        rows.append(CheckRow(host.name, "app root writable", result.ok,
+                             root if result.ok else _tail(result.stderr) or f"{root} not writable"))
+    for colour in Colour:
+        if host not in inventory.colour_hosts(colour):
+            continue
+        port = inventory.colours.spec(colour).port
+        rows.append(_port_row(inventory, host, transport, colour, port))
+    return rows
+
+
+def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour: Colour,
+              port: int) -> CheckRow:
+    check = f"{colour} port {port}"
+    listening = transport.run(Command("ss", "-Hltnp", f"sport = :{port}"))
+    if not listening.ok:
+        return CheckRow(host.name, check, False, f"cannot list sockets: {_tail(listening.stderr)}")
+    if not listening.stdout.strip():
+        return CheckRow(host.name, check, True, "free")
+    owner = _process_name(listening.stdout)
+    if inventory.app is not None:
+        pointer = f"{inventory.app.root}/{colour}"
+        if transport.run(Command("test", "-L", pointer)).ok:
+            return CheckRow(host.name, check, True, f"in use by {colour} ({owner})")
+    return CheckRow(host.name, check, False,
+                    f"in use by a process bluegreen did not start ({owner}); stop it or pick "
+                    f"another port under colours.{colour}.port")
+
+
+def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport
+                     ) -> list[CheckRow]:
+    rows: list[CheckRow] = []
+    if inventory.balancer is not None:
+        balancer = balancer_for(inventory.balancer)
+        found = transport.run(Command("sh", "-c", 'command -v "$1"', "sh", balancer.binary))
+        rows.append(CheckRow(host.name, f"{balancer.kind} installed", found.ok,
+                             found.stdout.strip() or f"{balancer.binary} not found on PATH",
+                             BALANCER))
+        if found.ok:
+            valid = transport.run(balancer.validate_main_config())
+            detail = "valid" if valid.ok else _tail(valid.stderr or valid.stdout)
+            rows.append(CheckRow(host.name, f"{balancer.kind} config", valid.ok, detail, BALANCER))
+    state_dir = inventory.state_dir
+    result = transport.run(Command.script(
+        'mkdir -p -m 700 -- "$1" && test -w "$1"', state_dir))
+    rows.append(CheckRow(host.name, "state dir writable", result.ok,
+                         state_dir if result.ok else _tail(result.stderr) or "not writable"))
+    return rows
+
+
+def _connect_detail(transport: Transport) -> str:
+    target = getattr(transport, "target", None)
+    if target is None:
+        return "local"
+    return f"{target.user}@{target.address}:{target.port}"
+
+
+def _process_name(ss_output: str) -> str:
+    line = ss_output.strip().splitlines()[0]
+    if "users:((" in line:
+        return line.split("users:((", 1)[1].split(",", 1)[0].strip('"')
+    return "unknown process"
+
+
+def _tail(text: str, lines: int = 2) -> str:
+    return " / ".join(text.strip().splitlines()[-lines:])

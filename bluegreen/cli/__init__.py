@@ -1,0 +1,62 @@
+"""The command line — the only typer importer; nothing imports cli. One thin file per command,
+registered here. Heavy libraries (paramiko, httpx, jinja2, pydantic) load inside commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from bluegreen import __version__
+from bluegreen.cli import check as check_command
+from bluegreen.cli.common import AppContext
+
+app = typer.Typer(
+    name="bluegreen",
+    help="Zero-downtime blue/green deployments over plain SSH.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bluegreen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    inventory: Annotated[
+        Optional[Path],  # noqa: UP045 - typer needs Optional on 3.9-style introspection
+        typer.Option("-i", "--inventory", envvar="BLUEGREEN_INVENTORY",
+                     help="Inventory file (YAML).", show_default=False),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show details.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    ctx.obj = AppContext(
+        inventory_path=inventory, json_output=json_output, yes=yes, verbose=verbose,
+        color=not no_color,
+    )
+
+
+app.command("check")(check_command.check)
+
+
+def main() -> None:
+    try:
+        app(prog_name="bluegreen")
+    except KeyboardInterrupt:  # outside any command body
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

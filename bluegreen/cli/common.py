@@ -1,0 +1,89 @@
+"""What every command shares: the global options, loading the inventory, and the one place where
+errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from bluegreen.errors import BluegreenError, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from bluegreen.inventory import Inventory
+    from bluegreen.output import Reporter
+
+
+@dataclass
+class AppContext:
+    inventory_path: Path | None
+    json_output: bool
+    yes: bool
+    verbose: bool
+    color: bool
+    _reporter: Reporter | None = field(default=None, repr=False)
+
+    @property
+    def reporter(self) -> Reporter:
+        if self._reporter is None:
+            from bluegreen.output import HumanReporter, JsonReporter
+
+            self._reporter = (JsonReporter(verbose=self.verbose) if self.json_output
+                              else HumanReporter(color=self.color, verbose=self.verbose))
+        return self._reporter
+
+    def inventory(self) -> Inventory:
+        from bluegreen.inventory import load_inventory
+
+        if self.inventory_path is None:
+            raise UsageError(
+                "no inventory given.",
+                hint="Pass -i inventories/NAME.yml or set BLUEGREEN_INVENTORY.",
+            )
+        return load_inventory(self.inventory_path)
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, AppContext)
+    return obj
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def reported_errors(context: AppContext) -> Iterator[None]:
+    """Run a command body: errors are reported once, in the chosen mode, with their exit code.
+    SIGTERM is treated like Ctrl-C so cleanup (lock release, restore) runs on both."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    reporter = context.reporter
+    try:
+        yield
+    except BluegreenError as exc:
+        reporter.error(exc, details=getattr(exc, "details", None))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        error = Interrupted("interrupted; live traffic was left as it was.")
+        reporter.error(error)
+        raise typer.Exit(error.exit_code) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        error = BluegreenError(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="This is a bug in bluegreen; rerun with -v for the traceback and report it.",
+        )
+        reporter.error(error, details=traceback.format_exc())
+        raise typer.Exit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.stdout.flush()

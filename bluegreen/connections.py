@@ -1,0 +1,63 @@
+"""Opening one transport per host for an operation, in parallel, and closing them all after.
+All unreachable hosts are reported at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+
+from bluegreen.fanout import fan_out
+from bluegreen.inventory import HostSpec, Inventory
+from bluegreen.transport.base import Transport
+
+
+def open_transport(host: HostSpec, inventory: Inventory) -> Transport:
+    settings = inventory.ssh
+    if host.connection == "local":
+        from bluegreen.transport.local import LocalTransport
+
+        sudo = settings.sudo if host.sudo is None else host.sudo
+        return LocalTransport(host.name, sudo=sudo, command_timeout=settings.command_timeout)
+    from bluegreen.transport.ssh import SSHTransport, resolve_target
+
+    return SSHTransport.connect(resolve_target(host, settings), settings)
+
+
+class Connections:
+    """Context manager: ``with Connections(inv, hosts) as conns: conns["app1"].run(...)``."""
+
+    def __init__(self, inventory: Inventory, hosts: Iterable[HostSpec] | None = None):
+        self.inventory = inventory
+        self.hosts = list(hosts) if hosts is not None else inventory.all_hosts
+        self._open: dict[str, Transport] = {}
+
+    def __enter__(self) -> Connections:
+        opened: dict[str, Transport] = {}
+
+        def connect(host: HostSpec) -> Transport:
+            transport = open_transport(host, self.inventory)
+            opened[host.name] = transport
+            return transport
+
+        try:
+            fan_out(self.hosts, connect, step="connect", name=lambda h: h.name,
+                    parallelism=self.inventory.ssh.parallelism)
+        except BaseException:
+            for transport in opened.values():
+                transport.close()
+            raise
+        self._open = {h.name: opened[h.name] for h in self.hosts}
+        return self
+
+    def __getitem__(self, name: str) -> Transport:
+        return self._open[name]
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for transport in self._open.values():
+            transport.close()
+        self._open = {}

@@ -1,0 +1,147 @@
+"""The error tree. Each error carries its exit code, a stable code for JSON, where it happened and a
+hint saying what to do. Imports nothing from bluegreen."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BluegreenError(Exception):
+    exit_code: ClassVar[int] = 1
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def paragraph(self) -> str:
+        """One paragraph for a human: where, what, what to do."""
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "where": self.where,
+            "hint": self.hint,
+        }
+
+
+class UsageError(BluegreenError):
+    exit_code = 2
+    code = "usage_error"
+
+
+class InventoryError(UsageError):
+    code = "inventory_error"
+
+
+class TemplateError(UsageError):
+    code = "template_error"
+
+
+class ConnectError(BluegreenError):
+    exit_code = 3
+    code = "connect_error"
+
+
+class HostKeyError(ConnectError):
+    code = "host_key_error"
+
+
+class AuthError(ConnectError):
+    code = "auth_error"
+
+
+class CommandTimeout(ConnectError):
+    code = "command_timeout"
+
+
+class RemoteCommandFailed(BluegreenError):
+    """A remote command the operation depends on exited non-zero."""
+
+    code = "remote_command_failed"
+
+
+class LockHeld(BluegreenError):
+    exit_code = 4
+    code = "lock_held"
+
+
+class HealthCheckFailed(BluegreenError):
+    exit_code = 5
+    code = "health_check_failed"
+
+
+class BalancerError(BluegreenError):
+    exit_code = 6
+    code = "balancer_error"
+
+
+class VerifyFailed(BluegreenError):
+    exit_code = 7
+    code = "verify_failed"
+
+
+class RollbackImpossible(BluegreenError):
+    exit_code = 8
+    code = "rollback_impossible"
+
+
+class DriftError(BluegreenError):
+    exit_code = 9
+    code = "drift"
+
+
+class Interrupted(BluegreenError):
+    exit_code = 130
+    code = "interrupted"
+
+
+class HostFailure:
+    """One host's failure inside a fan-out."""
+
+    def __init__(self, host: str, step: str, error: BluegreenError):
+        self.host = host
+        self.step = step
+        self.error = error
+
+
+class FanOutError(BluegreenError):
+    """Several hosts failed in one parallel step; every failure is kept, not just the first."""
+
+    code = "fan_out_failed"
+
+    def __init__(self, step: str, failures: list[HostFailure]):
+        hosts = ", ".join(f.host for f in failures)
+        super().__init__(f"{step} failed on {len(failures)} host(s): {hosts}.")
+        self.step = step
+        self.failures = failures
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        # The first host's class decides (hosts are reported in inventory order); a mix of
+        # unreachable and failing hosts is still first of all a connection problem.
+        codes = [f.error.exit_code for f in self.failures]
+        return 3 if 3 in codes else codes[0]
+
+    def paragraph(self) -> str:
+        lines = [super().paragraph()]
+        for failure in self.failures:
+            lines.append(f"  {failure.host} [{failure.step}]: {failure.error.paragraph()}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        data = super().to_dict()
+        data["exit_code"] = self.exit_code
+        data["failures"] = [
+            {"host": f.host, "step": f.step, **f.error.to_dict()} for f in self.failures
+        ]
+        return data
+

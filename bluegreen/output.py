@@ -1,0 +1,121 @@
+"""Reporters: progress on stderr as it happens, results on stdout. Human mode uses rich (plain
+lines when stderr is not a terminal); JSON mode prints exactly one document on stdout
+(``{"data": …}`` or ``{"error": …}``), so it is always parseable."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from bluegreen.errors import BluegreenError
+
+Row = Sequence[str]
+
+
+class Reporter(Protocol):
+    json_mode: bool
+
+    def phase(self, name: str) -> None: ...
+    def step(self, host: str, message: str, *, ok: bool | None = None) -> None: ...
+    def warn(self, message: str) -> None: ...
+    def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None: ...
+    def error(self, error: BluegreenError, *, details: str | None = None) -> None: ...
+
+
+class HumanReporter:
+    json_mode = False
+
+    def __init__(self, *, color: bool = True, verbose: bool = False):
+        from rich.console import Console
+
+        self.err = Console(stderr=True, no_color=not color, highlight=False,
+                           soft_wrap=True)
+        self.out = Console(no_color=not color, highlight=False, soft_wrap=True)
+        self.verbose = verbose
+        self._lock = threading.Lock()
+
+    def phase(self, name: str) -> None:
+        with self._lock:
+            self.err.print(f"[bold]» {name}[/bold]")
+
+    def step(self, host: str, message: str, *, ok: bool | None = None) -> None:
+        mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "·"}[ok]
+        with self._lock:
+            self.err.print(f"  {mark} [cyan]{_escape(host)}[/cyan] {_escape(message)}")
+
+    def warn(self, message: str) -> None:
+        with self._lock:
+            self.err.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+
+    def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None:
+        if human is not None:
+            human(self.out)
+        elif data is not None:
+            self.out.print(_escape(json.dumps(data, indent=2, default=str)))
+
+    def error(self, error: BluegreenError, *, details: str | None = None) -> None:
+        if details and self.verbose:
+            self.err.print(_escape(details), markup=False)
+        self.err.print(f"[bold red]error[/bold red] ({error.code}, exit {error.exit_code}): "
+                       f"{_escape(error.paragraph())}")
+
+    def table(self, title: str, columns: Row, rows: Sequence[Row]) -> Callable[[Any], None]:
+        def render(console: Any) -> None:
+            from rich.table import Table
+
+            table = Table(title=title, title_justify="left")
+            for column in columns:
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*(_escape(cell) for cell in row))
+            console.print(table)
+
+        return render
+
+
+class JsonReporter:
+    json_mode = True
+
+    def __init__(self, *, verbose: bool = False):
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._printed = False
+
+    def phase(self, name: str) -> None:
+        self._progress(f"» {name}")
+
+    def step(self, host: str, message: str, *, ok: bool | None = None) -> None:
+        mark = {True: "ok", False: "FAILED", None: "-"}[ok]
+        self._progress(f"  {mark} {host} {message}")
+
+    def warn(self, message: str) -> None:
+        self._progress(f"warning: {message}")
+
+    def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None:
+        self._emit({"data": data})
+
+    def error(self, error: BluegreenError, *, details: str | None = None) -> None:
+        if details and self.verbose:
+            self._progress(details)
+        self._emit({"error": error.to_dict()})
+
+    def _emit(self, document: dict[str, Any]) -> None:
+        if self._printed:
+            return
+        self._printed = True
+        sys.stdout.write(json.dumps(document, default=str) + "\n")
+        sys.stdout.flush()
+
+    def _progress(self, line: str) -> None:
+        with self._lock:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,83 @@
+"""The Transport protocol, the result of a command, and the file operations every transport
+shares (they are plain shell commands, so they work the same with sudo)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from bluegreen.errors import RemoteCommandFailed
+from bluegreen.shell import Command
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    host: str
+    command: str  # masked: safe to print
+    exit_status: int
+    stdout: str
+    stderr: str
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def check(self, step: str | None = None) -> CommandResult:
+        if not self.ok:
+            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-3:]
+            raise RemoteCommandFailed(
+                f"`{self.command}` exited {self.exit_status}"
+                + (f": {' / '.join(detail)}" if detail else "."),
+                where=f"{self.host}" + (f" ({step})" if step else ""),
+            )
+        return self
+
+
+class Transport(Protocol):
+    host: str
+
+    def run(
+        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None
+    ) -> CommandResult: ...
+
+    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> AbstractContextManager[
+        tuple[str, int]
+    ]: ...
+
+    def close(self) -> None: ...
+
+
+# Written to a temp file in the target's own directory (so the final rename is atomic: readers see
+# the old file or the new one, never half of one), with the mode set before the rename.
+_PUT_SCRIPT = (
+    'set -e; dir=$(dirname -- "$1"); mkdir -p -- "$dir"; '
+    'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+    'cat > "$tmp"; chmod -- "$2" "$tmp"; mv -f -- "$tmp" "$1"; trap - EXIT'
+)
+_GET_SCRIPT = 'if [ -e "$1" ]; then cat -- "$1"; else exit 44; fi'
+_MISSING = 44
+
+
+def put_file(
+    transport: Transport, data: bytes, path: PurePosixPath | str, *, mode: int = 0o600
+) -> None:
+    """Write `data` to `path` atomically with `mode`."""
+    transport.run(Command.script(_PUT_SCRIPT, str(path), f"{mode:o}"), stdin=data).check(
+        f"write {path}"
+    )
+
+
+def get_file(transport: Transport, path: PurePosixPath | str) -> str | None:
+    """The text of `path`, or None when it does not exist."""
+    result = transport.run(Command.script(_GET_SCRIPT, str(path)))
+    if result.exit_status == _MISSING:
+        return None
+    return result.check(f"read {path}").stdout
+
+
+def iter_lines(text: str) -> Iterator[str]:
+    return (line for line in text.splitlines() if line.strip())

@@ -1,0 +1,167 @@
+"""The SSH transport against real sshd processes on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bluegreen.errors import CommandTimeout, ConnectError
+from bluegreen.inventory import HostSpec, SSHSettings
+from bluegreen.shell import Command
+from bluegreen.transport.base import get_file, put_file
+from bluegreen.transport.ssh import SSHTransport, resolve_target
+from tests.fleet import Fleet, free_port
+
+NASTY = "$(touch PWNED1) `touch PWNED2`; touch PWNED3 && echo 'single' \"double\" \\ back\nline2"
+
+
+def settings(fleet: Fleet, **changes: object) -> SSHSettings:
+    values: dict[str, object] = {
+        "user": "root", "identity_file": str(fleet.client_key),
+        "known_hosts": str(fleet.known_hosts), "config_file": None, "use_agent": False,
+        "connect_timeout": 5, "command_timeout": 30,
+    }
+    values.update(changes)
+    return SSHSettings.model_validate(values)
+
+
+@pytest.fixture
+def app1(fleet: Fleet) -> Iterator[SSHTransport]:
+    host = fleet["app1"]
+    conf = settings(fleet)
+    transport = SSHTransport.connect(
+        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf)
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+def test_runs_commands_and_keeps_exit_status_as_data(app1: SSHTransport) -> None:
+    ok = app1.run(Command("sh", "-c", "echo out; echo err >&2"))
+    assert (ok.exit_status, ok.stdout, ok.stderr) == (0, "out\n", "err\n")
+    failed = app1.run(Command("sh", "-c", "exit 7"))
+    assert failed.exit_status == 7 and not failed.ok
+
+
+def test_large_output_on_both_streams_does_not_deadlock(app1: SSHTransport) -> None:
+    result = app1.run(Command.script(
+        'head -c 3000000 /dev/zero | tr "\\0" a; head -c 3000000 /dev/zero | tr "\\0" b >&2'),
+        timeout=20)
+    assert len(result.stdout) == 3_000_000 and set(result.stdout) == {"a"}
+    assert len(result.stderr) == 3_000_000 and set(result.stderr) == {"b"}
+
+
+def test_command_timeout_fires_on_a_remote_sleep(app1: SSHTransport) -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout) as caught:
+        app1.run(Command("sleep", "60"), timeout=1)
+    assert time.monotonic() - started < 5
+    assert caught.value.where == "app1" and "sleep 60" in caught.value.message
+    # the connection is still usable afterwards
+    assert app1.run(Command("echo", "still here")).stdout == "still here\n"
+
+
+def test_values_reach_the_remote_command_as_literal_text(app1: SSHTransport, tmp_path: Path
+                                                         ) -> None:
+    workdir = app1.run(Command("mktemp", "-d")).stdout.strip()
+    result = app1.run(Command.script('cd "$1" && printf %s "$2" && ls -A', workdir, NASTY))
+    assert result.stdout == NASTY  # printed verbatim, and `ls -A` found no PWNED file
+    direct = app1.run(Command("printf", "%s", NASTY))
+    assert direct.stdout == NASTY
+    assert not list(Path("/").glob("PWNED*")) and not list(Path(workdir).glob("PWNED*"))
+
+
+def test_put_writes_atomically_with_the_mode_and_get_reads_back(app1: SSHTransport,
+                                                                 tmp_path: Path) -> None:
+    target = tmp_path / "sub dir" / "state.json"
+    put_file(app1, b'{"generation": 1}\n', str(target), mode=0o640)
+    assert target.read_bytes() == b'{"generation": 1}\n'
+    assert target.stat().st_mode & 0o777 == 0o640
+    put_file(app1, b"second\n", str(target))
+    assert target.read_text() == "second\n" and target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in target.parent.iterdir()] == ["state.json"]  # no temp file left
+    assert get_file(app1, str(target)) == "second\n"
+    assert get_file(app1, str(tmp_path / "missing")) is None
+
+
+def test_tunnel_reaches_a_port_on_the_host(app1: SSHTransport, fleet: Fleet) -> None:
+    address = fleet["app1"].address
+    server = http.server.ThreadingHTTPServer((address, free_port(address)), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with app1.tunnel(server.server_address[1], address=address) as (host, port):
+            assert host == "127.0.0.1"
+            with httpx.Client() as client:
+                for _ in range(3):
+                    response = client.get(f"http://{host}:{port}/hello")
+                    assert response.status_code == 200 and response.text == "hello via tunnel"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_proxy_jump_chains_through_the_jump_host(fleet: Fleet) -> None:
+    bastion, app2 = fleet["bastion"], fleet["app2"]
+    conf = settings(fleet, jump=f"root@{bastion.address}:{bastion.port}")
+    target = resolve_target(HostSpec(name="app2", address=app2.address, port=app2.port), conf)
+    assert [j.address for j in target.jumps] == [bastion.address]
+    before = (bastion.dir / "sshd.log").read_text().count("Accepted publickey")
+    transport = SSHTransport.connect(target, conf)
+    try:
+        assert transport.run(Command("echo", "jumped")).stdout == "jumped\n"
+        log = (bastion.dir / "sshd.log").read_text()
+        assert log.count("Accepted publickey") == before + 1
+    finally:
+        transport.close()
+
+
+def test_ssh_config_supplies_hostname_port_user_identity_and_proxyjump(fleet: Fleet,
+                                                                       tmp_path: Path) -> None:
+    bastion, app1 = fleet["bastion"], fleet["app1"]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host jumpbox\n  HostName {bastion.address}\n  Port {bastion.port}\n  User root\n"
+        f"  IdentityFile {fleet.client_key}\n"
+        f"Host shop-app1\n  HostName {app1.address}\n  Port {app1.port}\n  User root\n"
+        f"  IdentityFile {fleet.client_key}\n  ProxyJump jumpbox\n"
+    )
+    conf = settings(fleet, user=None, identity_file=None, config_file=str(config))
+    target = resolve_target(HostSpec(name="shop-app1"), conf)
+    assert (target.address, target.port, target.user) == (app1.address, app1.port, "root")
+    assert target.jumps[0].address == bastion.address
+    transport = SSHTransport.connect(target, conf)
+    try:
+        assert transport.run(Command("hostname")).ok
+    finally:
+        transport.close()
+
+
+def test_a_lost_connection_is_a_connect_error_naming_the_host(fleet: Fleet) -> None:
+    host = fleet["app2"]
+    conf = settings(fleet)
+    transport = SSHTransport.connect(
+        resolve_target(HostSpec(name="app2", address=host.address, port=host.port), conf), conf)
+    transport._client.close()
+    with pytest.raises(ConnectError) as caught:
+        transport.run(Command("true"))
+    assert caught.value.where == "app2"
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"hello via tunnel"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

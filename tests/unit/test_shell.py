@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from bluegreen.shell import Command, Secret
+
+NASTY = "$(touch PWNED) `id`; rm -rf / && echo 'q' \"d\"\nsecond line"
+
+
+def test_arguments_are_quoted_structurally() -> None:
+    command = Command("printf", "%s", NASTY)
+    assert shlex.split(command.render()) == ["printf", "%s", NASTY]
+    out = subprocess.run(["sh", "-c", command.render()], capture_output=True, text=True)
+    assert out.stdout == NASTY
+
+
+def test_script_takes_values_as_positional_parameters() -> None:
+    command = Command.script('printf "%s|%s" "$1" "$2"', NASTY, "two")
+    out = subprocess.run(["sh", "-c", command.render()], capture_output=True, text=True)
+    assert out.stdout == f"{NASTY}|two"
+
+
+def test_secrets_are_masked_when_printed_and_revealed_only_on_render() -> None:
+    command = Command("app", "--token", Secret("hunter2"), env={"DB_PASSWORD": Secret("pw1"),
+                                                                 "MODE": "prod"})
+    assert "hunter2" not in str(command) and "pw1" not in str(command)
+    assert str(command) == "env 'DB_PASSWORD=***' MODE=prod app --token '***'"
+    assert "hunter2" in command.render() and "DB_PASSWORD=pw1" in command.render()
+    assert "hunter2" not in repr(command)
+
+
+def test_sudo_wraps_the_whole_argv() -> None:
+    assert str(Command("nginx", "-t").with_sudo()) == "sudo -n -- nginx -t"
