@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bluegreen.fanout import fan_out  # noqa: E402
-from bluegreen.inventory import HostSpec, SSHSettings  # noqa: E402
-from bluegreen.shell import Command  # noqa: E402
-from bluegreen.transport.ssh import SSHTransport, resolve_target  # noqa: E402
-from tests.fleet import start_fleet  # noqa: E402
+from bluegreen.fanout import fan_out
+from bluegreen.inventory import HostSpec, SSHSettings
+from bluegreen.shell import Command
+from bluegreen.transport.ssh import SSHTransport, resolve_target
+from tests.fleet import start_fleet
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from bluegreen.cancel import CANCELLED
 from bluegreen.errors import BluegreenError, FanOutError, HostFailure
 
 T = TypeVar("T")
@@ -28,8 +29,15 @@ def fan_out(
     if len(items) == 1 or parallelism == 1:
         outcomes = [_attempt(work, item) for item in items]
     else:
-        with ThreadPoolExecutor(max_workers=min(parallelism, len(items))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(parallelism, len(items)))
+        try:
             outcomes = list(pool.map(lambda item: _attempt(work, item), items))
+        except BaseException:
+            # Ctrl-C: tell the workers to stop and do not wait for them here
+            CANCELLED.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     failures = [
         HostFailure(name(item), step, outcome)
         for item, outcome in zip(items, outcomes, strict=True)

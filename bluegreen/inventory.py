@@ -86,6 +86,7 @@ class AppSettings(_Strict):
     log: str | None = None
     env: dict[str, str] = {}
     start_timeout: float = Field(60.0, gt=0)
+    stop_timeout: float = Field(30.0, gt=0)
 
     @field_validator("root")
     @classmethod
@@ -104,7 +105,6 @@ class HealthSettings(_Strict):
     retries: int = Field(30, ge=1)
     successes: int = Field(1, ge=1)
     via: Literal["ssh", "direct"] = "ssh"
-    host_address: str = "127.0.0.1"
 
     @field_validator("path")
     @classmethod
@@ -119,8 +119,10 @@ class BalancerSettings(_Strict):
     managed_file: str = Field(min_length=1)
     main_config: str | None = None
     prefix: str | None = None
+    pid_file: str | None = None
     binary: str | None = None
     template: str | None = None
+    upstream_name: str | None = None
     reload: str | None = None
     state_dir: str | None = None
     upstream_address: str | None = None

@@ -1,16 +1,136 @@
-"""What every balancer driver provides."""
+"""What every balancer driver provides, and the managed-file operations they share: stage a new
+file (keeping a byte-exact backup in the state directory), restore it, read its header."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from bluegreen.inventory import BalancerSettings
+from bluegreen.model import Colour
+from bluegreen.render import render_config, shipped_template
 from bluegreen.shell import Command
+from bluegreen.transport.base import Transport, get_file
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str
+    address: str
+    port: int
+    colour: Colour
+    weight: int
+
+
+@dataclass(frozen=True)
+class Upstream:
+    service: str
+    name: str
+    colour: Colour
+    generation: int
+    weights: dict[str, int]
+    servers: tuple[Server, ...]
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the managed file says it serves (first line), for drift detection."""
+
+    service: str
+    colour: Colour
+    generation: int
+    weights: dict[str, int]
+
+
+HEADER = re.compile(
+    r"^# bluegreen service=(?P<service>\S+) colour=(?P<colour>blue|green) "
+    r"generation=(?P<generation>\d+) weights=blue:(?P<blue>\d+),green:(?P<green>\d+)"
+)
+
+
+def parse_header(text: str | None) -> Header | None:
+    if not text:
+        return None
+    match = HEADER.match(text)
+    if not match:
+        return None
+    return Header(match["service"], Colour(match["colour"]), int(match["generation"]),
+                  {"blue": int(match["blue"]), "green": int(match["green"])})
 
 
 class Balancer(Protocol):
     kind: str
     binary: str
+    settings: BalancerSettings
 
-    def validate_main_config(self) -> Command:
-        """Validate the balancer's whole live configuration as it stands."""
-        ...
+    def render(self, upstream: Upstream) -> str: ...
+    def validate(self) -> Command: ...
+    def validate_main_config(self) -> Command: ...
+    def reload(self) -> Command: ...
+    def workers(self) -> Command: ...
+
+
+def render_upstream(settings: BalancerSettings, upstream: Upstream, default_template: str) -> str:
+    if settings.template:
+        source = Path(settings.template).expanduser()
+        try:
+            template = source.read_text()
+        except OSError as exc:
+            from bluegreen.errors import TemplateError
+
+            raise TemplateError(f"cannot read template: {exc.strerror}.",
+                                where=f"balancer.template ({source})") from None
+        where = f"balancer.template ({source})"
+    else:
+        template, where = shipped_template(default_template), f"templates/{default_template}"
+    values = {
+        "service": upstream.service,
+        "upstream_name": upstream.name,
+        "colour": upstream.colour.value,
+        "generation": upstream.generation,
+        "weights": upstream.weights,
+        "servers": [
+            {"host": s.host, "address": s.address, "port": s.port, "colour": s.colour.value,
+             "weight": s.weight} for s in upstream.servers
+        ],
+    }
+    return render_config(template, values, where=where)
+
+
+class ManagedFile:
+    """The one balancer file bluegreen owns, and its backup under the state directory."""
+
+    def __init__(self, path: str, state_dir: str):
+        self.path = path
+        self.backup = f"{state_dir.rstrip('/')}/managed-file.prev"
+
+    def read(self, transport: Transport) -> str | None:
+        return get_file(transport, self.path)
+
+    def stage(self, transport: Transport, text: str) -> None:
+        """Back up the live file byte for byte (or note that there was none), then put the new
+        text in its place atomically with the old file's mode."""
+        script = (
+            'set -e; f=$1; prev=$2; dir=$(dirname -- "$f"); '
+            'mkdir -p -m 700 -- "$(dirname -- "$prev")"; rm -f -- "$prev.absent"; '
+            'if [ -e "$f" ]; then cp -p -- "$f" "$prev"; mode=$(stat -c %a -- "$f"); '
+            'else rm -f -- "$prev"; : > "$prev.absent"; mode=644; fi; '
+            'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+            'cat > "$tmp"; chmod "$mode" "$tmp"; mv -f -- "$tmp" "$f"; trap - EXIT'
+        )
+        transport.run(Command.script(script, self.path, self.backup),
+                      stdin=text.encode()).check(f"stage {self.path}")
+
+    def restore(self, transport: Transport) -> None:
+        """Put the backed-up file back, byte-identical (or remove the file if there was none)."""
+        script = (
+            'set -e; f=$1; prev=$2; dir=$(dirname -- "$f"); '
+            'if [ -e "$prev.absent" ]; then rm -f -- "$f"; exit 0; fi; '
+            '[ -e "$prev" ] || { echo "no backup at $prev" >&2; exit 66; }; '
+            'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+            'cp -p -- "$prev" "$tmp"; mv -f -- "$tmp" "$f"; trap - EXIT'
+        )
+        transport.run(Command.script(script, self.path, self.backup)).check(
+            f"restore {self.path}")

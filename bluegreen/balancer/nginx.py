@@ -1,8 +1,11 @@
-"""nginx driver: the managed file is an include holding only the service's upstream block."""
+"""nginx driver: the managed file is an include holding only the service's upstream block;
+validated with `nginx -t` against the real main config, activated with a graceful reload."""
 
 from __future__ import annotations
 
+from bluegreen.balancer.base import Upstream, render_upstream
 from bluegreen.inventory import BalancerSettings
+from bluegreen.render import render_command
 from bluegreen.shell import Arg, Command
 
 
@@ -12,6 +15,7 @@ class NginxBalancer:
     def __init__(self, settings: BalancerSettings):
         self.settings = settings
         self.binary = settings.binary or "nginx"
+        self.pid_file = settings.pid_file or "/run/nginx.pid"
 
     def _base_argv(self) -> list[Arg]:
         argv: list[Arg] = [self.binary]
@@ -21,5 +25,22 @@ class NginxBalancer:
             argv += ["-c", self.settings.main_config]
         return argv
 
-    def validate_main_config(self) -> Command:
+    def render(self, upstream: Upstream) -> str:
+        return render_upstream(self.settings, upstream, "nginx-upstream.conf.j2")
+
+    def validate(self) -> Command:
         return Command(*self._base_argv(), "-t", "-q")
+
+    def validate_main_config(self) -> Command:
+        return self.validate()
+
+    def reload(self) -> Command:
+        if self.settings.reload:
+            return render_command(self.settings.reload, {"pid_file": self.pid_file},
+                                  where="balancer.reload")
+        return Command(*self._base_argv(), "-s", "reload")
+
+    def workers(self) -> Command:
+        """PIDs of the master's current children (a reload that took replaces them)."""
+        return Command.script(
+            'pid=$(cat -- "$1") && kill -0 "$pid" && pgrep -P "$pid" || exit 3', self.pid_file)

@@ -1,0 +1,146 @@
+"""A colour's server stack on one app host: start, stop, is it running, and its log — the
+inventory's command templates rendered with the instance's values, every value quoted."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bluegreen.errors import HealthCheckFailed
+from bluegreen.inventory import AppSettings, HostSpec, Inventory
+from bluegreen.model import Colour, Instance
+from bluegreen.release import ReleaseLayout
+from bluegreen.render import render_command, render_command_text
+from bluegreen.shell import Command, Secret
+from bluegreen.transport.base import Transport
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything needed to run one (host, colour): the values templates see."""
+
+    host: HostSpec
+    colour: Colour
+    port: int
+    address: str
+
+    @property
+    def instance(self) -> Instance:
+        return Instance(self.host.name, self.colour, self.port)
+
+
+def instance_specs(inventory: Inventory, colour: Colour) -> list[InstanceSpec]:
+    port = inventory.colours.spec(colour).port
+    return [InstanceSpec(host, colour, port, upstream_address(inventory, host))
+            for host in inventory.colour_hosts(colour)]
+
+
+def upstream_address(inventory: Inventory, host: HostSpec) -> str:
+    override = inventory.balancer.upstream_address if inventory.balancer else None
+    return override or host.address or host.name
+
+
+class AppStack:
+    def __init__(self, inventory: Inventory, settings: AppSettings):
+        self.inventory = inventory
+        self.settings = settings
+        self.layout = ReleaseLayout(settings.root)
+
+    def values(self, spec: InstanceSpec, release: str | None) -> dict[str, object]:
+        return {
+            "service": self.inventory.service,
+            "colour": spec.colour.value,
+            "port": spec.port,
+            "address": spec.address,
+            "host": spec.host.name,
+            "release": release or "",
+            "release_dir": self.layout.release_dir(release) if release else "",
+            "current_dir": self.layout.pointer(spec.colour),
+            "app_root": self.layout.root,
+        }
+
+    def environment(self, spec: InstanceSpec, release: str | None) -> dict[str, str | Secret]:
+        env: dict[str, str | Secret] = dict(self.settings.env)
+        env.update(self.inventory.resolved_secrets)
+        env.update({
+            "BLUEGREEN_SERVICE": self.inventory.service,
+            "BLUEGREEN_COLOUR": spec.colour.value,
+            "BLUEGREEN_PORT": str(spec.port),
+            "BLUEGREEN_RELEASE": release or "",
+        })
+        return env
+
+    def start_command(self, spec: InstanceSpec, release: str) -> Command:
+        """The start template, run from the release directory with stdio sent to a start log
+        (a daemon that kept our stdout open would hold the SSH channel open forever)."""
+        text = render_command_text(self.settings.start, self.values(spec, release),
+                                   where="app.start")
+        log = f"{self.layout.root}/.bluegreen-start-{spec.colour}.log"
+        script = ('cd -- "$1" || exit; sh -c "$2" </dev/null >"$3" 2>&1; status=$?; '
+                  'cat -- "$3"; exit $status')
+        return Command.script(script, self.layout.release_dir(release), text, log,
+                              env=self.environment(spec, release))
+
+    def stop_command(self, spec: InstanceSpec, release: str | None) -> Command:
+        return render_command(self.settings.stop, self.values(spec, release), where="app.stop")
+
+    def status_command(self, spec: InstanceSpec, release: str | None) -> Command:
+        if self.settings.status:
+            return render_command(self.settings.status, self.values(spec, release),
+                                  where="app.status")
+        return Command.script('ss -Hltn "sport = :$1" | grep -q .', str(spec.port))
+
+    def log_command(self, spec: InstanceSpec, release: str | None) -> Command | None:
+        if not self.settings.log:
+            return None
+        return render_command(self.settings.log, self.values(spec, release), where="app.log")
+
+    def is_running(self, transport: Transport, spec: InstanceSpec, release: str | None) -> bool:
+        return transport.run(self.status_command(spec, release), timeout=30).ok
+
+    def log_tail(self, transport: Transport, spec: InstanceSpec, release: str | None) -> str:
+        command = self.log_command(spec, release)
+        if command is None:
+            return ""
+        result = transport.run(command, timeout=15)
+        return (result.stdout + result.stderr).strip()
+
+    def stop(self, transport: Transport, spec: InstanceSpec, release: str | None) -> None:
+        if not self.is_running(transport, spec, release):
+            return
+        transport.run(self.stop_command(spec, release), timeout=self.settings.stop_timeout
+                      ).check(f"stop {spec.colour}")
+        self.wait_until(lambda: not self._port_in_use(transport, spec)
+                        and not self.is_running(transport, spec, release),
+                        self.settings.stop_timeout,
+                        f"{spec.colour} still running {self.settings.stop_timeout:g} s after "
+                        "its stop command", spec)
+
+    def start(self, transport: Transport, spec: InstanceSpec, release: str) -> None:
+        result = transport.run(self.start_command(spec, release),
+                               timeout=self.settings.start_timeout)
+        if not result.ok:
+            raise HealthCheckFailed(
+                f"start command for {spec.colour} exited {result.exit_status}: "
+                f"{_tail(result.stdout + result.stderr) or 'no output'}",
+                where=f"{spec.host.name} ({spec.colour}:{spec.port})",
+                hint="Fix app.start in the inventory or the release; live traffic was not "
+                     "touched.",
+            )
+
+    def _port_in_use(self, transport: Transport, spec: InstanceSpec) -> bool:
+        return transport.run(
+            Command.script('ss -Hltn "sport = :$1" | grep -q .', str(spec.port))).ok
+
+    @staticmethod
+    def wait_until(condition: object, timeout: float, message: str, spec: InstanceSpec) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():  # type: ignore[operator]
+            if time.monotonic() >= deadline:
+                raise HealthCheckFailed(message, where=f"{spec.host.name} ({spec.colour})",
+                                        hint="Check app.stop and app.status in the inventory.")
+            time.sleep(0.05)
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " / ".join(text.strip().splitlines()[-lines:])

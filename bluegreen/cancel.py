@@ -1,0 +1,49 @@
+"""Cooperative cancellation. Ctrl-C and SIGTERM raise KeyboardInterrupt in the main thread; worker
+threads (health checks, fan-out) notice through `CANCELLED` and stop at their next wait, so the
+main thread can restore, record and release the lock without waiting for them. Around a flip,
+signals are deferred so a balancer is never left half-switched."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bluegreen.errors import Interrupted
+
+CANCELLED = threading.Event()
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep that ends early, raising Interrupted, once the operation is cancelled."""
+    if CANCELLED.wait(seconds):
+        raise Interrupted("cancelled")
+
+
+def check_cancelled() -> None:
+    if CANCELLED.is_set():
+        raise Interrupted("cancelled")
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then act on them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: Any) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        CANCELLED.set()
+        raise KeyboardInterrupt

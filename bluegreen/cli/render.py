@@ -1,0 +1,87 @@
+"""Human renderings of command results (JSON mode prints the data as is)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def operation_result(data: dict[str, Any]) -> Any:
+    def show(console: Any) -> None:
+        if data.get("dry_run"):
+            console.print("[bold]dry run — nothing was changed. Plan:[/bold]")
+            for line in data["plan"]:
+                style = ("green" if line.startswith("   +") and not line.startswith("   +++")
+                         else "red" if line.startswith("   -") and not line.startswith("   ---")
+                         else None)
+                console.print(line, style=style, markup=False, highlight=False)
+            return
+        console.print(f"[bold green]{data['live']} is live[/bold green] — release "
+                      f"{data['release']}, generation {data['generation']}"
+                      + (f"; {data['previous']} keeps running for rollback"
+                         if data.get("previous") and data["previous"] != data["live"] else ""))
+
+    return show
+
+
+def status_result(data: dict[str, Any]) -> Any:
+    def show(console: Any) -> None:
+        from rich.table import Table
+
+        live = data["live"] or "none"
+        console.print(f"[bold]{data['service']}[/bold]: live colour [bold]{live}[/bold], "
+                      f"generation {data['generation']}")
+        if data["drift"]:
+            console.print(f"[bold red]DRIFT: {data['drift']}[/bold red]")
+        balancers = Table(title="balancers", title_justify="left")
+        for column in ("host", "state says", "file serves", "drift"):
+            balancers.add_column(column)
+        for b in data["balancers"]:
+            balancers.add_row(
+                b["host"], f"{b['state_live'] or '-'} (gen {b['state_generation']})",
+                f"{b['serving'] or '-'} (gen {b['serving_generation']})"
+                if b["serving"] else "-",
+                f"[red]{b['drift']}[/red]" if b["drift"] else "[green]none[/green]")
+        console.print(balancers)
+        if data["instances"]:
+            instances = Table(title="instances", title_justify="left")
+            for column in ("host", "colour", "port", "running", "healthy", "release"):
+                instances.add_column(column)
+            for i in data["instances"]:
+                colour = f"{i['colour']} (live)" if i["live"] else i["colour"]
+                instances.add_row(i["host"], colour, str(i["port"]), _mark(i["running"]),
+                                  _mark(i["healthy"]), i["release"] or "-")
+            console.print(instances)
+        lock = data["lock"]
+        if lock:
+            stale = " [red](stale)[/red]" if lock["stale"] else ""
+            console.print(f"lock: held by {lock['owner']} running `{lock['command']}` since "
+                          f"{lock['started']}{stale}", markup=True)
+        else:
+            console.print("lock: free")
+
+    return show
+
+
+def history_result(records: list[dict[str, Any]]) -> Any:
+    def show(console: Any) -> None:
+        from rich.table import Table
+
+        table = Table(title="history", title_justify="left")
+        for column in ("finished", "operation", "from → to", "release", "result", "took",
+                       "who"):
+            table.add_column(column)
+        for r in records:
+            result = r.get("result", "?")
+            if r.get("error"):
+                result += f": {r['error'].get('code')}"
+            table.add_row(str(r.get("finished", "")), str(r.get("operation", "")),
+                          f"{r.get('from') or '-'} → {r.get('to') or '-'}",
+                          str(r.get("release") or "-"), result,
+                          f"{r.get('duration_s', 0):.2f}s", str(r.get("who", "")))
+        console.print(table)
+
+    return show
+
+
+def _mark(value: bool | None) -> str:
+    return {True: "✓", False: "✗", None: "-"}[value]

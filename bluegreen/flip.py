@@ -1,0 +1,135 @@
+"""Flipping traffic on every balancer, all or nothing: stage and validate on all of them first;
+then activate (reload and confirm the reload took) one by one; if any activation fails, every
+balancer already touched gets its previous file back, byte for byte, and is reloaded again."""
+
+from __future__ import annotations
+
+import time
+
+from bluegreen.balancer import Balancer, balancer_for
+from bluegreen.balancer.base import ManagedFile
+from bluegreen.connections import Connections
+from bluegreen.errors import BalancerError, BluegreenError, FanOutError
+from bluegreen.fanout import fan_out
+from bluegreen.inventory import HostSpec, Inventory
+from bluegreen.output import Reporter
+from bluegreen.transport.base import Transport
+
+
+class Flipper:
+    def __init__(self, inventory: Inventory, connections: Connections, reporter: Reporter):
+        assert inventory.balancer is not None
+        self.inventory = inventory
+        self.connections = connections
+        self.reporter = reporter
+        self.driver: Balancer = balancer_for(inventory.balancer)
+        self.managed = ManagedFile(inventory.balancer.managed_file, inventory.state_dir)
+        self.balancers = list(inventory.hosts.balancer)
+        self.reload_timeout = inventory.balancer.reload_timeout
+
+    def flip(self, configs: dict[str, str]) -> None:
+        staged: list[HostSpec] = []
+        self.reporter.phase("stage and validate the balancer config")
+
+        def stage_and_validate(host: HostSpec) -> None:
+            transport = self.connections[host.name]
+            self.managed.stage(transport, configs[host.name])
+            staged.append(host)
+            result = transport.run(self.driver.validate())
+            if not result.ok:
+                self.reporter.step(host.name, f"{self.driver.kind} config invalid", ok=False)
+                raise BalancerError(
+                    f"the rendered config failed validation (`{result.command}`): "
+                    f"{_tail(result.stderr or result.stdout)}",
+                    where=host.name,
+                    hint="Fix balancer.template (or the main config); the managed file was put "
+                         "back byte for byte and nothing was reloaded.",
+                )
+            self.reporter.step(host.name, f"{self.driver.kind} -t ok", ok=True)
+
+        try:
+            fan_out(self.balancers, stage_and_validate, step="validate", name=lambda h: h.name,
+                    parallelism=self.inventory.ssh.parallelism)
+        except BaseException as exc:
+            self._restore(staged, reload=False)
+            raise _balancer_error(exc) from None
+
+        self.reporter.phase("activate: reload the balancers")
+        activated: list[HostSpec] = []
+        try:
+            for host in self.balancers:
+                activated.append(host)
+                self._reload_and_confirm(host)
+                self.reporter.step(host.name, "reloaded, new workers serving", ok=True)
+        except BaseException as exc:
+            self.reporter.step(activated[-1].name, "activation failed; restoring", ok=False)
+            untouched = [h for h in self.balancers if h not in activated]
+            self._restore(untouched, reload=False)
+            self._restore(activated, reload=True)
+            raise _balancer_error(exc) from None
+
+    def undo(self) -> None:
+        """Flip back: every balancer gets its previous file and is reloaded."""
+        self.reporter.phase("flip back: restore the previous balancer config")
+        self._restore(self.balancers, reload=True)
+
+    def _restore(self, hosts: list[HostSpec], *, reload: bool) -> None:
+        def restore(host: HostSpec) -> None:
+            transport = self.connections[host.name]
+            self.managed.restore(transport)
+            if reload:
+                self._reload_and_confirm(host)
+            self.reporter.step(host.name, "previous config restored"
+                               + (" and reloaded" if reload else ""), ok=True)
+
+        if hosts:
+            fan_out(hosts, restore, step="restore", name=lambda h: h.name,
+                    parallelism=self.inventory.ssh.parallelism)
+
+    def _reload_and_confirm(self, host: HostSpec) -> None:
+        """`nginx -s reload` exiting 0 proves nothing: wait until the master really runs new
+        workers (a rejected config leaves the old ones)."""
+        transport = self.connections[host.name]
+        before = _worker_pids(transport, self.driver)
+        transport.run(self.driver.reload(), timeout=self.reload_timeout).check("reload")
+        deadline = time.monotonic() + self.reload_timeout
+        while True:
+            after = _worker_pids(transport, self.driver)
+            if after - before:
+                return
+            if time.monotonic() >= deadline:
+                raise BalancerError(
+                    f"the reload did not take: no new {self.driver.kind} worker within "
+                    f"{self.reload_timeout:g} s.",
+                    where=host.name,
+                    hint=f"Check {self.driver.kind}'s error log on {host.name}.",
+                )
+            time.sleep(0.01)
+
+
+def _worker_pids(transport: Transport, driver: Balancer) -> set[int]:
+    result = transport.run(driver.workers())
+    if not result.ok:
+        raise BalancerError(
+            f"{driver.kind} is not running (no master process behind its pid file).",
+            where=transport.host,
+            hint=f"Start {driver.kind}, or set balancer.pid_file to its pid file.",
+        )
+    return {int(line) for line in result.stdout.split() if line.strip().isdigit()}
+
+
+def _balancer_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, FanOutError):
+        if len(exc.failures) == 1:
+            return exc.failures[0].error
+        error = BalancerError(exc.message)
+        error.paragraph = exc.paragraph  # type: ignore[method-assign]
+        return error
+    if isinstance(exc, BluegreenError) and not isinstance(exc, BalancerError):
+        return BalancerError(exc.message, where=exc.where, hint=exc.hint)
+    return exc
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " / ".join(text.strip().splitlines()[-lines:])
+

@@ -1,0 +1,99 @@
+"""Health checks over HTTP — the only httpx importer. The client, the clock and sleep are injected
+so unit tests run against httpx.MockTransport with a fake clock and never sleep."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bluegreen.inventory import HealthSettings
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    detail: str  # "200 in 3 ms" or the error
+
+
+@dataclass
+class HealthOutcome:
+    healthy: bool
+    attempts: int
+    probes: list[Probe] = field(default_factory=list)
+
+    def last(self, count: int = 3) -> list[str]:
+        return [p.detail for p in self.probes[-count:]]
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        client: httpx.Client | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if client is None:
+            import httpx
+
+            client = httpx.Client(trust_env=False, follow_redirects=False)
+        self.client = client
+        self.clock = clock
+        self.sleep = sleep
+
+    def probe(self, url: str, spec: HealthSettings, *, expect_body: str | None = None,
+              expect_header: tuple[str, str] | None = None) -> Probe:
+        import httpx
+
+        started = self.clock()
+        try:
+            response = self.client.get(url, timeout=spec.timeout)
+        except httpx.HTTPError as exc:
+            return Probe(False, f"{type(exc).__name__}: {exc or 'no response'}")
+        elapsed = (self.clock() - started) * 1000
+        body = response.text
+        detail = f"{response.status_code} in {elapsed:.0f} ms: {_snippet(body)}"
+        if response.status_code != spec.expect_status:
+            return Probe(False, f"expected status {spec.expect_status}, got {detail}")
+        wanted = expect_body if expect_body is not None else spec.expect_body
+        if wanted and wanted not in body:
+            return Probe(False, f"body lacks {wanted!r}; got {detail}")
+        if expect_header:
+            name, value = expect_header
+            got = response.headers.get(name)
+            if got is None or value not in got:
+                return Probe(False, f"header {name} is {got!r}, expected {value!r}; {detail}")
+        return Probe(True, detail)
+
+    def wait_healthy(self, url: str, spec: HealthSettings, *, retries: int | None = None,
+                     successes: int | None = None, expect_body: str | None = None,
+                     expect_header: tuple[str, str] | None = None) -> HealthOutcome:
+        """Probe until `successes` consecutive successes or `retries` attempts."""
+        attempts = retries if retries is not None else spec.retries
+        needed = successes if successes is not None else spec.successes
+        outcome = HealthOutcome(healthy=False, attempts=0)
+        streak = 0
+        for attempt in range(1, attempts + 1):
+            probe = self.probe(url, spec, expect_body=expect_body, expect_header=expect_header)
+            outcome.probes.append(probe)
+            outcome.attempts = attempt
+            streak = streak + 1 if probe.ok else 0
+            if streak >= needed:
+                outcome.healthy = True
+                return outcome
+            if attempt < attempts:
+                self.sleep(spec.interval)
+        return outcome
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _snippet(body: str, limit: int = 80) -> str:
+    text = " ".join(body.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,100 @@
+"""Checking instances and the public URL: health checks of a colour's instances (through the SSH
+connection by default), and verification of a flip through the balancer's public URL(s)."""
+
+from __future__ import annotations
+
+from bluegreen import cancel
+from bluegreen.app import AppStack, InstanceSpec
+from bluegreen.connections import Connections
+from bluegreen.errors import HealthCheckFailed, VerifyFailed
+from bluegreen.fanout import fan_out
+from bluegreen.health import HealthChecker, HealthOutcome
+from bluegreen.inventory import HealthSettings, Inventory
+from bluegreen.output import Reporter
+from bluegreen.render import render_text
+
+QUICK_RETRIES = 3
+
+
+def check_instances(inventory: Inventory, connections: Connections, specs: list[InstanceSpec],
+                    *, reporter: Reporter, release_of: dict[str, str | None],
+                    quick: bool = False) -> None:
+    """Every instance must pass (N consecutive successes); failures of all instances are
+    reported together, each with its last responses and the tail of its log."""
+    health = inventory.health
+    stack = AppStack(inventory, inventory.app) if inventory.app else None
+
+    def check(spec: InstanceSpec) -> None:
+        transport = connections[spec.host.name]
+        outcome = probe_instance(inventory, connections, spec,
+                                 retries=min(QUICK_RETRIES, health.retries) if quick else None)
+        if outcome.healthy:
+            reporter.step(spec.host.name, f"{spec.colour}:{spec.port} healthy "
+                          f"({outcome.probes[-1].detail})", ok=True)
+            return
+        reporter.step(spec.host.name, f"{spec.colour}:{spec.port} unhealthy", ok=False)
+        log = stack.log_tail(transport, spec, release_of.get(spec.host.name)) if stack else ""
+        detail = "; ".join(outcome.last())
+        message = (f"{spec.colour} on port {spec.port} failed its health check "
+                   f"({health.path}, {outcome.attempts} attempt(s)); last: {detail}.")
+        if log:
+            message += "\n    log tail:\n" + "\n".join(f"      {line}" for line in
+                                                      log.splitlines()[-15:])
+        raise HealthCheckFailed(message, where=spec.host.name)
+
+    fan_out(specs, check, step="health check", name=lambda s: s.host.name,
+            parallelism=inventory.ssh.parallelism)
+
+
+def probe_instance(inventory: Inventory, connections: Connections, spec: InstanceSpec, *,
+                   retries: int | None = None) -> HealthOutcome:
+    health = inventory.health
+    checker = HealthChecker(sleep=cancel.sleep)
+    try:
+        if health.via == "direct":
+            return checker.wait_healthy(f"http://{_host(spec.address)}:{spec.port}{health.path}",
+                                        health, retries=retries)
+        with connections[spec.host.name].tunnel(spec.port, address=spec.address) as (host, port):
+            return checker.wait_healthy(f"http://{host}:{port}{health.path}", health,
+                                        retries=retries)
+    finally:
+        checker.close()
+
+
+def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: Reporter
+           ) -> None:
+    """Fetch every public URL until it shows the new release; VerifyFailed (exit 7) otherwise."""
+    settings = inventory.verify
+    if not settings.urls:
+        return
+    reporter.phase(f"verify through {len(settings.urls)} public URL(s)")
+    values = {"release": release or "", "colour": colour, "service": inventory.service}
+    body = render_text(settings.expect_body, values, where="verify.expect_body") \
+        if settings.expect_body else None
+    header = None
+    if settings.expect_header:
+        name, _, value = render_text(settings.expect_header, values,
+                                     where="verify.expect_header").partition(":")
+        header = (name.strip(), value.strip())
+    spec = HealthSettings(path="/", expect_status=200, timeout=settings.timeout, interval=0.2,
+                          retries=settings.attempts, successes=1)
+    checker = HealthChecker(sleep=cancel.sleep)
+    try:
+        for url in settings.urls:
+            outcome = checker.wait_healthy(url, spec, expect_body=body, expect_header=header)
+            if not outcome.healthy:
+                reporter.step(url, "does not serve the new release", ok=False)
+                raise VerifyFailed(
+                    f"{url} did not show release {release} of {colour} after "
+                    f"{outcome.attempts} attempt(s); last: {'; '.join(outcome.last())}.",
+                    where="verify",
+                    hint="Traffic was flipped back to the previous colour. Check verify.urls "
+                         "and verify.expect_body/expect_header against what the app serves.",
+                )
+            reporter.step(url, f"serves {colour} ({outcome.probes[-1].detail})", ok=True)
+    finally:
+        checker.close()
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

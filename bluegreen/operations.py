@@ -1,0 +1,257 @@
+"""The operations that move traffic — deploy, switch, rollback — executed step by step from their
+pure plans, inside a session (connections + lock), always ending in a history record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bluegreen import cancel
+from bluegreen.app import AppStack, InstanceSpec, instance_specs
+from bluegreen.errors import (
+    BluegreenError,
+    HealthCheckFailed,
+    Interrupted,
+    InventoryError,
+    RollbackImpossible,
+    UsageError,
+    VerifyFailed,
+)
+from bluegreen.fanout import fan_out
+from bluegreen.flip import Flipper
+from bluegreen.instances import check_instances, verify
+from bluegreen.inventory import Inventory
+from bluegreen.model import Colour
+from bluegreen.output import Reporter
+from bluegreen.plan import DeployPlan, FlipPlan, build_deploy_plan, build_flip_plan, describe_flip
+from bluegreen.release import Artifact, package, validate_release_id
+from bluegreen.session import Session
+from bluegreen.state import State, actor
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    lock_wait: float = 0.0
+
+
+def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
+           to: Colour | None, options: Options) -> dict[str, Any]:
+    app = _require_app(inventory)
+    artifact = _artifact(inventory, source=source, release=release)
+    with Session(inventory, reporter, command=f"deploy {artifact.release}",
+                 lock=not options.dry_run, lock_wait=options.lock_wait) as session:
+        state, current = session.agreed_state()
+        target = to or (state.live.other if state.live else Colour.BLUE)
+        if target is state.live:
+            raise UsageError(
+                f"{target} is live; deploy never touches the live colour.",
+                where="--to",
+                hint=f"Deploy to {target.other} (the default), then flip with it.",
+            )
+        plan = build_deploy_plan(inventory, state=state, release=artifact.release, target=target,
+                                 current=current)
+        if options.dry_run:
+            return _dry_run(plan.describe(session.managed.path))
+        record = {"operation": "deploy", "from": _name(state.live), "to": target.value,
+                  "release": artifact.release}
+        return _recorded(session, record, lambda: _deploy(session, state, plan, artifact,
+                                                          AppStack(inventory, app)))
+
+
+def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
+            stack: AppStack) -> dict[str, Any]:
+    inventory, reporter = session.inventory, session.reporter
+    target = plan.target
+    reporter.phase(f"start {target} with release {artifact.release} on "
+                   f"{len(plan.instances)} app host(s)")
+
+    def stand_up(spec: InstanceSpec) -> None:
+        transport = session.connections[spec.host.name]
+        cancel.check_cancelled()
+        if stack.layout.is_present(transport, artifact):
+            reporter.step(spec.host.name, f"release {artifact.release} already present")
+        else:
+            stack.layout.upload(transport, artifact)
+            reporter.step(spec.host.name, f"uploaded release {artifact.release} "
+                          f"({len(artifact.data) // 1024} KiB, checksum verified)")
+        cancel.check_cancelled()
+        stack.stop(transport, spec, state.colour(target).release)
+        stack.layout.point(transport, target, artifact.release)
+        stack.start(transport, spec, artifact.release)
+        reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
+
+    specs = [steps.spec for steps in plan.instances]
+    fan_out(specs, stand_up, step="start", name=lambda s: s.host.name,
+            parallelism=inventory.ssh.parallelism)
+    reporter.phase(f"health-check {len(specs)} {target} instance(s)")
+    check_instances(inventory, session.connections, specs, reporter=reporter,
+                    release_of={s.host.name: artifact.release for s in specs})
+    new_state = _flip_verify_record(session, state, plan.flip, release=artifact.release)
+    _prune(session, stack, specs)
+    return _summary(new_state, plan.flip, release=artifact.release)
+
+
+def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Options
+           ) -> dict[str, Any]:
+    """Flip to an explicit colour that is running and healthy; also reconciles drift."""
+    with Session(inventory, reporter, command=f"switch --to {to}",
+                 lock=not options.dry_run, lock_wait=options.lock_wait) as session:
+        state, current = session.agreed_state(allow_drift=True)
+        return _flip_to(session, state, current, to, operation="switch", options=options)
+
+
+def rollback(inventory: Inventory, reporter: Reporter, *, options: Options) -> dict[str, Any]:
+    """Flip back to the previous colour after a quick health check: no process is started."""
+    with Session(inventory, reporter, command="rollback", lock=not options.dry_run,
+                 lock_wait=options.lock_wait) as session:
+        state, current = session.agreed_state()
+        if state.live is None:
+            raise RollbackImpossible("nothing has been deployed yet, so there is nothing to roll "
+                                     "back to.", hint="Run `bluegreen deploy` first.")
+        previous = state.live.other
+        colour_state = state.colour(previous)
+        if colour_state.release is None or colour_state.status == "retired":
+            why = "was retired" if colour_state.status == "retired" else "was never deployed"
+            raise RollbackImpossible(
+                f"the previous colour {previous} {why}.",
+                hint=f"Deploy again instead (`bluegreen deploy --to {previous}`).",
+            )
+        return _flip_to(session, state, current, previous, operation="rollback", options=options)
+
+
+def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
+             *, operation: str, options: Options) -> dict[str, Any]:
+    inventory, reporter = session.inventory, session.reporter
+    plan = build_flip_plan(inventory, state=state, target=target, current=current)
+    if options.dry_run:
+        return _dry_run([f"{operation}: flip {state.live or 'nothing'} → {target}",
+                         "1. check that every instance of the target is running and healthy",
+                         *describe_flip(plan, session.managed.path, start=2)])
+    record = {"operation": operation, "from": _name(state.live), "to": target.value,
+              "release": state.colour(target).release}
+
+    def run() -> dict[str, Any]:
+        specs = instance_specs(inventory, target)
+        _require_running(session, specs, target, release=state.colour(target).release,
+                         operation=operation)
+        reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
+        check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
+                        release_of={s.host.name: state.colour(target).release for s in specs})
+        new_state = _flip_verify_record(session, state, plan,
+                                        release=state.colour(target).release)
+        return _summary(new_state, plan, release=state.colour(target).release)
+
+    return _recorded(session, record, run)
+
+
+def _require_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
+                     release: str | None, operation: str) -> None:
+    if session.inventory.app is None:
+        return
+    stack = AppStack(session.inventory, session.inventory.app)
+
+    def running(spec: InstanceSpec) -> bool:
+        return stack.is_running(session.connections[spec.host.name], spec, release)
+
+    results = fan_out(specs, running, step="status", name=lambda s: s.host.name,
+                      parallelism=session.inventory.ssh.parallelism)
+    stopped = [s.host.name for s, ok in zip(specs, results, strict=True) if not ok]
+    if stopped:
+        error_class = RollbackImpossible if operation == "rollback" else HealthCheckFailed
+        raise error_class(
+            f"{target} is not running on {', '.join(stopped)}; {operation} starts no process.",
+            hint=f"Deploy to {target} instead (`bluegreen deploy --to {target}`).",
+        )
+
+
+def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, release: str | None
+                        ) -> State:
+    """Flip every balancer, verify through the public URL(s) (flip back on failure), then write
+    the new state. Ctrl-C is held until this is done so traffic and state stay consistent."""
+    inventory, reporter = session.inventory, session.reporter
+    flipper = Flipper(inventory, session.connections, reporter)
+    with cancel.deferred_interrupts():
+        flipper.flip(plan.configs)
+        try:
+            verify(inventory, release=release, colour=plan.target.value, reporter=reporter)
+        except VerifyFailed:
+            flipper.undo()
+            raise
+        text = next(iter(plan.configs.values()))
+        new_state = state.after_flip(plan.target, release=release, actor=actor(),
+                                     managed_text=text)
+        session.write_state(new_state, expected_generation=state.generation)
+    reporter.step(inventory.primary_balancer.name,
+                  f"{plan.target} is live (generation {new_state.generation})", ok=True)
+    return new_state
+
+
+def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]]
+              ) -> dict[str, Any]:
+    try:
+        result = body()
+    except KeyboardInterrupt:
+        cancel.CANCELLED.set()
+        session.record({**record, "result": "interrupted",
+                        "error": {"code": Interrupted.code, "message": "interrupted"}})
+        raise
+    except BluegreenError as error:
+        session.record({**record, "result": "failed",
+                        "error": {"code": error.code, "exit_code": error.exit_code,
+                                  "message": error.message, "where": error.where}})
+        raise
+    session.record({**record, "result": "ok", "generation": result["generation"]})
+    return result
+
+
+def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:
+    keep = session.inventory.release.keep
+    for spec in specs:
+        try:
+            pruned = stack.layout.prune(session.connections[spec.host.name], keep)
+        except BluegreenError as error:
+            session.reporter.warn(f"could not prune old releases on {spec.host.name}: "
+                                  f"{error.paragraph()}")
+            continue
+        if pruned:
+            session.reporter.step(spec.host.name, f"pruned {len(pruned)} old release(s)")
+
+
+def _artifact(inventory: Inventory, *, source: str | None, release: str | None) -> Artifact:
+    chosen = source or inventory.release.source
+    if chosen is None:
+        raise UsageError("no release source given.", where="--source",
+                         hint="Pass --source DIR|FILE.tar.gz or set release.source in the "
+                              "inventory.")
+    path = Path(chosen).expanduser()
+    if not path.is_absolute() and source is None:
+        path = inventory.path.parent / path  # inventory paths are relative to the inventory
+    if not path.exists():
+        raise UsageError(f"release source {path} does not exist.",
+                         where="--source" if source else "release.source")
+    return package(path, release=validate_release_id(release) if release else None)
+
+
+def _require_app(inventory: Inventory) -> Any:
+    if inventory.app is None:
+        raise InventoryError("deploy needs an `app:` section (root, start, stop).",
+                             where=f"{inventory.path}: app", hint="See inventories/example.yml.")
+    return inventory.app
+
+
+def _summary(state: State, plan: FlipPlan, *, release: str | None) -> dict[str, Any]:
+    return {"live": state.live.value if state.live else None, "previous": _name(plan.previous),
+            "release": release, "generation": state.generation,
+            "colours": {name: {"release": c.release, "status": c.status}
+                        for name, c in state.colours.items()}}
+
+
+def _dry_run(lines: list[str]) -> dict[str, Any]:
+    return {"dry_run": True, "plan": lines}
+
+
+def _name(colour: Colour | None) -> str | None:
+    return colour.value if colour else None

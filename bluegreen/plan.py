@@ -1,0 +1,116 @@
+"""Pure plans: what an operation will do, built from the inventory and the facts read before it
+(state, the live balancer files) without any I/O. `--dry-run` prints a plan; the executor runs it,
+re-checking its assumptions (guards) right before each change."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from bluegreen.app import AppStack, InstanceSpec, instance_specs
+from bluegreen.balancer import balancer_for
+from bluegreen.balancer.base import Server, Upstream
+from bluegreen.inventory import Inventory
+from bluegreen.model import Colour
+from bluegreen.shell import Command
+from bluegreen.state import State
+
+
+@dataclass(frozen=True)
+class FlipPlan:
+    target: Colour
+    previous: Colour | None
+    generation: int
+    configs: dict[str, str]  # balancer host → rendered managed file
+    current: dict[str, str | None]  # balancer host → the file as it is now
+
+    def diffs(self, path: str) -> list[str]:
+        lines: list[str] = []
+        for host, text in self.configs.items():
+            before = (self.current.get(host) or "").splitlines(keepends=True)
+            after = text.splitlines(keepends=True)
+            diff = difflib.unified_diff(before, after, f"{host}:{path} (live)",
+                                        f"{host}:{path} (planned)")
+            lines += [line.rstrip("\n") for line in diff] or [f"{host}: no change to {path}"]
+        return lines
+
+
+@dataclass(frozen=True)
+class InstanceSteps:
+    spec: InstanceSpec
+    stop: Command
+    start: Command
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    release: str
+    target: Colour
+    live: Colour | None
+    instances: tuple[InstanceSteps, ...]
+    flip: FlipPlan
+
+    def describe(self, managed_file: str) -> list[str]:
+        lines = [
+            f"deploy release {self.release} to {self.target} "
+            f"(live: {self.live or 'none'}; {self.live or 'nothing'} keeps running untouched)",
+            "1. on every app host, in parallel:",
+        ]
+        for steps in self.instances:
+            host = steps.spec.host.name
+            lines += [
+                f"   {host}: upload release {self.release} unless present (checksum verified)",
+                f"   {host}: stop {self.target} if running: {steps.stop}",
+                f"   {host}: point {self.target} at releases/{self.release}",
+                f"   {host}: start: {steps.start}",
+            ]
+        lines.append(f"2. health-check {len(self.instances)} {self.target} instance(s)")
+        lines += describe_flip(self.flip, managed_file, start=3)
+        return lines
+
+
+def describe_flip(flip: FlipPlan, managed_file: str, *, start: int) -> list[str]:
+    return [
+        f"{start}. stage {managed_file} on {len(flip.configs)} balancer(s) and validate; "
+        "restore byte for byte if invalid",
+        f"{start + 1}. reload and confirm new workers (generation {flip.generation}):",
+        *[f"   {line}" for line in flip.diffs(managed_file)],
+        f"{start + 2}. verify through the public URL(s); flip back to "
+        f"{flip.previous or 'nothing'} on failure",
+        f"{start + 3}. write state generation {flip.generation} and append history",
+    ]
+
+
+def build_upstream(inventory: Inventory, target: Colour, generation: int) -> Upstream:
+    weights = {target.value: 100, target.other.value: 0}
+    servers = tuple(
+        Server(spec.host.name, spec.address, spec.port, colour, weights[colour.value])
+        for colour in (target, target.other)
+        for spec in instance_specs(inventory, colour)
+    )
+    name = (inventory.balancer.upstream_name if inventory.balancer else None) or inventory.service
+    return Upstream(inventory.service, name, target, generation, weights, servers)
+
+
+def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
+                    current: dict[str, str | None]) -> FlipPlan:
+    assert inventory.balancer is not None
+    generation = state.generation + 1
+    text = balancer_for(inventory.balancer).render(build_upstream(inventory, target, generation))
+    return FlipPlan(target=target, previous=state.live, generation=generation,
+                    configs={h.name: text for h in inventory.hosts.balancer}, current=current)
+
+
+def build_deploy_plan(inventory: Inventory, *, state: State, release: str, target: Colour,
+                      current: dict[str, str | None]) -> DeployPlan:
+    assert inventory.app is not None
+    stack = AppStack(inventory, inventory.app)
+    previous_release = state.colour(target).release
+    instances = tuple(
+        InstanceSteps(spec, stack.stop_command(spec, previous_release),
+                      stack.start_command(spec, release))
+        for spec in instance_specs(inventory, target)
+    )
+    return DeployPlan(release=release, target=target, live=state.live, instances=instances,
+                      flip=build_flip_plan(inventory, state=state, target=target,
+                                           current=current))

@@ -1,0 +1,119 @@
+"""Read-only commands: status (what each balancer really serves, every instance, the lock),
+history, and the lock's status and release."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluegreen.app import AppStack, instance_specs
+from bluegreen.balancer.base import parse_header
+from bluegreen.errors import BluegreenError, LockHeld
+from bluegreen.fanout import fan_out
+from bluegreen.instances import probe_instance
+from bluegreen.inventory import Inventory
+from bluegreen.model import Colour
+from bluegreen.output import Reporter
+from bluegreen.session import Session, drift_between
+from bluegreen.state import ensure_consistent, force_release, is_stale, read_lock
+
+
+def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
+    with Session(inventory, reporter, command="status", lock=False) as session:
+        states = session.read_states()
+        managed = session.read_managed()
+        balancers = []
+        for host in session.balancers:
+            state, text = states[host.name], managed[host.name]
+            header = parse_header(text)
+            balancers.append({
+                "host": host.name,
+                "state_live": state.live.value if state.live else None,
+                "state_generation": state.generation,
+                "serving": header.colour.value if header else None,
+                "serving_generation": header.generation if header else None,
+                "drift": drift_between(state, text),
+            })
+        try:
+            agreed = ensure_consistent(states)
+            disagreement = None
+        except BluegreenError as error:
+            agreed = max(states.values(), key=lambda s: s.generation)
+            disagreement = error.message
+        instances = _instances(inventory, session, agreed.live)
+        lock = read_lock(session.primary)
+        drift = disagreement or next((b["drift"] for b in balancers if b["drift"]), None)
+        return {
+            "service": inventory.service,
+            "live": agreed.live.value if agreed.live else None,
+            "generation": agreed.generation,
+            "drift": drift,
+            "balancers": balancers,
+            "instances": instances,
+            "colours": {name: {"release": c.release, "status": c.status, "since": c.since}
+                        for name, c in agreed.colours.items()},
+            "lock": None if lock is None else {
+                "owner": lock.owner, "pid": lock.pid, "host": lock.host,
+                "command": lock.command, "started": lock.started,
+                "heartbeat_age_s": lock.heartbeat_age,
+                "stale": is_stale(lock, inventory.lock.stale_after),
+            },
+        }
+
+
+def _instances(inventory: Inventory, session: Session, live: Colour | None
+               ) -> list[dict[str, Any]]:
+    if inventory.app is None:
+        return []
+    stack = AppStack(inventory, inventory.app)
+    specs = [spec for colour in Colour for spec in instance_specs(inventory, colour)]
+
+    def inspect(spec: Any) -> dict[str, Any]:
+        transport = session.connections[spec.host.name]
+        release = stack.layout.current(transport, spec.colour)
+        running = stack.is_running(transport, spec, release)
+        healthy = None
+        if running:
+            outcome = probe_instance(inventory, session.connections, spec, retries=1)
+            healthy = outcome.healthy
+        return {"host": spec.host.name, "colour": spec.colour.value, "port": spec.port,
+                "live": spec.colour is live, "running": running, "healthy": healthy,
+                "release": release}
+
+    return fan_out(specs, inspect, step="status", name=lambda s: f"{s.host.name}/{s.colour}",
+                   parallelism=inventory.ssh.parallelism)
+
+
+def history(inventory: Inventory, reporter: Reporter, *, limit: int) -> list[dict[str, Any]]:
+    hosts = [inventory.primary_balancer]
+    with Session(inventory, reporter, command="history", lock=False, hosts=hosts) as session:
+        return session.primary.history(limit)
+
+
+def lock_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any] | None:
+    hosts = [inventory.primary_balancer]
+    with Session(inventory, reporter, command="lock status", lock=False, hosts=hosts) as session:
+        info = read_lock(session.primary)
+        if info is None:
+            return None
+        return {"owner": info.owner, "pid": info.pid, "host": info.host,
+                "command": info.command, "started": info.started,
+                "heartbeat_age_s": info.heartbeat_age,
+                "stale": is_stale(info, inventory.lock.stale_after)}
+
+
+def lock_release(inventory: Inventory, reporter: Reporter, *, force: bool) -> dict[str, Any]:
+    hosts = [inventory.primary_balancer]
+    with Session(inventory, reporter, command="lock release", lock=False,
+                 hosts=hosts) as session:
+        info = read_lock(session.primary)
+        if info is None:
+            return {"released": False, "reason": "no lock is held"}
+        if not force and not is_stale(info, inventory.lock.stale_after):
+            raise LockHeld(
+                f"the lock is {info.describe()} and looks alive.",
+                where=f"{inventory.primary_balancer.name}:{session.primary.lock_dir}",
+                hint="Breaking a live lock lets two operations run at once. If you are sure "
+                     "its holder is gone, pass --force.",
+            )
+        force_release(session.primary)
+        return {"released": True, "previous_holder": info.describe()}

@@ -1,0 +1,155 @@
+"""Releases: packaging a local artifact, and their layout on an app host —
+``<root>/releases/<release>/`` (immutable, with a ``.bluegreen-release`` checksum marker) and one
+pointer symlink per colour (``<root>/blue`` → ``releases/<release>``), swapped atomically."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bluegreen.errors import BluegreenError, UsageError
+from bluegreen.model import Colour
+from bluegreen.shell import Command
+from bluegreen.transport.base import Transport
+
+MARKER = ".bluegreen-release"
+_FORBIDDEN = re.compile(r"[/\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    release: str
+    data: bytes
+    sha256: str
+
+
+def validate_release_id(release: str) -> str:
+    """A release id is one path component: no '/', no control characters, not starting with '.'
+    or '-'. Anything else — spaces, quotes, '$(…)' — is allowed and always quoted."""
+    if not release or _FORBIDDEN.search(release) or release[0] in ".-" or len(release) > 128:
+        raise UsageError(
+            f"release id {release!r} is not usable as a directory name.",
+            where="--release",
+            hint="Use a git sha, a tag or a version: letters, digits, '.', '_' and '-' are "
+                 "safest (no '/', no leading '.' or '-', no control characters).",
+        )
+    return release
+
+
+def package(source: Path, *, release: str | None) -> Artifact:
+    """A deterministic .tar.gz of a directory (same content → same bytes → same checksum), or the
+    bytes of an existing .tar.gz/.tgz."""
+    if source.is_dir():
+        data = _tar_directory(source)
+    elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
+        data = source.read_bytes()
+    else:
+        raise UsageError(
+            f"release source {source} is neither a directory nor a .tar.gz file.",
+            where="release.source",
+            hint="Point release.source (or --source) at a build directory or a .tar.gz.",
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    return Artifact(validate_release_id(release or digest[:12]), data, digest)
+
+
+def _tar_directory(source: Path) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(source.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(source)))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if info.isfile():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    compressed = io.BytesIO()
+    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return compressed.getvalue()
+
+
+class ReleaseLayout:
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+
+    def release_dir(self, release: str) -> str:
+        return f"{self.root}/releases/{release}"
+
+    def pointer(self, colour: Colour) -> str:
+        return f"{self.root}/{colour}"
+
+    def is_present(self, transport: Transport, artifact: Artifact) -> bool:
+        marker = f"{self.release_dir(artifact.release)}/{MARKER}"
+        result = transport.run(Command.script('cat -- "$1" 2>/dev/null', marker))
+        if not result.ok:
+            return False
+        if result.stdout.strip() != artifact.sha256:
+            raise UsageError(
+                f"release {artifact.release} already exists on this host with different content "
+                f"(checksum {result.stdout.strip()[:12]}…, uploading {artifact.sha256[:12]}…).",
+                where=f"{transport.host}:{self.release_dir(artifact.release)}",
+                hint="Release ids are immutable: deploy the new build under a new --release id.",
+            )
+        return True
+
+    def upload(self, transport: Transport, artifact: Artifact) -> None:
+        """Upload, verify the checksum on the host, unpack next to the final place, then rename
+        into place, so a release directory is either complete or absent."""
+        script = (
+            'set -e; releases="$1/releases"; mkdir -p -- "$releases"; '
+            'tmp=$(mktemp -d -- "$releases/.incoming.XXXXXX"); trap \'rm -rf -- "$tmp"\' EXIT; '
+            'cat > "$tmp/release.tar.gz"; '
+            'got=$(sha256sum "$tmp/release.tar.gz" | cut -d" " -f1); '
+            'if [ "$got" != "$3" ]; then echo "checksum mismatch: got $got, sent $3" >&2; '
+            'exit 65; fi; '
+            'mkdir "$tmp/files"; tar -xzf "$tmp/release.tar.gz" -C "$tmp/files"; '
+            'printf %s "$3" > "$tmp/files/.bluegreen-release"; chmod 755 "$tmp/files"; '
+            'rm -rf -- "$releases/$2"; mv -- "$tmp/files" "$releases/$2"'
+        )
+        result = transport.run(Command.script(script, self.root, artifact.release,
+                                              artifact.sha256), stdin=artifact.data)
+        if not result.ok:
+            raise BluegreenError(
+                f"upload of release {artifact.release} failed: "
+                f"{result.stderr.strip() or result.stdout.strip()}",
+                where=transport.host,
+                hint="Check free disk space and permissions under the app root.",
+            )
+
+    def point(self, transport: Transport, colour: Colour, release: str) -> None:
+        """Swap the colour's pointer atomically (a new symlink renamed over the old one)."""
+        script = ('set -e; ln -sfn -- "releases/$2" "$1/.$3.next"; '
+                  'mv -Tf -- "$1/.$3.next" "$1/$3"')
+        transport.run(Command.script(script, self.root, release, colour.value)).check(
+            f"point {colour} at {release}")
+
+    def current(self, transport: Transport, colour: Colour) -> str | None:
+        result = transport.run(Command("readlink", "--", self.pointer(colour)))
+        target = result.stdout.strip()
+        return target.rsplit("/", 1)[-1] if result.ok and target else None
+
+    def prune(self, transport: Transport, keep: int) -> list[str]:
+        listing = transport.run(Command.script(
+            'cd -- "$1/releases" 2>/dev/null && ls -1t -- . || true', self.root))
+        in_use = {self.current(transport, colour) for colour in Colour}
+        doomed = releases_to_prune(listing.stdout.splitlines(), in_use=in_use, keep=keep)
+        if doomed:
+            transport.run(Command("rm", "-rf", "--", *[self.release_dir(r) for r in doomed])
+                          ).check("prune old releases")
+        return doomed
+
+
+def releases_to_prune(newest_first: list[str], *, in_use: set[str | None], keep: int
+                      ) -> list[str]:
+    """Keep the `keep` newest releases and any a colour points at; prune the rest."""
+    names = [n for n in newest_first if n and not n.startswith(".")]
+    return [n for index, n in enumerate(names) if index >= keep and n not in in_use]

@@ -1,0 +1,94 @@
+"""Templates — the only jinja2 importer. Command templates quote every substituted value for the
+shell by default; config templates render plain text. Both use StrictUndefined, so a misspelt
+variable is an error (exit 2), never an empty string."""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bluegreen.errors import TemplateError
+from bluegreen.shell import Command, Secret
+
+TEMPLATE_PACKAGE = "bluegreen"
+
+
+def render_command(template: str, values: dict[str, Any], *, where: str,
+                   env: dict[str, str | Secret] | None = None) -> Command:
+    """A user command template as a `sh -c` command with every value quoted."""
+    return Command("sh", "-c", render_command_text(template, values, where=where), env=env)
+
+
+def render_command_text(template: str, values: dict[str, Any], *, where: str) -> str:
+    """The shell text of a user command template, every substituted value quoted."""
+    return _render(_command_environment(), template, values, where=where)
+
+
+def render_text(template: str, values: dict[str, Any], *, where: str) -> str:
+    """A short user template (an expected body or header) rendered without quoting."""
+    return _render(_text_environment(), template, values, where=where)
+
+
+def render_config(template_text: str, values: dict[str, Any], *, where: str) -> str:
+    return _render(_text_environment(), template_text, values, where=where)
+
+
+def shipped_template(name: str) -> str:
+    """A template shipped with bluegreen (``templates/`` in the source tree and the wheel)."""
+    source = Path(__file__).resolve().parent.parent / "templates" / name
+    if source.is_file():
+        return source.read_text()
+    return resources.files(TEMPLATE_PACKAGE).joinpath("templates", name).read_text()
+
+
+def _render(environment: Any, template: str, values: dict[str, Any], *, where: str) -> str:
+    import jinja2
+
+    try:
+        return str(environment.from_string(template).render(**values))
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(
+            f"template uses an unknown variable: {exc.message}.",
+            where=where,
+            hint=f"Available variables: {', '.join(sorted(values))}.",
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error on line {exc.lineno}: {exc.message}.",
+                            where=where) from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template error: {exc}.", where=where) from None
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, _Raw):
+        return value.text
+    if isinstance(value, Secret):
+        raise TemplateError("a secret cannot be substituted into a command; it is passed as an "
+                            "environment variable instead.")
+    return shlex.quote(str(value))
+
+
+class _Raw:
+    def __init__(self, text: str):
+        self.text = text
+
+
+@lru_cache(maxsize=1)
+def _command_environment() -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=_quote,
+                                     keep_trailing_newline=False, autoescape=False)
+    environment.filters["raw"] = lambda value: _Raw(str(value))
+    return environment
+
+
+@lru_cache(maxsize=1)
+def _text_environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              autoescape=False, trim_blocks=True, lstrip_blocks=True)

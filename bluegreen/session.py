@@ -1,0 +1,155 @@
+"""An operation's session: one connection per host, the state stores on every balancer, the lock
+on the primary balancer, and the history record written however the operation ends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from types import TracebackType
+from typing import Any
+
+from bluegreen.balancer.base import ManagedFile, parse_header
+from bluegreen.connections import Connections
+from bluegreen.errors import BluegreenError, DriftError, InventoryError
+from bluegreen.fanout import fan_out
+from bluegreen.inventory import HostSpec, Inventory
+from bluegreen.output import Reporter
+from bluegreen.state import (
+    Lock,
+    LockInfo,
+    State,
+    StateStore,
+    actor,
+    ensure_consistent,
+    now,
+    sha256_text,
+)
+
+
+class Session:
+    def __init__(self, inventory: Inventory, reporter: Reporter, *, command: str,
+                 lock: bool = True, lock_wait: float = 0.0, hosts: list[HostSpec] | None = None):
+        if inventory.balancer is None:
+            raise InventoryError("this command needs a `balancer:` section.",
+                                 where=f"{inventory.path}: balancer",
+                                 hint="See inventories/example.yml.")
+        self.inventory = inventory
+        self.reporter = reporter
+        self.command = command
+        self.want_lock = lock
+        self.lock_wait = lock_wait
+        self.connections = Connections(inventory, hosts)
+        self.managed = ManagedFile(inventory.balancer.managed_file, inventory.state_dir)
+        self.stores: dict[str, StateStore] = {}
+        self.lock: Lock | None = None
+        self.started = time.monotonic()
+        self.started_at = now()
+
+    @property
+    def balancers(self) -> list[HostSpec]:
+        return list(self.inventory.hosts.balancer)
+
+    @property
+    def primary(self) -> StateStore:
+        return self.stores[self.inventory.primary_balancer.name]
+
+    def __enter__(self) -> Session:
+        self.reporter.phase(f"connect to {len(self.connections.hosts)} host(s)")
+        self.connections.__enter__()
+        try:
+            self.stores = {
+                b.name: StateStore(self.connections[b.name], self.inventory.state_dir,
+                                   self.inventory.service) for b in self.balancers}
+            if self.want_lock:
+                self.lock = Lock(self.primary, command=self.command,
+                                 stale_after=self.inventory.lock.stale_after)
+                self.lock.acquire(wait=self.lock_wait, on_wait=self._announce_wait)
+        except BaseException:
+            self.connections.__exit__(None, None, None)
+            raise
+        return self
+
+    def _announce_wait(self, info: LockInfo | None) -> None:
+        holder = info.describe() if info else "another operation"
+        self.reporter.step(self.inventory.primary_balancer.name,
+                           f"waiting up to {self.lock_wait:g} s for the lock ({holder})")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if self.lock is not None:
+                try:
+                    self.lock.release()
+                except BluegreenError as error:
+                    self.reporter.warn(f"could not release the lock: {error.paragraph()}")
+        finally:
+            self.connections.__exit__(exc_type, exc, tb)
+
+    def read_states(self) -> dict[str, State]:
+        states = fan_out(self.balancers, lambda b: self.stores[b.name].read(), step="read state",
+                         name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
+        return {b.name: s for b, s in zip(self.balancers, states, strict=True)}
+
+    def read_managed(self) -> dict[str, str | None]:
+        texts = fan_out(self.balancers, lambda b: self.managed.read(self.connections[b.name]),
+                        step="read balancer config", name=lambda b: b.name,
+                        parallelism=self.inventory.ssh.parallelism)
+        return {b.name: t for b, t in zip(self.balancers, texts, strict=True)}
+
+    def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
+        """The state all balancers agree on and the live managed files; DriftError (exit 9) when
+        balancers disagree with each other or with their own file, unless `allow_drift`."""
+        states = self.read_states()
+        current = self.read_managed()
+        if allow_drift:
+            return max(states.values(), key=lambda s: s.generation), current
+        state = ensure_consistent(states)
+        for name, text in current.items():
+            problem = drift_between(state, text)
+            if problem:
+                raise DriftError(
+                    f"the balancer config differs from the recorded state: {problem}.",
+                    where=f"{name}:{self.managed.path}",
+                    hint="Someone changed it behind bluegreen's back, or an operation died "
+                         "mid-way. `bluegreen status` shows it; `bluegreen switch --to COLOUR` "
+                         "reconciles.",
+                )
+        return state, current
+
+    def write_state(self, state: State, *, expected_generation: int) -> None:
+        fan_out(self.balancers,
+                lambda b: self.stores[b.name].write(state, expected_generation=expected_generation),
+                step="write state", name=lambda b: b.name,
+                parallelism=self.inventory.ssh.parallelism)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Append one history record on every balancer; a failure here is warned about, since
+        the operation itself has already happened."""
+        full = {"id": uuid.uuid4().hex[:12], "who": actor(), "started": self.started_at,
+                "finished": now(), "duration_s": round(time.monotonic() - self.started, 3),
+                "service": self.inventory.service, **record}
+        try:
+            fan_out(self.balancers, lambda b: self.stores[b.name].append_history(full),
+                    step="append history", name=lambda b: b.name,
+                    parallelism=self.inventory.ssh.parallelism)
+        except BluegreenError as error:
+            self.reporter.warn(f"history not fully written: {error.paragraph()}")
+
+
+def drift_between(state: State, managed_text: str | None) -> str | None:
+    header = parse_header(managed_text)
+    if state.live is None and state.generation == 0:
+        if managed_text is not None and header is not None:
+            return (f"the file serves {header.colour} (generation {header.generation}) but no "
+                    "state was recorded")
+        return None
+    if header is None:
+        return ("the managed file is missing or has no bluegreen header" if managed_text is None
+                or not managed_text.strip() else "the managed file's bluegreen header is gone "
+                "(edited by hand?)")
+    if header.colour != state.live or header.generation != state.generation:
+        return (f"file serves {header.colour} (generation {header.generation}), state says "
+                f"{state.live} (generation {state.generation})")
+    if state.managed_sha256 and sha256_text(managed_text or "") != state.managed_sha256:
+        return "the file was edited after bluegreen wrote it (its checksum differs)"
+    return None

@@ -1,0 +1,345 @@
+"""State, history and lock on a balancer host, under the service's state directory:
+
+* ``state.json`` — live colour, weights, release and status per colour, and a generation number
+  that must still match what was read when it is written (no lost update);
+* ``history.jsonl`` — one JSON record per operation;
+* ``lock/`` — created with an atomic ``mkdir``; ``owner.json`` inside says who, since when and what,
+  ``heartbeat``'s mtime (on the host's own clock) says the holder is alive.
+
+Every write is a temp file plus rename under the lock."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from bluegreen.errors import BluegreenError, DriftError, LockHeld
+from bluegreen.model import Colour
+from bluegreen.shell import Command
+from bluegreen.transport.base import Transport, get_file, put_file
+
+
+@dataclass(frozen=True)
+class ColourState:
+    release: str | None = None
+    status: str = "stopped"  # running | stopped | retired
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    service: str
+    generation: int = 0
+    live: Colour | None = None
+    weights: dict[str, int] = field(default_factory=lambda: {"blue": 0, "green": 0})
+    colours: dict[str, ColourState] = field(
+        default_factory=lambda: {c.value: ColourState() for c in Colour})
+    updated_at: str | None = None
+    updated_by: str | None = None
+    managed_sha256: str | None = None  # of the balancer file this state was flipped with
+
+    def colour(self, colour: Colour) -> ColourState:
+        return self.colours.get(colour.value, ColourState())
+
+    def with_colour(self, colour: Colour, **changes: object) -> State:
+        colours = dict(self.colours)
+        colours[colour.value] = replace(self.colour(colour), **changes)  # type: ignore[arg-type]
+        return replace(self, colours=colours)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["live"] = self.live.value if self.live else None
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, service: str) -> State:
+        data = json.loads(text)
+        return cls(
+            service=data.get("service", service),
+            generation=int(data.get("generation", 0)),
+            live=Colour(data["live"]) if data.get("live") else None,
+            weights={k: int(v) for k, v in data.get("weights", {}).items()},
+            colours={k: ColourState(**v) for k, v in data.get("colours", {}).items()},
+            updated_at=data.get("updated_at"),
+            updated_by=data.get("updated_by"),
+            managed_sha256=data.get("managed_sha256"),
+        )
+
+    def after_flip(self, target: Colour, *, release: str | None, actor: str, managed_text: str
+                   ) -> State:
+        """The state once `target` (running `release`) is live; the other colour is unchanged."""
+        colours = dict(self.colours)
+        previous = self.colour(target)
+        since = previous.since if release == previous.release and previous.since else now()
+        colours[target.value] = ColourState(release=release, status="running", since=since)
+        return replace(self, generation=self.generation + 1, live=target,
+                       weights={target.value: 100, target.other.value: 0}, colours=colours,
+                       updated_at=now(), updated_by=actor,
+                       managed_sha256=sha256_text(managed_text))
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def actor() -> str:
+    """Who runs this operation: user@host, plus the CI job when CI variables say so."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or _uid_name()
+    who = f"{user}@{socket.gethostname()}"
+    job = ci_job_url()
+    return f"{who} ({job})" if job else who
+
+
+def ci_job_url() -> str | None:
+    env = os.environ
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    for name in ("CI_JOB_URL", "BUILD_URL", "CIRCLE_BUILD_URL"):
+        if env.get(name):
+            return env[name]
+    return None
+
+
+def _uid_name() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+class StateStore:
+    """State, history and lock for one service on one balancer host."""
+
+    def __init__(self, transport: Transport, state_dir: str, service: str):
+        self.transport = transport
+        self.dir = state_dir.rstrip("/")
+        self.service = service
+
+    @property
+    def state_path(self) -> str:
+        return f"{self.dir}/state.json"
+
+    @property
+    def history_path(self) -> str:
+        return f"{self.dir}/history.jsonl"
+
+    @property
+    def lock_dir(self) -> str:
+        return f"{self.dir}/lock"
+
+    def read(self) -> State:
+        text = get_file(self.transport, self.state_path)
+        if text is None:
+            return State(service=self.service)
+        try:
+            return State.from_json(text, service=self.service)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BluegreenError(
+                f"state file {self.state_path} is not valid: {exc}.",
+                where=self.transport.host,
+                hint="Restore it from history, or fix it by hand; bluegreen will not guess.",
+            ) from None
+
+    def write(self, state: State, *, expected_generation: int) -> None:
+        current = self.read()
+        if current.generation != expected_generation:
+            raise DriftError(
+                f"state changed under us: generation {current.generation} on disk, "
+                f"{expected_generation} expected.",
+                where=self.transport.host,
+                hint="Another operation wrote the state without the lock; run `bluegreen status`.",
+            )
+        self._ensure_dir()
+        put_file(self.transport, state.to_json().encode(), self.state_path, mode=0o600)
+
+    def append_history(self, record: dict[str, Any]) -> None:
+        self._ensure_dir()
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        script = (
+            'set -e; tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+            'if [ -f "$1" ]; then cat -- "$1" > "$tmp"; fi; cat >> "$tmp"; chmod 600 "$tmp"; '
+            'mv -f -- "$tmp" "$1"; trap - EXIT'
+        )
+        self.transport.run(Command.script(script, self.history_path),
+                           stdin=line.encode()).check("append history")
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        text = get_file(self.transport, self.history_path) or ""
+        records = []
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+        return records[-limit:] if limit else records
+
+    def _ensure_dir(self) -> None:
+        self.transport.run(Command("mkdir", "-p", "-m", "700", "--", self.dir)).check(
+            "create state dir")
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    owner: str
+    pid: int
+    host: str
+    command: str
+    started: str
+    token: str
+    heartbeat_age: float | None = None
+
+    def describe(self) -> str:
+        age = f", last heartbeat {self.heartbeat_age:.0f} s ago" if self.heartbeat_age is not None \
+            else ""
+        return (f"held by {self.owner} (pid {self.pid} on {self.host}) running "
+                f"`{self.command}` since {self.started}{age}")
+
+
+_ACQUIRE = (
+    'mkdir -m 700 -p -- "$1" && mkdir -m 700 -- "$2" 2>/dev/null || exit 75; '
+    'cat > "$2/owner.json" && touch -- "$2/heartbeat"'
+)
+_READ_LOCK = (
+    'if [ -d "$1" ]; then cat -- "$1/owner.json" 2>/dev/null; echo; '
+    'if [ -f "$1/heartbeat" ]; then echo $(( $(date +%s) - $(stat -c %Y -- "$1/heartbeat") )); '
+    'else echo; fi; else exit 44; fi'
+)
+_RELEASE_OWN = 'if grep -qF -- "$2" "$1/owner.json" 2>/dev/null; then rm -rf -- "$1"; fi'
+_LOCK_BUSY = 75
+
+
+class Lock:
+    """The operation lock. Acquire with `acquire()`, keep alive with the heartbeat thread, release
+    on every exit path (the caller's ``finally``)."""
+
+    def __init__(self, store: StateStore, *, command: str, stale_after: float):
+        self.store = store
+        self.command = command
+        self.stale_after = stale_after
+        self.token = uuid.uuid4().hex
+        self.held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, *, wait: float = 0.0, on_wait: Any = None) -> None:
+        deadline = time.monotonic() + wait
+        owner = {"owner": actor(), "pid": os.getpid(), "host": socket.gethostname(),
+                 "command": self.command, "started": now(), "token": self.token}
+        announced = False
+        while True:
+            result = self.store.transport.run(
+                Command.script(_ACQUIRE, self.store.dir, self.store.lock_dir),
+                stdin=json.dumps(owner).encode())
+            if result.ok:
+                self.held = True
+                self._start_heartbeat()
+                return
+            if result.exit_status != _LOCK_BUSY:
+                result.check("take the lock")
+            info = read_lock(self.store)
+            if time.monotonic() >= deadline:
+                raise LockHeld(
+                    f"another operation holds the lock: {info.describe() if info else 'unknown'}.",
+                    where=f"{self.store.transport.host}:{self.store.lock_dir}",
+                    hint=_lock_hint(info, self.stale_after),
+                )
+            if on_wait and not announced:
+                on_wait(info)
+                announced = True
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.05)))
+
+    def _start_heartbeat(self) -> None:
+        interval = max(min(self.stale_after / 4, 30.0), 0.5)
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                # a dead connection is noticed by the operation itself
+                with contextlib.suppress(BluegreenError):
+                    self.store.transport.run(
+                        Command("touch", "--", f"{self.store.lock_dir}/heartbeat"), timeout=10)
+
+        self._thread = threading.Thread(target=beat, daemon=True, name="lock-heartbeat")
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.held:
+            self.store.transport.run(
+                Command.script(_RELEASE_OWN, self.store.lock_dir, self.token), timeout=15)
+            self.held = False
+
+
+def read_lock(store: StateStore) -> LockInfo | None:
+    result = store.transport.run(Command.script(_READ_LOCK, store.lock_dir))
+    if result.exit_status == 44:
+        return None
+    result.check("read the lock")
+    lines = result.stdout.splitlines()
+    try:
+        data = json.loads(lines[0]) if lines and lines[0].strip() else {}
+    except ValueError:
+        data = {}
+    age = float(lines[1]) if len(lines) > 1 and lines[1].strip().lstrip("-").isdigit() else None
+    return LockInfo(
+        owner=str(data.get("owner", "unknown")), pid=int(data.get("pid", 0) or 0),
+        host=str(data.get("host", "unknown")), command=str(data.get("command", "unknown")),
+        started=str(data.get("started", "unknown")), token=str(data.get("token", "")),
+        heartbeat_age=age,
+    )
+
+
+def is_stale(info: LockInfo, stale_after: float) -> bool:
+    if info.heartbeat_age is None or info.heartbeat_age > stale_after:
+        return True
+    if info.host == socket.gethostname() and info.pid:
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def force_release(store: StateStore) -> None:
+    store.transport.run(Command("rm", "-rf", "--", store.lock_dir)).check("release the lock")
+
+
+def _lock_hint(info: LockInfo | None, stale_after: float) -> str:
+    if info is not None and is_stale(info, stale_after):
+        return ("The holder looks dead (stale heartbeat or process gone): "
+                "`bluegreen lock release` removes the lock.")
+    return ("Wait for it to finish, or pass --lock-wait SECONDS to queue behind it; "
+            "`bluegreen lock status` shows it.")
+
+
+def ensure_consistent(states: dict[str, State]) -> State:
+    """The one state every balancer agrees on, or DriftError naming what differs."""
+    distinct = {(s.generation, s.live) for s in states.values()}
+    first = next(iter(states.values()))
+    if len(distinct) > 1:
+        detail = "; ".join(f"{name}: live={s.live or 'none'} generation={s.generation}"
+                           for name, s in states.items())
+        raise DriftError(
+            f"balancers disagree about the state ({detail}).",
+            hint="Run `bluegreen status` to see it, then `bluegreen switch --to COLOUR` to "
+                 "reconcile every balancer.",
+        )
+    return first
+

@@ -1,0 +1,39 @@
+"""A small WSGI app for the bluegreen demo and tests. It serves the release named in the RELEASE
+file next to it, so two colours running two releases answer differently.
+
+Routes: ``/`` (the release, also in the X-Release header), ``/health``, ``/slow?seconds=N`` (a
+long-lived response, for drain tests). A file named FAIL_HEALTH next to it makes /health answer
+500; a file named CRASH makes the app fail at start-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs
+
+HERE = Path(__file__).resolve().parent
+RELEASE = (HERE / "RELEASE").read_text().strip() if (HERE / "RELEASE").exists() else "unknown"
+COLOUR = os.environ.get("BLUEGREEN_COLOUR", "?")
+STARTED = time.time()
+
+if (HERE / "CRASH").exists():
+    raise SystemExit("CRASH file present: refusing to start (simulated broken release)")
+
+
+def app(environ: dict, start_response):  # type: ignore[no-untyped-def]
+    path = environ.get("PATH_INFO", "/")
+    status, body = "200 OK", f"release {RELEASE} ({COLOUR}) pid {os.getpid()}\n"
+    if path == "/health":
+        if (HERE / "FAIL_HEALTH").exists():
+            status, body = "500 Internal Server Error", f"unhealthy release {RELEASE}\n"
+        else:
+            body = f"ok release {RELEASE} ({COLOUR}) started {STARTED:.0f}\n"
+    elif path == "/slow":
+        seconds = float(parse_qs(environ.get("QUERY_STRING", "")).get("seconds", ["2"])[0])
+        time.sleep(min(seconds, 60))
+        body = f"slow response from release {RELEASE} ({COLOUR})\n"
+    data = body.encode()
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(data))),
+                            ("X-Release", RELEASE)])
+    return [data]
