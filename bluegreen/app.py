@@ -44,9 +44,12 @@ class AppStack:
     def __init__(self, inventory: Inventory, settings: AppSettings):
         self.inventory = inventory
         self.settings = settings
-        self.layout = ReleaseLayout(settings.root)
+
+    def layout(self, host: HostSpec) -> ReleaseLayout:
+        return ReleaseLayout(self.inventory.app_root_for(host))
 
     def values(self, spec: InstanceSpec, release: str | None) -> dict[str, object]:
+        layout = self.layout(spec.host)
         return {
             "service": self.inventory.service,
             "colour": spec.colour.value,
@@ -54,9 +57,9 @@ class AppStack:
             "address": spec.address,
             "host": spec.host.name,
             "release": release or "",
-            "release_dir": self.layout.release_dir(release) if release else "",
-            "current_dir": self.layout.pointer(spec.colour),
-            "app_root": self.layout.root,
+            "release_dir": layout.release_dir(release) if release else "",
+            "current_dir": layout.pointer(spec.colour),
+            "app_root": layout.root,
         }
 
     def environment(self, spec: InstanceSpec, release: str | None) -> dict[str, str | Secret]:
@@ -75,10 +78,11 @@ class AppStack:
         (a daemon that kept our stdout open would hold the SSH channel open forever)."""
         text = render_command_text(self.settings.start, self.values(spec, release),
                                    where="app.start")
-        log = f"{self.layout.root}/.bluegreen-start-{spec.colour}.log"
+        layout = self.layout(spec.host)
+        log = f"{layout.root}/.bluegreen-start-{spec.colour}.log"
         script = ('cd -- "$1" || exit; sh -c "$2" </dev/null >"$3" 2>&1; status=$?; '
                   'cat -- "$3"; exit $status')
-        return Command.script(script, self.layout.release_dir(release), text, log,
+        return Command.script(script, layout.release_dir(release), text, log,
                               env=self.environment(spec, release))
 
     def stop_command(self, spec: InstanceSpec, release: str | None) -> Command:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bluegreen.balancer import balancer_for
+from bluegreen.balancer import site_for
 from bluegreen.errors import BluegreenError, FanOutError
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
@@ -81,7 +81,7 @@ def check_connected_host(inventory: Inventory, host: HostSpec, transport: Transp
 def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> list[CheckRow]:
     rows: list[CheckRow] = []
     if inventory.app is not None:
-        root = inventory.app.root
+        root = inventory.app_root_for(host)
         result = transport.run(Command.script(
             'mkdir -p -- "$1/releases" && test -w "$1/releases"', root))
         rows.append(CheckRow(host.name, "app root writable", result.ok,
@@ -104,7 +104,7 @@ def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour
         return CheckRow(host.name, check, True, "free")
     owner = _process_name(listening.stdout)
     if inventory.app is not None:
-        pointer = f"{inventory.app.root}/{colour}"
+        pointer = f"{inventory.app_root_for(host)}/{colour}"
         if transport.run(Command("test", "-L", pointer)).ok:
             return CheckRow(host.name, check, True, f"in use by {colour} ({owner})")
     return CheckRow(host.name, check, False,
@@ -116,7 +116,7 @@ def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport
                      ) -> list[CheckRow]:
     rows: list[CheckRow] = []
     if inventory.balancer is not None:
-        balancer = balancer_for(inventory.balancer)
+        balancer = site_for(inventory, host).driver
         found = transport.run(Command("sh", "-c", 'command -v "$1"', "sh", balancer.binary))
         rows.append(CheckRow(host.name, f"{balancer.kind} installed", found.ok,
                              found.stdout.strip() or f"{balancer.binary} not found on PATH",
@@ -125,7 +125,7 @@ def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport
             valid = transport.run(balancer.validate_main_config())
             detail = "valid" if valid.ok else _tail(valid.stderr or valid.stdout)
             rows.append(CheckRow(host.name, f"{balancer.kind} config", valid.ok, detail, BALANCER))
-    state_dir = inventory.state_dir
+    state_dir = inventory.state_dir_for(host)
     result = transport.run(Command.script(
         'mkdir -p -m 700 -- "$1" && test -w "$1"', state_dir))
     rows.append(CheckRow(host.name, "state dir writable", result.ok,

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import time
 
-from bluegreen.balancer import Balancer, balancer_for
-from bluegreen.balancer.base import ManagedFile
+from bluegreen.balancer import Balancer, BalancerSite, site_for
 from bluegreen.connections import Connections
 from bluegreen.errors import BalancerError, BluegreenError, FanOutError
 from bluegreen.fanout import fan_out
@@ -18,26 +17,24 @@ from bluegreen.transport.base import Transport
 
 class Flipper:
     def __init__(self, inventory: Inventory, connections: Connections, reporter: Reporter):
-        assert inventory.balancer is not None
         self.inventory = inventory
         self.connections = connections
         self.reporter = reporter
-        self.driver: Balancer = balancer_for(inventory.balancer)
-        self.managed = ManagedFile(inventory.balancer.managed_file, inventory.state_dir)
         self.balancers = list(inventory.hosts.balancer)
-        self.reload_timeout = inventory.balancer.reload_timeout
+        self.sites: dict[str, BalancerSite] = {h.name: site_for(inventory, h)
+                                               for h in self.balancers}
 
     def flip(self, configs: dict[str, str]) -> None:
         staged: list[HostSpec] = []
         self.reporter.phase("stage and validate the balancer config")
 
         def stage_and_validate(host: HostSpec) -> None:
-            transport = self.connections[host.name]
-            self.managed.stage(transport, configs[host.name])
+            transport, site = self.connections[host.name], self.sites[host.name]
+            site.managed.stage(transport, configs[host.name])
             staged.append(host)
-            result = transport.run(self.driver.validate())
+            result = transport.run(site.driver.validate())
             if not result.ok:
-                self.reporter.step(host.name, f"{self.driver.kind} config invalid", ok=False)
+                self.reporter.step(host.name, f"{site.driver.kind} config invalid", ok=False)
                 raise BalancerError(
                     f"the rendered config failed validation (`{result.command}`): "
                     f"{_tail(result.stderr or result.stdout)}",
@@ -45,7 +42,7 @@ class Flipper:
                     hint="Fix balancer.template (or the main config); the managed file was put "
                          "back byte for byte and nothing was reloaded.",
                 )
-            self.reporter.step(host.name, f"{self.driver.kind} -t ok", ok=True)
+            self.reporter.step(host.name, f"{site.driver.kind} config valid", ok=True)
 
         try:
             fan_out(self.balancers, stage_and_validate, step="validate", name=lambda h: h.name,
@@ -76,7 +73,7 @@ class Flipper:
     def _restore(self, hosts: list[HostSpec], *, reload: bool) -> None:
         def restore(host: HostSpec) -> None:
             transport = self.connections[host.name]
-            self.managed.restore(transport)
+            self.sites[host.name].managed.restore(transport)
             if reload:
                 self._reload_and_confirm(host)
             self.reporter.step(host.name, "previous config restored"
@@ -89,20 +86,21 @@ class Flipper:
     def _reload_and_confirm(self, host: HostSpec) -> None:
         """`nginx -s reload` exiting 0 proves nothing: wait until the master really runs new
         workers (a rejected config leaves the old ones)."""
-        transport = self.connections[host.name]
-        before = _worker_pids(transport, self.driver)
-        transport.run(self.driver.reload(), timeout=self.reload_timeout).check("reload")
-        deadline = time.monotonic() + self.reload_timeout
+        transport, site = self.connections[host.name], self.sites[host.name]
+        driver, timeout = site.driver, site.settings.reload_timeout
+        before = _worker_pids(transport, driver)
+        transport.run(driver.reload(), timeout=timeout).check("reload")
+        deadline = time.monotonic() + timeout
         while True:
-            after = _worker_pids(transport, self.driver)
+            after = _worker_pids(transport, driver)
             if after - before:
                 return
             if time.monotonic() >= deadline:
                 raise BalancerError(
-                    f"the reload did not take: no new {self.driver.kind} worker within "
-                    f"{self.reload_timeout:g} s.",
+                    f"the reload did not take: no new {driver.kind} worker within "
+                    f"{timeout:g} s.",
                     where=host.name,
-                    hint=f"Check {self.driver.kind}'s error log on {host.name}.",
+                    hint=f"Check {driver.kind}'s error log on {host.name}.",
                 )
             time.sleep(0.01)
 

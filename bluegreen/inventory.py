@@ -39,6 +39,20 @@ class SSHSettings(_Strict):
     parallelism: int = Field(10, ge=1, le=256)
 
 
+class BalancerOverride(_Strict):
+    """Per-balancer-host overrides of the `balancer:` section (mixed drivers, other paths)."""
+
+    kind: Literal["nginx", "haproxy"] | None = None
+    managed_file: str | None = None
+    main_config: str | None = None
+    prefix: str | None = None
+    pid_file: str | None = None
+    binary: str | None = None
+    template: str | None = None
+    reload: str | None = None
+    state_dir: str | None = None
+
+
 class HostSpec(_Strict):
     name: str = Field(min_length=1)
     address: str | None = None
@@ -47,11 +61,20 @@ class HostSpec(_Strict):
     jump: str | None = None
     sudo: bool | None = None
     connection: Literal["ssh", "local"] = "ssh"
+    app_root: str | None = None
+    balancer: BalancerOverride | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("app_root")
+    @classmethod
+    def _absolute_root(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute path on the app host")
+        return value
 
 
 class Hosts(_Strict):
@@ -161,10 +184,24 @@ class Inventory(_Strict):
     path: Path = Field(Path("<inventory>"), exclude=True)
     resolved_secrets: dict[str, Secret] = Field(default_factory=dict, exclude=True)
 
-    @property
-    def state_dir(self) -> str:
-        configured = self.balancer.state_dir if self.balancer else None
+    def balancer_settings(self, host: HostSpec) -> BalancerSettings:
+        """The `balancer:` section with this balancer host's own overrides applied."""
+        if self.balancer is None:
+            raise InventoryError("this command needs a `balancer:` section.",
+                                 where=f"{self.path}: balancer",
+                                 hint="See inventories/example.yml.")
+        if host.balancer is None:
+            return self.balancer
+        changes = {k: v for k, v in host.balancer.model_dump().items() if v is not None}
+        return self.balancer.model_copy(update=changes)
+
+    def state_dir_for(self, host: HostSpec) -> str:
+        configured = self.balancer_settings(host).state_dir if self.balancer else None
         return configured or f"/var/lib/bluegreen/{self.service}"
+
+    def app_root_for(self, host: HostSpec) -> str:
+        assert self.app is not None
+        return (host.app_root or self.app.root).rstrip("/") or "/"
 
     @property
     def all_hosts(self) -> list[HostSpec]:

@@ -54,7 +54,7 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
         plan = build_deploy_plan(inventory, state=state, release=artifact.release, target=target,
                                  current=current)
         if options.dry_run:
-            return _dry_run(plan.describe(session.managed.path))
+            return _dry_run(plan.describe())
         record = {"operation": "deploy", "from": _name(state.live), "to": target.value,
                   "release": artifact.release}
         return _recorded(session, record, lambda: _deploy(session, state, plan, artifact,
@@ -70,16 +70,17 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
 
     def stand_up(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
+        layout = stack.layout(spec.host)
         cancel.check_cancelled()
-        if stack.layout.is_present(transport, artifact):
+        if layout.is_present(transport, artifact):
             reporter.step(spec.host.name, f"release {artifact.release} already present")
         else:
-            stack.layout.upload(transport, artifact)
+            layout.upload(transport, artifact)
             reporter.step(spec.host.name, f"uploaded release {artifact.release} "
                           f"({len(artifact.data) // 1024} KiB, checksum verified)")
         cancel.check_cancelled()
         stack.stop(transport, spec, state.colour(target).release)
-        stack.layout.point(transport, target, artifact.release)
+        layout.point(transport, target, artifact.release)
         stack.start(transport, spec, artifact.release)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
@@ -129,7 +130,7 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
     if options.dry_run:
         return _dry_run([f"{operation}: flip {state.live or 'nothing'} → {target}",
                          "1. check that every instance of the target is running and healthy",
-                         *describe_flip(plan, session.managed.path, start=2)])
+                         *describe_flip(plan, start=2)])
     record = {"operation": operation, "from": _name(state.live), "to": target.value,
               "release": state.colour(target).release}
 
@@ -180,9 +181,8 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
         except VerifyFailed:
             flipper.undo()
             raise
-        text = next(iter(plan.configs.values()))
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
-                                     managed_text=text)
+                                     managed=plan.configs)
         session.write_state(new_state, expected_generation=state.generation)
     reporter.step(inventory.primary_balancer.name,
                   f"{plan.target} is live (generation {new_state.generation})", ok=True)
@@ -211,7 +211,7 @@ def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None
     keep = session.inventory.release.keep
     for spec in specs:
         try:
-            pruned = stack.layout.prune(session.connections[spec.host.name], keep)
+            pruned = stack.layout(spec.host).prune(session.connections[spec.host.name], keep)
         except BluegreenError as error:
             session.reporter.warn(f"could not prune old releases on {spec.host.name}: "
                                   f"{error.paragraph()}")

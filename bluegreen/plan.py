@@ -8,7 +8,7 @@ import difflib
 from dataclasses import dataclass
 
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
-from bluegreen.balancer import balancer_for
+from bluegreen.balancer import site_for
 from bluegreen.balancer.base import Server, Upstream
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -23,10 +23,12 @@ class FlipPlan:
     generation: int
     configs: dict[str, str]  # balancer host → rendered managed file
     current: dict[str, str | None]  # balancer host → the file as it is now
+    paths: dict[str, str]  # balancer host → the managed file's path
 
-    def diffs(self, path: str) -> list[str]:
+    def diffs(self) -> list[str]:
         lines: list[str] = []
         for host, text in self.configs.items():
+            path = self.paths[host]
             before = (self.current.get(host) or "").splitlines(keepends=True)
             after = text.splitlines(keepends=True)
             diff = difflib.unified_diff(before, after, f"{host}:{path} (live)",
@@ -50,7 +52,7 @@ class DeployPlan:
     instances: tuple[InstanceSteps, ...]
     flip: FlipPlan
 
-    def describe(self, managed_file: str) -> list[str]:
+    def describe(self) -> list[str]:
         lines = [
             f"deploy release {self.release} to {self.target} "
             f"(live: {self.live or 'none'}; {self.live or 'nothing'} keeps running untouched)",
@@ -65,16 +67,16 @@ class DeployPlan:
                 f"   {host}: start: {steps.start}",
             ]
         lines.append(f"2. health-check {len(self.instances)} {self.target} instance(s)")
-        lines += describe_flip(self.flip, managed_file, start=3)
+        lines += describe_flip(self.flip, start=3)
         return lines
 
 
-def describe_flip(flip: FlipPlan, managed_file: str, *, start: int) -> list[str]:
+def describe_flip(flip: FlipPlan, *, start: int) -> list[str]:
     return [
-        f"{start}. stage {managed_file} on {len(flip.configs)} balancer(s) and validate; "
+        f"{start}. stage the managed file on {len(flip.configs)} balancer(s) and validate; "
         "restore byte for byte if invalid",
         f"{start + 1}. reload and confirm new workers (generation {flip.generation}):",
-        *[f"   {line}" for line in flip.diffs(managed_file)],
+        *[f"   {line}" for line in flip.diffs()],
         f"{start + 2}. verify through the public URL(s); flip back to "
         f"{flip.previous or 'nothing'} on failure",
         f"{start + 3}. write state generation {flip.generation} and append history",
@@ -94,11 +96,12 @@ def build_upstream(inventory: Inventory, target: Colour, generation: int) -> Ups
 
 def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
                     current: dict[str, str | None]) -> FlipPlan:
-    assert inventory.balancer is not None
     generation = state.generation + 1
-    text = balancer_for(inventory.balancer).render(build_upstream(inventory, target, generation))
+    upstream = build_upstream(inventory, target, generation)
+    sites = [site_for(inventory, h) for h in inventory.hosts.balancer]
     return FlipPlan(target=target, previous=state.live, generation=generation,
-                    configs={h.name: text for h in inventory.hosts.balancer}, current=current)
+                    configs={s.host.name: s.driver.render(upstream) for s in sites},
+                    current=current, paths={s.host.name: s.managed.path for s in sites})
 
 
 def build_deploy_plan(inventory: Inventory, *, state: State, release: str, target: Colour,

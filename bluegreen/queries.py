@@ -31,7 +31,7 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
                 "state_generation": state.generation,
                 "serving": header.colour.value if header else None,
                 "serving_generation": header.generation if header else None,
-                "drift": drift_between(state, text),
+                "drift": drift_between(state, text, host=host.name),
             })
         try:
             agreed = ensure_consistent(states)
@@ -69,7 +69,7 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None
 
     def inspect(spec: Any) -> dict[str, Any]:
         transport = session.connections[spec.host.name]
-        release = stack.layout.current(transport, spec.colour)
+        release = stack.layout(spec.host).current(transport, spec.colour)
         running = stack.is_running(transport, spec, release)
         healthy = None
         if running:

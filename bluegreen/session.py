@@ -8,9 +8,10 @@ import uuid
 from types import TracebackType
 from typing import Any
 
-from bluegreen.balancer.base import ManagedFile, parse_header
+from bluegreen.balancer import BalancerSite, site_for
+from bluegreen.balancer.base import parse_header
 from bluegreen.connections import Connections
-from bluegreen.errors import BluegreenError, DriftError, InventoryError
+from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
@@ -29,17 +30,14 @@ from bluegreen.state import (
 class Session:
     def __init__(self, inventory: Inventory, reporter: Reporter, *, command: str,
                  lock: bool = True, lock_wait: float = 0.0, hosts: list[HostSpec] | None = None):
-        if inventory.balancer is None:
-            raise InventoryError("this command needs a `balancer:` section.",
-                                 where=f"{inventory.path}: balancer",
-                                 hint="See inventories/example.yml.")
+        self.sites: dict[str, BalancerSite] = {
+            h.name: site_for(inventory, h) for h in inventory.hosts.balancer}
         self.inventory = inventory
         self.reporter = reporter
         self.command = command
         self.want_lock = lock
         self.lock_wait = lock_wait
         self.connections = Connections(inventory, hosts)
-        self.managed = ManagedFile(inventory.balancer.managed_file, inventory.state_dir)
         self.stores: dict[str, StateStore] = {}
         self.lock: Lock | None = None
         self.started = time.monotonic()
@@ -58,7 +56,7 @@ class Session:
         self.connections.__enter__()
         try:
             self.stores = {
-                b.name: StateStore(self.connections[b.name], self.inventory.state_dir,
+                b.name: StateStore(self.connections[b.name], self.sites[b.name].state_dir,
                                    self.inventory.service) for b in self.balancers}
             if self.want_lock:
                 self.lock = Lock(self.primary, command=self.command,
@@ -91,7 +89,8 @@ class Session:
         return {b.name: s for b, s in zip(self.balancers, states, strict=True)}
 
     def read_managed(self) -> dict[str, str | None]:
-        texts = fan_out(self.balancers, lambda b: self.managed.read(self.connections[b.name]),
+        texts = fan_out(self.balancers,
+                        lambda b: self.sites[b.name].managed.read(self.connections[b.name]),
                         step="read balancer config", name=lambda b: b.name,
                         parallelism=self.inventory.ssh.parallelism)
         return {b.name: t for b, t in zip(self.balancers, texts, strict=True)}
@@ -105,11 +104,11 @@ class Session:
             return max(states.values(), key=lambda s: s.generation), current
         state = ensure_consistent(states)
         for name, text in current.items():
-            problem = drift_between(state, text)
+            problem = drift_between(state, text, host=name)
             if problem:
                 raise DriftError(
                     f"the balancer config differs from the recorded state: {problem}.",
-                    where=f"{name}:{self.managed.path}",
+                    where=f"{name}:{self.sites[name].managed.path}",
                     hint="Someone changed it behind bluegreen's back, or an operation died "
                          "mid-way. `bluegreen status` shows it; `bluegreen switch --to COLOUR` "
                          "reconciles.",
@@ -136,7 +135,7 @@ class Session:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
 
 
-def drift_between(state: State, managed_text: str | None) -> str | None:
+def drift_between(state: State, managed_text: str | None, *, host: str) -> str | None:
     header = parse_header(managed_text)
     if state.live is None and state.generation == 0:
         if managed_text is not None and header is not None:
@@ -150,6 +149,7 @@ def drift_between(state: State, managed_text: str | None) -> str | None:
     if header.colour != state.live or header.generation != state.generation:
         return (f"file serves {header.colour} (generation {header.generation}), state says "
                 f"{state.live} (generation {state.generation})")
-    if state.managed_sha256 and sha256_text(managed_text or "") != state.managed_sha256:
+    recorded = state.managed_sha256.get(host)
+    if recorded and sha256_text(managed_text or "") != recorded:
         return "the file was edited after bluegreen wrote it (its checksum differs)"
     return None

@@ -45,7 +45,8 @@ class State:
         default_factory=lambda: {c.value: ColourState() for c in Colour})
     updated_at: str | None = None
     updated_by: str | None = None
-    managed_sha256: str | None = None  # of the balancer file this state was flipped with
+    # balancer host → checksum of the managed file this state was flipped with
+    managed_sha256: dict[str, str] = field(default_factory=dict)
 
     def colour(self, colour: Colour) -> ColourState:
         return self.colours.get(colour.value, ColourState())
@@ -71,11 +72,11 @@ class State:
             colours={k: ColourState(**v) for k, v in data.get("colours", {}).items()},
             updated_at=data.get("updated_at"),
             updated_by=data.get("updated_by"),
-            managed_sha256=data.get("managed_sha256"),
+            managed_sha256=dict(data.get("managed_sha256") or {}),
         )
 
-    def after_flip(self, target: Colour, *, release: str | None, actor: str, managed_text: str
-                   ) -> State:
+    def after_flip(self, target: Colour, *, release: str | None, actor: str,
+                   managed: dict[str, str]) -> State:
         """The state once `target` (running `release`) is live; the other colour is unchanged."""
         colours = dict(self.colours)
         previous = self.colour(target)
@@ -84,7 +85,7 @@ class State:
         return replace(self, generation=self.generation + 1, live=target,
                        weights={target.value: 100, target.other.value: 0}, colours=colours,
                        updated_at=now(), updated_by=actor,
-                       managed_sha256=sha256_text(managed_text))
+                       managed_sha256={h: sha256_text(t) for h, t in managed.items()})
 
 
 def sha256_text(text: str) -> str:

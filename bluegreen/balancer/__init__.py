@@ -3,8 +3,10 @@ validate and activate it and read back what is live. nginx and HAProxy implement
 
 from __future__ import annotations
 
-from bluegreen.balancer.base import Balancer
-from bluegreen.inventory import BalancerSettings
+from dataclasses import dataclass
+
+from bluegreen.balancer.base import Balancer, ManagedFile
+from bluegreen.inventory import BalancerSettings, HostSpec, Inventory
 
 
 def balancer_for(settings: BalancerSettings) -> Balancer:
@@ -17,4 +19,22 @@ def balancer_for(settings: BalancerSettings) -> Balancer:
     return NginxBalancer(settings)
 
 
-__all__ = ["Balancer", "balancer_for"]
+@dataclass(frozen=True)
+class BalancerSite:
+    """One balancer host with its settings (overrides applied), driver, file and state dir."""
+
+    host: HostSpec
+    settings: BalancerSettings
+    driver: Balancer
+    managed: ManagedFile
+    state_dir: str
+
+
+def site_for(inventory: Inventory, host: HostSpec) -> BalancerSite:
+    settings = inventory.balancer_settings(host)
+    state_dir = inventory.state_dir_for(host)
+    return BalancerSite(host, settings, balancer_for(settings),
+                        ManagedFile(settings.managed_file, state_dir), state_dir)
+
+
+__all__ = ["Balancer", "BalancerSite", "balancer_for", "site_for"]

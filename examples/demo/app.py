@@ -18,7 +18,7 @@ COLOUR = os.environ.get("BLUEGREEN_COLOUR", "?")
 STARTED = time.time()
 
 if (HERE / "CRASH").exists():
-    raise SystemExit("CRASH file present: refusing to start (simulated broken release)")
+    raise RuntimeError("CRASH file present: refusing to start (simulated broken release)")
 
 
 def app(environ: dict, start_response):  # type: ignore[no-untyped-def]

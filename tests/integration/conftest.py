@@ -1,7 +1,35 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.fleet import Fleet
+from tests.integration.service import Service
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
+    """Two app hosts, one nginx balancer."""
+    under_test = Service(fleet, tmp_path, ["app1", "app2"], ["lb1"])
+    try:
+        yield under_test
+    finally:
+        under_test.close()
+
+
+@pytest.fixture
+def two_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
+    """One app host, two nginx balancers."""
+    under_test = Service(fleet, tmp_path, ["app1"], ["lb1", "lb2"])
+    try:
+        yield under_test
+    finally:
+        under_test.close()

@@ -58,7 +58,7 @@ def test_minimal_inventory_gets_defaults() -> None:
     assert inventory.ssh.strict_host_keys is True
     assert inventory.ssh.trust_on_first_use is False
     assert inventory.hosts.app[0].name == "app1"
-    assert inventory.state_dir == "/var/lib/bluegreen/shop"
+    assert inventory.state_dir_for(inventory.hosts.balancer[0]) == "/var/lib/bluegreen/shop"
     assert [h.name for h in inventory.colour_hosts(Colour.BLUE)] == ["app1", "app2"]
 
 

@@ -1,0 +1,226 @@
+"""A service under test on the loopback fleet: its own nginx (a child process of the test, on
+lb hosts' addresses), per-host app roots, releases of the demo app, and an inventory that deploys
+them with gunicorn through the real sshd hosts. Teardown stops only what this service started."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import fleet_inventory, host_entry, run_cli, write_inventory
+from tests.fleet import Fleet, free_port, wait_for_port
+
+DEMO_APP = Path(__file__).resolve().parents[2] / "examples" / "demo" / "app.py"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+@dataclass
+class Nginx:
+    host: str
+    address: str
+    port: int
+    prefix: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def managed_file(self) -> Path:
+        return self.prefix / "conf.d" / "shop-upstream.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/"
+
+    def start(self, *, upstream: str = "shop") -> None:
+        (self.prefix / "conf.d").mkdir(parents=True)
+        (self.prefix / "logs").mkdir()
+        (self.prefix / "nginx.conf").write_text(
+            f"pid {self.prefix}/nginx.pid;\nerror_log {self.prefix}/logs/error.log;\n"
+            "worker_processes 1;\nevents { worker_connections 256; }\n"
+            "http {\n  access_log off;\n"
+            f"  include {self.prefix}/conf.d/*.conf;\n"
+            f"  server {{\n    listen {self.address}:{self.port};\n"
+            f"    location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1;\n"
+            '      proxy_set_header Connection ""; }\n  }\n}\n')
+        self.managed_file.write_text(f"upstream {upstream} {{ server 127.0.0.1:9 down; }}\n")
+        log = (self.prefix / "logs" / "stderr.log").open("ab")
+        self.process = subprocess.Popen(
+            ["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+             "-g", "daemon off;"], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        wait_for_port(self.address, self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def balancer_override(self, state_dir: Path) -> dict[str, str]:
+        return {"managed_file": str(self.managed_file),
+                "main_config": str(self.prefix / "nginx.conf"), "prefix": str(self.prefix),
+                "pid_file": str(self.prefix / "nginx.pid"), "state_dir": str(state_dir)}
+
+
+@dataclass
+class Service:
+    fleet: Fleet
+    root: Path
+    app_hosts: list[str]
+    balancer_hosts: list[str]
+    nginx: dict[str, Nginx] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ports = {"blue": self._free_app_port(), "green": self._free_app_port()}
+        for name in self.balancer_hosts:
+            address = self.fleet[name].address
+            server = Nginx(name, address, free_port(address), self.root / f"nginx-{name}")
+            server.start()
+            self.nginx[name] = server
+        balancer_entries = [
+            host_entry(self.fleet, name, balancer=self.nginx[name].balancer_override(
+                self.root / f"state-{name}")) for name in self.balancer_hosts]
+        app_entries = [host_entry(self.fleet, name, app_root=str(self.app_root(name)))
+                       for name in self.app_hosts]
+        self.data = fleet_inventory(self.fleet, app=self.app_hosts, balancer=self.balancer_hosts)
+        self.data["hosts"] = {"app": app_entries, "balancer": balancer_entries}
+        gunicorn = shlex.quote(str(GUNICORN))
+        self.data.update({
+            "colours": {"blue": {"port": self.ports["blue"]},
+                        "green": {"port": self.ports["green"]}},
+            "release": {"keep": 3},
+            "app": {
+                "root": str(self.root / "unused-root"),
+                "start": f"{gunicorn} --daemon --workers 2 --graceful-timeout 5 "
+                         "--bind {{ address }}:{{ port }} --pid {{ app_root }}/{{ colour }}.pid "
+                         "--log-file {{ app_root }}/{{ colour }}.log --chdir {{ release_dir }} "
+                         "app:app",
+                "stop": 'kill -TERM "$(cat {{ app_root }}/{{ colour }}.pid)"',
+                "status": 'kill -0 "$(cat {{ app_root }}/{{ colour }}.pid 2>/dev/null)" '
+                          "2>/dev/null",
+                "log": "tail -n 20 {{ app_root }}/{{ colour }}.log",
+                "start_timeout": 30,
+            },
+            "health": {"path": "/health", "expect_body": "ok", "interval": 0.1, "retries": 60,
+                       "successes": 1},
+            "balancer": {"kind": "nginx", "managed_file": "/nonexistent/overridden.conf",
+                         "reload_timeout": 10},
+            "verify": {"urls": [n.url for n in self.nginx.values()],
+                       "expect_body": "release {{ release }}", "attempts": 20},
+            "lock": {"stale_after": 30},
+        })
+
+    def _free_app_port(self) -> int:
+        while True:
+            port = free_port(self.fleet[self.app_hosts[0]].address)
+            taken = self.ports.values()
+            if port not in taken and all(_port_free(self.fleet[h].address, port)
+                                         for h in self.app_hosts):
+                return port
+
+    def app_root(self, host: str) -> Path:
+        return self.root / f"srv-{host}"
+
+    def release(self, name: str, *, fail_health: bool = False, crash: bool = False,
+                slow_start: float = 0) -> Path:
+        path = self.root / "releases" / name
+        path.mkdir(parents=True, exist_ok=True)
+        source = DEMO_APP.read_text()
+        if slow_start:
+            source = f"import time\ntime.sleep({slow_start})\n" + source
+        (path / "app.py").write_text(source)
+        (path / "RELEASE").write_text(name + "\n")
+        if fail_health:
+            (path / "FAIL_HEALTH").write_text("")
+        if crash:
+            (path / "CRASH").write_text("")
+        return path
+
+    def inventory(self, **changes: Any) -> Path:
+        data = json.loads(json.dumps(self.data))
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key].update(value)
+            else:
+                data[key] = value
+        return write_inventory(self.root / "inventory.yml", data)
+
+    def cli(self, *args: str, inventory: Path | None = None, timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+        path = inventory or self.inventory()
+        return run_cli("-i", str(path), *args, timeout=timeout)
+
+    def deploy(self, name: str, *extra: str, **release_options: Any
+               ) -> subprocess.CompletedProcess[str]:
+        source = self.release(name, **release_options)
+        return self.cli("deploy", "--source", str(source), "--release", name, *extra)
+
+    def fetch(self, balancer: str | None = None, path: str = "") -> str:
+        server = self.nginx[balancer or self.balancer_hosts[0]]
+        with urllib.request.urlopen(server.url + path, timeout=5) as response:
+            return str(response.read().decode())
+
+    def master_pid(self, host: str, colour: str) -> int | None:
+        pid_file = self.app_root(host) / f"{colour}.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(pid_file.read_text().strip())
+        return None
+
+    def state(self, balancer: str | None = None) -> dict[str, Any]:
+        name = balancer or self.balancer_hosts[0]
+        return dict(json.loads((self.root / f"state-{name}" / "state.json").read_text()))
+
+    def history(self, balancer: str | None = None) -> list[dict[str, Any]]:
+        name = balancer or self.balancer_hosts[0]
+        path = self.root / f"state-{name}" / "history.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def lock_dir(self, balancer: str | None = None) -> Path:
+        return self.root / f"state-{balancer or self.balancer_hosts[0]}" / "lock"
+
+    def close(self) -> None:
+        for host in self.app_hosts:
+            for colour in ("blue", "green"):
+                pid = self.master_pid(host, colour)
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for host in self.app_hosts:
+            for colour in ("blue", "green"):
+                pid = self.master_pid(host, colour)
+                while pid and _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        for server in self.nginx.values():
+            server.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _port_free(address: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True

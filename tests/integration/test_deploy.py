@@ -1,0 +1,174 @@
+"""deploy / rollback / switch against the real fleet: sshd per host, nginx, gunicorn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.integration.service import Service
+
+
+def ok(result: object) -> None:
+    assert result.returncode == 0, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+
+
+def test_deploy_rollback_deploy_serves_the_expected_release(service: Service) -> None:
+    ok(service.deploy("v1"))
+    assert service.fetch().startswith("release v1 (blue)")
+    blue_pids = {h: service.master_pid(h, "blue") for h in service.app_hosts}
+
+    ok(service.deploy("v2"))
+    assert service.fetch().startswith("release v2 (green)")
+    # invariant 2: deploy never touches the live colour
+    assert {h: service.master_pid(h, "blue") for h in service.app_hosts} == blue_pids
+    green_pids = {h: service.master_pid(h, "green") for h in service.app_hosts}
+
+    result = service.cli("rollback")
+    ok(result)
+    assert service.fetch().startswith("release v1 (blue)")
+    # invariant 6: rollback starts (and stops) no process
+    assert {h: service.master_pid(h, "blue") for h in service.app_hosts} == blue_pids
+    assert {h: service.master_pid(h, "green") for h in service.app_hosts} == green_pids
+
+    ok(service.deploy("v3"))
+    assert service.fetch().startswith("release v3 (green)")
+    state = service.state()
+    assert state["live"] == "green" and state["generation"] == 4
+    assert state["colours"]["blue"]["release"] == "v1"
+    assert state["colours"]["green"]["release"] == "v3"
+    for host in service.app_hosts:
+        root = service.app_root(host)
+        assert (root / "green").resolve() == (root / "releases" / "v3").resolve()
+        assert (root / "releases" / "v3" / ".bluegreen-release").is_file()
+    assert [r["operation"] for r in service.history()] == ["deploy", "deploy", "rollback",
+                                                           "deploy"]
+    assert all(r["result"] == "ok" for r in service.history())
+    assert (service.root / "state-lb1" / "state.json").stat().st_mode & 0o777 == 0o600
+    assert not service.lock_dir().exists()
+
+
+def test_an_unhealthy_target_never_gets_traffic(service: Service) -> None:
+    ok(service.deploy("v1"))
+    before = service.nginx["lb1"].managed_file.read_bytes()
+
+    failing = service.deploy("v2", fail_health=True)
+    assert failing.returncode == 5, failing.stderr
+    assert "failed its health check" in failing.stderr and "500" in failing.stderr
+    assert "app1" in failing.stderr and "app2" in failing.stderr  # every instance reported
+    assert service.nginx["lb1"].managed_file.read_bytes() == before
+    assert service.fetch().startswith("release v1 (blue)")
+    last = service.history()[-1]
+    assert last["result"] == "failed" and last["error"]["code"] == "fan_out_failed"
+    assert last["error"]["exit_code"] == 5
+    assert not service.lock_dir().exists()
+
+
+def test_a_target_that_crashes_at_start_fails_with_its_log(service: Service) -> None:
+    ok(service.deploy("v1"))
+    before = service.nginx["lb1"].managed_file.read_bytes()
+    inventory = service.inventory(health={"timeout": 0.5, "retries": 10})
+    result = service.cli("deploy", "--source", str(service.release("broken", crash=True)),
+                         "--release", "broken", inventory=inventory)
+    assert result.returncode == 5, result.stderr
+    assert "CRASH file present" in result.stderr  # the app's own log, shown to the user
+    assert "Traceback (most recent call last)" not in result.stderr.split("log tail")[0]
+    assert service.nginx["lb1"].managed_file.read_bytes() == before
+    assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_an_invalid_rendered_config_is_never_activated(service: Service, tmp_path: Path
+                                                       ) -> None:
+    ok(service.deploy("v1"))
+    before = service.nginx["lb1"].managed_file.read_bytes()
+    broken = tmp_path / "broken.j2"
+    broken.write_text("upstream {{ upstream_name }} { servr 127.0.0.1:1; }\n")
+    inventory = service.inventory(balancer={"template": str(broken)})
+    result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                         inventory=inventory)
+    assert result.returncode == 6, result.stderr
+    assert "failed validation" in result.stderr and "servr" in result.stderr
+    assert service.nginx["lb1"].managed_file.read_bytes() == before
+    assert service.fetch().startswith("release v1 (blue)")
+    assert service.history()[-1]["error"]["code"] == "balancer_error"
+
+
+def test_failed_verification_flips_back(service: Service) -> None:
+    ok(service.deploy("v1"))
+    before = service.nginx["lb1"].managed_file.read_bytes()
+    inventory = service.inventory(verify={"expect_body": "release NOPE-{{ release }}",
+                                          "attempts": 2})
+    result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                         inventory=inventory)
+    assert result.returncode == 7, result.stderr
+    assert "flipped back" in result.stderr
+    assert service.fetch().startswith("release v1 (blue)")
+    assert service.nginx["lb1"].managed_file.read_bytes() == before
+    assert service.state()["live"] == "blue" and service.state()["generation"] == 1
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(service: Service) -> None:
+    ok(service.deploy("v1"))
+    before = service.nginx["lb1"].managed_file.read_bytes()
+    state_before = service.state()
+    result = service.cli("deploy", "--dry-run", "--source", str(service.release("v2")),
+                         "--release", "v2")
+    ok(result)
+    assert "dry run" in result.stdout
+    assert "gunicorn" in result.stdout and "v2" in result.stdout
+    assert f"+    server 127.0.10.1:{service.ports['green']}" in result.stdout
+    assert f"-    server 127.0.10.1:{service.ports['blue']}" in result.stdout
+    assert service.nginx["lb1"].managed_file.read_bytes() == before
+    assert service.state() == state_before
+    assert service.master_pid("app1", "green") is None
+    rollback = service.cli("--json", "rollback", "--dry-run")
+    assert rollback.returncode == 8  # nothing to roll back to: green was never deployed
+
+
+def test_switch_and_json_output(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    result = service.cli("--json", "switch", "--to", "blue")
+    ok(result)
+    document = json.loads(result.stdout)
+    assert document["data"]["live"] == "blue" and document["data"]["release"] == "v1"
+    assert service.fetch().startswith("release v1 (blue)")
+    status = service.cli("--json", "status")
+    ok(status)
+    data = json.loads(status.stdout)["data"]
+    assert data["live"] == "blue" and data["drift"] is None
+    rows = {(i["host"], i["colour"]): i for i in data["instances"]}
+    assert rows[("app2", "green")]["release"] == "v2" and rows[("app2", "green")]["healthy"]
+    assert rows[("app1", "blue")]["live"] and rows[("app1", "blue")]["running"]
+    history = json.loads(service.cli("--json", "history", "-n", "2").stdout)["data"]
+    assert [r["operation"] for r in history] == ["deploy", "switch"]
+
+
+def test_deploy_to_the_live_colour_is_refused(service: Service) -> None:
+    ok(service.deploy("v1"))
+    result = service.deploy("v2", "--to", "blue")
+    assert result.returncode == 2 and "deploy never touches the live colour" in result.stderr
+
+
+def test_release_ids_reach_the_hosts_as_literal_text(service: Service) -> None:
+    nasty = "$(touch PWNED1) `touch PWNED2`; touch PWNED3 'q' \"d\""
+    source = service.release(nasty)  # its RELEASE file holds the same text, served back
+    result = service.cli("deploy", "--source", str(source), "--release", nasty)
+    ok(result)
+    assert service.fetch().startswith(f"release {nasty} (blue)")
+    for host in service.app_hosts:
+        root = service.app_root(host)
+        assert (root / "releases" / nasty / "app.py").is_file()
+        assert not list(root.rglob("PWNED*"))
+    assert not list(Path.cwd().glob("PWNED*")) and not list(Path("/").glob("PWNED*"))
+    assert service.state()["colours"]["blue"]["release"] == nasty
+    newline = service.cli("deploy", "--source", str(source), "--release", "a\nb")
+    assert newline.returncode == 2 and "--release" in newline.stderr
+
+
+def test_a_release_already_on_the_host_is_not_uploaded_again(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    result = service.deploy("v1")  # to blue again
+    ok(result)
+    assert result.stderr.count("release v1 already present") == 2
+    assert service.fetch().startswith("release v1 (blue)")
