@@ -134,7 +134,10 @@ class FanOutError(BluegreenError):
     def paragraph(self) -> str:
         lines = [super().paragraph()]
         for failure in self.failures:
-            lines.append(f"  {failure.host} [{failure.step}]: {failure.error.paragraph()}")
+            error = failure.error
+            text = (error.paragraph() if error.where != failure.host
+                    else error.message + (f" {error.hint}" if error.hint else ""))
+            lines.append(f"  {failure.host} [{failure.step}]: {text}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:

@@ -183,7 +183,7 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
             raise
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
                                      managed=plan.configs)
-        session.write_state(new_state, expected_generation=state.generation)
+        session.write_state(new_state)
     reporter.step(inventory.primary_balancer.name,
                   f"{plan.target} is live (generation {new_state.generation})", ok=True)
     return new_state

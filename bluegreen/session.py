@@ -40,6 +40,7 @@ class Session:
         self.connections = Connections(inventory, hosts)
         self.stores: dict[str, StateStore] = {}
         self.lock: Lock | None = None
+        self.generations_read: dict[str, int] = {}  # what each balancer had: the write guard
         self.started = time.monotonic()
         self.started_at = now()
 
@@ -86,7 +87,9 @@ class Session:
     def read_states(self) -> dict[str, State]:
         states = fan_out(self.balancers, lambda b: self.stores[b.name].read(), step="read state",
                          name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
-        return {b.name: s for b, s in zip(self.balancers, states, strict=True)}
+        by_host = {b.name: s for b, s in zip(self.balancers, states, strict=True)}
+        self.generations_read = {name: s.generation for name, s in by_host.items()}
+        return by_host
 
     def read_managed(self) -> dict[str, str | None]:
         texts = fan_out(self.balancers,
@@ -115,9 +118,11 @@ class Session:
                 )
         return state, current
 
-    def write_state(self, state: State, *, expected_generation: int) -> None:
+    def write_state(self, state: State) -> None:
+        """Write `state` to every balancer, each guarded by the generation it had when read."""
         fan_out(self.balancers,
-                lambda b: self.stores[b.name].write(state, expected_generation=expected_generation),
+                lambda b: self.stores[b.name].write(
+                    state, expected_generation=self.generations_read[b.name]),
                 step="write state", name=lambda b: b.name,
                 parallelism=self.inventory.ssh.parallelism)
 

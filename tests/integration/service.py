@@ -138,8 +138,8 @@ class Service:
         path = self.root / "releases" / name
         path.mkdir(parents=True, exist_ok=True)
         source = DEMO_APP.read_text()
-        if slow_start:
-            source = f"import time\ntime.sleep({slow_start})\n" + source
+        if slow_start:  # the worker imports the app this much later
+            source += f"\nimport time as _time\n\n_time.sleep({slow_start})\n"
         (path / "app.py").write_text(source)
         (path / "RELEASE").write_text(name + "\n")
         if fail_health:

@@ -1,0 +1,176 @@
+"""The lock (held, waited for, released on Ctrl-C), and drift between balancers and state."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.service import Service
+
+
+def start_cli(service: Service, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "-i", str(service.inventory()), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
+    assert process.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line and process.poll() is not None:
+            break
+        seen += line
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}; stderr so far:\n{seen}")
+
+
+def test_a_second_deploy_is_refused_then_queues_with_lock_wait(service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    slow = service.release("v2", slow_start=4)
+    first = start_cli(service, "deploy", "--source", str(slow), "--release", "v2")
+    try:
+        wait_for_line(first, "health-check")
+        refused = service.cli("deploy", "--source", str(service.release("v3")),
+                              "--release", "v3")
+        assert refused.returncode == 4, refused.stderr
+        assert "deploy v2" in refused.stderr and "held by" in refused.stderr
+        assert "--lock-wait" in refused.stderr
+        status = json.loads(service.cli("--json", "lock", "status").stdout)["data"]["lock"]
+        assert status["command"] == "deploy v2" and status["stale"] is False
+        queued = service.cli("deploy", "--lock-wait", "60", "--source",
+                             str(service.release("v3")), "--release", "v3")
+        assert first.wait(timeout=60) == 0, first.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert queued.returncode == 0, queued.stderr
+    assert "waiting up to 60 s for the lock" in queued.stderr
+    assert service.fetch().startswith("release v3 (blue)")
+    assert [r["release"] for r in service.history()] == ["v1", "v2", "v3"]
+
+
+def test_sigint_during_health_checks_releases_the_lock_and_leaves_traffic(
+        service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    before = service.nginx["lb1"].managed_file.read_bytes()
+    slow = service.release("v2", slow_start=20)
+    process = start_cli(service, "deploy", "--source", str(slow), "--release", "v2")
+    try:
+        wait_for_line(process, "health-check")
+        assert service.lock_dir().is_dir()
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=20)
+        assert time.monotonic() - started < 5  # does not sit out the health-check retries
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 130
+    assert process.stderr is not None and "interrupted" in process.stderr.read()
+    assert not service.lock_dir().exists()
+    assert service.nginx["lb1"].managed_file.read_bytes() == before
+    assert service.fetch().startswith("release v1 (blue)")
+    assert service.history()[-1]["result"] == "interrupted"
+
+
+def test_sigterm_is_handled_like_ctrl_c(service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    process = start_cli(service, "deploy", "--source",
+                        str(service.release("v2", slow_start=20)), "--release", "v2")
+    try:
+        wait_for_line(process, "health-check")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not service.lock_dir().exists()
+    assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_a_stale_lock_is_reported_and_can_be_released(service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    lock = service.lock_dir()
+    lock.mkdir(mode=0o700)
+    (lock / "owner.json").write_text(json.dumps({
+        "owner": "ci@runner-7", "pid": 999999, "host": "runner-7", "command": "deploy v9",
+        "started": "2026-01-01T00:00:00+00:00", "token": "dead"}))
+    (lock / "heartbeat").write_text("")
+    old = time.time() - 3600
+    import os
+
+    os.utime(lock / "heartbeat", (old, old))
+    refused = service.deploy("v2")
+    assert refused.returncode == 4
+    assert "ci@runner-7" in refused.stderr and "deploy v9" in refused.stderr
+    assert "looks dead" in refused.stderr and "lock release" in refused.stderr
+    released = service.cli("lock", "release")
+    assert released.returncode == 0 and "released" in released.stdout
+    assert not lock.exists()
+    assert service.deploy("v2").returncode == 0
+
+
+def test_a_live_lock_needs_force(service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    lock = service.lock_dir()
+    lock.mkdir(mode=0o700)
+    (lock / "owner.json").write_text(json.dumps({
+        "owner": "ops@laptop", "pid": 1, "host": "laptop", "command": "switch --to green",
+        "started": "2026-01-01T00:00:00+00:00", "token": "x"}))
+    (lock / "heartbeat").write_text("")
+    refused = service.cli("lock", "release")
+    assert refused.returncode == 4 and "--force" in refused.stderr
+    assert lock.exists()
+    assert service.cli("lock", "release", "--force").returncode == 0
+    assert not lock.exists()
+
+
+def test_balancers_that_disagree_block_deploy_until_switch_reconciles(
+        two_balancers: Service) -> None:
+    service = two_balancers
+    assert service.deploy("v1").returncode == 0
+    assert service.deploy("v2").returncode == 0
+    for name in ("lb1", "lb2"):
+        assert service.fetch(name).startswith("release v2 (green)")
+    # lb2's state goes back one generation, as if a write had been lost there
+    path = service.root / "state-lb2" / "state.json"
+    state = json.loads(path.read_text())
+    state.update(live="blue", generation=1)
+    path.write_text(json.dumps(state))
+
+    refused = service.deploy("v3")
+    assert refused.returncode == 9, refused.stderr
+    assert "disagree" in refused.stderr and "lb2" in refused.stderr
+    status = service.cli("--json", "status")
+    assert status.returncode == 9
+    data = json.loads(status.stdout)["data"]
+    assert data["drift"] and "disagree" in data["drift"]
+    assert any(b["host"] == "lb2" and b["drift"] for b in data["balancers"])
+
+    reconciled = service.cli("switch", "--to", "green")
+    assert reconciled.returncode == 0, reconciled.stderr
+    assert service.cli("status").returncode == 0
+    assert service.state("lb1") == service.state("lb2")
+    assert service.deploy("v3").returncode == 0
+    for name in ("lb1", "lb2"):
+        assert service.fetch(name).startswith("release v3 (blue)")
+
+
+def test_a_hand_edited_balancer_file_is_drift(service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    managed: Path = service.nginx["lb1"].managed_file
+    managed.write_text(managed.read_text().replace("keepalive 32", "keepalive 8"))
+    status = service.cli("status")
+    assert status.returncode == 9 and "DRIFT" in status.stdout
+    refused = service.deploy("v2")
+    assert refused.returncode == 9 and "edited" in refused.stderr
+    assert service.cli("switch", "--to", "blue").returncode == 0
+    assert service.cli("status").returncode == 0
