@@ -84,16 +84,18 @@ class Flipper:
                     parallelism=self.inventory.ssh.parallelism)
 
     def _reload_and_confirm(self, host: HostSpec) -> None:
-        """`nginx -s reload` exiting 0 proves nothing: wait until the master really runs new
-        workers (a rejected config leaves the old ones)."""
+        """`nginx -s reload` exiting 0 proves nothing: wait until the master runs new workers
+        (a rejected config leaves the old ones) and no old worker still accepts connections."""
         transport, site = self.connections[host.name], self.sites[host.name]
         driver, timeout = site.driver, site.settings.reload_timeout
-        before = _worker_pids(transport, driver)
+        before = set(_workers(transport, driver))
         transport.run(driver.reload(), timeout=timeout).check("reload")
         deadline = time.monotonic() + timeout
         while True:
-            after = _worker_pids(transport, driver)
-            if after - before:
+            after = _workers(transport, driver)
+            new = after.keys() - before
+            old_accepting = [p for p in before & after.keys() if not driver.is_retiring(after[p])]
+            if new and not old_accepting:
                 return
             if time.monotonic() >= deadline:
                 raise BalancerError(
@@ -105,7 +107,8 @@ class Flipper:
             time.sleep(0.01)
 
 
-def _worker_pids(transport: Transport, driver: Balancer) -> set[int]:
+def _workers(transport: Transport, driver: Balancer) -> dict[int, str]:
+    """The balancer's worker processes: pid → command line."""
     result = transport.run(driver.workers())
     if not result.ok:
         raise BalancerError(
@@ -113,7 +116,12 @@ def _worker_pids(transport: Transport, driver: Balancer) -> set[int]:
             where=transport.host,
             hint=f"Start {driver.kind}, or set balancer.pid_file to its pid file.",
         )
-    return {int(line) for line in result.stdout.split() if line.strip().isdigit()}
+    workers: dict[int, str] = {}
+    for line in result.stdout.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if pid.isdigit():
+            workers[int(pid)] = args
+    return workers
 
 
 def _balancer_error(exc: BaseException) -> BaseException:

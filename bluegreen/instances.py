@@ -23,10 +23,11 @@ def check_instances(inventory: Inventory, connections: Connections, specs: list[
     reported together, each with its last responses and the tail of its log."""
     health = inventory.health
     stack = AppStack(inventory, inventory.app) if inventory.app else None
+    checker = HealthChecker(sleep=cancel.sleep)
 
     def check(spec: InstanceSpec) -> None:
         transport = connections[spec.host.name]
-        outcome = probe_instance(inventory, connections, spec,
+        outcome = probe_instance(inventory, connections, spec, checker=checker,
                                  retries=min(QUICK_RETRIES, health.retries) if quick else None)
         if outcome.healthy:
             reporter.step(spec.host.name, f"{spec.colour}:{spec.port} healthy "
@@ -42,23 +43,22 @@ def check_instances(inventory: Inventory, connections: Connections, specs: list[
                                                       log.splitlines()[-15:])
         raise HealthCheckFailed(message, where=spec.host.name)
 
-    fan_out(specs, check, step="health check", name=lambda s: s.host.name,
-            parallelism=inventory.ssh.parallelism)
+    try:
+        fan_out(specs, check, step="health check", name=lambda s: s.host.name,
+                parallelism=inventory.ssh.parallelism)
+    finally:
+        checker.close()
 
 
 def probe_instance(inventory: Inventory, connections: Connections, spec: InstanceSpec, *,
-                   retries: int | None = None) -> HealthOutcome:
+                   checker: HealthChecker, retries: int | None = None) -> HealthOutcome:
     health = inventory.health
-    checker = HealthChecker(sleep=cancel.sleep)
-    try:
-        if health.via == "direct":
-            return checker.wait_healthy(f"http://{_host(spec.address)}:{spec.port}{health.path}",
-                                        health, retries=retries)
-        with connections[spec.host.name].tunnel(spec.port, address=spec.address) as (host, port):
-            return checker.wait_healthy(f"http://{host}:{port}{health.path}", health,
-                                        retries=retries)
-    finally:
-        checker.close()
+    if health.via == "direct":
+        return checker.wait_healthy(f"http://{_host(spec.address)}:{spec.port}{health.path}",
+                                    health, retries=retries)
+    with connections[spec.host.name].tunnel(spec.port, address=spec.address) as (host, port):
+        return checker.wait_healthy(f"http://{host}:{port}{health.path}", health,
+                                    retries=retries)
 
 
 def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: Reporter
@@ -78,7 +78,8 @@ def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: 
         header = (name.strip(), value.strip())
     spec = HealthSettings(path="/", expect_status=200, timeout=settings.timeout, interval=0.2,
                           retries=settings.attempts, successes=1)
-    checker = HealthChecker(sleep=cancel.sleep)
+    checker = HealthChecker(sleep=cancel.sleep,
+                            verify_tls=any(u.startswith("https:") for u in settings.urls))
     try:
         for url in settings.urls:
             outcome = checker.wait_healthy(url, spec, expect_body=body, expect_header=header)

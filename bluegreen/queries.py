@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bluegreen import cancel
 from bluegreen.app import AppStack, instance_specs
 from bluegreen.balancer.base import parse_header
 from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.fanout import fan_out
+from bluegreen.health import HealthChecker
 from bluegreen.instances import probe_instance
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -66,6 +68,7 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None
         return []
     stack = AppStack(inventory, inventory.app)
     specs = [spec for colour in Colour for spec in instance_specs(inventory, colour)]
+    checker = HealthChecker(sleep=cancel.sleep)
 
     def inspect(spec: Any) -> dict[str, Any]:
         transport = session.connections[spec.host.name]
@@ -73,14 +76,19 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None
         running = stack.is_running(transport, spec, release)
         healthy = None
         if running:
-            outcome = probe_instance(inventory, session.connections, spec, retries=1)
+            outcome = probe_instance(inventory, session.connections, spec, checker=checker,
+                                     retries=1)
             healthy = outcome.healthy
         return {"host": spec.host.name, "colour": spec.colour.value, "port": spec.port,
                 "live": spec.colour is live, "running": running, "healthy": healthy,
                 "release": release}
 
-    return fan_out(specs, inspect, step="status", name=lambda s: f"{s.host.name}/{s.colour}",
-                   parallelism=inventory.ssh.parallelism)
+    try:
+        return fan_out(specs, inspect, step="status",
+                       name=lambda s: f"{s.host.name}/{s.colour}",
+                       parallelism=inventory.ssh.parallelism)
+    finally:
+        checker.close()
 
 
 def history(inventory: Inventory, reporter: Reporter, *, limit: int) -> list[dict[str, Any]]:

@@ -41,6 +41,12 @@ class NginxBalancer:
         return Command(*self._base_argv(), "-s", "reload")
 
     def workers(self) -> Command:
-        """PIDs of the master's current children (a reload that took replaces them)."""
+        """The master's children, one "PID ARGS" line each (a reload that took starts new ones
+        and turns the old ones into "worker process is shutting down")."""
         return Command.script(
-            'pid=$(cat -- "$1") && kill -0 "$pid" && pgrep -P "$pid" || exit 3', self.pid_file)
+            'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
+            self.pid_file)
+
+    def is_retiring(self, worker_args: str) -> bool:
+        """An old worker that stopped accepting new connections."""
+        return "shutting down" in worker_args

@@ -9,6 +9,7 @@ chaining a ``direct-tcpip`` channel through the jump host, since paramiko only p
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -206,6 +207,13 @@ class SSHTransport:
             yield local
 
     def close(self) -> None:
+        transport = self._client.get_transport()
+        sock = getattr(transport, "sock", None)
+        if isinstance(sock, socket.socket):
+            # wakes paramiko's reader thread now instead of at its next 0.1 s poll, so the
+            # process does not linger at exit joining it
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
         for client in reversed(self._jump_clients):
             client.close()
@@ -307,9 +315,24 @@ def _open_client(target: SSHTarget, settings: SSHSettings, *, sock: Any, label: 
     return client
 
 
+class _QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges every read at once. Linux delays ACKs by up to 40 ms while
+    a connection is young, and sshd's small replies then wait on them: without this the first
+    command on a new connection costs ~45 ms instead of ~3."""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        with contextlib.suppress(OSError):
+            self.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        return data
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
+
+
 def _tcp_connect(target: SSHTarget, timeout: float, label: str) -> socket.socket:
     try:
-        sock = socket.create_connection((target.address, target.port), timeout=timeout)
+        sock = _connect_socket(target.address, target.port, timeout)
     except TimeoutError:
         raise ConnectError(
             f"no answer from {target.address}:{target.port} within {timeout:g} s.",
@@ -325,6 +348,22 @@ def _tcp_connect(target: SSHTarget, timeout: float, label: str) -> socket.socket
         ) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def _connect_socket(address: str, port: int, timeout: float) -> socket.socket:
+    """socket.create_connection, but with the quick-ACK socket class."""
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in socket.getaddrinfo(address, port, 0,
+                                                                 socket.SOCK_STREAM):
+        sock = _QuickAckSocket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"cannot resolve {address}")
 
 
 def _collect(channel: Any, deadline: float) -> tuple[bytes, bytes, int | None]:

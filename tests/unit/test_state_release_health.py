@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from bluegreen.health import HealthChecker
+from bluegreen.inventory import HealthSettings
+from bluegreen.model import Colour
+from bluegreen.release import package, releases_to_prune
+from bluegreen.state import State, ensure_consistent
+
+
+def test_state_round_trips_and_flips() -> None:
+    state = State(service="shop")
+    flipped = state.after_flip(Colour.BLUE, release="v1", actor="me@here",
+                               managed={"lb1": "text"})
+    again = State.from_json(flipped.to_json(), service="shop")
+    assert again == flipped
+    assert again.live is Colour.BLUE and again.generation == 1
+    assert again.colour(Colour.BLUE).release == "v1"
+    assert again.weights == {"blue": 100, "green": 0}
+    assert json.loads(flipped.to_json())["live"] == "blue"
+
+
+def test_states_that_disagree_raise_drift() -> None:
+    one = State(service="s", generation=2, live=Colour.BLUE)
+    other = State(service="s", generation=1, live=Colour.GREEN)
+    try:
+        ensure_consistent({"lb1": one, "lb2": other})
+    except Exception as exc:
+        assert getattr(exc, "exit_code", None) == 9 and "lb2" in str(exc)
+    else:
+        raise AssertionError("expected DriftError")
+
+
+def test_prune_keeps_the_newest_and_any_release_in_use() -> None:
+    newest_first = ["v9", "v8", "v7", "v6", ".incoming.x", "v5", "v1"]
+    assert releases_to_prune(newest_first, in_use={"v1", "v8"}, keep=3) == ["v6", "v5"]
+
+
+def test_directory_packaging_is_deterministic(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("x")
+    first = package(tmp_path, release=None)
+    (tmp_path / "a" / "x.txt").touch()  # a new mtime does not change the artifact
+    second = package(tmp_path, release=None)
+    assert first.sha256 == second.sha256 and first.release == first.sha256[:12]
+
+
+def test_health_checker_needs_consecutive_successes_and_never_sleeps_for_real() -> None:
+    answers = iter([503, 200, 503, 200, 200])
+    client = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(next(answers), text="ok v2")))
+    slept: list[float] = []
+    checker = HealthChecker(client, clock=lambda: 0.0, sleep=slept.append)
+    spec = HealthSettings(successes=2, retries=10, interval=0.5)
+    outcome = checker.wait_healthy("http://app/health", spec)
+    assert outcome.healthy and outcome.attempts == 5
+    assert slept == [0.5] * 4
+
+
+def test_health_checker_reports_the_last_failures() -> None:
+    client = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, text="starting")))
+    checker = HealthChecker(client, clock=lambda: 0.0, sleep=lambda s: None)
+    outcome = checker.wait_healthy("http://app/health", HealthSettings(retries=3),
+                                   expect_body="ok")
+    assert not outcome.healthy and outcome.attempts == 3
+    assert "body lacks 'ok'" in outcome.last()[-1]
