@@ -46,6 +46,11 @@ def main() -> None:
             samples = [timed([*cli, "rollback"]) for _ in range(runs)]
             status = statistics.median(timed([*cli, "status"]) for _ in range(3))
             startup = statistics.median(timed([*cli, "--help"]) for _ in range(5))
+            imports = {
+                module: statistics.median(
+                    timed([sys.executable, "-c", f"import {module}"]) for _ in range(5))
+                for module in ("paramiko", "httpx", "bluegreen.inventory")}
+            bare = statistics.median(timed([sys.executable, "-c", "pass"]) for _ in range(5))
             lb = fleet["lb1"]
             settings = SSHSettings(user="root", identity_file=str(fleet.client_key),
                                    known_hosts=str(fleet.known_hosts), config_file=None,
@@ -74,6 +79,9 @@ def main() -> None:
     print(f"    python + bluegreen --help          {startup * 1000:6.0f} ms")
     print(f"    SSH connect + auth (one host)      {statistics.median(connect) * 1000:6.0f} ms")
     print(f"    nginx -t over SSH                  {validate * 1000:6.0f} ms")
+    print("    nginx's own pause before retiring old workers on reload: 100 ms")
+    for module, seconds in imports.items():
+        print(f"    import {module:27s} {(seconds - bare) * 1000:6.0f} ms")
     print(f"bluegreen status, whole process:        {status * 1000:6.0f} ms")
 
 

@@ -121,18 +121,20 @@ def bluegreen_cycle(service: Service) -> list[str]:
 
 
 def naive_restart_cycle(service: Service) -> list[str]:
-    """What people do without bluegreen: stop the running server, start the new code in its
-    place (on every app host), three times."""
+    """What people do without bluegreen: restart the server with the new code in place on
+    every app host at once (`systemctl restart app` from a playbook), three times."""
     timings = []
     for release in ("v2", "v1", "v3"):
         source = service.release(release)
         started = time.perf_counter()
-        for host in service.app_hosts:
-            pid = service.master_pid(host, "blue")
+        pids = [service.master_pid(host, "blue") for host in service.app_hosts]
+        for pid in pids:
             if pid:
                 os.kill(pid, signal.SIGTERM)
-                while _alive(pid):
-                    time.sleep(0.01)
+        for pid in pids:
+            while pid and _alive(pid):
+                time.sleep(0.01)
+        for host in service.app_hosts:
             root = service.app_root(host)
             subprocess.run([str(GUNICORN), "--daemon", "--workers", "2", "--bind",
                             f"{service.fleet[host].address}:{service.ports['blue']}",
@@ -153,8 +155,9 @@ def _alive(pid: int) -> bool:
 
 
 def measure(fleet: object, root: Path, *, mode: str, keepalive: bool, rate: float,
-            seconds: float) -> str:
-    service = Service(fleet, root, ["app1", "app2"], ["lb1"])  # type: ignore[arg-type]
+            seconds: float, nginx_keepalive_timeout: str | None) -> str:
+    service = Service(fleet, root, ["app1", "app2"], ["lb1"],  # type: ignore[arg-type]
+                      nginx_keepalive_timeout=nginx_keepalive_timeout)
     try:
         if service.deploy("v1").returncode != 0:
             raise SystemExit("initial deploy failed")
@@ -168,7 +171,9 @@ def measure(fleet: object, root: Path, *, mode: str, keepalive: bool, rate: floa
             thread.join(timeout=seconds + 10)
         stop.set()
         client = "keep-alive     " if keepalive else "new connection "
-        return f"{mode:9s} {client} {result.summary()}\n{'':26s}({', '.join(timings)})"
+        label = mode + (f" (nginx keepalive_timeout {nginx_keepalive_timeout})"
+                        if nginx_keepalive_timeout else "")
+        return f"{label}\n  {client} {result.summary()}\n  ({', '.join(timings)})"
     finally:
         service.close()
 
@@ -178,6 +183,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--modes", default="bluegreen,naive")
+    parser.add_argument("--nginx-keepalive-timeout", default=None,
+                        help="also set nginx's keepalive_timeout (e.g. 0) for the run")
     args = parser.parse_args()
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +194,8 @@ def main() -> None:
                     (m, k) for m in args.modes.split(",") for k in (False, True)):
                 lines.append(measure(fleet, Path(tmp) / f"run{index}", mode=mode,
                                      keepalive=keepalive, rate=args.rate,
-                                     seconds=args.seconds))
+                                     seconds=args.seconds,
+                                     nginx_keepalive_timeout=args.nginx_keepalive_timeout))
                 print(lines[-1], flush=True)
         finally:
             fleet.close()

@@ -40,13 +40,14 @@ class Nginx:
     def url(self) -> str:
         return f"http://{self.address}:{self.port}/"
 
-    def start(self, *, upstream: str = "shop") -> None:
+    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
         (self.prefix / "conf.d").mkdir(parents=True)
         (self.prefix / "logs").mkdir()
         (self.prefix / "nginx.conf").write_text(
             f"pid {self.prefix}/nginx.pid;\nerror_log {self.prefix}/logs/error.log;\n"
             "worker_processes 1;\nevents { worker_connections 256; }\n"
             "http {\n  access_log off;\n"
+            + (f"  keepalive_timeout {keepalive_timeout};\n" if keepalive_timeout else "") +
             f"  include {self.prefix}/conf.d/*.conf;\n"
             f"  server {{\n    listen {self.address}:{self.port};\n"
             f"    location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1;\n"
@@ -81,13 +82,14 @@ class Service:
     nginx: dict[str, Nginx] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
+    nginx_keepalive_timeout: str | None = None
 
     def __post_init__(self) -> None:
         self.ports = {"blue": self._free_app_port(), "green": self._free_app_port()}
         for name in self.balancer_hosts:
             address = self.fleet[name].address
             server = Nginx(name, address, free_port(address), self.root / f"nginx-{name}")
-            server.start()
+            server.start(keepalive_timeout=self.nginx_keepalive_timeout)
             self.nginx[name] = server
         balancer_entries = [
             host_entry(self.fleet, name, balancer=self.nginx[name].balancer_override(

@@ -141,3 +141,9 @@ def test_inventory_comes_from_the_environment_variable(tmp_path: Path) -> None:
 def test_key_path_formatting() -> None:
     assert key_path(("hosts", "app", 1, "port")) == "hosts.app[1].port"
     assert key_path(()) == "(top level)"
+
+
+def test_the_shipped_plain_process_example_is_a_valid_app_section() -> None:
+    example = yaml.safe_load((ROOT / "templates" / "examples" / "plain-process.yml").read_text())
+    inventory = validate_inventory({**MINIMAL, **example}, path=Path("inv.yml"), environ={})
+    assert inventory.app is not None and "{{ port }}" in inventory.app.start
