@@ -1,17 +1,20 @@
 """Flipping traffic on every balancer, all or nothing: stage and validate on all of them first;
-then activate (reload and confirm the reload took) one by one; if any activation fails, every
-balancer already touched gets its previous file back, byte for byte, and is reloaded again."""
+then activate them one by one — a graceful reload confirmed by the workers, or HAProxy's runtime
+API (no reload) — and if any activation fails, every balancer already touched gets its previous
+file back, byte for byte, and its previous traffic."""
 
 from __future__ import annotations
 
 import time
 
-from bluegreen.balancer import Balancer, BalancerSite, site_for
+from bluegreen.balancer import BalancerSite, site_for
+from bluegreen.balancer.base import Balancer, Upstream, server_name
 from bluegreen.connections import Connections
 from bluegreen.errors import BalancerError, BluegreenError, FanOutError
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
+from bluegreen.plan import FlipPlan
 from bluegreen.transport.base import Transport
 
 
@@ -24,13 +27,13 @@ class Flipper:
         self.sites: dict[str, BalancerSite] = {h.name: site_for(inventory, h)
                                                for h in self.balancers}
 
-    def flip(self, configs: dict[str, str]) -> None:
+    def flip(self, plan: FlipPlan) -> None:
         staged: list[HostSpec] = []
         self.reporter.phase("stage and validate the balancer config")
 
         def stage_and_validate(host: HostSpec) -> None:
             transport, site = self.connections[host.name], self.sites[host.name]
-            site.managed.stage(transport, configs[host.name])
+            site.managed.stage(transport, plan.configs[host.name])
             staged.append(host)
             result = transport.run(site.driver.validate())
             if not result.ok:
@@ -48,54 +51,73 @@ class Flipper:
             fan_out(self.balancers, stage_and_validate, step="validate", name=lambda h: h.name,
                     parallelism=self.inventory.ssh.parallelism)
         except BaseException as exc:
-            self._restore(staged, reload=False)
+            self._restore(staged, plan, activated=False)
             raise _balancer_error(exc) from None
 
-        self.reporter.phase("activate: reload the balancers")
+        self.reporter.phase("activate: switch traffic on the balancers")
         activated: list[HostSpec] = []
         try:
             for host in self.balancers:
                 activated.append(host)
-                self._reload_and_confirm(host)
-                self.reporter.step(host.name, "reloaded, new workers serving", ok=True)
+                self._activate(host, plan.upstream)
         except BaseException as exc:
-            self.reporter.step(activated[-1].name, "activation failed; restoring", ok=False)
+            self.reporter.step(activated[-1].name, "activation failed; restoring every balancer",
+                               ok=False)
             untouched = [h for h in self.balancers if h not in activated]
-            self._restore(untouched, reload=False)
-            self._restore(activated, reload=True)
-            raise _balancer_error(exc) from None
+            restore_errors = self._restore(untouched, plan, activated=False)
+            restore_errors += self._restore(activated, plan, activated=True)
+            raise _balancer_error(exc, restore_errors) from None
 
-    def undo(self) -> None:
-        """Flip back: every balancer gets its previous file and is reloaded."""
+    def undo(self, plan: FlipPlan) -> None:
+        """Flip back: every balancer gets its previous file and its previous traffic."""
         self.reporter.phase("flip back: restore the previous balancer config")
-        self._restore(self.balancers, reload=True)
+        errors = self._restore(self.balancers, plan, activated=True)
+        if errors:
+            raise BalancerError("flipping back failed on " + "; ".join(errors),
+                                hint="Run `bluegreen status`, then `bluegreen switch --to "
+                                     "COLOUR` once the balancers are reachable.")
 
-    def _restore(self, hosts: list[HostSpec], *, reload: bool) -> None:
+    def _activate(self, host: HostSpec, upstream: Upstream) -> None:
+        site = self.sites[host.name]
+        if site.settings.flip == "runtime" and self._runtime_flip(host, upstream):
+            return
+        self._reload_and_confirm(host)
+        self.reporter.step(host.name, "reloaded, new workers serving", ok=True)
+
+    def _restore(self, hosts: list[HostSpec], plan: FlipPlan, *, activated: bool) -> list[str]:
+        """Put the previous file back on `hosts` and, where traffic had moved, move it back.
+        Returns what could not be restored (already reported), so the caller's error says it."""
+        failures: list[str] = []
+
         def restore(host: HostSpec) -> None:
-            transport = self.connections[host.name]
-            self.sites[host.name].managed.restore(transport)
-            if reload:
-                self._reload_and_confirm(host)
+            transport, site = self.connections[host.name], self.sites[host.name]
+            site.managed.restore(transport)
+            if activated:
+                previous = plan.previous_upstream
+                runtime = site.settings.flip == "runtime" and previous is not None
+                if not (runtime and self._runtime_flip(host, previous)):  # type: ignore[arg-type]
+                    self._reload_and_confirm(host)
             self.reporter.step(host.name, "previous config restored"
-                               + (" and reloaded" if reload else ""), ok=True)
+                               + (" and traffic moved back" if activated else ""), ok=True)
 
-        if hosts:
-            fan_out(hosts, restore, step="restore", name=lambda h: h.name,
-                    parallelism=self.inventory.ssh.parallelism)
+        for host in hosts:
+            try:
+                restore(host)
+            except BluegreenError as error:
+                self.reporter.step(host.name, f"restore failed: {error.message}", ok=False)
+                failures.append(f"{host.name}: {error.message}")
+        return failures
 
     def _reload_and_confirm(self, host: HostSpec) -> None:
-        """`nginx -s reload` exiting 0 proves nothing: wait until the master runs new workers
-        (a rejected config leaves the old ones) and no old worker still accepts connections."""
+        """`nginx -s reload` exiting 0 proves nothing: wait until the balancer's workers show
+        the reload took (a rejected config leaves the old ones)."""
         transport, site = self.connections[host.name], self.sites[host.name]
         driver, timeout = site.driver, site.settings.reload_timeout
-        before = set(_workers(transport, driver))
+        before = _workers(transport, driver)
         transport.run(driver.reload(), timeout=timeout).check("reload")
         deadline = time.monotonic() + timeout
         while True:
-            after = _workers(transport, driver)
-            new = after.keys() - before
-            old_accepting = [p for p in before & after.keys() if not driver.is_retiring(after[p])]
-            if new and not old_accepting:
+            if driver.reload_took(before, _workers(transport, driver)):
                 return
             if time.monotonic() >= deadline:
                 raise BalancerError(
@@ -106,10 +128,75 @@ class Flipper:
                 )
             time.sleep(0.01)
 
+    def _runtime_flip(self, host: HostSpec, upstream: Upstream) -> bool:
+        """Move traffic with HAProxy's runtime API: target servers ready, the others drain, and
+        go to maintenance once their sessions end (or the drain timeout passes). False when the
+        running HAProxy does not know these servers yet (first deploy, new hosts): reload then."""
+        from bluegreen.balancer.haproxy import HAProxyBalancer
+
+        transport, site = self.connections[host.name], self.sites[host.name]
+        driver = site.driver
+        assert isinstance(driver, HAProxyBalancer)
+        stats = self._runtime_stats(transport, driver, upstream)
+        wanted = {server_name(s) for s in upstream.servers}
+        if not wanted <= stats.keys():
+            self.reporter.step(host.name, "HAProxy does not run these servers yet: reloading")
+            return False
+        switch, maintenance = driver.flip_commands(upstream)
+        self._runtime_send(transport, driver, switch)
+        stats = self._runtime_stats(transport, driver, upstream)
+        targets = {server_name(s) for s in upstream.servers if s.weight > 0}
+        if not all(stats[name].serving for name in targets):
+            raise BalancerError(
+                "the runtime API accepted the flip but the target servers do not serve: "
+                + ", ".join(f"{n} {stats[n].status}" for n in sorted(targets)),
+                where=host.name)
+        self.reporter.step(host.name, "runtime API: target ready, old colour draining", ok=True)
+        retiring = wanted - targets
+        deadline = time.monotonic() + site.settings.drain_timeout
+        while True:
+            busy = {n: stats[n].sessions for n in retiring if stats[n].sessions}
+            if not busy or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+            stats = self._runtime_stats(transport, driver, upstream)
+        self._runtime_send(transport, driver, maintenance)
+        cut = sum(busy.values())
+        self.reporter.step(host.name, "old colour in maintenance"
+                           + (f" ({cut} session(s) cut at the drain timeout)" if cut else
+                              " after its sessions ended"), ok=True)
+        return True
+
+    def _runtime_send(self, transport: Transport, driver: Balancer, commands: list[str]) -> None:
+        command, stdin = driver.runtime(*commands)  # type: ignore[attr-defined]
+        result = transport.run(command, stdin=stdin)
+        answer = " / ".join(line for line in result.stdout.splitlines() if line.strip())
+        if not result.ok or answer:
+            raise BalancerError(
+                f"HAProxy's runtime API refused the flip: {answer or _tail(result.stderr)}",
+                where=transport.host,
+                hint="Check balancer.admin_socket (stats socket … level admin) and that socat "
+                     "is installed on the balancer.")
+
+    def _runtime_stats(self, transport: Transport, driver: Balancer, upstream: Upstream
+                       ) -> dict[str, object]:
+        command, stdin = driver.runtime("show stat")  # type: ignore[attr-defined]
+        result = transport.run(command, stdin=stdin)
+        if not result.ok:
+            raise BalancerError(f"cannot read HAProxy's stats: {_tail(result.stderr)}",
+                                where=transport.host,
+                                hint="Check balancer.admin_socket and that socat is installed.")
+        return driver.parse_stats(result.stdout, upstream.name)  # type: ignore[attr-defined,no-any-return]
+
 
 def _workers(transport: Transport, driver: Balancer) -> dict[int, str]:
-    """The balancer's worker processes: pid → command line."""
+    """The balancer's worker processes: pid → command line. A master in the middle of a reload
+    (HAProxy re-executes itself) can briefly show none, so absence must last a second."""
+    deadline = time.monotonic() + 1.0
     result = transport.run(driver.workers())
+    while not result.ok and time.monotonic() < deadline:
+        time.sleep(0.02)
+        result = transport.run(driver.workers())
     if not result.ok:
         raise BalancerError(
             f"{driver.kind} is not running (no master process behind its pid file).",
@@ -124,18 +211,19 @@ def _workers(transport: Transport, driver: Balancer) -> dict[int, str]:
     return workers
 
 
-def _balancer_error(exc: BaseException) -> BaseException:
+def _balancer_error(exc: BaseException, restore_errors: list[str] | None = None
+                    ) -> BaseException:
     if isinstance(exc, FanOutError):
-        if len(exc.failures) == 1:
-            return exc.failures[0].error
-        error = BalancerError(exc.message)
-        error.paragraph = exc.paragraph  # type: ignore[method-assign]
-        return error
-    if isinstance(exc, BluegreenError) and not isinstance(exc, BalancerError):
-        return BalancerError(exc.message, where=exc.where, hint=exc.hint)
-    return exc
+        error: BaseException = (exc.failures[0].error if len(exc.failures) == 1
+                                else BalancerError(exc.paragraph()))
+    elif isinstance(exc, BluegreenError) and not isinstance(exc, BalancerError):
+        error = BalancerError(exc.message, where=exc.where, hint=exc.hint)
+    else:
+        error = exc
+    if restore_errors and isinstance(error, BluegreenError):
+        error.message += " Restoring also failed on " + "; ".join(restore_errors) + "."
+    return error
 
 
 def _tail(text: str, lines: int = 3) -> str:
     return " / ".join(text.strip().splitlines()[-lines:])
-

@@ -51,6 +51,8 @@ class BalancerOverride(_Strict):
     template: str | None = None
     reload: str | None = None
     state_dir: str | None = None
+    flip: Literal["reload", "runtime"] | None = None
+    admin_socket: str | None = None
 
 
 class HostSpec(_Strict):
@@ -150,6 +152,9 @@ class BalancerSettings(_Strict):
     state_dir: str | None = None
     upstream_address: str | None = None
     reload_timeout: float = Field(10.0, gt=0)
+    flip: Literal["reload", "runtime"] = "reload"
+    admin_socket: str | None = None
+    drain_timeout: float = Field(30.0, ge=0)
 
 
 class VerifySettings(_Strict):
@@ -434,6 +439,18 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                         "Use port mode to run both colours on the same host.",
                     )
                 claimed[name] = colour
+    if inventory.balancer is not None:
+        for index, host in enumerate(inventory.hosts.balancer):
+            settings = inventory.balancer_settings(host)
+            key = f"hosts.balancer[{index}].balancer.flip" if host.balancer else "balancer.flip"
+            if settings.flip == "runtime" and settings.kind != "haproxy":
+                fail(key, "flip: runtime needs HAProxy's runtime API; nginx has none.",
+                     "Use flip: reload with nginx.")
+            if settings.flip == "runtime" and not settings.admin_socket:
+                fail(key, "flip: runtime needs balancer.admin_socket (HAProxy's stats socket "
+                     "at level admin).",
+                     "Add `stats socket /run/haproxy/admin.sock mode 600 level admin` to "
+                     "HAProxy's global section and name that path here.")
     if inventory.ssh.trust_on_first_use and not inventory.ssh.strict_host_keys:
         fail(
             "ssh.trust_on_first_use",

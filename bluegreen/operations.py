@@ -175,11 +175,11 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
     inventory, reporter = session.inventory, session.reporter
     flipper = Flipper(inventory, session.connections, reporter)
     with cancel.deferred_interrupts():
-        flipper.flip(plan.configs)
+        flipper.flip(plan)
         try:
             verify(inventory, release=release, colour=plan.target.value, reporter=reporter)
         except VerifyFailed:
-            flipper.undo()
+            flipper.undo(plan)
             raise
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
                                      managed=plan.configs)

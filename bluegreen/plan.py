@@ -24,6 +24,8 @@ class FlipPlan:
     configs: dict[str, str]  # balancer host → rendered managed file
     current: dict[str, str | None]  # balancer host → the file as it is now
     paths: dict[str, str]  # balancer host → the managed file's path
+    upstream: Upstream  # what the flip sends traffic to
+    previous_upstream: Upstream | None  # what a flip back restores (runtime flips)
 
     def diffs(self) -> list[str]:
         lines: list[str] = []
@@ -99,9 +101,12 @@ def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
     generation = state.generation + 1
     upstream = build_upstream(inventory, target, generation)
     sites = [site_for(inventory, h) for h in inventory.hosts.balancer]
+    previous = (build_upstream(inventory, state.live, state.generation) if state.live
+                else None)
     return FlipPlan(target=target, previous=state.live, generation=generation,
                     configs={s.host.name: s.driver.render(upstream) for s in sites},
-                    current=current, paths={s.host.name: s.managed.path for s in sites})
+                    current=current, paths={s.host.name: s.managed.path for s in sites},
+                    upstream=upstream, previous_upstream=previous)
 
 
 def build_deploy_plan(inventory: Inventory, *, state: State, release: str, target: Colour,

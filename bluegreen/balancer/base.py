@@ -70,7 +70,12 @@ class Balancer(Protocol):
     def validate_main_config(self) -> Command: ...
     def reload(self) -> Command: ...
     def workers(self) -> Command: ...
-    def is_retiring(self, worker_args: str) -> bool: ...
+    def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool: ...
+
+
+def server_name(server: Server) -> str:
+    """A balancer-safe server name: colour and host."""
+    return f"{server.colour}-{re.sub(r'[^A-Za-z0-9_.:-]', '_', server.host)}"
 
 
 def render_upstream(settings: BalancerSettings, upstream: Upstream, default_template: str) -> str:
@@ -93,8 +98,8 @@ def render_upstream(settings: BalancerSettings, upstream: Upstream, default_temp
         "generation": upstream.generation,
         "weights": upstream.weights,
         "servers": [
-            {"host": s.host, "address": s.address, "port": s.port, "colour": s.colour.value,
-             "weight": s.weight} for s in upstream.servers
+            {"host": s.host, "name": server_name(s), "address": s.address, "port": s.port,
+             "colour": s.colour.value, "weight": s.weight} for s in upstream.servers
         ],
     }
     return render_config(template, values, where=where)

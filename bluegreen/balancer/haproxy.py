@@ -1,9 +1,30 @@
-"""HAProxy driver: the managed file holds the service's backend."""
+"""HAProxy driver: the managed file holds the service's backend with both colours' servers (the
+idle colour disabled), validated with `haproxy -c` against the main config plus this file, and
+activated either by a graceful master-worker reload or, with `flip: runtime`, through the runtime
+API on the admin socket — no reload, so no connection is closed."""
 
 from __future__ import annotations
 
+import csv
+import io
+from dataclasses import dataclass
+
+from bluegreen.balancer.base import Upstream, render_upstream, server_name
 from bluegreen.inventory import BalancerSettings
+from bluegreen.render import render_command
 from bluegreen.shell import Command
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    name: str
+    status: str  # UP, DOWN, MAINT, DRAIN, "no check", …
+    sessions: int
+    weight: int
+
+    @property
+    def serving(self) -> bool:
+        return "MAINT" not in self.status and "DRAIN" not in self.status and self.weight > 0
 
 
 class HAProxyBalancer:
@@ -12,7 +33,66 @@ class HAProxyBalancer:
     def __init__(self, settings: BalancerSettings):
         self.settings = settings
         self.binary = settings.binary or "haproxy"
+        self.pid_file = settings.pid_file or "/run/haproxy.pid"
+        self.main_config = settings.main_config or "/etc/haproxy/haproxy.cfg"
+
+    def render(self, upstream: Upstream) -> str:
+        return render_upstream(self.settings, upstream, "haproxy-backend.cfg.j2")
+
+    def validate(self) -> Command:
+        return Command(self.binary, "-c", "-q", "-f", self.main_config,
+                       "-f", self.settings.managed_file)
 
     def validate_main_config(self) -> Command:
-        main = self.settings.main_config or "/etc/haproxy/haproxy.cfg"
-        return Command(self.binary, "-c", "-q", "-f", main)
+        return self.validate()
+
+    def reload(self) -> Command:
+        if self.settings.reload:
+            return render_command(self.settings.reload, {"pid_file": self.pid_file},
+                                  where="balancer.reload")
+        # master-worker mode: SIGUSR2 makes the master re-read the config and fork new workers
+        return Command.script('kill -USR2 "$(cat -- "$1")"', self.pid_file)
+
+    def workers(self) -> Command:
+        return Command.script(
+            'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
+            self.pid_file)
+
+    def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool:
+        # the master forks the new worker and soft-stops the old ones (their listeners close at
+        # once; they only finish what is in flight)
+        return bool(after.keys() - before.keys())
+
+    # runtime API ------------------------------------------------------------------------------
+
+    def runtime(self, *commands: str) -> tuple[Command, bytes]:
+        """A command and its stdin that send runtime API commands to the admin socket."""
+        assert self.settings.admin_socket is not None
+        return (Command("socat", "-t", "5", "stdio", f"UNIX-CONNECT:{self.settings.admin_socket}"),
+                ("; ".join(commands) + "\n").encode())
+
+    def flip_commands(self, upstream: Upstream) -> tuple[list[str], list[str]]:
+        """(commands that bring the target colour in and drain the other, commands that put the
+        drained servers in maintenance once they are idle)."""
+        backend = upstream.name
+        enable, drain, maint = [], [], []
+        for server in upstream.servers:
+            name = f"{backend}/{server_name(server)}"
+            if server.weight > 0:
+                enable += [f"set server {name} state ready", f"set weight {name} {server.weight}"]
+            else:
+                drain.append(f"set server {name} state drain")
+                maint.append(f"set server {name} state maint")
+        return enable + drain, maint
+
+    @staticmethod
+    def parse_stats(csv_text: str, backend: str) -> dict[str, ServerStat]:
+        text = csv_text.lstrip("# ")
+        servers: dict[str, ServerStat] = {}
+        for row in csv.DictReader(io.StringIO(text)):
+            if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
+                continue
+            servers[row["svname"]] = ServerStat(
+                row["svname"], row.get("status", ""), int(row.get("scur") or 0),
+                int(row.get("weight") or 0))
+        return servers

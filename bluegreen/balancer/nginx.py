@@ -47,6 +47,10 @@ class NginxBalancer:
             'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
             self.pid_file)
 
-    def is_retiring(self, worker_args: str) -> bool:
-        """An old worker that stopped accepting new connections."""
-        return "shutting down" in worker_args
+    def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool:
+        """New workers run and every old one still alive is "shutting down" (it closed its
+        listening sockets). nginx itself pauses 100 ms between the two."""
+        new = after.keys() - before.keys()
+        old_accepting = [pid for pid in before.keys() & after.keys()
+                         if "shutting down" not in after[pid]]
+        return bool(new) and not old_accepting

@@ -33,3 +33,25 @@ def two_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
         yield under_test
     finally:
         under_test.close()
+
+
+@pytest.fixture
+def haproxy_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
+    """Two app hosts, one HAProxy balancer (reload flips unless the test asks for runtime)."""
+    under_test = Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
+                         balancer_kinds={"lb1": "haproxy"})
+    try:
+        yield under_test
+    finally:
+        under_test.close()
+
+
+@pytest.fixture
+def mixed_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
+    """One app host behind nginx on lb1 and HAProxy on lb2."""
+    under_test = Service(fleet, tmp_path, ["app1"], ["lb1", "lb2"],
+                         balancer_kinds={"lb2": "haproxy"})
+    try:
+        yield under_test
+    finally:
+        under_test.close()

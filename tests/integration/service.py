@@ -74,21 +74,87 @@ class Nginx:
 
 
 @dataclass
+class HAProxy:
+    """HAProxy in master-worker mode, a child process of the test (the master stays in the
+    foreground), with an admin socket for the runtime API."""
+
+    host: str
+    address: str
+    port: int
+    prefix: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def managed_file(self) -> Path:
+        return self.prefix / "shop-backend.cfg"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.prefix / "admin.sock"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/"
+
+    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
+        self.prefix.mkdir(parents=True)
+        (self.prefix / "haproxy.cfg").write_text(
+            "global\n    master-worker\n"
+            f"    stats socket {self.admin_socket} mode 600 level admin\n"
+            "defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n"
+            "    timeout server 60s\n"
+            + ("    option http-server-close\n" if keepalive_timeout == "0" else "")
+            + f"frontend web\n    bind {self.address}:{self.port}\n"
+            f"    default_backend {upstream}\n")
+        self.managed_file.write_text(
+            f"backend {upstream}\n    server placeholder 127.0.0.1:9 disabled\n")
+        log = (self.prefix / "stderr.log").open("ab")
+        self.process = subprocess.Popen(
+            ["haproxy", "-W", "-f", str(self.prefix / "haproxy.cfg"), "-f",
+             str(self.managed_file), "-p", str(self.prefix / "haproxy.pid")],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        wait_for_port(self.address, self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def balancer_override(self, state_dir: Path) -> dict[str, str]:
+        return {"kind": "haproxy", "managed_file": str(self.managed_file),
+                "main_config": str(self.prefix / "haproxy.cfg"),
+                "pid_file": str(self.prefix / "haproxy.pid"), "state_dir": str(state_dir),
+                "admin_socket": str(self.admin_socket)}
+
+    def runtime(self, command: str) -> str:
+        return subprocess.run(["socat", "stdio", f"UNIX-CONNECT:{self.admin_socket}"],
+                              input=command + "\n", capture_output=True, text=True,
+                              check=True).stdout
+
+
+@dataclass
 class Service:
     fleet: Fleet
     root: Path
     app_hosts: list[str]
     balancer_hosts: list[str]
-    nginx: dict[str, Nginx] = field(default_factory=dict)
+    nginx: dict[str, Nginx | HAProxy] = field(default_factory=dict)  # balancer host → server
     ports: dict[str, int] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     nginx_keepalive_timeout: str | None = None
+    balancer_kinds: dict[str, str] = field(default_factory=dict)  # host → "nginx" | "haproxy"
 
     def __post_init__(self) -> None:
         self.ports = {"blue": self._free_app_port(), "green": self._free_app_port()}
         for name in self.balancer_hosts:
             address = self.fleet[name].address
-            server = Nginx(name, address, free_port(address), self.root / f"nginx-{name}")
+            kind = self.balancer_kinds.get(name, "nginx")
+            server_class = HAProxy if kind == "haproxy" else Nginx
+            server = server_class(name, address, free_port(address),
+                                  self.root / f"{kind}-{name}")
             server.start(keepalive_timeout=self.nginx_keepalive_timeout)
             self.nginx[name] = server
         balancer_entries = [

@@ -1,0 +1,174 @@
+"""HAProxy in reload and runtime mode, and all-or-nothing flips across several balancers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.integration.service import HAProxy, Service
+
+
+def ok(result: Any) -> None:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+
+
+def runtime_inventory(service: Service) -> Path:
+    return service.inventory(balancer={"flip": "runtime", "drain_timeout": 20})
+
+
+def worker_pids(server: HAProxy) -> set[int]:
+    import subprocess
+
+    master = (server.prefix / "haproxy.pid").read_text().strip()
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", master], capture_output=True,
+                         text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def server_status(server: HAProxy) -> dict[str, str]:
+    rows = server.runtime("show stat").splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    result = {}
+    for row in rows[1:]:
+        cells = dict(zip(header, row.split(","), strict=False))
+        if cells.get("pxname") == "shop" and cells["svname"] not in ("FRONTEND", "BACKEND"):
+            result[cells["svname"]] = cells["status"]
+    return result
+
+
+def test_reload_mode_deploy_rollback_deploy(haproxy_service: Service) -> None:
+    service = haproxy_service
+    ok(service.deploy("v1"))
+    assert service.fetch().startswith("release v1 (blue)")
+    ok(service.deploy("v2"))
+    assert service.fetch().startswith("release v2 (green)")
+    text = service.nginx["lb1"].managed_file.read_text()
+    assert f"server blue-app1 127.0.10.1:{service.ports['blue']} weight 0 disabled" in text
+    assert f"server green-app2 127.0.10.2:{service.ports['green']} weight 100" in text
+    ok(service.cli("rollback"))
+    assert service.fetch().startswith("release v1 (blue)")
+    ok(service.deploy("v3"))
+    assert service.fetch().startswith("release v3 (green)")
+
+
+def test_runtime_mode_flips_without_reloading(haproxy_service: Service) -> None:
+    service = haproxy_service
+    server = service.nginx["lb1"]
+    assert isinstance(server, HAProxy)
+    inventory = runtime_inventory(service)
+    ok(service.cli("deploy", "--source", str(service.release("v1")), "--release", "v1",
+                   inventory=inventory))  # the first deploy has to reload: no servers yet
+    workers = worker_pids(server)
+    ok(service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                   inventory=inventory))
+    assert service.fetch().startswith("release v2 (green)")
+    assert worker_pids(server) == workers  # no reload happened
+    assert server_status(server)["blue-app1"] == "MAINT"
+    result = service.cli("rollback", inventory=inventory)
+    ok(result)
+    assert "runtime API" in result.stderr
+    assert service.fetch().startswith("release v1 (blue)")
+    assert worker_pids(server) == workers
+    statuses = server_status(server)
+    assert statuses["green-app1"] == "MAINT" and statuses["green-app2"] == "MAINT"
+    assert "MAINT" not in statuses["blue-app1"]
+    # the file says the same, so a later reload or restart keeps serving blue
+    assert f"server green-app1 127.0.10.1:{service.ports['green']} weight 0 disabled" in (
+        server.managed_file.read_text())
+    ok(service.deploy("v3", inventory=None) if False else service.cli(
+        "deploy", "--source", str(service.release("v3")), "--release", "v3",
+        inventory=inventory))
+    assert service.fetch().startswith("release v3 (green)")
+
+
+def test_runtime_flip_lets_a_long_request_finish_before_maintenance(
+        haproxy_service: Service) -> None:
+    service = haproxy_service
+    server = service.nginx["lb1"]
+    inventory = runtime_inventory(service)
+    for release in ("v1", "v2"):
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    outcome: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        started = time.monotonic()
+        with urllib.request.urlopen(server.url + "slow?seconds=3", timeout=20) as response:
+            outcome["status"] = response.status
+            outcome["body"] = response.read().decode()
+        outcome["finished"] = time.monotonic()
+        outcome["took"] = outcome["finished"] - started
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.5)  # the request is in flight on green
+    result = service.cli("rollback", inventory=inventory)
+    rollback_done = time.monotonic()
+    thread.join(timeout=20)
+    ok(result)
+    assert outcome["status"] == 200 and "slow response from release v2 (green)" in outcome["body"]
+    assert outcome["finished"] <= rollback_done  # maint only after the session ended
+    assert "after its sessions ended" in result.stderr
+    assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_runtime_needs_haproxy_and_an_admin_socket(service: Service) -> None:
+    result = service.cli("check", inventory=service.inventory(balancer={"flip": "runtime"}))
+    assert result.returncode == 2 and "balancer.flip" in result.stderr
+
+
+def test_second_balancer_invalid_means_neither_flips(mixed_balancers: Service,
+                                                     tmp_path: Path) -> None:
+    service = mixed_balancers
+    ok(service.deploy("v1"))
+    before = {n: s.managed_file.read_bytes() for n, s in service.nginx.items()}
+    broken = tmp_path / "broken.j2"
+    broken.write_text("backend {{ upstream_name }}\n    servr x 127.0.0.1:1\n")
+    data = service.inventory()
+    import yaml
+
+    inventory = yaml.safe_load(data.read_text())
+    inventory["hosts"]["balancer"][1]["balancer"]["template"] = str(broken)
+    data.write_text(yaml.safe_dump(inventory))
+    result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                         inventory=data)
+    assert result.returncode == 6, result.stderr
+    assert "lb2" in result.stderr and "failed validation" in result.stderr
+    assert {n: s.managed_file.read_bytes() for n, s in service.nginx.items()} == before
+    for name in ("lb1", "lb2"):
+        assert service.fetch(name).startswith("release v1 (blue)")
+
+
+def test_second_balancer_reload_failing_restores_the_first(mixed_balancers: Service) -> None:
+    service = mixed_balancers
+    ok(service.deploy("v1"))
+    before = {n: s.managed_file.read_bytes() for n, s in service.nginx.items()}
+    data = service.inventory()
+    import yaml
+
+    inventory = yaml.safe_load(data.read_text())
+    inventory["hosts"]["balancer"][1]["balancer"]["reload"] = "exit 1"
+    data.write_text(yaml.safe_dump(inventory))
+    result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                         inventory=data)
+    assert result.returncode == 6, result.stderr
+    assert "lb1" in result.stderr and "traffic moved back" in result.stderr
+    assert {n: s.managed_file.read_bytes() for n, s in service.nginx.items()} == before
+    for name in ("lb1", "lb2"):
+        assert service.fetch(name).startswith("release v1 (blue)")
+    assert service.state("lb1")["generation"] == 1 and service.state("lb2")["generation"] == 1
+
+
+def test_mixed_nginx_and_haproxy_flip_together(mixed_balancers: Service) -> None:
+    service = mixed_balancers
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    for name in ("lb1", "lb2"):
+        assert service.fetch(name).startswith("release v2 (green)")
+    ok(service.cli("rollback"))
+    for name in ("lb1", "lb2"):
+        assert service.fetch(name).startswith("release v1 (blue)")
+    assert service.state("lb1") == service.state("lb2")
