@@ -1,7 +1,7 @@
 """Wall time of `bluegreen rollback` as a whole process on the loopback fleet (two app hosts, one
 nginx balancer, all through real sshd), median of N, and the floor it is made of.
 
-    .venv/bin/python bench/rollback.py [runs]
+    .venv/bin/python bench/rollback.py [runs] [nginx|haproxy-reload|haproxy-runtime|two-nginx]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bluegreen.shell import Command
 from bluegreen.transport.ssh import SSHTransport, resolve_target
 from tests.conftest import FLEET_ADDRESSES
 from tests.fleet import start_fleet
-from tests.integration.service import Service
+from tests.integration.service import balanced_service
 
 
 def timed(argv: list[str]) -> float:
@@ -28,19 +28,20 @@ def timed(argv: list[str]) -> float:
     result = subprocess.run(argv, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{result.stderr}")
+        raise SystemExit(f"{' '.join(argv)} failed with exit {result.returncode}:\n"
+                         f"{result.stdout}\n{result.stderr}")
     return elapsed
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
+    setup = sys.argv[2] if len(sys.argv) > 2 else "nginx"
     with tempfile.TemporaryDirectory() as tmp:
         fleet = start_fleet(Path(tmp) / "fleet", FLEET_ADDRESSES)
-        service = Service(fleet, Path(tmp) / "svc", ["app1", "app2"], ["lb1"])
+        service = balanced_service(fleet, Path(tmp) / "svc", setup)
         try:
-            for release in ("v1", "v2"):
-                if service.deploy(release).returncode != 0:
-                    raise SystemExit(f"deploy {release} failed")
+            if service.deploy("v2").returncode != 0:
+                raise SystemExit("deploy v2 failed")
             inventory = str(service.inventory())
             cli = [sys.executable, "-m", "bluegreen", "-i", inventory]
             samples = [timed([*cli, "rollback"]) for _ in range(runs)]
@@ -63,23 +64,23 @@ def main() -> None:
                 transport = SSHTransport.connect(target, settings)
                 connect.append(time.perf_counter() - started)
                 transport.close()
-            nginx = service.nginx["lb1"]
-            base = ["nginx", "-p", str(nginx.prefix), "-c", str(nginx.prefix / "nginx.conf")]
+            validate_command = service.balancer_validate_command("lb1")
             transport = SSHTransport.connect(target, settings)
             validate = statistics.median(
-                transport.run(Command(*base, "-t", "-q")).duration for _ in range(5))
+                transport.run(Command(*validate_command)).duration for _ in range(5))
             transport.close()
         finally:
             service.close()
             fleet.close()
-    print(f"bluegreen rollback, whole process (median of {runs}): "
+    print(f"{setup}: bluegreen rollback, whole process (median of {runs}): "
           f"{statistics.median(samples) * 1000:.0f} ms  "
           f"(min {min(samples) * 1000:.0f}, max {max(samples) * 1000:.0f}; goal ≤ 400 ms)")
     print("  of which, floors:")
     print(f"    python + bluegreen --help          {startup * 1000:6.0f} ms")
     print(f"    SSH connect + auth (one host)      {statistics.median(connect) * 1000:6.0f} ms")
-    print(f"    nginx -t over SSH                  {validate * 1000:6.0f} ms")
-    print("    nginx's own pause before retiring old workers on reload: 100 ms")
+    print(f"    config validation over SSH         {validate * 1000:6.0f} ms")
+    if setup.startswith("nginx") or setup == "two-nginx":
+        print("    nginx's own pause before retiring old workers on reload: 100 ms")
     for module, seconds in imports.items():
         print(f"    import {module:27s} {(seconds - bare) * 1000:6.0f} ms")
     print(f"bluegreen status, whole process:        {status * 1000:6.0f} ms")

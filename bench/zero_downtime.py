@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import FLEET_ADDRESSES
 from tests.fleet import start_fleet
-from tests.integration.service import GUNICORN, Service
+from tests.integration.service import BALANCER_SETUPS, GUNICORN, Service, balanced_service
 
 WORKERS = 8
 
@@ -60,10 +60,11 @@ class LoadResult:
 
 
 def run_load(host: str, port: int, *, keepalive: bool, rate: float, seconds: float,
-             stop: threading.Event) -> tuple[LoadResult, list[threading.Thread]]:
+             stop: threading.Event, result: LoadResult | None = None
+             ) -> tuple[LoadResult, list[threading.Thread]]:
     """Start WORKERS threads sending rate req/s in total, until `seconds` pass, the request
     budget (rate × seconds) is spent, or `stop` is set."""
-    result = LoadResult()
+    result = result if result is not None else LoadResult()
     budget = int(rate * seconds)
     per_worker = budget // WORKERS
     interval = WORKERS / rate
@@ -155,24 +156,27 @@ def _alive(pid: int) -> bool:
 
 
 def measure(fleet: object, root: Path, *, mode: str, keepalive: bool, rate: float,
-            seconds: float, nginx_keepalive_timeout: str | None) -> str:
-    service = Service(fleet, root, ["app1", "app2"], ["lb1"],  # type: ignore[arg-type]
-                      nginx_keepalive_timeout=nginx_keepalive_timeout)
+            seconds: float, nginx_keepalive_timeout: str | None, balancer: str) -> str:
+    hosts = BALANCER_SETUPS[balancer][0]
+    service = balanced_service(fleet, root, balancer,  # type: ignore[arg-type]
+                               nginx_keepalive_timeout=nginx_keepalive_timeout)
     try:
-        if service.deploy("v1").returncode != 0:
-            raise SystemExit("initial deploy failed")
-        nginx = service.nginx["lb1"]
         stop = threading.Event()
-        result, threads = run_load(nginx.address, nginx.port, keepalive=keepalive, rate=rate,
-                                   seconds=seconds, stop=stop)
+        result, threads = LoadResult(), []
+        for name in hosts:  # the load is split across the balancers
+            server = service.nginx[name]
+            _, part_threads = run_load(server.address, server.port, keepalive=keepalive,
+                                          rate=rate / len(hosts), seconds=seconds, stop=stop,
+                                          result=result)
+            threads += part_threads
         time.sleep(1)
         timings = bluegreen_cycle(service) if mode == "bluegreen" else naive_restart_cycle(service)
         for thread in threads:
             thread.join(timeout=seconds + 10)
         stop.set()
         client = "keep-alive     " if keepalive else "new connection "
-        label = mode + (f" (nginx keepalive_timeout {nginx_keepalive_timeout})"
-                        if nginx_keepalive_timeout else "")
+        label = f"{mode}, {balancer}" + (
+            f" (keepalive_timeout {nginx_keepalive_timeout})" if nginx_keepalive_timeout else "")
         return f"{label}\n  {client} {result.summary()}\n  ({', '.join(timings)})"
     finally:
         service.close()
@@ -183,6 +187,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--modes", default="bluegreen,naive")
+    parser.add_argument("--balancer", default="nginx", choices=sorted(BALANCER_SETUPS))
     parser.add_argument("--nginx-keepalive-timeout", default=None,
                         help="also set nginx's keepalive_timeout (e.g. 0) for the run")
     args = parser.parse_args()
@@ -195,11 +200,13 @@ def main() -> None:
                 lines.append(measure(fleet, Path(tmp) / f"run{index}", mode=mode,
                                      keepalive=keepalive, rate=args.rate,
                                      seconds=args.seconds,
-                                     nginx_keepalive_timeout=args.nginx_keepalive_timeout))
+                                     nginx_keepalive_timeout=args.nginx_keepalive_timeout,
+                                     balancer=args.balancer))
                 print(lines[-1], flush=True)
         finally:
             fleet.close()
-    print(f"\n{args.rate:g} req/s for {args.seconds:g} s through nginx, {WORKERS} client threads")
+    print(f"\n{args.rate:g} req/s for {args.seconds:g} s through {args.balancer}, "
+          f"{WORKERS} client threads per balancer")
     print("\n".join(lines))
 
 

@@ -15,7 +15,7 @@ from bluegreen.instances import probe_instance
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
-from bluegreen.session import Session, drift_between
+from bluegreen.session import Session, drift_between, runtime_drift
 from bluegreen.state import ensure_consistent, force_release, is_stale, read_lock
 
 
@@ -23,17 +23,21 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
     with Session(inventory, reporter, command="status", lock=False) as session:
         states = session.read_states()
         managed = session.read_managed()
+        runtime = session.runtime_serving()
         balancers = []
         for host in session.balancers:
             state, text = states[host.name], managed[host.name]
             header = parse_header(text)
             balancers.append({
                 "host": host.name,
+                "kind": session.sites[host.name].driver.kind,
                 "state_live": state.live.value if state.live else None,
                 "state_generation": state.generation,
                 "serving": header.colour.value if header else None,
                 "serving_generation": header.generation if header else None,
-                "drift": drift_between(state, text, host=host.name),
+                "runtime_serving": runtime.get(host.name),
+                "drift": drift_between(state, text, host=host.name)
+                or runtime_drift(state, runtime.get(host.name)),
             })
         try:
             agreed = ensure_consistent(states)

@@ -98,6 +98,27 @@ class Session:
                         parallelism=self.inventory.ssh.parallelism)
         return {b.name: t for b, t in zip(self.balancers, texts, strict=True)}
 
+    def runtime_serving(self) -> dict[str, str | None]:
+        """What each HAProxy with an admin socket really serves (`show stat`): "blue", "green",
+        "blue+green", or "none"; balancers without a runtime API are left out."""
+        from bluegreen.balancer.haproxy import HAProxyBalancer
+
+        upstream_name = (self.inventory.balancer.upstream_name if self.inventory.balancer
+                         else None) or self.inventory.service
+        serving: dict[str, str | None] = {}
+        for name, site in self.sites.items():
+            driver = site.driver
+            if not isinstance(driver, HAProxyBalancer) or not site.settings.admin_socket:
+                continue
+            command, stdin = driver.runtime("show stat")
+            result = self.connections[name].run(command, stdin=stdin)
+            if not result.ok:
+                serving[name] = None
+                continue
+            colours = driver.serving_colours(driver.parse_stats(result.stdout, upstream_name))
+            serving[name] = "+".join(sorted(colours)) or "none"
+        return serving
+
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when
         balancers disagree with each other or with their own file, unless `allow_drift`."""
@@ -114,6 +135,16 @@ class Session:
                     where=f"{name}:{self.sites[name].managed.path}",
                     hint="Someone changed it behind bluegreen's back, or an operation died "
                          "mid-way. `bluegreen status` shows it; `bluegreen switch --to COLOUR` "
+                         "reconciles.",
+                )
+        for name, serving in self.runtime_serving().items():
+            problem = runtime_drift(state, serving)
+            if problem:
+                raise DriftError(
+                    f"HAProxy's live servers differ from the recorded state: {problem}.",
+                    where=name,
+                    hint="Someone changed server states through the runtime API. "
+                         "`bluegreen status` shows it; `bluegreen switch --to COLOUR` "
                          "reconciles.",
                 )
         return state, current
@@ -138,6 +169,14 @@ class Session:
                     parallelism=self.inventory.ssh.parallelism)
         except BluegreenError as error:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
+
+
+def runtime_drift(state: State, serving: str | None) -> str | None:
+    if state.live is None or serving is None:
+        return None
+    if serving != state.live.value:
+        return f"HAProxy serves {serving} at runtime, state says {state.live}"
+    return None
 
 
 def drift_between(state: State, managed_text: str | None, *, host: str) -> str | None:

@@ -85,6 +85,11 @@ class HAProxyBalancer:
                 maint.append(f"set server {name} state maint")
         return enable + drain, maint
 
+    def serving_colours(self, stats: dict[str, ServerStat]) -> set[str]:
+        """The colours whose servers HAProxy really sends traffic to right now."""
+        return {name.split("-", 1)[0] for name, stat in stats.items()
+                if stat.serving and name.split("-", 1)[0] in ("blue", "green")}
+
     @staticmethod
     def parse_stats(csv_text: str, backend: str) -> dict[str, ServerStat]:
         text = csv_text.lstrip("# ")

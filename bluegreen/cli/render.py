@@ -33,13 +33,14 @@ def status_result(data: dict[str, Any]) -> Any:
         if data["drift"]:
             console.print(f"[bold red]DRIFT: {data['drift']}[/bold red]")
         balancers = Table(title="balancers", title_justify="left")
-        for column in ("host", "state says", "file serves", "drift"):
+        for column in ("host", "kind", "state says", "file serves", "runtime serves", "drift"):
             balancers.add_column(column)
         for b in data["balancers"]:
             balancers.add_row(
-                b["host"], f"{b['state_live'] or '-'} (gen {b['state_generation']})",
+                b["host"], b["kind"], f"{b['state_live'] or '-'} (gen {b['state_generation']})",
                 f"{b['serving'] or '-'} (gen {b['serving_generation']})"
                 if b["serving"] else "-",
+                b["runtime_serving"] or "-",
                 f"[red]{b['drift']}[/red]" if b["drift"] else "[green]none[/green]")
         console.print(balancers)
         if data["instances"]:

@@ -146,6 +146,7 @@ class Service:
     data: dict[str, Any] = field(default_factory=dict)
     nginx_keepalive_timeout: str | None = None
     balancer_kinds: dict[str, str] = field(default_factory=dict)  # host → "nginx" | "haproxy"
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied by every inventory()
 
     def __post_init__(self) -> None:
         self.ports = {"blue": self._free_app_port(), "green": self._free_app_port()}
@@ -198,6 +199,14 @@ class Service:
                                          for h in self.app_hosts):
                 return port
 
+    def balancer_validate_command(self, host: str) -> list[str]:
+        server = self.nginx[host]
+        if isinstance(server, HAProxy):
+            return ["haproxy", "-c", "-q", "-f", str(server.prefix / "haproxy.cfg"), "-f",
+                    str(server.managed_file)]
+        return ["nginx", "-p", str(server.prefix), "-c", str(server.prefix / "nginx.conf"),
+                "-t", "-q"]
+
     def app_root(self, host: str) -> Path:
         return self.root / f"srv-{host}"
 
@@ -218,7 +227,7 @@ class Service:
 
     def inventory(self, **changes: Any) -> Path:
         data = json.loads(json.dumps(self.data))
-        for key, value in changes.items():
+        for key, value in [*self.overrides.items(), *changes.items()]:
             if isinstance(value, dict) and isinstance(data.get(key), dict):
                 data[key].update(value)
             else:
@@ -292,3 +301,28 @@ def _port_free(address: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+BALANCER_SETUPS: dict[str, tuple[list[str], dict[str, str], dict[str, Any]]] = {
+    # name: (balancer hosts, their kinds, inventory overrides) — for the benchmarks
+    "nginx": (["lb1"], {}, {}),
+    "haproxy-reload": (["lb1"], {"lb1": "haproxy"}, {}),
+    "haproxy-runtime": (["lb1"], {"lb1": "haproxy"},
+                        {"balancer": {"flip": "runtime", "drain_timeout": 5}}),
+    "two-nginx": (["lb1", "lb2"], {}, {}),
+}
+
+
+def balanced_service(fleet: Fleet, root: Path, setup: str, **options: Any) -> Service:
+    """Two app hosts behind `setup`, with v1 live on blue (and, for runtime flips, both colours
+    already known to HAProxy, so the measured flips go through the runtime API)."""
+    hosts, kinds, overrides = BALANCER_SETUPS[setup]
+    service = Service(fleet, root, ["app1", "app2"], hosts, balancer_kinds=kinds,
+                      overrides=overrides, **options)
+    releases = ["v1", "v0", "v1"] if setup == "haproxy-runtime" else ["v1"]
+    for release in releases:
+        result = service.deploy(release)
+        if result.returncode != 0:
+            service.close()
+            raise RuntimeError(f"deploy {release} failed:\n{result.stderr}")
+    return service

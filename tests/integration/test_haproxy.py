@@ -172,3 +172,26 @@ def test_mixed_nginx_and_haproxy_flip_together(mixed_balancers: Service) -> None
     for name in ("lb1", "lb2"):
         assert service.fetch(name).startswith("release v1 (blue)")
     assert service.state("lb1") == service.state("lb2")
+
+
+def test_a_runtime_change_behind_our_back_is_drift(haproxy_service: Service) -> None:
+    service = haproxy_service
+    server = service.nginx["lb1"]
+    assert isinstance(server, HAProxy)
+    inventory = runtime_inventory(service)
+    for release in ("v1", "v2"):
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    server.runtime("set server shop/blue-app1 state ready; set weight shop/blue-app1 100")
+    status = service.cli("--json", "status", inventory=inventory)
+    assert status.returncode == 9
+    import json
+
+    balancer = json.loads(status.stdout)["data"]["balancers"][0]
+    assert balancer["runtime_serving"] == "blue+green" and "at runtime" in balancer["drift"]
+    refused = service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
+                          inventory=inventory)
+    assert refused.returncode == 9 and "runtime API" in refused.stderr
+    ok(service.cli("switch", "--to", "green", inventory=inventory))
+    assert service.cli("status", inventory=inventory).returncode == 0
+    assert server_status(server)["blue-app1"] == "MAINT"
