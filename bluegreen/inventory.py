@@ -1,31 +1,36 @@
-"""Inventory: one YAML file describing one service in one environment, validated into frozen
-models. Every error names the file and the key path (``hosts.app[1].port``) and never shows a
-traceback. Imports model, shell and errors; never a network library."""
+"""Inventory: one YAML file describing one service in one environment, validated with msgspec
+into typed structs (pydantic cost ~0.11 s of start-up on every command; msgspec ~0.03 s). Every
+error names the file and the key path (``hosts.app[1].port``) and never shows a traceback.
+Imports model, shell and errors; never a network library."""
 
 from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import msgspec
 
 from bluegreen.errors import InventoryError
 from bluegreen.model import Colour
 from bluegreen.shell import Secret
 
-Port = int
-_PORT = {"ge": 1, "le": 65535}
+# msgspec resolves these annotations at class creation, so they must be real names here.
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
 
 
-class SSHSettings(_Strict):
+class SSHSettings(_Strict, frozen=True):
     user: str | None = None
-    port: int | None = Field(None, **_PORT)
+    port: Port | None = None
     identity_file: str | None = None
     known_hosts: str = "~/.ssh/known_hosts"
     strict_host_keys: bool = True
@@ -34,12 +39,12 @@ class SSHSettings(_Strict):
     jump: str | None = None
     use_agent: bool = True
     sudo: bool = False
-    connect_timeout: float = Field(10.0, gt=0)
-    command_timeout: float = Field(120.0, gt=0)
-    parallelism: int = Field(10, ge=1, le=256)
+    connect_timeout: Seconds = 10.0
+    command_timeout: Seconds = 120.0
+    parallelism: Annotated[int, msgspec.Meta(ge=1, le=256)] = 10
 
 
-class BalancerOverride(_Strict):
+class BalancerOverride(_Strict, frozen=True):
     """Per-balancer-host overrides of the `balancer:` section (mixed drivers, other paths)."""
 
     kind: Literal["nginx", "haproxy"] | None = None
@@ -55,10 +60,10 @@ class BalancerOverride(_Strict):
     admin_socket: str | None = None
 
 
-class HostSpec(_Strict):
-    name: str = Field(min_length=1)
+class HostSpec(_Strict, frozen=True):
+    name: Text
     address: str | None = None
-    port: int | None = Field(None, **_PORT)
+    port: Port | None = None
     user: str | None = None
     jump: str | None = None
     sudo: bool | None = None
@@ -66,30 +71,27 @@ class HostSpec(_Strict):
     app_root: str | None = None
     balancer: BalancerOverride | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
 
-    @field_validator("app_root")
-    @classmethod
-    def _absolute_root(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("must be an absolute path on the app host")
-        return value
+HostEntry = str | HostSpec
 
 
 class Hosts(_Strict):
-    app: list[HostSpec] = Field(min_length=1)
-    balancer: list[HostSpec] = Field(min_length=1)
+    """Entries may be written as a bare name; they are HostSpecs once decoded."""
+
+    app: Annotated[list[HostEntry], msgspec.Meta(min_length=1)]
+    balancer: Annotated[list[HostEntry], msgspec.Meta(min_length=1)]
+
+    def __post_init__(self) -> None:
+        self.app = [HostSpec(name=h) if isinstance(h, str) else h for h in self.app]
+        self.balancer = [HostSpec(name=h) if isinstance(h, str) else h for h in self.balancer]
 
 
-class ColourSpec(_Strict):
-    port: int = Field(**_PORT)
+class ColourSpec(_Strict, frozen=True):
+    port: Port
     hosts: list[str] | None = None
 
 
-class Colours(_Strict):
+class Colours(_Strict, frozen=True):
     mode: Literal["port", "host"] = "port"
     blue: ColourSpec = ColourSpec(port=9501)
     green: ColourSpec = ColourSpec(port=9502)
@@ -98,50 +100,36 @@ class Colours(_Strict):
         return self.blue if colour is Colour.BLUE else self.green
 
 
-class ReleaseSettings(_Strict):
+class ReleaseSettings(_Strict, frozen=True):
     source: str | None = None
-    keep: int = Field(5, ge=2)
+    keep: Annotated[int, msgspec.Meta(ge=2)] = 5
 
 
-class AppSettings(_Strict):
-    root: str = Field(min_length=1)
-    start: str = Field(min_length=1)
-    stop: str = Field(min_length=1)
+class AppSettings(_Strict, frozen=True):
+    root: Text
+    start: Text
+    stop: Text
     status: str | None = None
     log: str | None = None
     env: dict[str, str] = {}
-    start_timeout: float = Field(60.0, gt=0)
-    stop_timeout: float = Field(30.0, gt=0)
-
-    @field_validator("root")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must be an absolute path on the app hosts")
-        return value.rstrip("/") or "/"
+    start_timeout: Seconds = 60.0
+    stop_timeout: Seconds = 30.0
 
 
-class HealthSettings(_Strict):
+class HealthSettings(_Strict, frozen=True):
     path: str = "/"
-    expect_status: int = Field(200, ge=100, le=599)
+    expect_status: Annotated[int, msgspec.Meta(ge=100, le=599)] = 200
     expect_body: str | None = None
-    timeout: float = Field(2.0, gt=0)
-    interval: float = Field(0.5, ge=0)
-    retries: int = Field(30, ge=1)
-    successes: int = Field(1, ge=1)
+    timeout: Seconds = 2.0
+    interval: NonNegative = 0.5
+    retries: Annotated[int, msgspec.Meta(ge=1)] = 30
+    successes: Annotated[int, msgspec.Meta(ge=1)] = 1
     via: Literal["ssh", "direct"] = "ssh"
 
-    @field_validator("path")
-    @classmethod
-    def _leading_slash(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
 
-
-class BalancerSettings(_Strict):
+class BalancerSettings(_Strict, frozen=True):
+    managed_file: Text
     kind: Literal["nginx", "haproxy"] = "nginx"
-    managed_file: str = Field(min_length=1)
     main_config: str | None = None
     prefix: str | None = None
     pid_file: str | None = None
@@ -151,32 +139,35 @@ class BalancerSettings(_Strict):
     reload: str | None = None
     state_dir: str | None = None
     upstream_address: str | None = None
-    reload_timeout: float = Field(10.0, gt=0)
+    reload_timeout: Seconds = 10.0
     flip: Literal["reload", "runtime"] = "reload"
     admin_socket: str | None = None
-    drain_timeout: float = Field(30.0, ge=0)
+    drain_timeout: NonNegative = 30.0
 
 
-class VerifySettings(_Strict):
+class VerifySettings(_Strict, frozen=True):
     urls: list[str] = []
     expect_body: str | None = None
     expect_header: str | None = None
-    timeout: float = Field(3.0, gt=0)
-    attempts: int = Field(5, ge=1)
+    timeout: Seconds = 3.0
+    attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
 
 
-class LockSettings(_Strict):
-    stale_after: float = Field(300.0, gt=0)
+class LockSettings(_Strict, frozen=True):
+    stale_after: Seconds = 300.0
 
 
-class SecretRef(_Strict):
-    env: str = Field(min_length=1)
+class SecretRef(_Strict, frozen=True):
+    env: Text
 
 
-class Inventory(_Strict):
-    service: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
-    ssh: SSHSettings = SSHSettings()
+class Inventory(_Strict, dict=True):
+    """The validated inventory. `path` and `resolved_secrets` are set after decoding (they are
+    not keys of the file)."""
+
+    service: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
     hosts: Hosts
+    ssh: SSHSettings = SSHSettings()
     colours: Colours = Colours()
     release: ReleaseSettings = ReleaseSettings()
     app: AppSettings | None = None
@@ -186,8 +177,9 @@ class Inventory(_Strict):
     lock: LockSettings = LockSettings()
     secrets: dict[str, SecretRef] = {}
 
-    path: Path = Field(Path("<inventory>"), exclude=True)
-    resolved_secrets: dict[str, Secret] = Field(default_factory=dict, exclude=True)
+    def __post_init__(self) -> None:
+        self.path = Path("<inventory>")
+        self.resolved_secrets: dict[str, Secret] = {}
 
     def balancer_settings(self, host: HostSpec) -> BalancerSettings:
         """The `balancer:` section with this balancer host's own overrides applied."""
@@ -197,8 +189,9 @@ class Inventory(_Strict):
                                  hint="See inventories/example.yml.")
         if host.balancer is None:
             return self.balancer
-        changes = {k: v for k, v in host.balancer.model_dump().items() if v is not None}
-        return self.balancer.model_copy(update=changes)
+        changes = {k: v for k, v in msgspec.structs.asdict(host.balancer).items()
+                   if v is not None}
+        return msgspec.structs.replace(self.balancer, **changes)
 
     def state_dir_for(self, host: HostSpec) -> str:
         configured = self.balancer_settings(host).state_dir if self.balancer else None
@@ -209,22 +202,30 @@ class Inventory(_Strict):
         return (host.app_root or self.app.root).rstrip("/") or "/"
 
     @property
+    def app_hosts(self) -> list[HostSpec]:
+        return self.hosts.app  # type: ignore[return-value]
+
+    @property
     def all_hosts(self) -> list[HostSpec]:
         """Every host once, app hosts first, in inventory order."""
         seen: dict[str, HostSpec] = {}
         for host in [*self.hosts.app, *self.hosts.balancer]:
+            assert isinstance(host, HostSpec)
             seen.setdefault(host.name, host)
         return list(seen.values())
 
     @property
     def primary_balancer(self) -> HostSpec:
-        return self.hosts.balancer[0]
+        host = self.hosts.balancer[0]
+        assert isinstance(host, HostSpec)
+        return host
 
     def colour_hosts(self, colour: Colour) -> list[HostSpec]:
         spec = self.colours.spec(colour)
+        hosts = [h for h in self.hosts.app if isinstance(h, HostSpec)]
         if self.colours.mode == "port" or spec.hosts is None:
-            return list(self.hosts.app)
-        return [h for h in self.hosts.app if h.name in spec.hosts]
+            return hosts
+        return [h for h in hosts if h.name in spec.hosts]
 
 
 def load_inventory(
@@ -293,9 +294,10 @@ def parse_yaml(text: str, *, source: str) -> Any:
 
 def validate_inventory(data: Any, *, path: Path, environ: dict[str, str]) -> Inventory:
     try:
-        inventory = Inventory.model_validate(data)
-    except ValidationError as exc:
-        raise _first_error(exc, path) from None
+        inventory = msgspec.convert(data, Inventory)
+    except msgspec.ValidationError as exc:
+        raise _translate(str(exc), path) from None
+    inventory.path = path
     _check_cross_references(inventory, path)
     secrets = {}
     for name, ref in inventory.secrets.items():
@@ -306,7 +308,8 @@ def validate_inventory(data: Any, *, path: Path, environ: dict[str, str]) -> Inv
                 hint=f"Export {ref.env} before running bluegreen (its value is never printed).",
             )
         secrets[name] = Secret(environ[ref.env])
-    return inventory.model_copy(update={"path": path, "resolved_secrets": secrets})
+    inventory.resolved_secrets = secrets
+    return inventory
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -319,66 +322,89 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def _first_error(exc: ValidationError, path: Path) -> InventoryError:
-    error = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in error["loc"] if p != "function-before[_from_string(), HostSpec]")
-    where = f"{path}: {key_path(loc)}"
-    kind = error["type"]
-    hint = None
-    if kind == "extra_forbidden":
-        name = str(loc[-1]) if loc else ""
-        message = f"unknown key '{name}'."
-        valid = _keys_at(loc[:-1])
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def _translate(text: str, path: Path) -> InventoryError:
+    """msgspec's "Expected `int` <= 65535 - at `$.hosts.app[1].port`" as an InventoryError
+    naming the file and the key path, with a hint."""
+    match = _AT.match(text)
+    message = match["message"] if match else text
+    loc: tuple[int | str, ...] = tuple(
+        int(index) if index else name
+        for name, index in _PART.findall(match["path"] or "" if match else ""))
+    field = _FIELD.search(message)
+    hint = "See inventories/example.yml for the expected form."
+    if message.startswith("Object contains unknown field") and field:
+        name = field.group(1)
+        valid = _keys_at(loc)
+        loc = (*loc, name)
         close = difflib.get_close_matches(name, valid, n=1)
+        message = f"unknown key '{name}'."
         if close:
             hint = f"Did you mean '{close[0]}'?"
         elif valid:
             hint = f"Valid keys here: {', '.join(valid)}."
-        else:
-            hint = "See inventories/example.yml."
-    elif kind == "missing":
+    elif message.startswith("Object missing required field") and field:
+        loc = (*loc, field.group(1))
         message = "this key is required."
         hint = "See inventories/example.yml for what it holds."
     else:
-        message = f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})."
-        hint = "See inventories/example.yml for the expected form."
-    more = len(exc.errors()) - 1
-    if more:
-        hint = f"{hint} ({more} more problem(s) after this one.)"
-    return InventoryError(message, where=where, hint=hint)
+        message = _TYPE_NAME.sub(lambda m: _TYPE_NAMES.get(m[1], m[1]), message)
+        message = message[0].lower() + message[1:] + "."
+    return InventoryError(message, where=f"{path}: {key_path(loc)}", hint=hint)
+
+
+_TYPE_NAME = re.compile(r"`([^`]+)`")
+_TYPE_NAMES = {
+    "float": "a number", "int": "a whole number", "str": "text", "bool": "true or false",
+    "array": "a list", "object": "a mapping", "null": "nothing (null)",
+    "str | object": "a host name or a mapping", "object | null": "a mapping or null",
+    "str | null": "text or null", "int | null": "a whole number or null",
+}
 
 
 def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys a mapping accepts at `loc`, found by walking the models' annotations."""
-    annotation: Any = Inventory
+    """The keys a mapping accepts at `loc`, found by walking the structs' type information."""
+    from msgspec import inspect
+
+    node: Any = inspect.type_info(Inventory)
     for part in loc:
-        model = _model_in(annotation)
-        if isinstance(part, str) and model is not None and part in model.model_fields:
-            annotation = model.model_fields[part].annotation
-        else:  # a list index or a dict key: step into the element type
-            args = [a for a in getattr(annotation, "__args__", ()) or () if a is not type(None)]
-            annotation = args[-1] if args else None
-    model = _model_in(annotation)
-    return [name for name in model.model_fields if name not in _HIDDEN] if model else []
+        node = _unwrap(node)
+        if isinstance(part, str) and isinstance(node, inspect.StructType):
+            node = next((f.type for f in node.fields if f.encode_name == part), None)
+        elif isinstance(node, (inspect.ListType, inspect.DictType)):
+            node = node.item_type if isinstance(node, inspect.ListType) else node.value_type
+        else:
+            return []
+    node = _unwrap(node)
+    return [f.encode_name for f in node.fields] if isinstance(node, inspect.StructType) else []
 
 
-_HIDDEN = {"path", "resolved_secrets"}
+def _unwrap(node: Any) -> Any:
+    from msgspec import inspect
 
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+    if isinstance(node, inspect.UnionType):
+        structs = [t for t in node.types if isinstance(t, inspect.StructType)]
+        return structs[0] if structs else node
+    return node
 
 
 def _check_cross_references(inventory: Inventory, path: Path) -> None:
     def fail(key: str, message: str, hint: str) -> None:
         raise InventoryError(message, where=f"{path}: {key}", hint=hint)
 
+    if inventory.app is not None and not inventory.app.root.startswith("/"):
+        fail("app.root", "must be an absolute path on the app hosts.",
+             "Write it as /srv/NAME or similar.")
+    if not inventory.health.path.startswith("/"):
+        fail("health.path", "must start with '/'.", "For example /health.")
+    for index, host in enumerate(inventory.app_hosts):
+        if host.app_root is not None and not host.app_root.startswith("/"):
+            fail(f"hosts.app[{index}].app_root", "must be an absolute path on the app host.",
+                 "Write it as /srv/NAME or similar.")
     for role in ("app", "balancer"):
         names: set[str] = set()
         for index, host in enumerate(getattr(inventory.hosts, role)):
@@ -389,7 +415,7 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                     "Each host appears once per role.",
                 )
             names.add(host.name)
-    app_by_name = {h.name: h for h in inventory.hosts.app}
+    app_by_name = {h.name: h for h in inventory.app_hosts}
     for index, host in enumerate(inventory.hosts.balancer):
         twin = app_by_name.get(host.name)
         if twin is not None and twin != host:

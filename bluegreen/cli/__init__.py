@@ -1,5 +1,5 @@
 """The command line — the only typer importer; nothing imports cli. One thin file per command,
-registered here. Heavy libraries (paramiko, httpx, jinja2, pydantic) load inside commands."""
+registered here. Heavy libraries (paramiko, httpx, jinja2, msgspec) load inside commands."""
 
 from __future__ import annotations
 

@@ -168,10 +168,15 @@ class SSHTransport:
                                hint="Check that the host and its sshd are still up, then retry.")
         try:
             channel = transport.open_session(timeout=self._settings.connect_timeout)
-            channel.exec_command(command.render())
-            if stdin is not None:
+            if stdin is None:
+                # No EOF is sent on a command without input: paramiko can send it after its own
+                # reply to the server's CLOSE when the command ends first, and sshd then drops
+                # the whole connection ("ieof packet referred to nonexistent channel").
+                channel.exec_command(command.render() + " </dev/null")
+            else:
+                channel.exec_command(command.render())
                 channel.sendall(stdin)
-            channel.shutdown_write()
+                channel.shutdown_write()
             stdout, stderr, status = _collect(channel, deadline)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(f"the SSH connection failed while running `{command}`: {exc}.",

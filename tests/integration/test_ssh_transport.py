@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from bluegreen.errors import CommandTimeout, ConnectError
@@ -28,7 +29,7 @@ def settings(fleet: Fleet, **changes: object) -> SSHSettings:
         "connect_timeout": 5, "command_timeout": 30,
     }
     values.update(changes)
-    return SSHSettings.model_validate(values)
+    return msgspec.convert(values, SSHSettings)
 
 
 @pytest.fixture

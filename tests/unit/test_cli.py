@@ -31,7 +31,7 @@ def test_help_does_not_import_heavy_libraries() -> None:
     code = ("import sys; sys.argv=['bluegreen','--help']\n"
             "from bluegreen.cli import app\n"
             "try: app()\nexcept SystemExit: pass\n"
-            "print(sorted(m for m in ('paramiko','httpx','jinja2','pydantic','yaml') "
+            "print(sorted(m for m in ('paramiko','httpx','jinja2','msgspec','yaml') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
