@@ -30,9 +30,6 @@ from bluegreen.release import Artifact, package, validate_release_id
 from bluegreen.session import Session
 from bluegreen.state import State, actor
 
-# what every traffic-moving operation imports later: loaded while SSH handshakes run
-PRELOAD = ("httpx", "jinja2")
-
 
 @dataclass(frozen=True)
 class Options:
@@ -45,7 +42,7 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
     app = _require_app(inventory)
     artifact = _artifact(inventory, source=source, release=release)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
-                 lock=not options.dry_run, lock_wait=options.lock_wait, preload=PRELOAD) as session:
+                 lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
         target = to or (state.live.other if state.live else Colour.BLUE)
         if target is state.live:
@@ -102,7 +99,7 @@ def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Opt
            ) -> dict[str, Any]:
     """Flip to an explicit colour that is running and healthy; also reconciles drift."""
     with Session(inventory, reporter, command=f"switch --to {to}",
-                 lock=not options.dry_run, lock_wait=options.lock_wait, preload=PRELOAD) as session:
+                 lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state(allow_drift=True)
         return _flip_to(session, state, current, to, operation="switch", options=options)
 
@@ -110,7 +107,7 @@ def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Opt
 def rollback(inventory: Inventory, reporter: Reporter, *, options: Options) -> dict[str, Any]:
     """Flip back to the previous colour after a quick health check: no process is started."""
     with Session(inventory, reporter, command="rollback", lock=not options.dry_run,
-                 lock_wait=options.lock_wait, preload=PRELOAD) as session:
+                 lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
         if state.live is None:
             raise RollbackImpossible("nothing has been deployed yet, so there is nothing to roll "

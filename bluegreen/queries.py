@@ -20,8 +20,7 @@ from bluegreen.state import ensure_consistent, force_release, is_stale, read_loc
 
 
 def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
-    with Session(inventory, reporter, command="status", lock=False,
-                 preload=("httpx",)) as session:
+    with Session(inventory, reporter, command="status", lock=False) as session:
         states = session.read_states()
         managed = session.read_managed()
         runtime = session.runtime_serving()

@@ -3,9 +3,6 @@ on the primary balancer, and the history record written however the operation en
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import threading
 import time
 import uuid
 from types import TracebackType
@@ -32,8 +29,7 @@ from bluegreen.state import (
 
 class Session:
     def __init__(self, inventory: Inventory, reporter: Reporter, *, command: str,
-                 lock: bool = True, lock_wait: float = 0.0, hosts: list[HostSpec] | None = None,
-                 preload: tuple[str, ...] = ()):
+                 lock: bool = True, lock_wait: float = 0.0, hosts: list[HostSpec] | None = None):
         self.sites: dict[str, BalancerSite] = {
             h.name: site_for(inventory, h) for h in inventory.hosts.balancer}
         self.inventory = inventory
@@ -47,7 +43,6 @@ class Session:
         self.generations_read: dict[str, int] = {}  # what each balancer had: the write guard
         self.started = time.monotonic()
         self.started_at = now()
-        self.preload = preload
 
     @property
     def balancers(self) -> list[HostSpec]:
@@ -59,8 +54,6 @@ class Session:
 
     def __enter__(self) -> Session:
         self.reporter.phase(f"connect to {len(self.connections.hosts)} host(s)")
-        if self.preload:
-            _import_in_background(*self.preload)
         self.connections.__enter__()
         try:
             self.stores = {
@@ -176,18 +169,6 @@ class Session:
                     parallelism=self.inventory.ssh.parallelism)
         except BluegreenError as error:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
-
-
-def _import_in_background(*modules: str) -> None:
-    """Import libraries the operation will need while the main thread waits on SSH handshakes
-    (a later `import` of the same module simply waits for this one to finish)."""
-
-    def load() -> None:
-        for module in modules:
-            with contextlib.suppress(ImportError):
-                importlib.import_module(module)
-
-    threading.Thread(target=load, name="preload", daemon=True).start()
 
 
 def runtime_drift(state: State, serving: str | None) -> str | None:
