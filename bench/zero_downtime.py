@@ -25,7 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import FLEET_ADDRESSES
 from tests.fleet import start_fleet
-from tests.integration.service import BALANCER_SETUPS, GUNICORN, Service, balanced_service
+from tests.integration.service import (
+    BALANCER_SETUPS,
+    GUNICORN,
+    Service,
+    balanced_service,
+    process_alive,
+)
 
 WORKERS = 8
 
@@ -133,7 +139,7 @@ def naive_restart_cycle(service: Service) -> list[str]:
             if pid:
                 os.kill(pid, signal.SIGTERM)
         for pid in pids:
-            while pid and _alive(pid):
+            while pid and process_alive(pid):
                 time.sleep(0.01)
         for host in service.app_hosts:
             root = service.app_root(host)
@@ -145,14 +151,6 @@ def naive_restart_cycle(service: Service) -> list[str]:
         timings.append(f"restart {release} {time.perf_counter() - started:.2f}s")
         time.sleep(1)
     return timings
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def measure(fleet: object, root: Path, *, mode: str, keepalive: bool, rate: float,

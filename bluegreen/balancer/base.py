@@ -73,6 +73,40 @@ class Balancer(Protocol):
     def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool: ...
 
 
+class MasterWorkerBalancer:
+    """What nginx and HAProxy share: a master process named by a pid file whose children are the
+    workers, and an optional user reload command."""
+
+    kind: str
+    default_pid_file: str
+
+    def __init__(self, settings: BalancerSettings):
+        self.settings = settings
+        self.binary = settings.binary or self.kind
+        self.pid_file = settings.pid_file or self.default_pid_file
+
+    def validate(self) -> Command:
+        raise NotImplementedError
+
+    def validate_main_config(self) -> Command:
+        return self.validate()
+
+    def user_reload(self) -> Command | None:
+        """`balancer.reload` (e.g. `systemctl reload nginx`), rendered, if the inventory sets it."""
+        if not self.settings.reload:
+            return None
+        from bluegreen.render import render_command
+
+        return render_command(self.settings.reload, {"pid_file": self.pid_file},
+                              where="balancer.reload")
+
+    def workers(self) -> Command:
+        """The master's children, one "PID ARGS" line each; exit 3 if no master runs."""
+        return Command.script(
+            'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
+            self.pid_file)
+
+
 def server_name(server: Server) -> str:
     """A balancer-safe server name: colour and host."""
     return f"{server.colour}-{re.sub(r'[^A-Za-z0-9_.:-]', '_', server.host)}"

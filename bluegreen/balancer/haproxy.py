@@ -9,9 +9,8 @@ import csv
 import io
 from dataclasses import dataclass
 
-from bluegreen.balancer.base import Upstream, render_upstream, server_name
+from bluegreen.balancer.base import MasterWorkerBalancer, Upstream, render_upstream, server_name
 from bluegreen.inventory import BalancerSettings
-from bluegreen.render import render_command
 from bluegreen.shell import Command
 
 
@@ -27,13 +26,12 @@ class ServerStat:
         return "MAINT" not in self.status and "DRAIN" not in self.status and self.weight > 0
 
 
-class HAProxyBalancer:
+class HAProxyBalancer(MasterWorkerBalancer):
     kind = "haproxy"
+    default_pid_file = "/run/haproxy.pid"
 
     def __init__(self, settings: BalancerSettings):
-        self.settings = settings
-        self.binary = settings.binary or "haproxy"
-        self.pid_file = settings.pid_file or "/run/haproxy.pid"
+        super().__init__(settings)
         self.main_config = settings.main_config or "/etc/haproxy/haproxy.cfg"
 
     def render(self, upstream: Upstream) -> str:
@@ -43,20 +41,10 @@ class HAProxyBalancer:
         return Command(self.binary, "-c", "-q", "-f", self.main_config,
                        "-f", self.settings.managed_file)
 
-    def validate_main_config(self) -> Command:
-        return self.validate()
-
     def reload(self) -> Command:
-        if self.settings.reload:
-            return render_command(self.settings.reload, {"pid_file": self.pid_file},
-                                  where="balancer.reload")
         # master-worker mode: SIGUSR2 makes the master re-read the config and fork new workers
-        return Command.script('kill -USR2 "$(cat -- "$1")"', self.pid_file)
-
-    def workers(self) -> Command:
-        return Command.script(
-            'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
-            self.pid_file)
+        return self.user_reload() or Command.script('kill -USR2 "$(cat -- "$1")"',
+                                                    self.pid_file)
 
     def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool:
         # the master forks the new worker and soft-stops the old ones (their listeners close at

@@ -3,19 +3,13 @@ validated with `nginx -t` against the real main config, activated with a gracefu
 
 from __future__ import annotations
 
-from bluegreen.balancer.base import Upstream, render_upstream
-from bluegreen.inventory import BalancerSettings
-from bluegreen.render import render_command
+from bluegreen.balancer.base import MasterWorkerBalancer, Upstream, render_upstream
 from bluegreen.shell import Arg, Command
 
 
-class NginxBalancer:
+class NginxBalancer(MasterWorkerBalancer):
     kind = "nginx"
-
-    def __init__(self, settings: BalancerSettings):
-        self.settings = settings
-        self.binary = settings.binary or "nginx"
-        self.pid_file = settings.pid_file or "/run/nginx.pid"
+    default_pid_file = "/run/nginx.pid"
 
     def _base_argv(self) -> list[Arg]:
         argv: list[Arg] = [self.binary]
@@ -31,21 +25,8 @@ class NginxBalancer:
     def validate(self) -> Command:
         return Command(*self._base_argv(), "-t", "-q")
 
-    def validate_main_config(self) -> Command:
-        return self.validate()
-
     def reload(self) -> Command:
-        if self.settings.reload:
-            return render_command(self.settings.reload, {"pid_file": self.pid_file},
-                                  where="balancer.reload")
-        return Command(*self._base_argv(), "-s", "reload")
-
-    def workers(self) -> Command:
-        """The master's children, one "PID ARGS" line each (a reload that took starts new ones
-        and turns the old ones into "worker process is shutting down")."""
-        return Command.script(
-            'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
-            self.pid_file)
+        return self.user_reload() or Command(*self._base_argv(), "-s", "reload")
 
     def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool:
         """New workers run and every old one still alive is "shutting down" (it closed its

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.conftest import fleet_inventory, host_entry, run_cli, write_inventory
 from tests.fleet import Fleet, free_port, wait_for_port
 
@@ -264,6 +266,13 @@ class Service:
         path = self.root / f"state-{name}" / "history.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def with_balancer_override(self, index: int, **values: Any) -> Path:
+        """The inventory with extra per-host `balancer:` overrides on balancer `index`."""
+        path = self.inventory()
+        data = yaml.safe_load(path.read_text())
+        data["hosts"]["balancer"][index]["balancer"].update(values)
+        return write_inventory(path, data)
+
     def lock_dir(self, balancer: str | None = None) -> Path:
         return self.root / f"state-{balancer or self.balancer_hosts[0]}" / "lock"
 
@@ -278,13 +287,13 @@ class Service:
         for host in self.app_hosts:
             for colour in ("blue", "green"):
                 pid = self.master_pid(host, colour)
-                while pid and _alive(pid) and time.monotonic() < deadline:
+                while pid and process_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.05)
         for server in self.nginx.values():
             server.stop()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -78,9 +78,8 @@ def test_runtime_mode_flips_without_reloading(haproxy_service: Service) -> None:
     # the file says the same, so a later reload or restart keeps serving blue
     assert f"server green-app1 127.0.10.1:{service.ports['green']} weight 0 disabled" in (
         server.managed_file.read_text())
-    ok(service.deploy("v3", inventory=None) if False else service.cli(
-        "deploy", "--source", str(service.release("v3")), "--release", "v3",
-        inventory=inventory))
+    ok(service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
+                   inventory=inventory))
     assert service.fetch().startswith("release v3 (green)")
 
 
@@ -127,12 +126,7 @@ def test_second_balancer_invalid_means_neither_flips(mixed_balancers: Service,
     before = {n: s.managed_file.read_bytes() for n, s in service.nginx.items()}
     broken = tmp_path / "broken.j2"
     broken.write_text("backend {{ upstream_name }}\n    servr x 127.0.0.1:1\n")
-    data = service.inventory()
-    import yaml
-
-    inventory = yaml.safe_load(data.read_text())
-    inventory["hosts"]["balancer"][1]["balancer"]["template"] = str(broken)
-    data.write_text(yaml.safe_dump(inventory))
+    data = service.with_balancer_override(1, template=str(broken))
     result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
                          inventory=data)
     assert result.returncode == 6, result.stderr
@@ -146,12 +140,7 @@ def test_second_balancer_reload_failing_restores_the_first(mixed_balancers: Serv
     service = mixed_balancers
     ok(service.deploy("v1"))
     before = {n: s.managed_file.read_bytes() for n, s in service.nginx.items()}
-    data = service.inventory()
-    import yaml
-
-    inventory = yaml.safe_load(data.read_text())
-    inventory["hosts"]["balancer"][1]["balancer"]["reload"] = "exit 1"
-    data.write_text(yaml.safe_dump(inventory))
+    data = service.with_balancer_override(1, reload="exit 1")
     result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
                          inventory=data)
     assert result.returncode == 6, result.stderr
