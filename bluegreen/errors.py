@@ -79,6 +79,14 @@ class HealthCheckFailed(BluegreenError):
     code = "health_check_failed"
 
 
+class ReloadFailed(BluegreenError):
+    """An in-place worker reload did not complete on a host (stale pid file, workers not
+    replaced in time, unhealthy afterwards)."""
+
+    exit_code = 5
+    code = "reload_failed"
+
+
 class BalancerError(BluegreenError):
     exit_code = 6
     code = "balancer_error"

@@ -114,6 +114,11 @@ class AppSettings(_Strict, frozen=True):
     env: dict[str, str] = {}
     start_timeout: Seconds = 60.0
     stop_timeout: Seconds = 30.0
+    pid_file: str | None = None
+    reload_signal: Annotated[str, msgspec.Meta(pattern=r"^(SIG)?[A-Z0-9+-]+$")] = "HUP"
+    task_reload_signal: Annotated[str, msgspec.Meta(pattern=r"^(SIG)?[A-Z0-9+-]+$")] = "USR2"
+    reload_timeout: Seconds = 30.0
+    server_mode: Literal["process", "base"] | None = None
 
 
 class HealthSettings(_Strict, frozen=True):

@@ -12,7 +12,7 @@ import typer
 
 from bluegreen import __version__
 from bluegreen.cli import check as check_command
-from bluegreen.cli import operations, queries
+from bluegreen.cli import lifecycle, operations, queries
 from bluegreen.cli.common import AppContext
 
 app = typer.Typer(
@@ -56,6 +56,7 @@ def _global_options(
 app.command("deploy")(operations.deploy)
 app.command("switch")(operations.switch)
 app.command("rollback")(operations.rollback)
+app.command("reload")(lifecycle.reload)
 app.command("status")(queries.status)
 app.command("history")(queries.history)
 app.add_typer(queries.lock_app, name="lock")

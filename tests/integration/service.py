@@ -182,6 +182,7 @@ class Service:
                 "status": 'kill -0 "$(cat {{ app_root }}/{{ colour }}.pid 2>/dev/null)" '
                           "2>/dev/null",
                 "log": "tail -n 20 {{ app_root }}/{{ colour }}.log",
+                "pid_file": "{{ app_root }}/{{ colour }}.pid",
                 "start_timeout": 30,
             },
             "health": {"path": "/health", "expect_body": "ok", "interval": 0.1, "retries": 60,

@@ -1,0 +1,120 @@
+"""`bluegreen reload`: in-place graceful worker reload with gunicorn (HUP), verified by PIDs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tests.integration.service import Service, process_alive
+
+
+def ok(result: Any) -> None:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+
+
+def workers_of(master: int) -> set[int]:
+    children = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == master:
+                        children.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return children
+
+
+def steady_load(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
+    """Requests on new connections until `stop`, at most 3 000 and 30 s."""
+    deadline = time.monotonic() + 30
+    for _ in range(3000):
+        if stop.is_set() or time.monotonic() > deadline:
+            return
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                response.read()
+                counts["ok"] += 1
+        except (urllib.error.URLError, OSError):
+            counts["failed"] += 1
+        time.sleep(0.005)
+
+
+def test_rolling_reload_replaces_every_worker_and_drops_nothing(service: Service) -> None:
+    ok(service.deploy("v1"))
+    masters = {h: service.master_pid(h, "blue") for h in service.app_hosts}
+    old_workers = {h: workers_of(m) for h, m in masters.items() if m}
+    for host in service.app_hosts:  # new code on disk, same release directory
+        (service.app_root(host) / "releases" / "v1" / "RELEASE").write_text("v1-patched\n")
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    load = threading.Thread(target=steady_load, args=(service.nginx["lb1"].url, stop, counts))
+    load.start()
+    try:
+        time.sleep(0.3)
+        result = service.cli("reload")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        load.join(timeout=40)
+    ok(result)
+    assert result.stderr.index("app1") < result.stderr.index("app2")  # one host at a time
+    for host in service.app_hosts:
+        assert service.master_pid(host, "blue") == masters[host]  # the master is kept
+        new = workers_of(masters[host])  # type: ignore[arg-type]
+        assert len(new) == len(old_workers[host]) == 2
+        assert not new & old_workers[host]  # every worker was replaced
+    assert counts["failed"] == 0 and counts["ok"] > 50, counts
+    assert service.fetch().startswith("release v1-patched (blue)")
+    assert service.history()[-1]["operation"] == "reload"
+    assert service.history()[-1]["hosts"] == ["app1", "app2"]
+
+
+def test_a_stale_pid_file_stops_the_reload_before_other_hosts(service: Service) -> None:
+    ok(service.deploy("v1"))
+    real = service.master_pid("app1", "blue")
+    assert real is not None
+    os.kill(real, signal.SIGTERM)  # the server we started goes away, its pid file stays
+    while process_alive(real):
+        time.sleep(0.05)
+    pid_file = service.app_root("app1") / "blue.pid"
+    dead = 4_000_000
+    pid_file.write_text(f"{dead}\n")
+    app2_workers = workers_of(service.master_pid("app2", "blue"))  # type: ignore[arg-type]
+    result = service.cli("reload")
+    assert result.returncode == 5, result.stderr
+    assert "stale pid file" in result.stderr and str(dead) in result.stderr
+    assert "not reloaded: app1, app2" in result.stderr
+    assert workers_of(service.master_pid("app2", "blue")) == app2_workers  # type: ignore[arg-type]
+    pid_file.unlink()
+
+
+def test_new_code_that_fails_to_start_stops_at_the_first_host(service: Service) -> None:
+    ok(service.deploy("v1"))
+    app2_workers = workers_of(service.master_pid("app2", "blue"))  # type: ignore[arg-type]
+    (service.app_root("app1") / "releases" / "v1" / "CRASH").write_text("")
+    inventory = service.inventory(app={"reload_timeout": 10})
+    result = service.cli("reload", inventory=inventory)
+    assert result.returncode == 5, result.stderr
+    assert "app1" in result.stderr and "not reloaded: app1, app2" in result.stderr
+    assert "exited during the reload" in result.stderr
+    assert "CRASH file present" in result.stderr  # the app's own log tells why
+    assert workers_of(service.master_pid("app2", "blue")) == app2_workers  # type: ignore[arg-type]
+    assert service.fetch().startswith("release v1 (blue)")  # app2 still serves
+    assert service.history()[-1]["result"] == "failed"
+
+
+def test_reload_dry_run_and_bad_options(service: Service) -> None:
+    ok(service.deploy("v1"))
+    plan = service.cli("reload", "--dry-run", "--colour", "blue", "--signal", "usr1")
+    ok(plan)
+    assert "SIGUSR1" in plan.stdout and "blue.pid" in plan.stdout
+    assert service.cli("reload", "--colour", "purple").returncode == 2
+    assert service.cli("reload", "--signal", "HUP; reboot").returncode == 2
+    idle = service.cli("reload", "--colour", "idle")
+    assert idle.returncode == 5 and "no pid file" in idle.stderr
