@@ -27,6 +27,7 @@ from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.plan import DeployPlan, FlipPlan, build_deploy_plan, build_flip_plan, describe_flip
 from bluegreen.release import Artifact, package, validate_release_id
+from bluegreen.retire import retire_idle
 from bluegreen.session import Session
 from bluegreen.state import State, actor
 
@@ -35,6 +36,7 @@ from bluegreen.state import State, actor
 class Options:
     dry_run: bool = False
     lock_wait: float = 0.0
+    retire_after: float | None = None  # deploy: retire the old colour after this drain timeout
 
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
@@ -57,12 +59,13 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
             return _dry_run(plan.describe())
         record = {"operation": "deploy", "from": _name(state.live), "to": target.value,
                   "release": artifact.release}
-        return _recorded(session, record, lambda: _deploy(session, state, plan, artifact,
-                                                          AppStack(inventory, app)))
+        return _recorded(session, record, lambda: _deploy(
+            session, state, plan, artifact, AppStack(inventory, app),
+            retire_after=options.retire_after))
 
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
-            stack: AppStack) -> dict[str, Any]:
+            stack: AppStack, *, retire_after: float | None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     reporter.phase(f"start {target} with release {artifact.release} on "
@@ -92,6 +95,8 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                     release_of={s.host.name: artifact.release for s in specs})
     new_state = _flip_verify_record(session, state, plan.flip, release=artifact.release)
     _prune(session, stack, specs)
+    if retire_after is not None and new_state.live is not None:
+        new_state = _retire(session, new_state, drain_timeout=retire_after)
     return _summary(new_state, plan.flip, release=artifact.release)
 
 
@@ -104,8 +109,10 @@ def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Opt
         return _flip_to(session, state, current, to, operation="switch", options=options)
 
 
-def rollback(inventory: Inventory, reporter: Reporter, *, options: Options) -> dict[str, Any]:
-    """Flip back to the previous colour after a quick health check: no process is started."""
+def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
+             restart: bool = False) -> dict[str, Any]:
+    """Flip back to the previous colour after a quick health check: no process is started —
+    unless `restart`, which first starts a retired colour from its recorded release."""
     with Session(inventory, reporter, command="rollback", lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
@@ -114,17 +121,81 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options) -> d
                                      "back to.", hint="Run `bluegreen deploy` first.")
         previous = state.live.other
         colour_state = state.colour(previous)
-        if colour_state.release is None or colour_state.status == "retired":
-            why = "was retired" if colour_state.status == "retired" else "was never deployed"
+        if colour_state.release is None:
             raise RollbackImpossible(
-                f"the previous colour {previous} {why}.",
+                f"the previous colour {previous} was never deployed.",
                 hint=f"Deploy again instead (`bluegreen deploy --to {previous}`).",
             )
-        return _flip_to(session, state, current, previous, operation="rollback", options=options)
+        if colour_state.status == "retired" and not restart:
+            raise RollbackImpossible(
+                f"the previous colour {previous} was retired (stopped).",
+                hint=f"`bluegreen rollback --restart` starts {previous} again from release "
+                     f"{colour_state.release}, health-checks it and flips.",
+            )
+        prepare = (lambda: _restart(session, previous, colour_state.release)) if restart else None
+        return _flip_to(session, state, current, previous, operation="rollback", options=options,
+                        prepare=prepare)
+
+
+def _restart(session: Session, colour: Colour, release: str) -> None:
+    """Start a colour again from the release its pointer still names (prune keeps it)."""
+    inventory, reporter = session.inventory, session.reporter
+    stack = AppStack(inventory, _require_app(inventory))
+    specs = instance_specs(inventory, colour)
+    reporter.phase(f"restart {colour} from release {release}")
+
+    def start(spec: InstanceSpec) -> None:
+        transport = session.connections[spec.host.name]
+        if stack.is_running(transport, spec, release):
+            reporter.step(spec.host.name, f"{colour} already running")
+            return
+        stack.layout(spec.host).point(transport, colour, release)
+        stack.start(transport, spec, release)
+        reporter.step(spec.host.name, f"{colour} started on port {spec.port}", ok=True)
+
+    fan_out(specs, start, step="restart", name=lambda s: s.host.name,
+            parallelism=inventory.ssh.parallelism)
+    reporter.phase(f"health-check {len(specs)} restarted {colour} instance(s)")
+    check_instances(inventory, session.connections, specs, reporter=reporter,
+                    release_of={s.host.name: release for s in specs})
+
+
+def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, options: Options
+           ) -> dict[str, Any]:
+    """Stop the idle colour after its connections drain; it is then no rollback target."""
+    _require_app(inventory)
+    with Session(inventory, reporter, command="retire", lock=not options.dry_run,
+                 lock_wait=options.lock_wait) as session:
+        state, _ = session.agreed_state()
+        if options.dry_run:
+            idle = state.live.other if state.live else None
+            return _dry_run([f"retire {idle or 'nothing'}: wait up to {drain_timeout:g} s for "
+                             "its established connections to end, then stop it and mark it "
+                             "retired"])
+        record = {"operation": "retire", "from": _name(state.live), "to": _name(state.live),
+                  "release": None}
+
+        def run() -> dict[str, Any]:
+            new_state = _retire(session, state, drain_timeout=drain_timeout)
+            return {"live": _name(new_state.live), "generation": new_state.generation,
+                    "retired": _name(new_state.live.other if new_state.live else None),
+                    "colours": {n: {"release": c.release, "status": c.status}
+                                for n, c in new_state.colours.items()}}
+
+        return _recorded(session, record, run)
+
+
+def _retire(session: Session, state: State, *, drain_timeout: float) -> State:
+    """The generation stays: it numbers flips, and the balancer file's header carries it."""
+    retired, _ = retire_idle(session, state, drain_timeout=drain_timeout)
+    if retired is not state:
+        session.write_state(retired)
+    return retired
 
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
-             *, operation: str, options: Options) -> dict[str, Any]:
+             *, operation: str, options: Options,
+             prepare: Callable[[], None] | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     plan = build_flip_plan(inventory, state=state, target=target, current=current)
     if options.dry_run:
@@ -135,6 +206,8 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
               "release": state.colour(target).release}
 
     def run() -> dict[str, Any]:
+        if prepare is not None:
+            prepare()
         specs = instance_specs(inventory, target)
         _require_running(session, specs, target, release=state.colour(target).release,
                          operation=operation)

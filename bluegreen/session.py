@@ -150,12 +150,14 @@ class Session:
         return state, current
 
     def write_state(self, state: State) -> None:
-        """Write `state` to every balancer, each guarded by the generation it had when read."""
+        """Write `state` to every balancer, each guarded by the generation it had when read (or
+        last written by this session)."""
         fan_out(self.balancers,
                 lambda b: self.stores[b.name].write(
                     state, expected_generation=self.generations_read[b.name]),
                 step="write state", name=lambda b: b.name,
                 parallelism=self.inventory.ssh.parallelism)
+        self.generations_read = {b.name: state.generation for b in self.balancers}
 
     def record(self, record: dict[str, Any]) -> None:
         """Append one history record on every balancer; a failure here is warned about, since

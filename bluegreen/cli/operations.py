@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -22,6 +22,10 @@ def deploy(
     source: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--source", help="Release directory or .tar.gz (default: release.source).")] = None,
     to: ColourChoice = None,
+    retire_after: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--retire-after", metavar="DURATION",
+        help="Then retire the old colour, draining its connections for up to DURATION "
+             "(300, 90s, 5m).")] = None,
     dry_run: DryRun = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
@@ -30,10 +34,13 @@ def deploy(
     with reported_errors(context):
         from bluegreen.operations import Options
         from bluegreen.operations import deploy as run_deploy
+        from bluegreen.retire import parse_duration
 
+        drain = parse_duration(retire_after, option="--retire-after") if retire_after else None
         result = run_deploy(context.inventory(), context.reporter, source=source,
                             release=release, to=to,
-                            options=Options(dry_run=dry_run, lock_wait=lock_wait))
+                            options=Options(dry_run=dry_run, lock_wait=lock_wait,
+                                            retire_after=drain))
         context.reporter.result(result, human=operation_result(result))
 
 
@@ -56,15 +63,47 @@ def switch(
 
 def rollback(
     ctx: typer.Context,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Start a retired previous colour again first.")] = False,
     dry_run: DryRun = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
-    """Flip traffic back to the previous colour; starts no process."""
+    """Flip traffic back to the previous colour; starts no process (unless --restart)."""
     context = app_context(ctx)
     with reported_errors(context):
         from bluegreen.operations import Options
         from bluegreen.operations import rollback as run_rollback
 
-        result = run_rollback(context.inventory(), context.reporter,
+        result = run_rollback(context.inventory(), context.reporter, restart=restart,
                               options=Options(dry_run=dry_run, lock_wait=lock_wait))
         context.reporter.result(result, human=operation_result(result))
+
+
+def retire(
+    ctx: typer.Context,
+    drain_timeout: Annotated[str, typer.Option(
+        "--drain-timeout", metavar="DURATION",
+        help="How long its connections may take to end (300, 90s, 5m).")] = "300",
+    dry_run: DryRun = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Stop the idle colour once its connections have drained; it is then no rollback target."""
+    context = app_context(ctx)
+    with reported_errors(context):
+        from bluegreen.operations import Options
+        from bluegreen.operations import retire as run_retire
+        from bluegreen.retire import parse_duration
+
+        result = run_retire(context.inventory(), context.reporter,
+                            drain_timeout=parse_duration(drain_timeout, option="--drain-timeout"),
+                            options=Options(dry_run=dry_run, lock_wait=lock_wait))
+
+        def show(console: Any) -> None:
+            if result.get("dry_run"):
+                for line in result["plan"]:
+                    console.print(line, markup=False)
+                return
+            console.print(f"{result['retired']} retired; {result['live']} stays live",
+                          markup=False)
+
+        context.reporter.result(result, human=show)

@@ -1,0 +1,83 @@
+"""`bluegreen retire`: stop the idle colour once its established connections have drained (or a
+timeout passes, saying how many were cut), and mark it retired in the state. A retired colour is
+no rollback target until `bluegreen rollback --restart` starts it again."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from typing import Any
+
+from bluegreen import cancel
+from bluegreen.app import AppStack, InstanceSpec, instance_specs
+from bluegreen.errors import UsageError
+from bluegreen.fanout import fan_out
+from bluegreen.session import Session
+from bluegreen.shell import Command
+from bluegreen.state import State
+from bluegreen.transport.base import Transport
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str, *, option: str) -> float:
+    """'300', '90s', '5m', '1h', '500ms' → seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"{text!r} is not a duration.", where=option,
+                         hint="Write seconds (300) or a number with s, m or h (5m).")
+    return float(match[1]) * _UNIT[match[2]]
+
+
+def established(transport: Transport, address: str, port: int) -> int:
+    """Established TCP connections to the instance (clients, balancers' old workers): those whose
+    local end is `address:port` when the address is an IP (several instances may share a port on
+    one machine), else any local address on `port`."""
+    try:
+        ip = ipaddress.ip_address(address)
+        local = f"src [{ip}]:{port}" if ip.version == 6 else f"src {ip}:{port}"
+    except ValueError:
+        local = f"sport = :{port}"
+    result = transport.run(Command.script(
+        'ss -Htn state established "( $1 )" | grep -c . || true', local))
+    text = result.stdout.strip()
+    return int(text) if text.isdigit() else 0
+
+
+def retire_idle(session: Session, state: State, *, drain_timeout: float) -> tuple[State, dict[
+        str, Any]]:
+    """Drain and stop the idle colour on every host; the new state marks it retired. The caller
+    holds the lock and writes the state."""
+    inventory, reporter = session.inventory, session.reporter
+    if state.live is None:
+        raise UsageError("nothing is live yet, so there is no idle colour to retire.")
+    idle = state.live.other
+    if state.colour(idle).status == "retired":
+        reporter.step(inventory.primary_balancer.name, f"{idle} is already retired")
+        return state, {"colour": idle.value, "already_retired": True, "cut": {}}
+    assert inventory.app is not None
+    stack = AppStack(inventory, inventory.app)
+    release = state.colour(idle).release
+    reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections to end")
+
+    def drain_and_stop(spec: InstanceSpec) -> int:
+        transport = session.connections[spec.host.name]
+        deadline = time.monotonic() + drain_timeout
+        count = established(transport, spec.address, spec.port)
+        while count and time.monotonic() < deadline:
+            cancel.sleep(min(0.25, max(deadline - time.monotonic(), 0.01)))
+            count = established(transport, spec.address, spec.port)
+        stack.stop(transport, spec, release)
+        reporter.step(spec.host.name, f"{idle} stopped"
+                      + (f", {count} connection(s) cut at the drain timeout" if count
+                         else " after its connections drained"), ok=True)
+        return count
+
+    specs = instance_specs(inventory, idle)
+    cut = fan_out(specs, drain_and_stop, step="retire", name=lambda s: s.host.name,
+                  parallelism=inventory.ssh.parallelism)
+    retired = state.with_colour(idle, status="retired")
+    return retired, {"colour": idle.value, "already_retired": False,
+                     "cut": {s.host.name: c for s, c in zip(specs, cut, strict=True)}}

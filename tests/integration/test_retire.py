@@ -1,0 +1,95 @@
+"""`bluegreen retire`, `rollback --restart` and `deploy --retire-after`."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from tests.integration.service import Service
+
+
+def ok(result: Any) -> None:
+    assert result.returncode == 0, (result.stdout, result.stderr)
+
+
+def slow_request(service: Service, host: str, colour: str, seconds: float,
+                 outcome: dict[str, Any]) -> threading.Thread:
+    """A long request straight to one instance of `colour` (not through the balancer)."""
+    url = (f"http://{service.fleet[host].address}:{service.ports[colour]}/slow"
+           f"?seconds={seconds}")
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                outcome["body"] = response.read().decode()
+        except (urllib.error.URLError, OSError) as exc:
+            outcome["error"] = exc
+        outcome["finished"] = time.monotonic()
+
+    thread = threading.Thread(target=fetch)
+    thread.start()
+    time.sleep(0.5)  # the connection is established and the request in flight
+    return thread
+
+
+def test_retire_waits_for_a_long_connection_then_stops_the_idle_colour(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))  # blue (v1) is idle now
+    outcome: dict[str, Any] = {}
+    request = slow_request(service, "app1", "blue", 3, outcome)
+    result = service.cli("retire")
+    retired_at = time.monotonic()
+    request.join(timeout=30)
+    ok(result)
+    assert "slow response from release v1 (blue)" in outcome["body"]
+    assert outcome["finished"] <= retired_at  # it waited for the request to finish
+    assert "after its connections drained" in result.stderr
+    for host in service.app_hosts:
+        assert service.master_pid(host, "blue") is None  # stopped: gunicorn removed its pid file
+    assert service.state()["colours"]["blue"]["status"] == "retired"
+    assert service.fetch().startswith("release v2 (green)")
+    assert service.history()[-1]["operation"] == "retire"
+
+
+def test_drain_timeout_cuts_and_counts_the_remaining_connections(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    outcome: dict[str, Any] = {}
+    request = slow_request(service, "app1", "blue", 20, outcome)
+    started = time.monotonic()
+    result = service.cli("retire", "--drain-timeout", "1")
+    request.join(timeout=30)
+    ok(result)
+    assert "1 connection(s) cut at the drain timeout" in result.stderr
+    assert "app1" in result.stderr.split("1 connection(s) cut")[0].rsplit("\n", 1)[-1]
+    assert time.monotonic() - started < 15
+    assert "body" not in outcome  # the cut request did not complete
+
+
+def test_rollback_to_a_retired_colour_needs_restart(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    ok(service.cli("retire", "--drain-timeout", "5"))
+    refused = service.cli("rollback")
+    assert refused.returncode == 8, refused.stderr
+    assert "bluegreen rollback --restart" in refused.stderr
+    assert service.fetch().startswith("release v2 (green)")
+    restarted = service.cli("rollback", "--restart")
+    ok(restarted)
+    assert service.fetch().startswith("release v1 (blue)")
+    assert all(service.master_pid(h, "blue") for h in service.app_hosts)
+    assert service.state()["colours"]["blue"]["status"] == "running"
+
+
+def test_deploy_can_retire_the_old_colour_afterwards(service: Service) -> None:
+    ok(service.deploy("v1"))
+    result = service.deploy("v2", "--retire-after", "5s")
+    ok(result)
+    assert service.fetch().startswith("release v2 (green)")
+    assert all(service.master_pid(h, "blue") is None for h in service.app_hosts)
+    assert service.state()["colours"]["blue"]["status"] == "retired"
+    bad = service.deploy("v3", "--retire-after", "soon")
+    assert bad.returncode == 2 and "--retire-after" in bad.stderr
