@@ -107,6 +107,13 @@ class DriftError(BluegreenError):
     code = "drift"
 
 
+class HookFailed(BluegreenError):
+    """A pre_* hook failed: the operation was stopped before it changed anything."""
+
+    exit_code = 10
+    code = "hook_failed"
+
+
 class Interrupted(BluegreenError):
     exit_code = 130
     code = "interrupted"

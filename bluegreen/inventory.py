@@ -162,6 +162,23 @@ class LockSettings(_Strict, frozen=True):
     stale_after: Seconds = 300.0
 
 
+class Hook(_Strict, frozen=True):
+    """A command run at a point of an operation: here (`on: local`) or on every host of a role."""
+
+    run: Text
+    on: Literal["local", "app", "balancer"] = "local"
+    timeout: Seconds = 300.0
+
+
+class Hooks(_Strict, frozen=True):
+    pre_deploy: list[Hook] = []
+    post_deploy: list[Hook] = []
+    pre_flip: list[Hook] = []
+    post_flip: list[Hook] = []
+    post_rollback: list[Hook] = []
+    on_failure: list[Hook] = []
+
+
 class SecretRef(_Strict, frozen=True):
     env: Text
 
@@ -180,6 +197,7 @@ class Inventory(_Strict, dict=True):
     balancer: BalancerSettings | None = None
     verify: VerifySettings = VerifySettings()
     lock: LockSettings = LockSettings()
+    hooks: Hooks = Hooks()
     secrets: dict[str, SecretRef] = {}
 
     def __post_init__(self) -> None:
@@ -257,6 +275,16 @@ def parse_yaml(text: str, *, source: str) -> Any:
 
     class _NoDuplicates(yaml.SafeLoader):
         pass
+
+    # YAML 1.2 booleans only: with YAML 1.1's, `on: app` in a hook would mean `true: app`, and
+    # `yes`, `no`, `off` would turn into booleans wherever text was meant.
+    _NoDuplicates.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _NoDuplicates.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"))
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
         loader.flatten_mapping(node)

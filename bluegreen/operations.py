@@ -61,7 +61,7 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
                   "release": artifact.release}
         return _recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
-            retire_after=options.retire_after))
+            retire_after=options.retire_after), pre="pre_deploy", post="post_deploy")
 
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
@@ -218,7 +218,8 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
                                         release=state.colour(target).release)
         return _summary(new_state, plan, release=state.colour(target).release)
 
-    return _recorded(session, record, run)
+    return _recorded(session, record, run,
+                     post="post_rollback" if operation == "rollback" else None)
 
 
 def _require_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
@@ -247,6 +248,7 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
     the new state. Ctrl-C is held until this is done so traffic and state stay consistent."""
     inventory, reporter = session.inventory, session.reporter
     flipper = Flipper(inventory, session.connections, reporter)
+    session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
         try:
@@ -259,24 +261,38 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
         session.write_state(new_state)
     reporter.step(inventory.primary_balancer.name,
                   f"{plan.target} is live (generation {new_state.generation})", ok=True)
+    session.hooks.run("post_flip")
     return new_state
 
 
-def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]]
-              ) -> dict[str, Any]:
+def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],
+              *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
+    """Run an operation's body between its hooks, and record it in the history however it
+    ends (on_failure hooks run for failures)."""
+    hooks = session.hooks
+    hooks.describe(release=record.get("release"), **{"from": record.get("from"),
+                                                      "to": record.get("to")})
     try:
+        if pre:
+            hooks.run(pre)
         result = body()
     except KeyboardInterrupt:
         cancel.CANCELLED.set()
-        session.record({**record, "result": "interrupted",
+        session.record({**record, "result": "interrupted", "hooks": hooks.outcomes,
                         "error": {"code": Interrupted.code, "message": "interrupted"}})
         raise
     except BluegreenError as error:
-        session.record({**record, "result": "failed",
+        hooks.describe(result="failed", error=error.message)
+        hooks.run("on_failure")
+        session.record({**record, "result": "failed", "hooks": hooks.outcomes,
                         "error": {"code": error.code, "exit_code": error.exit_code,
                                   "message": error.message, "where": error.where}})
         raise
-    session.record({**record, "result": "ok", "generation": result["generation"]})
+    hooks.describe(result="ok", error=None)
+    if post:
+        hooks.run(post)
+    session.record({**record, "result": "ok", "generation": result["generation"],
+                    "hooks": hooks.outcomes})
     return result
 
 

@@ -13,6 +13,7 @@ from bluegreen.balancer.base import parse_header
 from bluegreen.connections import Connections
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
+from bluegreen.hooks import HookRunner
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
 from bluegreen.state import (
@@ -40,6 +41,8 @@ class Session:
         self.connections = Connections(inventory, hosts)
         self.stores: dict[str, StateStore] = {}
         self.lock: Lock | None = None
+        self.hooks = HookRunner(inventory, self.connections, reporter,
+                                command=command.split()[0])
         self.generations_read: dict[str, int] = {}  # what each balancer had: the write guard
         self.started = time.monotonic()
         self.started_at = now()

@@ -26,7 +26,7 @@ rm -rf "$DEMO"
 mkdir -p "$DEMO/nginx/conf.d" "$DEMO/nginx/logs" "$DEMO/releases"
 for version in v1 v2; do
   mkdir -p "$DEMO/releases/$version"
-  cp examples/demo/app.py "$DEMO/releases/$version/"
+  cp examples/gunicorn/app.py "$DEMO/releases/$version/"
   echo "$version" > "$DEMO/releases/$version/RELEASE"
 done
 cat > "$DEMO/nginx/nginx.conf" <<NGINX

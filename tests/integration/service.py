@@ -22,7 +22,7 @@ import yaml
 from tests.conftest import fleet_inventory, host_entry, run_cli, write_inventory
 from tests.fleet import Fleet, free_port, wait_for_port
 
-DEMO_APP = Path(__file__).resolve().parents[2] / "examples" / "demo" / "app.py"
+DEMO_APP = Path(__file__).resolve().parents[2] / "examples" / "gunicorn" / "app.py"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 
 

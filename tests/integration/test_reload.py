@@ -118,3 +118,11 @@ def test_reload_dry_run_and_bad_options(service: Service) -> None:
     assert service.cli("reload", "--signal", "HUP; reboot").returncode == 2
     idle = service.cli("reload", "--colour", "idle")
     assert idle.returncode == 5 and "no pid file" in idle.stderr
+
+
+def test_base_mode_reload_warns_that_connections_drop(service: Service) -> None:
+    ok(service.deploy("v1"))
+    result = service.cli("reload", inventory=service.inventory(app={"server_mode": "base"}))
+    ok(result)
+    assert "base mode closes every client connection" in result.stderr
+    assert "use `bluegreen deploy`" in result.stderr

@@ -149,3 +149,20 @@ def test_the_shipped_plain_process_example_is_a_valid_app_section() -> None:
     example = yaml.safe_load((ROOT / "templates" / "examples" / "plain-process.yml").read_text())
     inventory = validate_inventory({**MINIMAL, **example}, path=Path("inv.yml"), environ={})
     assert inventory.app is not None and "{{ port }}" in inventory.app.start
+
+
+def test_yaml_1_2_booleans_so_on_and_no_stay_text(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("service: shop\nhosts: {app: [a], balancer: [b]}\nssh: {sudo: true}\n"
+                    "hooks:\n  pre_flip:\n    - run: echo no\n      on: app\n")
+    inventory = load_inventory(path, environ={})
+    assert inventory.hooks.pre_flip[0].on == "app" and inventory.ssh.sudo is True
+
+
+def test_the_shipped_swoole_and_gunicorn_example_inventories_validate() -> None:
+    for name in ("swoole", "gunicorn"):
+        inventory = load_inventory(ROOT / "examples" / name / "inventory.yml", environ={})
+        assert inventory.app is not None and inventory.app.pid_file
+    swoole = load_inventory(ROOT / "examples" / "swoole" / "inventory.yml", environ={})
+    assert swoole.app is not None and swoole.app.reload_signal == "USR1"
+    assert swoole.app.server_mode == "process"

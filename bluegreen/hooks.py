@@ -1,0 +1,107 @@
+"""Hooks: the inventory's commands run at fixed points of an operation — pre_deploy,
+post_deploy, pre_flip, post_flip, post_rollback, on_failure — on this machine or on every host
+of a role, with environment variables describing the operation. They run inside the lock.
+
+A failing pre_* hook stops the operation before it changes anything (exit 10); a failing post_*
+or on_failure hook is reported and recorded, and undoes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from bluegreen.errors import BluegreenError, HookFailed
+from bluegreen.fanout import fan_out
+from bluegreen.inventory import Hook, HostSpec, Inventory
+from bluegreen.output import Reporter
+from bluegreen.shell import Command
+from bluegreen.state import ci_job_url
+
+
+@dataclass
+class HookRunner:
+    """Runs the hooks of one operation and remembers their outcomes for the history."""
+
+    inventory: Inventory
+    connections: Any  # Connections (for remote hooks)
+    reporter: Reporter
+    command: str
+    environment: dict[str, str] = field(default_factory=dict)
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+
+    def describe(self, **values: str | None) -> None:
+        """Set the BLUEGREEN_* variables hooks see (release, from, to, …)."""
+        for name, value in values.items():
+            self.environment[f"BLUEGREEN_{name.upper()}"] = value or ""
+
+    def run(self, point: str) -> None:
+        hooks: list[Hook] = getattr(self.inventory.hooks, point)
+        if not hooks:
+            return
+        self.reporter.phase(f"hooks: {point}")
+        for index, hook in enumerate(hooks):
+            env = self._environment(point)
+            try:
+                where = self._run_one(hook, env)
+            except BluegreenError as error:
+                self.outcomes.append({"hook": point, "index": index, "on": hook.on, "ok": False,
+                                      "error": error.message})
+                if point.startswith("pre_"):
+                    raise HookFailed(
+                        f"{point} hook #{index + 1} (`{hook.run}` on {hook.on}) failed: "
+                        f"{error.message}",
+                        where=error.where,
+                        hint="Nothing was changed. Fix the hook or what it checks, then retry.",
+                    ) from None
+                self.reporter.warn(f"{point} hook #{index + 1} (`{hook.run}`) failed: "
+                                   f"{error.paragraph()} (recorded; nothing is undone)")
+                continue
+            self.outcomes.append({"hook": point, "index": index, "on": hook.on, "ok": True})
+            self.reporter.step(where, f"{point} hook #{index + 1} ok", ok=True)
+
+    def _environment(self, point: str) -> dict[str, str]:
+        return {
+            "BLUEGREEN_SERVICE": self.inventory.service,
+            "BLUEGREEN_COMMAND": self.command,
+            "BLUEGREEN_HOOK": point,
+            "BLUEGREEN_APP_HOSTS": ",".join(h.name for h in self.inventory.app_hosts),
+            "BLUEGREEN_BALANCER_HOSTS": ",".join(h.name for h in self.inventory.hosts.balancer
+                                                 if isinstance(h, HostSpec)),
+            "BLUEGREEN_CI_JOB": ci_job_url() or "",
+            **self.environment,
+        }
+
+    def _run_one(self, hook: Hook, env: dict[str, str]) -> str:
+        if hook.on == "local":
+            try:
+                result = subprocess.run(["sh", "-c", hook.run], env={**os.environ, **env},
+                                        capture_output=True, text=True, timeout=hook.timeout,
+                                        stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise BluegreenError(f"did not finish within {hook.timeout:g} s.",
+                                     where="local") from None
+            if result.returncode != 0:
+                raise BluegreenError(
+                    f"exited {result.returncode}: {_tail(result.stderr or result.stdout)}",
+                    where="local")
+            return "local"
+        hosts = (self.inventory.app_hosts if hook.on == "app"
+                 else [h for h in self.inventory.hosts.balancer if isinstance(h, HostSpec)])
+
+        def remote(host: HostSpec) -> None:
+            result = self.connections[host.name].run(Command("sh", "-c", hook.run, env=env),
+                                                     timeout=hook.timeout)
+            if not result.ok:
+                raise BluegreenError(
+                    f"exited {result.exit_status}: {_tail(result.stderr or result.stdout)}",
+                    where=host.name)
+
+        fan_out(hosts, remote, step="hook", name=lambda h: h.name,
+                parallelism=self.inventory.ssh.parallelism)
+        return f"{hook.on} hosts"
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " / ".join(text.strip().splitlines()[-lines:]) or "no output"
