@@ -9,6 +9,7 @@ import time
 
 from bluegreen.balancer import BalancerSite, site_for
 from bluegreen.balancer.base import Balancer, Upstream, server_name
+from bluegreen.balancer.haproxy import HAProxyBalancer, ServerStat
 from bluegreen.connections import Connections
 from bluegreen.errors import BalancerError, BluegreenError, FanOutError
 from bluegreen.fanout import fan_out
@@ -132,8 +133,6 @@ class Flipper:
         """Move traffic with HAProxy's runtime API: target servers ready, the others drain, and
         go to maintenance once their sessions end (or the drain timeout passes). False when the
         running HAProxy does not know these servers yet (first deploy, new hosts): reload then."""
-        from bluegreen.balancer.haproxy import HAProxyBalancer
-
         transport, site = self.connections[host.name], self.sites[host.name]
         driver = site.driver
         assert isinstance(driver, HAProxyBalancer)
@@ -167,8 +166,9 @@ class Flipper:
                               " after its sessions ended"), ok=True)
         return True
 
-    def _runtime_send(self, transport: Transport, driver: Balancer, commands: list[str]) -> None:
-        command, stdin = driver.runtime(*commands)  # type: ignore[attr-defined]
+    def _runtime_send(self, transport: Transport, driver: HAProxyBalancer, commands: list[str]
+                      ) -> None:
+        command, stdin = driver.runtime(*commands)
         result = transport.run(command, stdin=stdin)
         answer = " / ".join(line for line in result.stdout.splitlines() if line.strip())
         if not result.ok or answer:
@@ -178,15 +178,15 @@ class Flipper:
                 hint="Check balancer.admin_socket (stats socket … level admin) and that socat "
                      "is installed on the balancer.")
 
-    def _runtime_stats(self, transport: Transport, driver: Balancer, upstream: Upstream
-                       ) -> dict[str, object]:
-        command, stdin = driver.runtime("show stat")  # type: ignore[attr-defined]
+    def _runtime_stats(self, transport: Transport, driver: HAProxyBalancer, upstream: Upstream
+                       ) -> dict[str, ServerStat]:
+        command, stdin = driver.runtime("show stat")
         result = transport.run(command, stdin=stdin)
         if not result.ok:
             raise BalancerError(f"cannot read HAProxy's stats: {_tail(result.stderr)}",
                                 where=transport.host,
                                 hint="Check balancer.admin_socket and that socat is installed.")
-        return driver.parse_stats(result.stdout, upstream.name)  # type: ignore[attr-defined,no-any-return]
+        return driver.parse_stats(result.stdout, upstream.name)
 
 
 def _workers(transport: Transport, driver: Balancer) -> dict[int, str]:

@@ -18,14 +18,6 @@ class Colour(str, enum.Enum):
         return self.value
 
 
-class Role(str, enum.Enum):
-    APP = "app"
-    BALANCER = "balancer"
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True)
 class Instance:
     """One (app host, colour) pair: a server listening on a port."""

@@ -3,7 +3,6 @@ shares (they are plain shell commands, so they work the same with sudo)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -77,7 +76,3 @@ def get_file(transport: Transport, path: PurePosixPath | str) -> str | None:
     if result.exit_status == _MISSING:
         return None
     return result.check(f"read {path}").stdout
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    return (line for line in text.splitlines() if line.strip())
