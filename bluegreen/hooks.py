@@ -66,9 +66,8 @@ class HookRunner:
             "BLUEGREEN_SERVICE": self.inventory.service,
             "BLUEGREEN_COMMAND": self.command,
             "BLUEGREEN_HOOK": point,
-            "BLUEGREEN_APP_HOSTS": ",".join(h.name for h in self.inventory.app_hosts),
-            "BLUEGREEN_BALANCER_HOSTS": ",".join(h.name for h in self.inventory.hosts.balancer
-                                                 if isinstance(h, HostSpec)),
+            "BLUEGREEN_APP_HOSTS": ",".join(h.name for h in self.inventory.hosts.app),
+            "BLUEGREEN_BALANCER_HOSTS": ",".join(h.name for h in self.inventory.hosts.balancer),
             "BLUEGREEN_CI_JOB": ci_job_url() or "",
             **self.environment,
         }
@@ -87,8 +86,8 @@ class HookRunner:
                     f"exited {result.returncode}: {_tail(result.stderr or result.stdout)}",
                     where="local")
             return "local"
-        hosts = (self.inventory.app_hosts if hook.on == "app"
-                 else [h for h in self.inventory.hosts.balancer if isinstance(h, HostSpec)])
+        hosts = (self.inventory.hosts.app if hook.on == "app"
+                 else self.inventory.hosts.balancer)
 
         def remote(host: HostSpec) -> None:
             result = self.connections[host.name].run(Command("sh", "-c", hook.run, env=env),

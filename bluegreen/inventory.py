@@ -24,7 +24,11 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class _Mutable(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, dict=True):
     pass
 
 
@@ -75,15 +79,25 @@ class HostSpec(_Strict, frozen=True):
 HostEntry = str | HostSpec
 
 
-class Hosts(_Strict):
-    """Entries may be written as a bare name; they are HostSpecs once decoded."""
+class Hosts(_Strict, frozen=True):
+    """Entries may be written as a bare name or a mapping; `app` and `balancer` give HostSpecs."""
 
-    app: Annotated[list[HostEntry], msgspec.Meta(min_length=1)]
-    balancer: Annotated[list[HostEntry], msgspec.Meta(min_length=1)]
+    app_entries: Annotated[list[HostEntry], msgspec.Meta(min_length=1)] = msgspec.field(
+        name="app")
+    balancer_entries: Annotated[list[HostEntry], msgspec.Meta(min_length=1)] = msgspec.field(
+        name="balancer")
 
-    def __post_init__(self) -> None:
-        self.app = [HostSpec(name=h) if isinstance(h, str) else h for h in self.app]
-        self.balancer = [HostSpec(name=h) if isinstance(h, str) else h for h in self.balancer]
+    @property
+    def app(self) -> list[HostSpec]:
+        return [_host(entry) for entry in self.app_entries]
+
+    @property
+    def balancer(self) -> list[HostSpec]:
+        return [_host(entry) for entry in self.balancer_entries]
+
+
+def _host(entry: HostEntry) -> HostSpec:
+    return HostSpec(name=entry) if isinstance(entry, str) else entry
 
 
 class ColourSpec(_Strict, frozen=True):
@@ -183,7 +197,7 @@ class SecretRef(_Strict, frozen=True):
     env: Text
 
 
-class Inventory(_Strict, dict=True):
+class Inventory(_Mutable):
     """The validated inventory. `path` and `resolved_secrets` are set after decoding (they are
     not keys of the file)."""
 
@@ -225,30 +239,22 @@ class Inventory(_Strict, dict=True):
         return (host.app_root or self.app.root).rstrip("/") or "/"
 
     @property
-    def app_hosts(self) -> list[HostSpec]:
-        return self.hosts.app  # type: ignore[return-value]
-
-    @property
     def all_hosts(self) -> list[HostSpec]:
         """Every host once, app hosts first, in inventory order."""
         seen: dict[str, HostSpec] = {}
         for host in [*self.hosts.app, *self.hosts.balancer]:
-            assert isinstance(host, HostSpec)
             seen.setdefault(host.name, host)
         return list(seen.values())
 
     @property
     def primary_balancer(self) -> HostSpec:
-        host = self.hosts.balancer[0]
-        assert isinstance(host, HostSpec)
-        return host
+        return self.hosts.balancer[0]
 
     def colour_hosts(self, colour: Colour) -> list[HostSpec]:
         spec = self.colours.spec(colour)
-        hosts = [h for h in self.hosts.app if isinstance(h, HostSpec)]
         if self.colours.mode == "port" or spec.hosts is None:
-            return hosts
-        return [h for h in hosts if h.name in spec.hosts]
+            return self.hosts.app
+        return [h for h in self.hosts.app if h.name in spec.hosts]
 
 
 def load_inventory(
@@ -434,7 +440,7 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
              "Write it as /srv/NAME or similar.")
     if not inventory.health.path.startswith("/"):
         fail("health.path", "must start with '/'.", "For example /health.")
-    for index, host in enumerate(inventory.app_hosts):
+    for index, host in enumerate(inventory.hosts.app):
         if host.app_root is not None and not host.app_root.startswith("/"):
             fail(f"hosts.app[{index}].app_root", "must be an absolute path on the app host.",
                  "Write it as /srv/NAME or similar.")
@@ -448,7 +454,7 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                     "Each host appears once per role.",
                 )
             names.add(host.name)
-    app_by_name = {h.name: h for h in inventory.app_hosts}
+    app_by_name = {h.name: h for h in inventory.hosts.app}
     for index, host in enumerate(inventory.hosts.balancer):
         twin = app_by_name.get(host.name)
         if twin is not None and twin != host:

@@ -132,7 +132,8 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
                 hint=f"`bluegreen rollback --restart` starts {previous} again from release "
                      f"{colour_state.release}, health-checks it and flips.",
             )
-        prepare = (lambda: _restart(session, previous, colour_state.release)) if restart else None
+        release = colour_state.release
+        prepare = (lambda: _restart(session, previous, release)) if restart else None
         return _flip_to(session, state, current, previous, operation="rollback", options=options,
                         prepare=prepare)
 

@@ -41,7 +41,7 @@ def shipped_template(name: str) -> str:
     source = Path(__file__).resolve().parent.parent / "templates" / name
     if source.is_file():
         return source.read_text()
-    return resources.files(TEMPLATE_PACKAGE).joinpath("templates", name).read_text()
+    return resources.files(TEMPLATE_PACKAGE).joinpath("templates").joinpath(name).read_text()
 
 
 def _render(environment: Any, template: str, values: dict[str, Any], *, where: str) -> str:

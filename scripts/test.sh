@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+.venv/bin/mypy bluegreen
 # pytest exits 5 when it collected no test: that is a failure here, as any non-zero status is.
 .venv/bin/python -m pytest "$@"

@@ -72,9 +72,9 @@ def reported_errors(context: AppContext) -> Iterator[None]:
         reporter.error(exc, details=getattr(exc, "details", None))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        error = Interrupted("interrupted; live traffic was left as it was.")
-        reporter.error(error)
-        raise typer.Exit(error.exit_code) from None
+        interrupted = Interrupted("interrupted; live traffic was left as it was.")
+        reporter.error(interrupted)
+        raise typer.Exit(interrupted.exit_code) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:

@@ -255,7 +255,8 @@ def _open_client(target: SSHTarget, settings: SSHSettings, *, sock: Any, label: 
         except (OSError, paramiko.SSHException) as exc:
             raise HostKeyError(f"cannot read known_hosts file {known_hosts}: {exc}.",
                                where=label) from None
-    client.set_missing_host_key_policy(_HostKeyPolicy(settings, known_hosts, target))
+    client.set_missing_host_key_policy(
+        _HostKeyPolicy(settings, known_hosts, target))  # type: ignore[arg-type]
     own_socket = sock is None
     started = time.monotonic()
     try:
@@ -265,7 +266,7 @@ def _open_client(target: SSHTarget, settings: SSHSettings, *, sock: Any, label: 
             target.address,
             port=target.port,
             username=target.user,
-            key_filename=list(target.identity_files) or None,
+            key_filename=list(target.identity_files) or None,  # type: ignore[arg-type]
             allow_agent=settings.use_agent,
             look_for_keys=not target.identity_files,
             sock=sock,
