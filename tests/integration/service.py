@@ -27,7 +27,9 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 
 
 @dataclass
-class Nginx:
+class BalancerServer:
+    """A balancer process the test started (and so may stop), listening on address:port."""
+
     host: str
     address: str
     port: int
@@ -35,12 +37,23 @@ class Nginx:
     process: subprocess.Popen[bytes] | None = None
 
     @property
-    def managed_file(self) -> Path:
-        return self.prefix / "conf.d" / "shop-upstream.conf"
-
-    @property
     def url(self) -> str:
         return f"http://{self.address}:{self.port}/"
+
+    def _stop(self, stop_signal: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(stop_signal)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@dataclass
+class Nginx(BalancerServer):
+    @property
+    def managed_file(self) -> Path:
+        return self.prefix / "conf.d" / "shop-upstream.conf"
 
     def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
         (self.prefix / "conf.d").mkdir(parents=True)
@@ -62,12 +75,7 @@ class Nginx:
         wait_for_port(self.address, self.port)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self._stop(signal.SIGQUIT)  # graceful shutdown
 
     def balancer_override(self, state_dir: Path) -> dict[str, str]:
         return {"managed_file": str(self.managed_file),
@@ -76,15 +84,9 @@ class Nginx:
 
 
 @dataclass
-class HAProxy:
+class HAProxy(BalancerServer):
     """HAProxy in master-worker mode, a child process of the test (the master stays in the
     foreground), with an admin socket for the runtime API."""
-
-    host: str
-    address: str
-    port: int
-    prefix: Path
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def managed_file(self) -> Path:
@@ -93,10 +95,6 @@ class HAProxy:
     @property
     def admin_socket(self) -> Path:
         return self.prefix / "admin.sock"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}:{self.port}/"
 
     def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
         self.prefix.mkdir(parents=True)
@@ -118,12 +116,7 @@ class HAProxy:
         wait_for_port(self.address, self.port)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self._stop(signal.SIGTERM)
 
     def balancer_override(self, state_dir: Path) -> dict[str, str]:
         return {"kind": "haproxy", "managed_file": str(self.managed_file),
