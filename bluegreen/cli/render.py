@@ -75,7 +75,8 @@ def history_result(records: list[dict[str, Any]]) -> Any:
             result = r.get("result", "?")
             if r.get("error"):
                 result += f": {r['error'].get('code')}"
-            table.add_row(str(r.get("finished", "")), str(r.get("operation", "")),
+            finished = str(r.get("finished", "")).replace("T", " ").split("+")[0]
+            table.add_row(finished, str(r.get("operation", "")),
                           f"{r.get('from') or '-'} → {r.get('to') or '-'}",
                           str(r.get("release") or "-"), result,
                           f"{r.get('duration_s', 0):.2f}s", str(r.get("who", "")))

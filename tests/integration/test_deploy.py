@@ -172,3 +172,13 @@ def test_a_release_already_on_the_host_is_not_uploaded_again(service: Service) -
     ok(result)
     assert result.stderr.count("release v1 already present") == 2
     assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_health_checks_can_go_direct_instead_of_through_ssh(service: Service) -> None:
+    inventory = service.inventory(health={"via": "direct"})
+    result = service.cli("deploy", "--source", str(service.release("v1")), "--release", "v1",
+                         inventory=inventory)
+    ok(result)
+    assert service.fetch().startswith("release v1 (blue)")
+    history = service.cli("--no-color", "history", inventory=inventory)
+    assert "deploy" in history.stdout and "- → blue" in history.stdout
