@@ -59,9 +59,11 @@ class Session:
         self.reporter.phase(f"connect to {len(self.connections.hosts)} host(s)")
         self.connections.__enter__()
         try:
+            connected = {h.name for h in self.connections.hosts}
             self.stores = {
                 b.name: StateStore(self.connections[b.name], self.sites[b.name].state_dir,
-                                   self.inventory.service) for b in self.balancers}
+                                   self.inventory.service)
+                for b in self.balancers if b.name in connected}
             if self.want_lock:
                 self.lock = Lock(self.primary, command=self.command,
                                  stale_after=self.inventory.lock.stale_after)

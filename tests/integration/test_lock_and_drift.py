@@ -162,6 +162,10 @@ def test_balancers_that_disagree_block_deploy_until_switch_reconciles(
     assert service.deploy("v3").returncode == 0
     for name in ("lb1", "lb2"):
         assert service.fetch(name).startswith("release v3 (blue)")
+    # the read-only commands talk to the primary balancer only
+    history = service.cli("--json", "history", "-n", "1")
+    assert history.returncode == 0 and '"release": "v3"' in history.stdout
+    assert service.cli("lock", "status").returncode == 0
 
 
 def test_a_hand_edited_balancer_file_is_drift(service: Service) -> None:
