@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from bluegreen.balancer import BalancerSite, site_for
+from bluegreen.balancer import BalancerSite
 from bluegreen.balancer.base import Balancer, Upstream, server_name
 from bluegreen.balancer.haproxy import HAProxyBalancer, ServerStat
 from bluegreen.connections import Connections
@@ -20,13 +20,13 @@ from bluegreen.transport.base import Transport
 
 
 class Flipper:
-    def __init__(self, inventory: Inventory, connections: Connections, reporter: Reporter):
+    def __init__(self, inventory: Inventory, connections: Connections, reporter: Reporter, *,
+                 sites: dict[str, BalancerSite]):
         self.inventory = inventory
         self.connections = connections
         self.reporter = reporter
         self.balancers = list(inventory.hosts.balancer)
-        self.sites: dict[str, BalancerSite] = {h.name: site_for(inventory, h)
-                                               for h in self.balancers}
+        self.sites = sites
 
     def flip(self, plan: FlipPlan) -> None:
         staged: list[HostSpec] = []

@@ -230,6 +230,11 @@ class Inventory(_Mutable):
                    if v is not None}
         return msgspec.structs.replace(self.balancer, **changes)
 
+    @property
+    def upstream_name(self) -> str:
+        """The nginx upstream / HAProxy backend the service's servers live in."""
+        return (self.balancer.upstream_name if self.balancer else None) or self.service
+
     def state_dir_for(self, host: HostSpec) -> str:
         configured = self.balancer_settings(host).state_dir if self.balancer else None
         return configured or f"/var/lib/bluegreen/{self.service}"

@@ -180,15 +180,14 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
             new_state = _retire(session, state, drain_timeout=drain_timeout)
             return {"live": _name(new_state.live), "generation": new_state.generation,
                     "retired": _name(new_state.live.other if new_state.live else None),
-                    "colours": {n: {"release": c.release, "status": c.status}
-                                for n, c in new_state.colours.items()}}
+                    "colours": _colours(new_state)}
 
         return _recorded(session, record, run)
 
 
 def _retire(session: Session, state: State, *, drain_timeout: float) -> State:
     """The generation stays: it numbers flips, and the balancer file's header carries it."""
-    retired, _ = retire_idle(session, state, drain_timeout=drain_timeout)
+    retired = retire_idle(session, state, drain_timeout=drain_timeout)
     if retired is not state:
         session.write_state(retired)
     return retired
@@ -248,7 +247,7 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
     """Flip every balancer, verify through the public URL(s) (flip back on failure), then write
     the new state. Ctrl-C is held until this is done so traffic and state stay consistent."""
     inventory, reporter = session.inventory, session.reporter
-    flipper = Flipper(inventory, session.connections, reporter)
+    flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
@@ -334,9 +333,11 @@ def _require_app(inventory: Inventory) -> Any:
 
 def _summary(state: State, plan: FlipPlan, *, release: str | None) -> dict[str, Any]:
     return {"live": state.live.value if state.live else None, "previous": _name(plan.previous),
-            "release": release, "generation": state.generation,
-            "colours": {name: {"release": c.release, "status": c.status}
-                        for name, c in state.colours.items()}}
+            "release": release, "generation": state.generation, "colours": _colours(state)}
+
+
+def _colours(state: State) -> dict[str, dict[str, str | None]]:
+    return {name: {"release": c.release, "status": c.status} for name, c in state.colours.items()}
 
 
 def _dry_run(lines: list[str]) -> dict[str, Any]:

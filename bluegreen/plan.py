@@ -92,8 +92,8 @@ def build_upstream(inventory: Inventory, target: Colour, generation: int) -> Ups
         for colour in (target, target.other)
         for spec in instance_specs(inventory, colour)
     )
-    name = (inventory.balancer.upstream_name if inventory.balancer else None) or inventory.service
-    return Upstream(inventory.service, name, target, generation, weights, servers)
+    return Upstream(inventory.service, inventory.upstream_name, target, generation, weights,
+                    servers)
 
 
 def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,

@@ -16,7 +16,7 @@ from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.session import Session, drift_between, runtime_drift
-from bluegreen.state import ensure_consistent, force_release, is_stale, read_lock
+from bluegreen.state import LockInfo, ensure_consistent, force_release, is_stale, read_lock
 
 
 def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
@@ -57,12 +57,7 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
             "instances": instances,
             "colours": {name: {"release": c.release, "status": c.status, "since": c.since}
                         for name, c in agreed.colours.items()},
-            "lock": None if lock is None else {
-                "owner": lock.owner, "pid": lock.pid, "host": lock.host,
-                "command": lock.command, "started": lock.started,
-                "heartbeat_age_s": lock.heartbeat_age,
-                "stale": is_stale(lock, inventory.lock.stale_after),
-            },
+            "lock": None if lock is None else _lock_data(lock, inventory),
         }
 
 
@@ -105,12 +100,13 @@ def lock_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any] | No
     hosts = [inventory.primary_balancer]
     with Session(inventory, reporter, command="lock status", lock=False, hosts=hosts) as session:
         info = read_lock(session.primary)
-        if info is None:
-            return None
-        return {"owner": info.owner, "pid": info.pid, "host": info.host,
-                "command": info.command, "started": info.started,
-                "heartbeat_age_s": info.heartbeat_age,
-                "stale": is_stale(info, inventory.lock.stale_after)}
+        return None if info is None else _lock_data(info, inventory)
+
+
+def _lock_data(info: LockInfo, inventory: Inventory) -> dict[str, Any]:
+    return {"owner": info.owner, "pid": info.pid, "host": info.host, "command": info.command,
+            "started": info.started, "heartbeat_age_s": info.heartbeat_age,
+            "stale": is_stale(info, inventory.lock.stale_after)}
 
 
 def lock_release(inventory: Inventory, reporter: Reporter, *, force: bool) -> dict[str, Any]:

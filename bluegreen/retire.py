@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from typing import Any
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
@@ -46,8 +45,7 @@ def established(transport: Transport, address: str, port: int) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def retire_idle(session: Session, state: State, *, drain_timeout: float) -> tuple[State, dict[
-        str, Any]]:
+def retire_idle(session: Session, state: State, *, drain_timeout: float) -> State:
     """Drain and stop the idle colour on every host; the new state marks it retired. The caller
     holds the lock and writes the state."""
     inventory, reporter = session.inventory, session.reporter
@@ -56,13 +54,13 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> tupl
     idle = state.live.other
     if state.colour(idle).status == "retired":
         reporter.step(inventory.primary_balancer.name, f"{idle} is already retired")
-        return state, {"colour": idle.value, "already_retired": True, "cut": {}}
+        return state
     assert inventory.app is not None
     stack = AppStack(inventory, inventory.app)
     release = state.colour(idle).release
     reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections to end")
 
-    def drain_and_stop(spec: InstanceSpec) -> int:
+    def drain_and_stop(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
         deadline = time.monotonic() + drain_timeout
         count = established(transport, spec.address, spec.port)
@@ -73,11 +71,7 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> tupl
         reporter.step(spec.host.name, f"{idle} stopped"
                       + (f", {count} connection(s) cut at the drain timeout" if count
                          else " after its connections drained"), ok=True)
-        return count
 
-    specs = instance_specs(inventory, idle)
-    cut = fan_out(specs, drain_and_stop, step="retire", name=lambda s: s.host.name,
-                  parallelism=inventory.ssh.parallelism)
-    retired = state.with_colour(idle, status="retired")
-    return retired, {"colour": idle.value, "already_retired": False,
-                     "cut": {s.host.name: c for s, c in zip(specs, cut, strict=True)}}
+    fan_out(instance_specs(inventory, idle), drain_and_stop, step="retire",
+            name=lambda s: s.host.name, parallelism=inventory.ssh.parallelism)
+    return state.with_colour(idle, status="retired")

@@ -108,8 +108,6 @@ class Session:
         "blue+green", or "none"; balancers without a runtime API are left out."""
         from bluegreen.balancer.haproxy import HAProxyBalancer
 
-        upstream_name = (self.inventory.balancer.upstream_name if self.inventory.balancer
-                         else None) or self.inventory.service
         serving: dict[str, str | None] = {}
         for name, site in self.sites.items():
             driver = site.driver
@@ -120,7 +118,8 @@ class Session:
             if not result.ok:
                 serving[name] = None
                 continue
-            colours = driver.serving_colours(driver.parse_stats(result.stdout, upstream_name))
+            stats = driver.parse_stats(result.stdout, self.inventory.upstream_name)
+            colours = driver.serving_colours(stats)
             serving[name] = "+".join(sorted(colours)) or "none"
         return serving
 
