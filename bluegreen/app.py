@@ -4,6 +4,7 @@ inventory's command templates rendered with the instance's values, every value q
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bluegreen.errors import HealthCheckFailed
@@ -92,7 +93,7 @@ class AppStack:
         if self.settings.status:
             return render_command(self.settings.status, self.values(spec, release),
                                   where="app.status")
-        return Command.script('ss -Hltn "sport = :$1" | grep -q .', str(spec.port))
+        return _listening(spec.port)
 
     def log_command(self, spec: InstanceSpec, release: str | None) -> Command | None:
         if not self.settings.log:
@@ -114,8 +115,10 @@ class AppStack:
             return
         transport.run(self.stop_command(spec, release), timeout=self.settings.stop_timeout
                       ).check(f"stop {spec.colour}")
-        self.wait_until(lambda: not self._port_in_use(transport, spec)
-                        and not self.is_running(transport, spec, release),
+        # gone = its port is free and (when it has its own status command) that says stopped
+        self.wait_until(lambda: not transport.run(_listening(spec.port)).ok
+                        and not (self.settings.status
+                                 and self.is_running(transport, spec, release)),
                         self.settings.stop_timeout,
                         f"{spec.colour} still running {self.settings.stop_timeout:g} s after "
                         "its stop command", spec)
@@ -132,18 +135,20 @@ class AppStack:
                      "touched.",
             )
 
-    def _port_in_use(self, transport: Transport, spec: InstanceSpec) -> bool:
-        return transport.run(
-            Command.script('ss -Hltn "sport = :$1" | grep -q .', str(spec.port))).ok
-
     @staticmethod
-    def wait_until(condition: object, timeout: float, message: str, spec: InstanceSpec) -> None:
+    def wait_until(condition: Callable[[], bool], timeout: float, message: str,
+                   spec: InstanceSpec) -> None:
         deadline = time.monotonic() + timeout
-        while not condition():  # type: ignore[operator]
+        while not condition():
             if time.monotonic() >= deadline:
                 raise HealthCheckFailed(message, where=f"{spec.host.name} ({spec.colour})",
                                         hint="Check app.stop and app.status in the inventory.")
             time.sleep(0.05)
+
+
+def _listening(port: int) -> Command:
+    """Exits 0 when something listens on `port` on the host."""
+    return Command.script('ss -Hltn "sport = :$1" | grep -q .', str(port))
 
 
 def _tail(text: str, lines: int = 5) -> str:
