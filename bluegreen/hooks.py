@@ -7,17 +7,17 @@ or on_failure hook is reported and recorded, and undoes nothing."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
 from bluegreen.errors import BluegreenError, HookFailed
 from bluegreen.fanout import fan_out
-from bluegreen.inventory import Hook, HostSpec, Inventory
+from bluegreen.inventory import Hook, Inventory
 from bluegreen.output import Reporter
 from bluegreen.shell import Command
 from bluegreen.state import ci_job_url
+from bluegreen.transport.base import Transport
+from bluegreen.transport.local import LocalTransport
 
 
 @dataclass
@@ -41,8 +41,8 @@ class HookRunner:
         if not hooks:
             return
         self.reporter.phase(f"hooks: {point}")
+        env = self._environment(point)
         for index, hook in enumerate(hooks):
-            env = self._environment(point)
             try:
                 where = self._run_one(hook, env)
             except BluegreenError as error:
@@ -73,32 +73,22 @@ class HookRunner:
         }
 
     def _run_one(self, hook: Hook, env: dict[str, str]) -> str:
-        if hook.on == "local":
-            try:
-                result = subprocess.run(["sh", "-c", hook.run], env={**os.environ, **env},
-                                        capture_output=True, text=True, timeout=hook.timeout,
-                                        stdin=subprocess.DEVNULL)
-            except subprocess.TimeoutExpired:
-                raise BluegreenError(f"did not finish within {hook.timeout:g} s.",
-                                     where="local") from None
-            if result.returncode != 0:
-                raise BluegreenError(
-                    f"exited {result.returncode}: {_tail(result.stderr or result.stdout)}",
-                    where="local")
-            return "local"
-        hosts = (self.inventory.hosts.app if hook.on == "app"
-                 else self.inventory.hosts.balancer)
+        """Run `hook` here or on every host of its role; BluegreenError if it fails anywhere."""
+        command = Command("sh", "-c", hook.run, env=env)
 
-        def remote(host: HostSpec) -> None:
-            result = self.connections[host.name].run(Command("sh", "-c", hook.run, env=env),
-                                                     timeout=hook.timeout)
+        def run_on(transport: Transport) -> None:
+            result = transport.run(command, timeout=hook.timeout)
             if not result.ok:
                 raise BluegreenError(
                     f"exited {result.exit_status}: {_tail(result.stderr or result.stdout)}",
-                    where=host.name)
+                    where=transport.host)
 
-        fan_out(hosts, remote, step="hook", name=lambda h: h.name,
-                parallelism=self.inventory.ssh.parallelism)
+        if hook.on == "local":
+            run_on(LocalTransport("local"))
+            return "local"
+        hosts = self.inventory.hosts.app if hook.on == "app" else self.inventory.hosts.balancer
+        fan_out(hosts, lambda host: run_on(self.connections[host.name]), step="hook",
+                name=lambda h: h.name, parallelism=self.inventory.ssh.parallelism)
         return f"{hook.on} hosts"
 
 
