@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,18 +97,24 @@ def test_sigterm_is_handled_like_ctrl_c(service: Service) -> None:
     assert service.fetch().startswith("release v1 (blue)")
 
 
-def test_a_stale_lock_is_reported_and_can_be_released(service: Service) -> None:
-    assert service.deploy("v1").returncode == 0
+def plant_lock(service: Service, *, owner: str, pid: int, host: str, command: str,
+               heartbeat_age: float) -> Path:
+    """A lock as another operation leaves it, its heartbeat `heartbeat_age` seconds old."""
     lock = service.lock_dir()
     lock.mkdir(mode=0o700)
     (lock / "owner.json").write_text(json.dumps({
-        "owner": "ci@runner-7", "pid": 999999, "host": "runner-7", "command": "deploy v9",
-        "started": "2026-01-01T00:00:00+00:00", "token": "dead"}))
+        "owner": owner, "pid": pid, "host": host, "command": command,
+        "started": "2026-01-01T00:00:00+00:00", "token": "not ours"}))
     (lock / "heartbeat").write_text("")
-    old = time.time() - 3600
-    import os
+    beat = time.time() - heartbeat_age
+    os.utime(lock / "heartbeat", (beat, beat))
+    return lock
 
-    os.utime(lock / "heartbeat", (old, old))
+
+def test_a_stale_lock_is_reported_and_can_be_released(service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    lock = plant_lock(service, owner="ci@runner-7", pid=999999, host="runner-7",
+                      command="deploy v9", heartbeat_age=3600)
     refused = service.deploy("v2")
     assert refused.returncode == 4
     assert "ci@runner-7" in refused.stderr and "deploy v9" in refused.stderr
@@ -120,12 +127,8 @@ def test_a_stale_lock_is_reported_and_can_be_released(service: Service) -> None:
 
 def test_a_live_lock_needs_force(service: Service) -> None:
     assert service.deploy("v1").returncode == 0
-    lock = service.lock_dir()
-    lock.mkdir(mode=0o700)
-    (lock / "owner.json").write_text(json.dumps({
-        "owner": "ops@laptop", "pid": 1, "host": "laptop", "command": "switch --to green",
-        "started": "2026-01-01T00:00:00+00:00", "token": "x"}))
-    (lock / "heartbeat").write_text("")
+    lock = plant_lock(service, owner="ops@laptop", pid=1, host="laptop",
+                      command="switch --to green", heartbeat_age=0)
     refused = service.cli("lock", "release")
     assert refused.returncode == 4 and "--force" in refused.stderr
     assert lock.exists()
