@@ -28,8 +28,11 @@ def check_cancelled() -> None:
 
 
 @contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then act on them."""
+def deferred_interrupts(*, then_raise: bool = True) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then act on them (raise KeyboardInterrupt,
+    unless `then_raise` is false because the block is already the cleanup of one). A signal
+    marks the operation cancelled at once, so waits inside the block that may be cut short
+    (`sleep`, `check_cancelled`) end early; the block decides what must still finish."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -37,6 +40,7 @@ def deferred_interrupts() -> Iterator[None]:
 
     def remember(signum: int, frame: Any) -> None:
         received.append(signum)
+        CANCELLED.set()
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -44,6 +48,5 @@ def deferred_interrupts() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if received:
-        CANCELLED.set()
+    if received and then_raise:
         raise KeyboardInterrupt

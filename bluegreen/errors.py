@@ -79,6 +79,12 @@ class HealthCheckFailed(BluegreenError):
     code = "health_check_failed"
 
 
+class StartFailed(HealthCheckFailed):
+    """The target colour could not be stood up on a host: upload, stop, pointer or start."""
+
+    code = "start_failed"
+
+
 class ReloadFailed(BluegreenError):
     """An in-place worker reload did not complete on a host (stale pid file, workers not
     replaced in time, unhealthy afterwards)."""
@@ -114,6 +120,14 @@ class HookFailed(BluegreenError):
     code = "hook_failed"
 
 
+class StateError(BluegreenError):
+    """The state, history or lock on a balancer host could not be read or written (disk full,
+    permissions, a corrupt file)."""
+
+    exit_code = 11
+    code = "state_error"
+
+
 class Interrupted(BluegreenError):
     exit_code = 130
     code = "interrupted"
@@ -129,9 +143,8 @@ class HostFailure:
 
 
 class FanOutError(BluegreenError):
-    """Several hosts failed in one parallel step; every failure is kept, not just the first."""
-
-    code = "fan_out_failed"
+    """Several hosts failed in one parallel step; every failure is kept, not just the first.
+    Its exit code and JSON code are those of the failure that decides (`deciding`)."""
 
     def __init__(self, step: str, failures: list[HostFailure]):
         hosts = ", ".join(f.host for f in failures)
@@ -140,11 +153,20 @@ class FanOutError(BluegreenError):
         self.failures = failures
 
     @property
+    def deciding(self) -> BluegreenError:
+        """The failure that names the whole: the first host's (hosts are reported in inventory
+        order), except that a mix of unreachable and failing hosts is first of all a connection
+        problem."""
+        errors = [f.error for f in self.failures]
+        return next((e for e in errors if e.exit_code == 3), errors[0])
+
+    @property
     def exit_code(self) -> int:  # type: ignore[override]
-        # The first host's class decides (hosts are reported in inventory order); a mix of
-        # unreachable and failing hosts is still first of all a connection problem.
-        codes = [f.error.exit_code for f in self.failures]
-        return 3 if 3 in codes else codes[0]
+        return self.deciding.exit_code
+
+    @property
+    def code(self) -> str:  # type: ignore[override]
+        return self.deciding.code
 
     def paragraph(self) -> str:
         lines = [super().paragraph()]

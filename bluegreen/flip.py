@@ -1,5 +1,5 @@
 """Flipping traffic on every balancer, all or nothing: stage and validate on all of them first;
-then activate them one by one — a graceful reload confirmed by the workers, or HAProxy's runtime
+then activate them all at once — a graceful reload confirmed by the workers, or HAProxy's runtime
 API (no reload) — and if any activation fails, every balancer already touched gets its previous
 file back, byte for byte, and its previous traffic."""
 
@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import time
 
+from bluegreen import cancel
 from bluegreen.balancer import BalancerSite
 from bluegreen.balancer.base import Balancer, Upstream, server_name
 from bluegreen.balancer.haproxy import HAProxyBalancer, ServerStat
 from bluegreen.connections import Connections
-from bluegreen.errors import BalancerError, BluegreenError, FanOutError
+from bluegreen.errors import BalancerError, BluegreenError, FanOutError, Interrupted
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
@@ -52,21 +53,25 @@ class Flipper:
             fan_out(self.balancers, stage_and_validate, step="validate", name=lambda h: h.name,
                     parallelism=self.inventory.ssh.parallelism)
         except BaseException as exc:
-            self._restore(staged, plan, activated=False)
-            raise _balancer_error(exc) from None
+            restore_errors = self._restore(staged, plan, activated=False)
+            raise _balancer_error(exc, restore_errors) from None
 
+        if cancel.CANCELLED.is_set():
+            errors = self._restore(self.balancers, plan, activated=False)
+            raise _with_restore_errors(Interrupted(
+                "interrupted before the activation: every balancer file was put back and "
+                "nothing was flipped."), errors)
+
+        # Every balancer is ready: activate them all at once, so that the window in which one
+        # serves the new colour while another fails to is as short as the drivers allow.
         self.reporter.phase("activate: switch traffic on the balancers")
-        activated: list[HostSpec] = []
         try:
-            for host in self.balancers:
-                activated.append(host)
-                self._activate(host, plan.upstream)
+            fan_out(self.balancers, lambda host: self._activate(host, plan.upstream),
+                    step="activate", name=lambda h: h.name,
+                    parallelism=self.inventory.ssh.parallelism)
         except BaseException as exc:
-            self.reporter.step(activated[-1].name, "activation failed; restoring every balancer",
-                               ok=False)
-            untouched = [h for h in self.balancers if h not in activated]
-            restore_errors = self._restore(untouched, plan, activated=False)
-            restore_errors += self._restore(activated, plan, activated=True)
+            self.reporter.warn("activation failed; restoring every balancer")
+            restore_errors = self._restore(self.balancers, plan, activated=True)
             raise _balancer_error(exc, restore_errors) from None
 
     def undo(self, plan: FlipPlan) -> None:
@@ -213,15 +218,27 @@ def _workers(transport: Transport, driver: Balancer) -> dict[int, str]:
 
 def _balancer_error(exc: BaseException, restore_errors: list[str] | None = None
                     ) -> BaseException:
+    """The error a failed stage/validate/activate raises: a lost connection stays a connection
+    error (exit 3) and an interrupt an interrupt; anything else on a balancer is a balancer
+    error (exit 6). Restores that failed are part of the error, never just a progress line."""
+    if isinstance(exc, FanOutError) and len(exc.failures) == 1:
+        exc = exc.failures[0].error
+    error: BaseException
     if isinstance(exc, FanOutError):
-        error: BaseException = (exc.failures[0].error if len(exc.failures) == 1
-                                else BalancerError(exc.paragraph()))
-    elif isinstance(exc, BluegreenError) and not isinstance(exc, BalancerError):
+        error = exc if exc.exit_code in (3, 130) else BalancerError(exc.paragraph())
+    elif isinstance(exc, BluegreenError) and exc.exit_code not in (3, 6, 130):
         error = BalancerError(exc.message, where=exc.where, hint=exc.hint)
     else:
         error = exc
+    return _with_restore_errors(error, restore_errors or [])
+
+
+def _with_restore_errors(error: BaseException, restore_errors: list[str]) -> BaseException:
     if restore_errors and isinstance(error, BluegreenError):
         error.message += " Restoring also failed on " + "; ".join(restore_errors) + "."
+        error.hint = ("Those balancers may still hold the new file, ready to be served by their "
+                      "next reload: run `bluegreen status`, then `bluegreen switch --to COLOUR` "
+                      "once they are reachable, to put every balancer in one known state.")
     return error
 
 

@@ -3,7 +3,8 @@ pure plans, inside a session (connections + lock), always ending in a history re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from bluegreen.errors import (
     HealthCheckFailed,
     Interrupted,
     InventoryError,
+    RemoteCommandFailed,
     RollbackImpossible,
+    StartFailed,
     UsageError,
     VerifyFailed,
 )
@@ -68,26 +71,37 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
             stack: AppStack, *, retire_after: float | None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
-    reporter.phase(f"start {target} with release {artifact.release} on "
-                   f"{len(plan.instances)} app host(s)")
+    specs = [steps.spec for steps in plan.instances]
+    reporter.phase(f"upload release {artifact.release} to {len(specs)} app host(s)")
+
+    def upload(spec: InstanceSpec) -> None:
+        transport = session.connections[spec.host.name]
+        cancel.check_cancelled()
+        with _start_failures(spec):
+            if stack.layout(spec.host).is_present(transport, artifact):
+                reporter.step(spec.host.name, f"release {artifact.release} already present")
+                return
+            stack.layout(spec.host).upload(transport, artifact)
+        reporter.step(spec.host.name, f"uploaded release {artifact.release} "
+                      f"({len(artifact.data) // 1024} KiB, checksum verified)")
+
+    fan_out(specs, upload, step="upload", name=lambda s: s.host.name,
+            parallelism=inventory.ssh.parallelism)
+    # Nothing ran on the target colour until here; from here on it changes, so say so first.
+    state = session.begin_change(state, target, status="starting", release=artifact.release,
+                                 step=f"start {target} with release {artifact.release}")
+    reporter.phase(f"start {target} with release {artifact.release} on {len(specs)} app "
+                   "host(s)")
 
     def stand_up(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
-        layout = stack.layout(spec.host)
         cancel.check_cancelled()
-        if layout.is_present(transport, artifact):
-            reporter.step(spec.host.name, f"release {artifact.release} already present")
-        else:
-            layout.upload(transport, artifact)
-            reporter.step(spec.host.name, f"uploaded release {artifact.release} "
-                          f"({len(artifact.data) // 1024} KiB, checksum verified)")
-        cancel.check_cancelled()
-        stack.stop(transport, spec, state.colour(target).release)
-        layout.point(transport, target, artifact.release)
-        stack.start(transport, spec, artifact.release)
+        with _start_failures(spec):
+            stack.stop(transport, spec, state.colour(target).replaced)
+            stack.layout(spec.host).point(transport, target, artifact.release)
+            stack.start(transport, spec, artifact.release)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
-    specs = [steps.spec for steps in plan.instances]
     fan_out(specs, stand_up, step="start", name=lambda s: s.host.name,
             parallelism=inventory.ssh.parallelism)
     reporter.phase(f"health-check {len(specs)} {target} instance(s)")
@@ -98,6 +112,19 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     if retire_after is not None and new_state.live is not None:
         new_state = _retire(session, new_state, drain_timeout=retire_after)
     return _summary(new_state, plan.flip, release=artifact.release)
+
+
+@contextmanager
+def _start_failures(spec: InstanceSpec) -> Iterator[None]:
+    """A remote step of standing up an instance that fails (upload, stop, pointer, start) fails
+    the deploy like an unhealthy target (exit 5), naming the host and the step."""
+    try:
+        yield
+    except BluegreenError as error:
+        if error.exit_code != RemoteCommandFailed.exit_code:  # already a specific failure
+            raise
+        raise StartFailed(error.message, where=error.where or spec.host.name,
+                          hint=error.hint or "Live traffic was not touched.") from None
 
 
 def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Options
@@ -120,22 +147,54 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
             raise RollbackImpossible("nothing has been deployed yet, so there is nothing to roll "
                                      "back to.", hint="Run `bluegreen deploy` first.")
         previous = state.live.other
-        colour_state = state.colour(previous)
-        if colour_state.release is None:
-            raise RollbackImpossible(
-                f"the previous colour {previous} was never deployed.",
-                hint=f"Deploy again instead (`bluegreen deploy --to {previous}`).",
-            )
-        if colour_state.status == "retired" and not restart:
-            raise RollbackImpossible(
-                f"the previous colour {previous} was retired (stopped).",
-                hint=f"`bluegreen rollback --restart` starts {previous} again from release "
-                     f"{colour_state.release}, health-checks it and flips.",
-            )
-        release = colour_state.release
+        _require_rollback_target(state, previous, restart=restart)
+        release = state.colour(previous).release
+        assert release is not None
         prepare = (lambda: _restart(session, previous, release)) if restart else None
         return _flip_to(session, state, current, previous, operation="rollback", options=options,
                         prepare=prepare)
+
+
+def _require_rollback_target(state: State, previous: Colour, *, restart: bool) -> None:
+    """Rollback flips only to a colour that still runs, untouched, the release it served; a
+    retired one may be started again from that release with `--restart`."""
+    colour = state.colour(previous)
+    if colour.release is None:
+        raise RollbackImpossible(
+            f"the previous colour {previous} was never deployed.",
+            hint=f"Deploy again instead (`bluegreen deploy --to {previous}`).",
+        )
+    if colour.status == "running" or (colour.status == "retired" and restart
+                                      and colour.error is None):
+        return
+    if colour.status == "retired" and colour.error is None:
+        raise RollbackImpossible(
+            f"the previous colour {previous} was retired (stopped).",
+            hint=f"`bluegreen rollback --restart` starts {previous} again from release "
+                 f"{colour.release}, health-checks it and flips.",
+        )
+    redeploy = (f"`bluegreen deploy --to {previous} --release {colour.replaced} --source …` "
+                f"puts {colour.replaced} back on {previous}" if colour.replaced
+                else f"`bluegreen deploy --to {previous}` stands it up again")
+    if colour.status in ("failed", "retired"):
+        raise RollbackImpossible(
+            f"the previous colour {previous} no longer runs what it served: a failed operation "
+            f"changed it to release {colour.release} ({colour.error or 'failed'}).",
+            hint=f"Rolling back would serve that release. {redeploy}; `bluegreen status` shows "
+                 "what runs where.",
+        )
+    if colour.status in ("starting", "stopping"):
+        raise RollbackImpossible(
+            f"the previous colour {previous} was being changed ({colour.status} release "
+            f"{colour.release}) by an operation that did not finish"
+            + (f": {state.operation.describe()}" if state.operation else "") + ".",
+            hint=f"What runs there is uncertain. {redeploy}; `bluegreen status` shows what "
+                 "runs where.",
+        )
+    raise RollbackImpossible(
+        f"the previous colour {previous} is {colour.status}.",
+        hint=f"`bluegreen rollback --restart` starts it from release {colour.release}.",
+    )
 
 
 def _restart(session: Session, colour: Colour, release: str) -> None:
@@ -143,6 +202,9 @@ def _restart(session: Session, colour: Colour, release: str) -> None:
     inventory, reporter = session.inventory, session.reporter
     stack = AppStack(inventory, _require_app(inventory))
     specs = instance_specs(inventory, colour)
+    assert session.state is not None
+    session.begin_change(session.state, colour, status="starting", release=release,
+                         step=f"restart {colour} from release {release}")
     reporter.phase(f"restart {colour} from release {release}")
 
     def start(spec: InstanceSpec) -> None:
@@ -150,8 +212,9 @@ def _restart(session: Session, colour: Colour, release: str) -> None:
         if stack.is_running(transport, spec, release):
             reporter.step(spec.host.name, f"{colour} already running")
             return
-        stack.layout(spec.host).point(transport, colour, release)
-        stack.start(transport, spec, release)
+        with _start_failures(spec):
+            stack.layout(spec.host).point(transport, colour, release)
+            stack.start(transport, spec, release)
         reporter.step(spec.host.name, f"{colour} started on port {spec.port}", ok=True)
 
     fan_out(specs, start, step="restart", name=lambda s: s.host.name,
@@ -188,9 +251,7 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
 def _retire(session: Session, state: State, *, drain_timeout: float) -> State:
     """The generation stays: it numbers flips, and the balancer file's header carries it."""
     retired = retire_idle(session, state, drain_timeout=drain_timeout)
-    if retired is not state:
-        session.write_state(retired)
-    return retired
+    return retired if retired is state else session.finish_change(retired)
 
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
@@ -208,15 +269,15 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
     def run() -> dict[str, Any]:
         if prepare is not None:
             prepare()
+        current_state = session.state or state
+        release = current_state.colour(target).release
         specs = instance_specs(inventory, target)
-        _require_running(session, specs, target, release=state.colour(target).release,
-                         operation=operation)
+        _require_running(session, specs, target, release=release, operation=operation)
         reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
-                        release_of={s.host.name: state.colour(target).release for s in specs})
-        new_state = _flip_verify_record(session, state, plan,
-                                        release=state.colour(target).release)
-        return _summary(new_state, plan, release=state.colour(target).release)
+                        release_of={s.host.name: release for s in specs})
+        new_state = _flip_verify_record(session, current_state, plan, release=release)
+        return _summary(new_state, plan, release=release)
 
     return _recorded(session, record, run,
                      post="post_rollback" if operation == "rollback" else None)
@@ -224,28 +285,44 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
 
 def _require_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
                      release: str | None, operation: str) -> None:
+    """Every instance of `target` runs, and its pointer names `release`: the flip serves exactly
+    the release the state (and the output) names."""
     if session.inventory.app is None:
         return
     stack = AppStack(session.inventory, session.inventory.app)
 
-    def running(spec: InstanceSpec) -> bool:
-        return stack.is_running(session.connections[spec.host.name], spec, release)
+    def inspect(spec: InstanceSpec) -> tuple[bool, str | None]:
+        transport = session.connections[spec.host.name]
+        return (stack.is_running(transport, spec, release),
+                stack.layout(spec.host).current(transport, target))
 
-    results = fan_out(specs, running, step="status", name=lambda s: s.host.name,
+    results = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,
                       parallelism=session.inventory.ssh.parallelism)
-    stopped = [s.host.name for s, ok in zip(specs, results, strict=True) if not ok]
+    error_class = RollbackImpossible if operation == "rollback" else HealthCheckFailed
+    stopped = [s.host.name for s, (running, _) in zip(specs, results, strict=True)
+               if not running]
     if stopped:
-        error_class = RollbackImpossible if operation == "rollback" else HealthCheckFailed
         raise error_class(
             f"{target} is not running on {', '.join(stopped)}; {operation} starts no process.",
             hint=f"Deploy to {target} instead (`bluegreen deploy --to {target}`).",
+        )
+    elsewhere = [f"{s.host.name} points {target} at {pointer or 'nothing'}"
+                 for s, (_, pointer) in zip(specs, results, strict=True) if pointer != release]
+    if elsewhere:
+        raise RollbackImpossible(
+            f"{target} does not run release {release}, the one the state records: "
+            f"{'; '.join(elsewhere)}.",
+            hint=f"Someone changed {target} behind bluegreen's back. `bluegreen status` shows "
+                 f"what runs where; deploy the release you want to {target}.",
         )
 
 
 def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, release: str | None
                         ) -> State:
     """Flip every balancer, verify through the public URL(s) (flip back on failure), then write
-    the new state. Ctrl-C is held until this is done so traffic and state stay consistent."""
+    the new state. A signal during the flip lets the activation finish; one that arrives before
+    verification has passed cuts verification short and flips back, so the time from the signal
+    to the exit stays bounded and traffic stays on what was verified."""
     inventory, reporter = session.inventory, session.reporter
     flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
     session.hooks.run("pre_flip")
@@ -253,12 +330,20 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
         flipper.flip(plan)
         try:
             verify(inventory, release=release, colour=plan.target.value, reporter=reporter)
-        except VerifyFailed:
+            cancel.check_cancelled()
+        except (VerifyFailed, Interrupted):
             flipper.undo(plan)
             raise
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
                                      managed=plan.configs)
-        session.write_state(new_state)
+        try:
+            new_state = session.finish_change(new_state)
+        except BluegreenError:
+            reporter.warn("the new state could not be written: flipping back so that traffic "
+                          "matches the recorded state")
+            flipper.undo(plan)
+            raise
+        session.flipped = new_state
     reporter.step(inventory.primary_balancer.name,
                   f"{plan.target} is live (generation {new_state.generation})", ok=True)
     session.hooks.run("post_flip")
@@ -268,20 +353,33 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
 def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],
               *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
     """Run an operation's body between its hooks, and record it in the history however it
-    ends (on_failure hooks run for failures)."""
+    ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
+    interrupt is reported with what it left (flipped, and to which generation, or not)."""
     hooks = session.hooks
     hooks.describe(release=record.get("release"), **{"from": record.get("from"),
                                                       "to": record.get("to")})
+    what = " ".join(str(p) for p in (record["operation"], record.get("release")) if p)
     try:
         if pre:
             hooks.run(pre)
         result = body()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         cancel.CANCELLED.set()
-        session.record({**record, "result": "interrupted", "hooks": hooks.outcomes,
-                        "error": {"code": Interrupted.code, "message": "interrupted"}})
-        raise
+        with cancel.deferred_interrupts(then_raise=False):  # a second signal cannot cut this
+            interrupted = _interrupted(session)
+            session.fail_change(f"{what} was interrupted")
+            flipped = session.flipped
+            session.record({**record, "result": "interrupted", "hooks": hooks.outcomes,
+                            "flipped": flipped is not None,
+                            "generation": flipped.generation if flipped else None,
+                            "error": {"code": Interrupted.code, "exit_code": 130,
+                                      "message": interrupted.message}})
+        if flipped is not None and post:
+            hooks.describe(result="interrupted", error=interrupted.message)
+            hooks.run(post)
+        raise interrupted from None
     except BluegreenError as error:
+        session.fail_change(f"{what} failed ({error.code})")
         hooks.describe(result="failed", error=error.message)
         hooks.run("on_failure")
         session.record({**record, "result": "failed", "hooks": hooks.outcomes,
@@ -294,6 +392,19 @@ def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[
     session.record({**record, "result": "ok", "generation": result["generation"],
                     "hooks": hooks.outcomes})
     return result
+
+
+def _interrupted(session: Session) -> Interrupted:
+    """What an interrupt left: the flip done (and recorded), or live traffic as it was."""
+    flipped = session.flipped
+    if flipped is not None and flipped.live is not None:
+        return Interrupted(
+            f"interrupted after the flip: {flipped.live} is live with release "
+            f"{flipped.colour(flipped.live).release} (generation {flipped.generation}), "
+            "recorded in the state and history; the steps after the flip did not run.")
+    changed = (f" {session.changing} was being changed and is marked failed, so rollback "
+               "will not flip to it." if session.changing else "")
+    return Interrupted(f"interrupted; live traffic was left as it was.{changed}")
 
 
 def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:

@@ -16,7 +16,14 @@ from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.session import Session, drift_between, runtime_drift
-from bluegreen.state import LockInfo, ensure_consistent, force_release, is_stale, read_lock
+from bluegreen.state import (
+    LockInfo,
+    State,
+    ensure_consistent,
+    force_release,
+    is_stale,
+    read_lock,
+)
 
 
 def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
@@ -48,6 +55,11 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         instances = _instances(inventory, session, agreed.live)
         lock = read_lock(session.primary)
         drift = disagreement or next((b["drift"] for b in balancers if b["drift"]), None)
+        operation = _operation(agreed, lock, inventory)
+        if operation is not None and operation["in_progress"] and drift:
+            # a flip under way makes balancers and state differ for a moment: not drift
+            operation["transient"] = drift
+            drift = None
         return {
             "service": inventory.service,
             "live": agreed.live.value if agreed.live else None,
@@ -55,10 +67,30 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
             "drift": drift,
             "balancers": balancers,
             "instances": instances,
-            "colours": {name: {"release": c.release, "status": c.status, "since": c.since}
+            "colours": {name: {"release": c.release, "status": c.status, "since": c.since,
+                               "replaced": c.replaced, "error": c.error}
                         for name, c in agreed.colours.items()},
+            "operation": operation,
             "lock": None if lock is None else _lock_data(lock, inventory),
         }
+
+
+def _operation(state: State, lock: LockInfo | None, inventory: Inventory
+               ) -> dict[str, Any] | None:
+    """The operation under way (a live lock holder), or the one the state says was cut short
+    (written ahead, never finished, and no live holder)."""
+    alive = lock is not None and not is_stale(lock, inventory.lock.stale_after)
+    if state.operation is None and not alive:
+        return None
+    if alive:
+        assert lock is not None
+        return {"in_progress": True, "command": lock.command, "by": lock.owner,
+                "started": lock.started,
+                "step": state.operation.step if state.operation else None}
+    assert state.operation is not None
+    return {"in_progress": False, "command": state.operation.command,
+            "by": state.operation.by, "started": state.operation.started,
+            "step": state.operation.step}
 
 
 def _instances(inventory: Inventory, session: Session, live: Colour | None

@@ -14,7 +14,7 @@ from bluegreen.errors import UsageError
 from bluegreen.fanout import fan_out
 from bluegreen.session import Session
 from bluegreen.shell import Command
-from bluegreen.state import State
+from bluegreen.state import State, now
 from bluegreen.transport.base import Transport
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -46,8 +46,8 @@ def established(transport: Transport, address: str, port: int) -> int:
 
 
 def retire_idle(session: Session, state: State, *, drain_timeout: float) -> State:
-    """Drain and stop the idle colour on every host; the new state marks it retired. The caller
-    holds the lock and writes the state."""
+    """Drain and stop the idle colour on every host, written ahead as `stopping`; the returned
+    state marks it retired, for the caller (who holds the lock) to finish the change with."""
     inventory, reporter = session.inventory, session.reporter
     if state.live is None:
         raise UsageError("nothing is live yet, so there is no idle colour to retire.")
@@ -57,7 +57,13 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> Stat
         return state
     assert inventory.app is not None
     stack = AppStack(inventory, inventory.app)
-    release = state.colour(idle).release
+    before = state.colour(idle)
+    release = before.release
+    # a colour that did not run a release it served stays no rollback target once retired
+    unserved = None if before.status == "running" else (
+        before.error or f"it was {before.status}, not running, when it was retired")
+    state = session.begin_change(state, idle, status="stopping", release=release,
+                                 step=f"retire {idle}: drain and stop it")
     reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections to end")
 
     def drain_and_stop(spec: InstanceSpec) -> None:
@@ -74,4 +80,4 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> Stat
 
     fan_out(instance_specs(inventory, idle), drain_and_stop, step="retire",
             name=lambda s: s.host.name, parallelism=inventory.ssh.parallelism)
-    return state.with_colour(idle, status="retired")
+    return state.with_colour(idle, status="retired", since=now(), replaced=None, error=unserved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -15,10 +16,13 @@ from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
 from bluegreen.hooks import HookRunner
 from bluegreen.inventory import HostSpec, Inventory
+from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.state import (
+    ColourStatus,
     Lock,
     LockInfo,
+    Operation,
     State,
     StateStore,
     actor,
@@ -43,7 +47,10 @@ class Session:
         self.lock: Lock | None = None
         self.hooks = HookRunner(inventory, self.connections, reporter,
                                 command=command.split()[0])
-        self.generations_read: dict[str, int] = {}  # what each balancer had: the write guard
+        self.revisions_read: dict[str, int] = {}  # what each balancer had: the write guard
+        self.changing: Colour | None = None  # a colour written ahead as being changed
+        self.state: State | None = None  # the state as last read or written by this session
+        self.flipped: State | None = None  # the state written by this session's flip, if any
         self.started = time.monotonic()
         self.started_at = now()
 
@@ -93,7 +100,7 @@ class Session:
         states = fan_out(self.balancers, lambda b: self.stores[b.name].read(), step="read state",
                          name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
         by_host = {b.name: s for b, s in zip(self.balancers, states, strict=True)}
-        self.generations_read = {name: s.generation for name, s in by_host.items()}
+        self.revisions_read = {name: s.revision for name, s in by_host.items()}
         return by_host
 
     def read_managed(self) -> dict[str, str | None]:
@@ -129,8 +136,9 @@ class Session:
         states = self.read_states()
         current = self.read_managed()
         if allow_drift:
-            return max(states.values(), key=lambda s: s.generation), current
-        state = ensure_consistent(states)
+            self.state = max(states.values(), key=lambda s: (s.generation, s.revision))
+            return self.state, current
+        state = self.state = ensure_consistent(states)
         for name, text in current.items():
             problem = drift_between(state, text, host=name)
             if problem:
@@ -153,15 +161,56 @@ class Session:
                 )
         return state, current
 
-    def write_state(self, state: State) -> None:
-        """Write `state` to every balancer, each guarded by the generation it had when read (or
-        last written by this session)."""
+    def write_state(self, state: State) -> State:
+        """Write `state` to every balancer under the next revision, each write guarded by the
+        revision that balancer had when read (or last written by this session)."""
+        written = replace(state, revision=max(self.revisions_read.values(), default=0) + 1)
         fan_out(self.balancers,
                 lambda b: self.stores[b.name].write(
-                    state, expected_generation=self.generations_read[b.name]),
+                    written, expected_revision=self.revisions_read[b.name]),
                 step="write state", name=lambda b: b.name,
                 parallelism=self.inventory.ssh.parallelism)
-        self.generations_read = {b.name: state.generation for b in self.balancers}
+        self.revisions_read = {b.name: written.revision for b in self.balancers}
+        self.state = written
+        return written
+
+    def begin_change(self, state: State, colour: Colour, *, status: ColourStatus,
+                     release: str | None, step: str) -> State:
+        """Write ahead of changing `colour` (stopping it, pointing it at a release, starting it):
+        from now until `finish_change`, the state says what is under way, so that whatever ends
+        this process, `status` tells the truth and `rollback` refuses the colour."""
+        before = state.colour(colour)
+        changed = replace(
+            state.with_colour(colour, status=status, release=release, since=now(),
+                              replaced=before.release, error=None),
+            operation=Operation(command=self.command, by=actor(), started=self.started_at,
+                                step=step))
+        written = self.write_state(changed)
+        self.changing = colour
+        return written
+
+    def finish_change(self, state: State) -> State:
+        """Write the state that ends the change (its operation cleared)."""
+        written = self.write_state(replace(state, operation=None))
+        self.changing = None
+        return written
+
+    def fail_change(self, reason: str) -> None:
+        """Record that the colour being changed failed, best effort: when even this write fails,
+        the state written ahead (`starting`/`stopping` with the operation) still tells the
+        truth."""
+        colour, state = self.changing, self.state
+        if colour is None or state is None:
+            return
+        self.changing = None
+        try:
+            self.write_state(replace(
+                state.with_colour(colour, status="failed", error=reason, since=now()),
+                operation=None))
+        except BluegreenError as error:
+            self.reporter.warn(f"could not record that {colour} failed ({error.paragraph()}); "
+                               f"the state still says {colour} is "
+                               f"{state.colour(colour).status}, written ahead of the change.")
 
     def record(self, record: dict[str, Any]) -> None:
         """Append one history record on every balancer; a failure here is warned about, since

@@ -18,27 +18,60 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
-from bluegreen.errors import BluegreenError, DriftError, LockHeld
+from bluegreen.errors import BluegreenError, DriftError, LockHeld, RemoteCommandFailed, StateError
 from bluegreen.model import Colour
 from bluegreen.shell import Command
 from bluegreen.transport.base import Transport, get_file, put_file
 
+ColourStatus = Literal["running", "stopped", "retired", "starting", "stopping", "failed"]
+
 
 @dataclass(frozen=True)
 class ColourState:
+    """What one colour runs. `running` means it runs `release` and passed its checks; `starting`
+    and `stopping` are written *ahead* of the change (a holder killed mid-way leaves them, and they
+    say so); `failed` means an operation changed it to `release` and then failed. `replaced` is the
+    release it ran before the current change, `error` why that change failed."""
+
     release: str | None = None
-    status: str = "stopped"  # running | stopped | retired
+    status: ColourStatus = "stopped"
     since: str | None = None
+    replaced: str | None = None
+    error: str | None = None
+
+    def describe(self) -> str:
+        text = f"{self.status} {self.release}" if self.release else self.status
+        if self.status in ("starting", "failed") and self.replaced \
+                and self.replaced != self.release:
+            text += f" (replacing {self.replaced})"
+        return text + (f": {self.error}" if self.error else "")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """The operation changing the service right now, written ahead of its first change and
+    cleared by its last write: after a `kill -9` it is still there, naming what was cut short."""
+
+    command: str
+    by: str
+    started: str
+    step: str = ""
+
+    def describe(self) -> str:
+        return f"`{self.command}` by {self.by} since {self.started}" + (
+            f" (step: {self.step})" if self.step else "")
 
 
 @dataclass(frozen=True)
 class State:
     service: str
-    generation: int = 0
+    generation: int = 0  # numbers flips; the managed file's header carries it
+    revision: int = 0  # numbers every write; a write must find the revision it read
     live: Colour | None = None
     weights: dict[str, int] = field(default_factory=lambda: {"blue": 0, "green": 0})
     colours: dict[str, ColourState] = field(
@@ -47,6 +80,7 @@ class State:
     updated_by: str | None = None
     # balancer host → checksum of the managed file this state was flipped with
     managed_sha256: dict[str, str] = field(default_factory=dict)
+    operation: Operation | None = None
 
     def colour(self, colour: Colour) -> ColourState:
         return self.colours.get(colour.value, ColourState())
@@ -67,12 +101,14 @@ class State:
         return cls(
             service=data.get("service", service),
             generation=int(data.get("generation", 0)),
+            revision=int(data.get("revision", 0)),
             live=Colour(data["live"]) if data.get("live") else None,
             weights={k: int(v) for k, v in data.get("weights", {}).items()},
             colours={k: ColourState(**v) for k, v in data.get("colours", {}).items()},
             updated_at=data.get("updated_at"),
             updated_by=data.get("updated_by"),
             managed_sha256=dict(data.get("managed_sha256") or {}),
+            operation=Operation(**data["operation"]) if data.get("operation") else None,
         )
 
     def after_flip(self, target: Colour, *, release: str | None, actor: str,
@@ -84,7 +120,7 @@ class State:
         colours[target.value] = ColourState(release=release, status="running", since=since)
         return replace(self, generation=self.generation + 1, live=target,
                        weights={target.value: 100, target.other.value: 0}, colours=colours,
-                       updated_at=now(), updated_by=actor,
+                       updated_at=now(), updated_by=actor, operation=None,
                        managed_sha256={h: sha256_text(t) for h, t in managed.items()})
 
 
@@ -142,40 +178,43 @@ class StateStore:
         return f"{self.dir}/lock"
 
     def read(self) -> State:
-        text = get_file(self.transport, self.state_path)
+        with _state_errors("read the state"):
+            text = get_file(self.transport, self.state_path)
         if text is None:
             return State(service=self.service)
         try:
             return State.from_json(text, service=self.service)
         except (ValueError, KeyError, TypeError) as exc:
-            raise BluegreenError(
+            raise StateError(
                 f"state file {self.state_path} is not valid: {exc}.",
                 where=self.transport.host,
                 hint="Restore it from history, or fix it by hand; bluegreen will not guess.",
             ) from None
 
-    def write(self, state: State, *, expected_generation: int) -> None:
+    def write(self, state: State, *, expected_revision: int) -> None:
         current = self.read()
-        if current.generation != expected_generation:
+        if current.revision != expected_revision:
             raise DriftError(
-                f"state changed under us: generation {current.generation} on disk, "
-                f"{expected_generation} expected.",
+                f"state changed under us: revision {current.revision} on disk, "
+                f"{expected_revision} expected.",
                 where=self.transport.host,
                 hint="Another operation wrote the state without the lock; run `bluegreen status`.",
             )
-        self._ensure_dir()
-        put_file(self.transport, state.to_json().encode(), self.state_path, mode=0o600)
+        with _state_errors("write the state"):
+            self._ensure_dir()
+            put_file(self.transport, state.to_json().encode(), self.state_path, mode=0o600)
 
     def append_history(self, record: dict[str, Any]) -> None:
-        self._ensure_dir()
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
         script = (
             'set -e; tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
             'if [ -f "$1" ]; then cat -- "$1" > "$tmp"; fi; cat >> "$tmp"; chmod 600 "$tmp"; '
             'mv -f -- "$tmp" "$1"; trap - EXIT'
         )
-        self.transport.run(Command.script(script, self.history_path),
-                           stdin=line.encode()).check("append history")
+        with _state_errors("append history"):
+            self._ensure_dir()
+            self.transport.run(Command.script(script, self.history_path),
+                               stdin=line.encode()).check("append history")
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         text = get_file(self.transport, self.history_path) or ""
@@ -191,6 +230,18 @@ class StateStore:
     def _ensure_dir(self) -> None:
         self.transport.run(Command("mkdir", "-p", "-m", "700", "--", self.dir)).check(
             "create state dir")
+
+
+@contextlib.contextmanager
+def _state_errors(step: str) -> Iterator[None]:
+    """A remote command that fails on the state directory (disk full, permissions) is a state
+    error (exit 11), not a bug."""
+    try:
+        yield
+    except RemoteCommandFailed as error:
+        raise StateError(f"could not {step}: {error.message}", where=error.where,
+                         hint="Free space or fix permissions in the state directory "
+                              "(balancer.state_dir), then run `bluegreen status`.") from None
 
 
 @dataclass(frozen=True)
@@ -210,9 +261,12 @@ class LockInfo:
                 f"`{self.command}` since {self.started}{age}")
 
 
+# A lock whose owner file could not be written (disk full) is removed at once: an empty owner
+# would block every later operation as "held by unknown".
 _ACQUIRE = (
-    'mkdir -m 700 -p -- "$1" && mkdir -m 700 -- "$2" 2>/dev/null || exit 75; '
-    'cat > "$2/owner.json" && touch -- "$2/heartbeat"'
+    'mkdir -m 700 -p -- "$1" || exit 74; mkdir -m 700 -- "$2" 2>/dev/null || exit 75; '
+    'if cat > "$2/owner.json" && touch -- "$2/heartbeat"; then exit 0; fi; '
+    'rm -rf -- "$2"; exit 74'
 )
 _READ_LOCK = (
     'if [ -d "$1" ]; then cat -- "$1/owner.json" 2>/dev/null; echo; '
@@ -250,7 +304,8 @@ class Lock:
                 self._start_heartbeat()
                 return
             if result.exit_status != _LOCK_BUSY:
-                result.check("take the lock")
+                with _state_errors("take the lock"):
+                    result.check("take the lock")
             info = read_lock(self.store)
             if time.monotonic() >= deadline:
                 raise LockHeld(

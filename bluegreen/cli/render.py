@@ -25,6 +25,7 @@ def operation_result(data: dict[str, Any]) -> Any:
 
 def status_result(data: dict[str, Any]) -> Any:
     def show(console: Any) -> None:
+        from rich.markup import escape
         from rich.table import Table
 
         live = data["live"] or "none"
@@ -32,6 +33,36 @@ def status_result(data: dict[str, Any]) -> Any:
                       f"generation {data['generation']}")
         if data["drift"]:
             console.print(f"[bold red]DRIFT: {data['drift']}[/bold red]")
+        operation = data.get("operation")
+        if operation:
+            step = f" — step: {escape(operation['step'])}" if operation.get("step") else ""
+            if operation["in_progress"]:
+                console.print(f"[bold yellow]in progress:[/bold yellow] "
+                              f"`{escape(operation['command'])}` "
+                              f"by {operation['by']} since {operation['started']}{step}",
+                              markup=True, highlight=False)
+                if operation.get("transient"):
+                    console.print(f"  (mid-operation: {operation['transient']})", markup=False)
+            else:
+                console.print(f"[bold red]cut short:[/bold red] "
+                              f"`{escape(operation['command'])}` by "
+                              f"{operation['by']} since {operation['started']}{step} never "
+                              "finished (its process ended without cleaning up)",
+                              markup=True, highlight=False)
+        colours = Table(title="colours (recorded)", title_justify="left")
+        for column in ("colour", "status", "release", "since", "note"):
+            colours.add_column(column)
+        for name, c in data["colours"].items():
+            note = c.get("error") or ""
+            if c.get("replaced") and c["status"] in ("starting", "failed"):
+                note = f"replacing {c['replaced']}" + (f"; {note}" if note else "")
+            status = c["status"]
+            style = {"running": "green", "failed": "red", "starting": "yellow",
+                     "stopping": "yellow"}.get(status)
+            colours.add_row(f"{name} (live)" if name == data["live"] else name,
+                            f"[{style}]{status}[/{style}]" if style else status,
+                            escape(c["release"] or "-"), c.get("since") or "-", escape(note))
+        console.print(colours)
         balancers = Table(title="balancers", title_justify="left")
         for column in ("host", "kind", "state says", "file serves", "runtime serves", "drift"):
             balancers.add_column(column)

@@ -183,6 +183,13 @@ class SSHTransport:
                                where=self.host,
                                hint="Check that the host and its sshd are still up, then retry."
                                ) from None
+        if status == _NO_EXIT_STATUS and _connection_lost(transport):
+            raise ConnectError(
+                f"the SSH connection was lost while running `{command}`: it ended without an "
+                "exit status, so whether it did its work is unknown.",
+                where=self.host,
+                hint="Check that the host and its sshd are still up, then run `bluegreen "
+                     "status` to see what the operation left.")
         if status is None:
             raise CommandTimeout(
                 f"`{command}` did not finish within {limit:g} s and was abandoned.",
@@ -370,6 +377,21 @@ def _connect_socket(address: str, port: int, timeout: float) -> socket.socket:
             sock.close()
             error = exc
     raise error or OSError(f"cannot resolve {address}")
+
+
+_NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off
+
+
+def _connection_lost(transport: Any) -> bool:
+    """Whether the connection died (rather than the command being killed by a signal, which
+    also leaves no exit status). paramiko closes the channels just before it marks the
+    connection inactive, so give it a moment."""
+    deadline = time.monotonic() + 1.0
+    while transport.is_active():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _collect(channel: Any, deadline: float) -> tuple[bytes, bytes, int | None]:

@@ -58,7 +58,7 @@ def test_an_unhealthy_target_never_gets_traffic(service: Service) -> None:
     assert service.nginx["lb1"].managed_file.read_bytes() == before
     assert service.fetch().startswith("release v1 (blue)")
     last = service.history()[-1]
-    assert last["result"] == "failed" and last["error"]["code"] == "fan_out_failed"
+    assert last["result"] == "failed" and last["error"]["code"] == "health_check_failed"
     assert last["error"]["exit_code"] == 5
     assert not service.lock_dir().exists()
 

@@ -30,13 +30,13 @@ def answering(files: dict[str, str], *, lock_busy: bool = False) -> FakeTranspor
     return FakeTransport("lb1", handler)
 
 
-def test_a_state_write_is_refused_when_the_generation_moved() -> None:
-    on_disk = State(service="shop", generation=5, live=Colour.BLUE).to_json()
+def test_a_state_write_is_refused_when_the_revision_moved() -> None:
+    on_disk = State(service="shop", generation=5, revision=9, live=Colour.BLUE).to_json()
     store = StateStore(answering({"/s/state.json": on_disk}), "/s", "shop")
     with pytest.raises(DriftError) as caught:
-        store.write(State(service="shop", generation=5), expected_generation=4)
-    assert "generation 5 on disk, 4 expected" in caught.value.message
-    store.write(State(service="shop", generation=6), expected_generation=5)
+        store.write(State(service="shop", generation=5, revision=9), expected_revision=8)
+    assert "revision 9 on disk, 8 expected" in caught.value.message
+    store.write(State(service="shop", generation=6, revision=10), expected_revision=9)
     put = store.transport.calls[-1]  # type: ignore[attr-defined]
     assert put.revealed_argv()[4:] == ["/s/state.json", "600"]
 
