@@ -147,10 +147,14 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
             raise RollbackImpossible("nothing has been deployed yet, so there is nothing to roll "
                                      "back to.", hint="Run `bluegreen deploy` first.")
         previous = state.live.other
-        _require_rollback_target(state, previous, restart=restart)
-        release = state.colour(previous).release
-        assert release is not None
-        prepare = (lambda: _restart(session, previous, release)) if restart else None
+        if options.dry_run:
+            _require_rollback_target(state, previous, restart=restart)
+
+        def prepare() -> None:  # inside the recorded operation: a refusal is history too
+            _require_rollback_target(state, previous, restart=restart)
+            if restart:
+                _restart(session, previous, state.colour(previous).release or "")
+
         return _flip_to(session, state, current, previous, operation="rollback", options=options,
                         prepare=prepare)
 

@@ -307,7 +307,9 @@ class Lock:
                 with _state_errors("take the lock"):
                     result.check("take the lock")
             info = read_lock(self.store)
-            if time.monotonic() >= deadline:
+            # waiting for a holder that is gone would only run out the clock
+            if time.monotonic() >= deadline or (info is not None
+                                                and is_stale(info, self.stale_after)):
                 raise LockHeld(
                     f"another operation holds the lock: {info.describe() if info else 'unknown'}.",
                     where=f"{self.store.transport.host}:{self.store.lock_dir}",

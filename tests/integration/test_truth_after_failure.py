@@ -1,0 +1,187 @@
+"""After any failed or cut-short operation the state says what runs where, and rollback never
+flips to a colour that no longer runs the release it served."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from tests.integration.service import Service
+from tests.integration.test_lock_and_drift import start_cli, wait_for_line
+
+
+def ok(result: object) -> None:
+    assert result.returncode == 0, (result.stdout, result.stderr)  # type: ignore[attr-defined]
+
+
+def status_data(service: Service) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = service.cli("--json", "status")
+    return result.returncode, json.loads(result.stdout)["data"]
+
+
+def test_a_failed_verification_leaves_a_truthful_state_and_rollback_refuses_it(
+        service: Service) -> None:
+    ok(service.deploy("v1"))  # blue
+    ok(service.deploy("v2"))  # green live, blue keeps v1 for rollback
+    inventory = service.inventory(verify={"expect_body": "release NOPE-{{ release }}",
+                                          "attempts": 2})
+    failed = service.cli("deploy", "--source", str(service.release("v5")), "--release", "v5",
+                         inventory=inventory)
+    assert failed.returncode == 7, failed.stderr
+    assert service.fetch().startswith("release v2 (green)")
+
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"], blue["replaced"]) == ("failed", "v5", "v1")
+    assert "verify_failed" in blue["error"]
+    assert service.state()["operation"] is None
+    code, data = status_data(service)
+    assert code == 0 and data["colours"]["blue"]["status"] == "failed"
+    assert {i["release"] for i in data["instances"] if i["colour"] == "blue"} == {"v5"}
+    human = service.cli("--no-color", "status")
+    assert "failed" in human.stdout and "replacing v1" in human.stdout
+
+    # rollback would serve v5: refused, naming what runs there and what to do
+    refused = service.cli("rollback")
+    assert refused.returncode == 8, refused.stderr
+    assert "v5" in refused.stderr and "deploy --to blue --release v1" in refused.stderr
+    assert service.fetch().startswith("release v2 (green)")
+    assert service.history()[-1]["operation"] == "rollback"
+
+    # the next deploy to blue makes it a rollback target again
+    ok(service.deploy("v6"))
+    assert service.fetch().startswith("release v6 (blue)")
+    ok(service.cli("rollback"))
+    assert service.fetch().startswith("release v2 (green)")
+
+
+def test_a_failed_health_check_marks_the_colour_and_json_names_the_failure(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    inventory = service.inventory(health={"retries": 3})
+    failed = service.cli("--json", "deploy", "--source",
+                         str(service.release("bad", fail_health=True)), "--release", "bad",
+                         inventory=inventory)
+    assert failed.returncode == 5, failed.stderr
+    error = json.loads(failed.stdout)["error"]
+    assert error["code"] == "health_check_failed" and error["exit_code"] == 5
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"]) == ("failed", "bad")
+    refused = service.cli("--json", "rollback")
+    assert refused.returncode == 8
+    assert json.loads(refused.stdout)["error"]["code"] == "rollback_impossible"
+    assert service.fetch().startswith("release v2 (green)")
+
+
+def test_a_balancer_that_fails_to_validate_leaves_the_target_marked_failed(
+        service: Service, tmp_path: object) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    broken = service.root / "broken.j2"
+    broken.write_text("upstream {{ upstream_name }} { servr 127.0.0.1:1; }\n")
+    failed = service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
+                         inventory=service.inventory(balancer={"template": str(broken)}))
+    assert failed.returncode == 6, failed.stderr
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"]) == ("failed", "v3")
+    assert service.cli("rollback").returncode == 8
+    assert service.fetch().startswith("release v2 (green)")
+
+
+def test_kill_9_mid_deploy_leaves_a_state_that_says_so(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    process = start_cli(service, "deploy", "--source",
+                        str(service.release("v3", slow_start=30)), "--release", "v3")
+    try:
+        wait_for_line(process, "health-check")
+        # while it runs: an operation in progress, not drift
+        code, data = status_data(service)
+        assert code == 0 and data["operation"]["in_progress"]
+        assert data["operation"]["command"] == "deploy v3"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    state = service.state()
+    assert state["colours"]["blue"]["status"] == "starting"
+    assert state["colours"]["blue"]["release"] == "v3"
+    assert state["operation"]["command"] == "deploy v3"
+    assert service.fetch().startswith("release v2 (green)")
+
+    human = service.cli("--no-color", "status", inventory=service.inventory(
+        lock={"stale_after": 1}))
+    assert "cut short" in human.stdout and "deploy v3" in human.stdout
+    assert "starting" in human.stdout
+
+    # the killed holder's lock is recognised as such, even by --lock-wait, which stops waiting
+    held = service.cli("rollback", "--lock-wait", "60")
+    assert held.returncode == 4, held.stderr
+    assert "holder looks dead" in held.stderr and "lock release" in held.stderr
+    ok(service.cli("lock", "release"))  # no --force needed: its holder is gone
+    refused = service.cli("rollback")
+    assert refused.returncode == 8, refused.stderr
+    assert "did not finish" in refused.stderr and "deploy v3" in refused.stderr
+
+    ok(service.deploy("v4"))
+    assert service.fetch().startswith("release v4 (blue)")
+    assert service.state()["operation"] is None
+
+
+def test_ctrl_c_during_the_start_marks_the_colour_failed_and_says_so(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    process = start_cli(service, "deploy", "--source",
+                        str(service.release("v3", slow_start=30)), "--release", "v3")
+    try:
+        wait_for_line(process, "health-check")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        stderr = process.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "live traffic was left as it was" in stderr and "marked failed" in stderr
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"]) == ("failed", "v3")
+    assert "interrupted" in blue["error"]
+    last = service.history()[-1]
+    assert last["result"] == "interrupted" and last["flipped"] is False
+    assert not service.lock_dir().exists()
+    assert service.fetch().startswith("release v2 (green)")
+    assert service.cli("rollback").returncode == 8
+
+
+def test_rollback_refuses_a_colour_changed_behind_its_back(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    # someone repoints blue by hand on one host: the state still says v1
+    root = service.app_root("app2")
+    (root / "blue").unlink()
+    (root / "blue").symlink_to("releases/v2")
+    refused = service.cli("rollback")
+    assert refused.returncode == 8, refused.stderr
+    assert "app2 points blue at v2" in refused.stderr
+    assert service.fetch().startswith("release v2 (green)")
+
+
+def test_retire_is_written_ahead_and_a_retired_failure_cannot_be_restarted(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    ok(service.cli("retire", "--drain-timeout", "2"))
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"], blue["error"]) == ("retired", "v1", None)
+    assert service.state()["operation"] is None
+    ok(service.cli("rollback", "--restart"))
+    assert service.fetch().startswith("release v1 (blue)")
+
+    # green (idle now) fails a deploy, is then retired: --restart must not start the failure
+    failed = service.cli("deploy", "--source", str(service.release("bad", fail_health=True)),
+                         "--release", "bad", inventory=service.inventory(health={"retries": 3}))
+    assert failed.returncode == 5
+    ok(service.cli("retire", "--drain-timeout", "2"))
+    refused = service.cli("rollback", "--restart")
+    assert refused.returncode == 8, refused.stderr
+    assert "bad" in refused.stderr
