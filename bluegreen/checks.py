@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bluegreen.balancer import site_for
-from bluegreen.errors import BluegreenError, FanOutError
+from bluegreen.errors import BluegreenError, ConnectError, FanOutError
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.model import Colour
@@ -86,12 +86,25 @@ def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> l
             'mkdir -p -- "$1/releases" && test -w "$1/releases"', root))
         rows.append(CheckRow(host.name, "app root writable", result.ok,
                              root if result.ok else _tail(result.stderr) or f"{root} not writable"))
-    for colour in Colour:
-        if host not in inventory.colour_hosts(colour):
-            continue
-        port = inventory.colours.spec(colour).port
-        rows.append(_port_row(inventory, host, transport, colour, port))
+    ports = [(colour, inventory.colours.spec(colour).port) for colour in Colour
+             if host in inventory.colour_hosts(colour)]
+    rows += [_port_row(inventory, host, transport, colour, port) for colour, port in ports]
+    if inventory.health.via == "ssh" and ports and getattr(transport, "target", None):
+        rows.append(_forwarding_row(inventory, host, transport, ports[0][1]))
     return rows
+
+
+def _forwarding_row(inventory: Inventory, host: HostSpec, transport: Transport, port: int
+                    ) -> CheckRow:
+    """Health checks go through SSH port forwarding: open a tunnel as they will."""
+    from bluegreen.app import upstream_address
+
+    try:
+        with transport.tunnel(port, address=upstream_address(inventory, host)):
+            pass
+    except ConnectError as error:
+        return CheckRow(host.name, "port forwarding", False, error.paragraph(), CONNECT)
+    return CheckRow(host.name, "port forwarding", True, "allowed (health.via: ssh)")
 
 
 def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour: Colour,

@@ -59,6 +59,12 @@ class AuthError(ConnectError):
     code = "auth_error"
 
 
+class ForwardingRefused(ConnectError):
+    """sshd will not forward a port (AllowTcpForwarding no): health checks through SSH fail."""
+
+    code = "forwarding_refused"
+
+
 class CommandTimeout(ConnectError):
     code = "command_timeout"
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 class Probe:
     ok: bool
     detail: str  # "200 in 3 ms" or the error
+    answered: bool = True  # False when no HTTP response came at all
 
 
 @dataclass
@@ -57,7 +58,7 @@ class HealthChecker:
         try:
             response = self.client.get(url, timeout=spec.timeout)
         except httpx.HTTPError as exc:
-            return Probe(False, f"{type(exc).__name__}: {exc or 'no response'}")
+            return Probe(False, f"{type(exc).__name__}: {exc or 'no response'}", answered=False)
         elapsed = (self.clock() - started) * 1000
         body = response.text
         detail = f"{response.status_code} in {elapsed:.0f} ms: {_snippet(body)}"

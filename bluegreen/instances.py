@@ -3,6 +3,8 @@ connection by default), and verification of a flip through the balancer's public
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec
 from bluegreen.connections import Connections
@@ -56,9 +58,14 @@ def probe_instance(inventory: Inventory, connections: Connections, spec: Instanc
     if health.via == "direct":
         return checker.wait_healthy(f"http://{_host(spec.address)}:{spec.port}{health.path}",
                                     health, retries=retries)
-    with connections[spec.host.name].tunnel(spec.port, address=spec.address) as (host, port):
-        return checker.wait_healthy(f"http://{host}:{port}{health.path}", health,
-                                    retries=retries)
+    with connections[spec.host.name].tunnel(spec.port, address=spec.address) as tunnel:
+        outcome = checker.wait_healthy(f"http://{tunnel.host}:{tunnel.port}{health.path}",
+                                       health, retries=retries)
+        failure = tunnel.failure
+    if failure:  # say "connection refused", not the client's "connection reset"
+        outcome.probes = [p if p.answered else replace(p, detail=failure)
+                          for p in outcome.probes]
+    return outcome
 
 
 def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: Reporter

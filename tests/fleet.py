@@ -45,7 +45,7 @@ class Fleet:
     def __getitem__(self, name: str) -> FleetHost:
         return self.hosts[name]
 
-    def add_host(self, name: str, address: str) -> FleetHost:
+    def add_host(self, name: str, address: str, *, forwarding: bool = True) -> FleetHost:
         host_dir = self.root / "hosts" / name
         host_dir.mkdir(parents=True)
         key = host_dir / "ssh_host_ed25519_key"
@@ -69,7 +69,7 @@ class Fleet:
             "UsePAM no\n"
             "StrictModes no\n"
             "UseDNS no\n"
-            "AllowTcpForwarding yes\n"
+            f"AllowTcpForwarding {'yes' if forwarding else 'no'}\n"
             "MaxSessions 100\n"
             "MaxStartups 100:30:200\n"
             f"SetEnv HOME={home}\n"

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from bluegreen.errors import RemoteCommandFailed
 from bluegreen.shell import Command
+from bluegreen.transport.tunnel import Tunnel
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Transport(Protocol):
     ) -> CommandResult: ...
 
     def tunnel(self, port: int, *, address: str = "127.0.0.1") -> AbstractContextManager[
-        tuple[str, int]
+        Tunnel
     ]: ...
 
     def close(self) -> None: ...

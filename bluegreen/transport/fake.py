@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult
+from bluegreen.transport.tunnel import Tunnel
 
 Handler = Callable[[Command, bytes | None], tuple[int, str, str]]
 
@@ -32,8 +33,8 @@ class FakeTransport:
         return CommandResult(self.host, str(command), status, stdout, stderr)
 
     @contextmanager
-    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
-        yield address, port
+    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[Tunnel]:
+        yield Tunnel(address, port)
 
     def close(self) -> None:
         self.closed = True

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from bluegreen.errors import CommandTimeout, ConnectError
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult
+from bluegreen.transport.tunnel import Tunnel
 
 
 class LocalTransport:
@@ -60,8 +61,8 @@ class LocalTransport:
         )
 
     @contextmanager
-    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
-        yield address, port
+    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[Tunnel]:
+        yield Tunnel(address, port)
 
     def close(self) -> None:
         pass

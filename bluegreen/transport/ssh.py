@@ -24,11 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bluegreen.errors import AuthError, CommandTimeout, ConnectError, HostKeyError
+from bluegreen.errors import (
+    AuthError,
+    BluegreenError,
+    CommandTimeout,
+    ConnectError,
+    ForwardingRefused,
+    HostKeyError,
+)
 from bluegreen.inventory import HostSpec, SSHSettings
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult
-from bluegreen.transport.tunnel import PortForwarder
+from bluegreen.transport.tunnel import PortForwarder, Tunnel
 
 if TYPE_CHECKING:
     import paramiko
@@ -206,16 +213,29 @@ class SSHTransport:
         )
 
     @contextmanager
-    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
+    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[Tunnel]:
+        """A local port forwarded to `address:port` as seen from the host. The first channel is
+        opened right away, so an sshd that refuses forwarding fails here, at once and by name."""
+        import paramiko
+
         transport = self._client.get_transport()
         if transport is None:
             raise ConnectError("the SSH connection was lost.", where=self.host)
 
         def open_channel(origin: tuple[str, int]) -> Any:
-            return transport.open_channel("direct-tcpip", (address, port), origin,
-                                          timeout=self._settings.connect_timeout)
+            try:
+                return transport.open_channel("direct-tcpip", (address, port), origin,
+                                              timeout=self._settings.connect_timeout)
+            except paramiko.ChannelException as exc:
+                raise _forwarding_error(exc, self.host, address, port) from None
 
-        with PortForwarder(open_channel) as local:
+        try:
+            first = open_channel(("127.0.0.1", 0))
+        except ForwardingRefused:
+            raise
+        except (BluegreenError, paramiko.SSHException, OSError):
+            first = None  # nothing listens yet, say: each request tries again
+        with PortForwarder(open_channel, first_channel=first) as local:
             yield local
 
     def close(self) -> None:
@@ -379,6 +399,23 @@ def _connect_socket(address: str, port: int, timeout: float) -> socket.socket:
     raise error or OSError(f"cannot resolve {address}")
 
 
+def _forwarding_error(exc: Any, host: str, address: str, port: int) -> BluegreenError:
+    """What sshd said when it would not open a forwarded channel, in words that say what to do."""
+    if exc.code == _ADMINISTRATIVELY_PROHIBITED:
+        return ForwardingRefused(
+            f"sshd on {host} refused port forwarding (AllowTcpForwarding?), so the health "
+            f"check cannot reach {address}:{port} through SSH.",
+            where=host,
+            hint="Set health.via: direct in the inventory, or allow TCP forwarding for the "
+                 "deploy user in the host's sshd_config.")
+    if exc.code == _CONNECT_FAILED:
+        return ConnectError(f"connection refused: nothing accepts connections on "
+                            f"{address}:{port} on {host}.", where=host)
+    return ConnectError(f"sshd on {host} could not open a channel to {address}:{port}: "
+                        f"{exc.text}.", where=host)
+
+
+_ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open failure codes
 _NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off
 
 

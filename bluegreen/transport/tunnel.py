@@ -9,16 +9,35 @@ import contextlib
 import select
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
 ChannelOpener = Callable[[tuple[str, int]], Any]
 
 
+class Tunnel:
+    """Where a tunnel listens — it unpacks as ``host, port`` — and why the last connection
+    through it could not be forwarded (shown instead of the client's "connection reset")."""
+
+    def __init__(self, host: str, port: int, failure: Callable[[], str | None] = lambda: None):
+        self.host = host
+        self.port = port
+        self._failure = failure
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.host, self.port))
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure()
+
+
 class PortForwarder:
-    def __init__(self, open_channel: ChannelOpener):
+    def __init__(self, open_channel: ChannelOpener, *, first_channel: Any = None):
         self._open_channel = open_channel
+        self._spare = first_channel  # opened ahead (to fail fast), used for the first client
+        self.failure: str | None = None
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(16)
@@ -32,9 +51,9 @@ class PortForwarder:
         host, port = self._listener.getsockname()[:2]
         return host, port
 
-    def __enter__(self) -> tuple[str, int]:
+    def __enter__(self) -> Tunnel:
         self._start(self._accept_loop)
-        return self.address
+        return Tunnel(*self.address, failure=lambda: self.failure)
 
     def __exit__(
         self,
@@ -46,7 +65,9 @@ class PortForwarder:
         for thread in self._threads:
             thread.join(timeout=2)
         with self._lock:
-            for sock in [*self._sockets, self._listener, self._wake_reader, self._wake_writer]:
+            spare = [self._spare] if self._spare is not None else []
+            for sock in [*self._sockets, *spare, self._listener, self._wake_reader,
+                         self._wake_writer]:
                 with contextlib.suppress(Exception):
                     sock.close()
 
@@ -66,10 +87,12 @@ class PortForwarder:
                 return
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
-                channel = self._open_channel(origin)
-            except Exception:
+                channel, self._spare = self._spare or self._open_channel(origin), None
+            except Exception as exc:
+                self.failure = str(getattr(exc, "message", None) or exc)
                 client.close()
                 continue
+            self.failure = None
             with self._lock:
                 self._sockets += [client, channel]
             self._start(self._pump, client, channel)
