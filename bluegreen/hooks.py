@@ -7,6 +7,7 @@ or on_failure hook is reported and recorded, and undoes nothing."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,22 @@ class HookRunner:
     command: str
     environment: dict[str, str] = field(default_factory=dict)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
+    _running: list[tuple[Transport, str]] = field(default_factory=list)  # remote hooks now
+
+    def stop_running(self) -> None:
+        """End every remote hook still running (after an interrupt), with what it started;
+        local hooks end with the interrupt itself (their process group is killed)."""
+        for transport, pid_file in list(self._running):
+            try:
+                result = transport.run(Command.script(_STOP, pid_file), timeout=10)
+                stopped, detail = result.ok, _tail(result.stderr or result.stdout)
+            except BluegreenError as error:
+                stopped, detail = False, error.message
+            if stopped:
+                self.reporter.step(transport.host, "running hook stopped", ok=False)
+            else:
+                self.reporter.warn(f"{transport.host}: could not stop the running hook "
+                                   f"(pid file {pid_file}): {detail}")
 
     def describe(self, **values: str | None) -> None:
         """Set the BLUEGREEN_* variables hooks see (release, from, to, …)."""
@@ -73,11 +90,22 @@ class HookRunner:
         }
 
     def _run_one(self, hook: Hook, env: dict[str, str]) -> str:
-        """Run `hook` here or on every host of its role; BluegreenError if it fails anywhere."""
-        command = Command("sh", "-c", hook.run, env=env)
-
+        """Run `hook` here or on every host of its role; BluegreenError if it fails anywhere.
+        On a host it runs in a session of its own whose id is left in a pid file, so that an
+        interrupt can end it with everything it started (`stop_running`)."""
         def run_on(transport: Transport) -> None:
-            result = transport.run(command, timeout=hook.timeout)
+            if isinstance(transport, LocalTransport):
+                result = transport.run(Command("sh", "-c", hook.run, env=env),
+                                       timeout=hook.timeout)
+            else:
+                pid_file = f"/tmp/bluegreen-hook-{uuid.uuid4().hex}"  # hosts may share /tmp
+                self._running.append((transport, pid_file))
+                try:
+                    result = transport.run(
+                        Command.script(_SUPERVISED, hook.run, pid_file, env=env),
+                        timeout=hook.timeout)
+                finally:
+                    self._running.remove((transport, pid_file))
             if not result.ok:
                 raise BluegreenError(
                     f"exited {result.exit_status}: {_tail(result.stderr or result.stdout)}",
@@ -90,6 +118,13 @@ class HookRunner:
         fan_out(hosts, lambda host: run_on(self.connections[host.name]), step="hook",
                 name=lambda h: h.name, parallelism=self.inventory.ssh.parallelism)
         return f"{hook.on} hosts"
+
+
+# The hook in its own session (setsid: its pid is its process group), that pid in "$2".
+_SUPERVISED = ('setsid sh -c "$1" </dev/null & pid=$!; printf %s "$pid" > "$2"; '
+               'wait "$pid"; status=$?; rm -f -- "$2"; exit "$status"')
+# dash's kill takes no "--": "-PID" right after the signal names the process group
+_STOP = 'pid=$(cat -- "$1" 2>/dev/null) || exit 0; rm -f -- "$1"; kill -TERM "-$pid"'
 
 
 def _tail(text: str, lines: int = 3) -> str:

@@ -370,6 +370,7 @@ def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[
     except (KeyboardInterrupt, Interrupted):
         cancel.CANCELLED.set()
         with cancel.deferred_interrupts(then_raise=False):  # a second signal cannot cut this
+            hooks.stop_running()
             interrupted = _interrupted(session)
             session.fail_change(f"{what} was interrupted")
             flipped = session.flipped

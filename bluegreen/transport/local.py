@@ -44,8 +44,11 @@ class LocalTransport:
             ) from None
         try:
             stdout, stderr = process.communicate(stdin or b"", timeout=limit)
-        except subprocess.TimeoutExpired:
+        except BaseException as exc:
+            # a timeout, or Ctrl-C/SIGTERM: the command and everything it started go with it
             _kill_group(process)
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
             raise CommandTimeout(
                 f"`{command}` did not finish within {limit:g} s and was killed.",
                 where=self.host,

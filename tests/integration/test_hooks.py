@@ -88,3 +88,81 @@ def test_a_failing_post_hook_is_reported_and_undoes_nothing(service: Service,
     assert service.fetch().startswith("release v1 (blue)")
     outcome = service.history()[-1]["hooks"][-1]
     assert outcome["hook"] == "post_deploy" and outcome["ok"] is False
+
+
+def test_an_interrupt_stops_running_hooks_locally_and_on_the_hosts(service: Service,
+                                                                   tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.integration.service import process_alive
+    from tests.integration.test_lock_and_drift import wait_for_line
+
+    pids, finished = tmp_path / "pids", tmp_path / "finished"
+    body = f'echo $$ >> {pids}; sleep 30; touch {finished}'
+    ok(service.deploy("v1"))
+    inventory = service.inventory(hooks={"pre_deploy": [
+        {"run": body}, {"run": body, "on": "app"}]})
+    import subprocess
+    import sys
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "-i", str(inventory), "deploy", "--source",
+         str(service.release("v2")), "--release", "v2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_line(process, "hooks: pre_deploy")
+        deadline = time.monotonic() + 20
+        while len(lines(pids)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    started = [int(pid) for pid in lines(pids)]
+    assert started  # the local hook ran (the remote ones come after it)
+    deadline = time.monotonic() + 10
+    while any(process_alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(process_alive(pid) for pid in started)
+    assert not finished.exists()
+    assert not service.lock_dir().exists()
+    assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_an_interrupt_stops_a_hook_running_on_the_hosts(service: Service, tmp_path: Path
+                                                        ) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.service import process_alive
+    from tests.integration.test_lock_and_drift import wait_for_line
+
+    pids, finished = tmp_path / "pids", tmp_path / "finished"
+    body = f'echo $$ >> {pids}; sleep 30; touch {finished}'
+    ok(service.deploy("v1"))
+    inventory = service.inventory(hooks={"pre_deploy": [{"run": body, "on": "app"}]})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "-i", str(inventory), "deploy", "--source",
+         str(service.release("v2")), "--release", "v2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_line(process, "hooks: pre_deploy")
+        deadline = time.monotonic() + 20
+        while len(lines(pids)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(lines(pids)) == 2  # one per app host, both running
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    started = [int(pid) for pid in lines(pids)]
+    deadline = time.monotonic() + 10
+    while any(process_alive(pid) for pid in started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(process_alive(pid) for pid in started)
+    assert not finished.exists()
+    assert not service.lock_dir().exists()
