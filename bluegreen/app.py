@@ -3,6 +3,7 @@ inventory's command templates rendered with the instance's values, every value q
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,9 @@ class AppStack:
                         "its stop command", spec)
 
     def start(self, transport: Transport, spec: InstanceSpec, release: str) -> None:
+        """Start the colour, on a port nothing else holds: a stale server still listening there
+        would answer the health check in the new release's place."""
+        self.require_port_free(transport, spec)
         result = transport.run(self.start_command(spec, release),
                                timeout=self.settings.start_timeout)
         if not result.ok:
@@ -135,6 +139,19 @@ class AppStack:
                      "touched.",
             )
 
+    def require_port_free(self, transport: Transport, spec: InstanceSpec) -> None:
+        listening = transport.run(Command("ss", "-Hltnp", f"sport = :{spec.port}"))
+        if listening.ok and listening.stdout.strip():
+            raise HealthCheckFailed(
+                f"port {spec.port} is still in use by {listener(listening.stdout)} although "
+                f"{spec.colour} is stopped, so a health check would reach that process instead "
+                "of the new release.",
+                where=f"{spec.host.name} ({spec.colour}:{spec.port})",
+                hint="A stale server whose pid file is gone, or another program: stop it (or "
+                     f"move colours.{spec.colour}.port), then deploy again. Live traffic was "
+                     "not touched.",
+            )
+
     @staticmethod
     def wait_until(condition: Callable[[], bool], timeout: float, message: str,
                    spec: InstanceSpec) -> None:
@@ -144,6 +161,12 @@ class AppStack:
                 raise HealthCheckFailed(message, where=f"{spec.host.name} ({spec.colour})",
                                         hint="Check app.stop and app.status in the inventory.")
             time.sleep(0.05)
+
+
+def listener(ss_output: str) -> str:
+    """Who listens, from `ss -Hltnp` output: "gunicorn (pid 123)", or "an unknown process"."""
+    match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', ss_output)
+    return f"{match[1]} (pid {match[2]})" if match else "an unknown process"
 
 
 def _listening(port: int) -> Command:

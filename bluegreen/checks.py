@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bluegreen.app import listener
 from bluegreen.balancer import site_for
 from bluegreen.errors import BluegreenError, ConnectError, FanOutError
 from bluegreen.fanout import fan_out
@@ -115,7 +116,7 @@ def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour
         return CheckRow(host.name, check, False, f"cannot list sockets: {_tail(listening.stderr)}")
     if not listening.stdout.strip():
         return CheckRow(host.name, check, True, "free")
-    owner = _process_name(listening.stdout)
+    owner = listener(listening.stdout)
     if inventory.app is not None:
         pointer = f"{inventory.app_root_for(host)}/{colour}"
         if transport.run(Command("test", "-L", pointer)).ok:
@@ -151,13 +152,6 @@ def _connect_detail(transport: Transport) -> str:
     if target is None:
         return "local"
     return f"{target.user}@{target.address}:{target.port}"
-
-
-def _process_name(ss_output: str) -> str:
-    line = ss_output.strip().splitlines()[0]
-    if "users:((" in line:
-        return line.split("users:((", 1)[1].split(",", 1)[0].strip('"')
-    return "unknown process"
 
 
 def _tail(text: str, lines: int = 2) -> str:

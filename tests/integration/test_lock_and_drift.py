@@ -13,9 +13,10 @@ from pathlib import Path
 from tests.integration.service import Service
 
 
-def start_cli(service: Service, *args: str) -> subprocess.Popen[str]:
+def start_cli(service: Service, *args: str, inventory: Path | None = None
+              ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bluegreen", "-i", str(service.inventory()), *args],
+        [sys.executable, "-m", "bluegreen", "-i", str(inventory or service.inventory()), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 

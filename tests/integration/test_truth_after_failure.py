@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 from tests.integration.service import Service
 from tests.integration.test_lock_and_drift import start_cli, wait_for_line
@@ -185,3 +186,47 @@ def test_retire_is_written_ahead_and_a_retired_failure_cannot_be_restarted(
     refused = service.cli("rollback", "--restart")
     assert refused.returncode == 8, refused.stderr
     assert "bad" in refused.stderr
+
+
+def test_a_stale_server_on_the_target_port_fails_the_deploy_by_name(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    ok(service.cli("rollback"))  # blue v1 live; green v2 idle and running
+    for host in service.app_hosts:  # green's pid files vanish: bluegreen sees it stopped
+        (service.app_root(host) / "green.pid").rename(service.app_root(host) / "green.pid.kept")
+    try:
+        failed = service.deploy("v3")
+        assert failed.returncode == 5, failed.stderr
+        assert "still in use by gunicorn" in failed.stderr and "stale server" in failed.stderr
+        assert service.fetch().startswith("release v1 (blue)")
+        green = service.state()["colours"]["green"]
+        assert (green["status"], green["release"]) == ("failed", "v3")
+    finally:
+        for host in service.app_hosts:  # so that the fixture stops these servers
+            (service.app_root(host) / "green.pid.kept").rename(service.app_root(host) / "green.pid")
+
+
+def test_ctrl_c_during_a_slow_verification_cuts_it_short_and_flips_back(service: Service
+                                                                        ) -> None:
+    ok(service.deploy("v1"))
+    inventory = service.inventory(verify={"expect_body": "release NOPE-{{ release }}",
+                                          "attempts": 500})
+    process = start_cli(service, "deploy", "--source", str(service.release("v2")),
+                        "--release", "v2", inventory=inventory)
+    try:
+        wait_for_line(process, "verify through")
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        took = time.monotonic() - signalled
+        stderr = process.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "flip back" in stderr and "live traffic was left as it was" in stderr
+    assert service.fetch().startswith("release v1 (blue)")
+    last = service.history()[-1]
+    assert last["result"] == "interrupted" and last["flipped"] is False
+    assert service.state()["colours"]["green"]["status"] == "failed"
+    assert not service.lock_dir().exists()
+    print(f"signal to exit during verification: {took:.2f} s")  # all 500 attempts: ~100 s

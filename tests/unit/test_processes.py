@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import pytest
+
+from bluegreen.app import listener
 from bluegreen.processes import ProcessTable
 from bluegreen.worker_reload import _reload_complete
 
@@ -24,3 +27,12 @@ def test_a_reload_is_complete_when_no_old_worker_is_left_and_the_count_is_back()
     assert not _reload_complete(old, {4, 5}, task_workers=False)  # not all back yet
     assert _reload_complete(old, {4, 5, 6}, task_workers=False)
     assert _reload_complete(old, {1, 2, 7}, task_workers=True)  # task workers only
+
+
+@pytest.mark.parametrize(("ss_output", "expected"), [
+    ('LISTEN 0 2048 127.0.10.1:9501 0.0.0.0:* users:(("gunicorn",pid=4242,fd=5),'
+     '("gunicorn",pid=4243,fd=5))\n', "gunicorn (pid 4242)"),
+    ("LISTEN 0 511 0.0.0.0:9502 0.0.0.0:*\n", "an unknown process"),
+])
+def test_the_listener_on_a_port_is_named_from_ss(ss_output: str, expected: str) -> None:
+    assert listener(ss_output) == expected
