@@ -70,9 +70,14 @@ class CommandTimeout(ConnectError):
 
 
 class RemoteCommandFailed(BluegreenError):
-    """A remote command the operation depends on exited non-zero."""
+    """A remote command the operation depends on exited non-zero; `detail` is what it said."""
 
     code = "remote_command_failed"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 detail: str = ""):
+        super().__init__(message, where=where, hint=hint)
+        self.detail = detail
 
 
 class LockHeld(BluegreenError):

@@ -342,10 +342,13 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
                                      managed=plan.configs)
         try:
             new_state = session.finish_change(new_state)
-        except BluegreenError:
+        except BluegreenError as error:
             reporter.warn("the new state could not be written: flipping back so that traffic "
                           "matches the recorded state")
             flipper.undo(plan)
+            error.message = (f"the flip to {plan.target} worked but could not be recorded, so "
+                             f"traffic was flipped back to {plan.previous or 'nothing'}: "
+                             + error.message)
             raise
         session.flipped = new_state
     reporter.step(inventory.primary_balancer.name,

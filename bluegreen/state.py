@@ -239,7 +239,7 @@ def _state_errors(step: str) -> Iterator[None]:
     try:
         yield
     except RemoteCommandFailed as error:
-        raise StateError(f"could not {step}: {error.message}", where=error.where,
+        raise StateError(f"could not {step}: {error.detail}.", where=error.where,
                          hint="Free space or fix permissions in the state directory "
                               "(balancer.state_dir), then run `bluegreen status`.") from None
 

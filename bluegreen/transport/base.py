@@ -29,10 +29,11 @@ class CommandResult:
     def check(self, step: str | None = None) -> CommandResult:
         if not self.ok:
             detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-3:]
+            said = " / ".join(detail)
             raise RemoteCommandFailed(
-                f"`{self.command}` exited {self.exit_status}"
-                + (f": {' / '.join(detail)}" if detail else "."),
+                f"`{self.command}` exited {self.exit_status}" + (f": {said}" if said else "."),
                 where=f"{self.host}" + (f" ({step})" if step else ""),
+                detail=said or f"exit status {self.exit_status}",
             )
         return self
 

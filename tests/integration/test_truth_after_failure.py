@@ -230,3 +230,49 @@ def test_ctrl_c_during_a_slow_verification_cuts_it_short_and_flips_back(service:
     assert service.state()["colours"]["green"]["status"] == "failed"
     assert not service.lock_dir().exists()
     print(f"signal to exit during verification: {took:.2f} s")  # all 500 attempts: ~100 s
+
+
+def test_a_full_disk_on_the_balancer_restores_traffic_and_blocks_nothing(
+        service: Service) -> None:
+    import subprocess
+
+    import pytest
+
+    state_dir = service.root / "state-lb1"
+    state_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=700", "tmpfs",
+                              str(state_dir)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")
+    try:
+        ok(service.deploy("v1"))
+        ok(service.deploy("v2"))
+        # just before the flip, the state directory's disk fills up
+        fill = f"dd if=/dev/zero of={state_dir}/fill bs=4096 2>/dev/null; true"
+        inventory = service.inventory(hooks={"pre_flip": [{"run": fill, "on": "balancer"}]})
+        full = service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
+                           inventory=inventory)
+        assert full.returncode == 11, full.stderr
+        assert "could not write the state" in full.stderr
+        assert "Traceback" not in full.stderr
+        assert service.fetch().startswith("release v2 (green)")  # flipped back
+        assert not service.lock_dir().exists()
+        # the state written ahead still tells the truth: blue was being changed to v3
+        blue = service.state()["colours"]["blue"]
+        assert (blue["status"], blue["release"]) == ("starting", "v3")
+        assert service.state()["live"] == "green"
+
+        # still full: the next operation cannot even take the lock, and leaves none behind
+        blocked = service.deploy("v4")
+        assert blocked.returncode == 11, blocked.stderr
+        assert "could not" in blocked.stderr and "No space left on device" in blocked.stderr
+        assert not service.lock_dir().exists()
+
+        (state_dir / "fill").unlink()
+        code, data = status_data(service)
+        assert code == 0 and data["live"] == "green" and data["drift"] is None
+        assert service.cli("rollback").returncode == 8  # blue no longer runs v1
+        ok(service.deploy("v4"))
+        assert service.fetch().startswith("release v4 (blue)")
+    finally:
+        subprocess.run(["umount", "-l", str(state_dir)], check=False)
