@@ -28,7 +28,14 @@ from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
-from bluegreen.plan import DeployPlan, FlipPlan, build_deploy_plan, build_flip_plan, describe_flip
+from bluegreen.plan import (
+    DeployPlan,
+    FlipPlan,
+    build_deploy_plan,
+    build_flip_plan,
+    check_templates,
+    describe_flip,
+)
 from bluegreen.release import Artifact, package, validate_release_id
 from bluegreen.retire import retire_idle
 from bluegreen.session import Session
@@ -46,6 +53,7 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
            to: Colour | None, options: Options) -> dict[str, Any]:
     app = _require_app(inventory)
     artifact = _artifact(inventory, source=source, release=release)
+    check_templates(inventory)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
@@ -130,6 +138,7 @@ def _start_failures(spec: InstanceSpec) -> Iterator[None]:
 def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Options
            ) -> dict[str, Any]:
     """Flip to an explicit colour that is running and healthy; also reconciles drift."""
+    check_templates(inventory)
     with Session(inventory, reporter, command=f"switch --to {to}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state(allow_drift=True)
@@ -140,6 +149,7 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
              restart: bool = False) -> dict[str, Any]:
     """Flip back to the previous colour after a quick health check: no process is started —
     unless `restart`, which first starts a retired colour from its recorded release."""
+    check_templates(inventory)
     with Session(inventory, reporter, command="rollback", lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()

@@ -109,6 +109,21 @@ def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
                     upstream=upstream, previous_upstream=previous)
 
 
+def check_templates(inventory: Inventory) -> None:
+    """Render every balancer template and (with `app`) every command template for a sample
+    instance, so a template error exits 2 before any network call."""
+    upstream = build_upstream(inventory, Colour.BLUE, 1)
+    for host in inventory.hosts.balancer:
+        site_for(inventory, host).driver.render(upstream)
+    if inventory.app is not None:
+        stack = AppStack(inventory, inventory.app)
+        for spec in instance_specs(inventory, Colour.BLUE)[:1]:
+            stack.start_command(spec, "release")
+            stack.stop_command(spec, "release")
+            stack.status_command(spec, "release")
+            stack.log_command(spec, "release")
+
+
 def build_deploy_plan(inventory: Inventory, *, state: State, release: str, target: Colour,
                       current: dict[str, str | None]) -> DeployPlan:
     assert inventory.app is not None

@@ -79,3 +79,59 @@ def test_drift_detection() -> None:
     assert "state says green" in (drift_between(green, text, host="lb1") or "")
     fresh = State(service="shop")
     assert drift_between(fresh, "upstream shop { server 127.0.0.1:9 down; }", host="lb1") is None
+
+
+def test_a_broken_template_is_found_before_any_network_call(tmp_path: Path) -> None:
+    from bluegreen.plan import check_templates
+
+    check_templates(inventory())  # the shipped templates render
+    broken = tmp_path / "broken.j2"
+    broken.write_text("upstream {{ upstream_name }} {% for s in servers %}\n")
+    data = {**INVENTORY, "balancer": {**INVENTORY["balancer"], "template": str(broken)}}
+    with pytest.raises(TemplateError) as caught:
+        check_templates(validate_inventory(data, path=Path("inv.yml"), environ={}))
+    assert caught.value.exit_code == 2 and "broken.j2" in str(caught.value.where)
+    bad_command = {**INVENTORY, "app": {**INVENTORY["app"], "stop": "stop {{ colur }}"}}
+    with pytest.raises(TemplateError):
+        check_templates(validate_inventory(bad_command, path=Path("inv.yml"), environ={}))
+
+
+def test_rollback_refuses_a_colour_a_failed_deploy_changed() -> None:
+    from bluegreen.errors import RollbackImpossible
+    from bluegreen.operations import _require_rollback_target
+    from bluegreen.state import ColourState
+
+    def state(**blue: Any) -> State:
+        return State(service="shop", live=Colour.GREEN,
+                     colours={"blue": ColourState(**blue), "green": ColourState("v2", "running")})
+
+    _require_rollback_target(state(release="v1", status="running"), Colour.BLUE, restart=False)
+    _require_rollback_target(state(release="v1", status="retired"), Colour.BLUE, restart=True)
+    refusals = {
+        "failed": state(release="v5", status="failed", replaced="v1", error="deploy v5 failed"),
+        "starting": state(release="v5", status="starting", replaced="v1"),
+        "retired": state(release="v1", status="retired"),
+        "retired failure": state(release="v5", status="retired", error="deploy v5 failed"),
+    }
+    for name, refused in refusals.items():
+        with pytest.raises(RollbackImpossible) as caught:
+            _require_rollback_target(refused, Colour.BLUE, restart=name == "retired failure")
+        assert caught.value.exit_code == 8, name
+    failed = refusals["failed"]
+    with pytest.raises(RollbackImpossible) as caught:
+        _require_rollback_target(failed, Colour.BLUE, restart=False)
+    assert "deploy --to blue --release v1" in str(caught.value.hint)
+
+
+def test_state_round_trips_with_its_operation_and_colour_details() -> None:
+    from bluegreen.state import ColourState, Operation
+
+    original = State(service="shop", generation=3, revision=7, live=Colour.GREEN,
+                     colours={"blue": ColourState("v5", "failed", "t", "v1", "deploy v5 failed"),
+                              "green": ColourState("v2", "running", "t")},
+                     operation=Operation("deploy v6", "ci@runner", "t0", "start blue"))
+    assert State.from_json(original.to_json(), service="shop") == original
+    legacy = '{"service": "shop", "generation": 2, "live": "blue", "colours": ' \
+             '{"blue": {"release": "v1", "status": "running", "since": null}}}'
+    old = State.from_json(legacy, service="shop")
+    assert old.revision == 0 and old.operation is None and old.colour(Colour.BLUE).replaced is None
