@@ -33,8 +33,9 @@ def deferred_interrupts(*, then_raise: bool = True) -> Iterator[None]:
     unless `then_raise` is false because the block is already the cleanup of one). A signal
     marks the operation cancelled at once, so waits inside the block that may be cut short
     (`sleep`, `check_cancelled`) end early; the block decides what must still finish."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    global _deferring
+    if threading.current_thread() is not threading.main_thread() or _deferring:
+        yield  # signals are already held (by an enclosing block) or go to the main thread
         return
     received: list[int] = []
 
@@ -43,10 +44,15 @@ def deferred_interrupts(*, then_raise: bool = True) -> Iterator[None]:
         CANCELLED.set()
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _deferring = True
     try:
         yield
     finally:
+        _deferring = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received and then_raise:
         raise KeyboardInterrupt
+
+
+_deferring = False

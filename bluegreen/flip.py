@@ -35,8 +35,8 @@ class Flipper:
 
         def stage_and_validate(host: HostSpec) -> None:
             transport, site = self.connections[host.name], self.sites[host.name]
+            staged.append(host)  # before: a connection lost after the remote rename counts
             site.managed.stage(transport, plan.configs[host.name])
-            staged.append(host)
             result = transport.run(site.driver.validate())
             if not result.ok:
                 self.reporter.step(host.name, f"{site.driver.kind} config invalid", ok=False)

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from bluegreen.errors import BluegreenError, HookFailed
+from bluegreen.errors import BluegreenError, CommandTimeout, HookFailed
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import Hook, Inventory
 from bluegreen.output import Reporter
@@ -33,17 +33,20 @@ class HookRunner:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     _running: list[tuple[Transport, str]] = field(default_factory=list)  # remote hooks now
 
-    def stop_running(self) -> None:
-        """End every remote hook still running (after an interrupt), with what it started;
-        local hooks end with the interrupt itself (their process group is killed)."""
-        for transport, pid_file in list(self._running):
+    def stop_running(self, which: list[tuple[Transport, str]] | None = None) -> None:
+        """End remote hooks still running (all of them, after an interrupt), with what they
+        started; local hooks end with the interrupt itself (their process group is killed)."""
+        for transport, pid_file in list(self._running if which is None else which):
+            if (transport, pid_file) in self._running:
+                self._running.remove((transport, pid_file))
             try:
                 result = transport.run(Command.script(_STOP, pid_file), timeout=10)
                 stopped, detail = result.ok, _tail(result.stderr or result.stdout)
             except BluegreenError as error:
                 stopped, detail = False, error.message
             if stopped:
-                self.reporter.step(transport.host, "running hook stopped", ok=False)
+                said = "" if detail == "no output" else f" ({detail})"
+                self.reporter.step(transport.host, f"running hook stopped{said}", ok=False)
             else:
                 self.reporter.warn(f"{transport.host}: could not stop the running hook "
                                    f"(pid file {pid_file}): {detail}")
@@ -99,13 +102,20 @@ class HookRunner:
                                        timeout=hook.timeout)
             else:
                 pid_file = f"/tmp/bluegreen-hook-{uuid.uuid4().hex}"  # hosts may share /tmp
-                self._running.append((transport, pid_file))
+                running = (transport, pid_file)
+                self._running.append(running)
                 try:
                     result = transport.run(
                         Command.script(_SUPERVISED, hook.run, pid_file, env=env),
                         timeout=hook.timeout)
-                finally:
-                    self._running.remove((transport, pid_file))
+                except CommandTimeout:
+                    self.stop_running([running])  # not left running past its timeout
+                    raise
+                except Exception:
+                    self._running.remove(running)
+                    raise
+                # (an interrupt leaves it listed: the operation's cleanup stops it)
+                self._running.remove(running)
             if not result.ok:
                 raise BluegreenError(
                     f"exited {result.exit_status}: {_tail(result.stderr or result.stdout)}",
@@ -124,7 +134,8 @@ class HookRunner:
 _SUPERVISED = ('setsid sh -c "$1" </dev/null & pid=$!; printf %s "$pid" > "$2"; '
                'wait "$pid"; status=$?; rm -f -- "$2"; exit "$status"')
 # dash's kill takes no "--": "-PID" right after the signal names the process group
-_STOP = 'pid=$(cat -- "$1" 2>/dev/null) || exit 0; rm -f -- "$1"; kill -TERM "-$pid"'
+_STOP = ('pid=$(cat -- "$1" 2>/dev/null) || { echo "it had already ended"; exit 0; }; '
+         'rm -f -- "$1"; kill -TERM "-$pid"')
 
 
 def _tail(text: str, lines: int = 3) -> str:

@@ -20,10 +20,10 @@ from bluegreen.errors import (
     RollbackImpossible,
     StartFailed,
     UsageError,
-    VerifyFailed,
 )
 from bluegreen.fanout import fan_out
 from bluegreen.flip import Flipper
+from bluegreen.hooks import HookRunner
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -118,7 +118,13 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     new_state = _flip_verify_record(session, state, plan.flip, release=artifact.release)
     _prune(session, stack, specs)
     if retire_after is not None and new_state.live is not None:
-        new_state = _retire(session, new_state, drain_timeout=retire_after)
+        try:
+            new_state = _retire(session, new_state, drain_timeout=retire_after)
+        except BluegreenError as error:
+            error.message = (f"{target} is live with release {artifact.release} (generation "
+                             f"{new_state.generation}), but retiring {target.other} then "
+                             f"failed: {error.message}")
+            raise
     return _summary(new_state, plan.flip, release=artifact.release)
 
 
@@ -178,9 +184,14 @@ def _require_rollback_target(state: State, previous: Colour, *, restart: bool) -
             f"the previous colour {previous} was never deployed.",
             hint=f"Deploy again instead (`bluegreen deploy --to {previous}`).",
         )
-    if colour.status == "running" or (colour.status == "retired" and restart
-                                      and colour.error is None):
+    if colour.status == "running":
         return
+    if colour.status in ("retired", "stopping") and colour.error is None and (
+            restart or colour.status == "stopping"):
+        # retiring changes no release: each host's running check and pointer decide
+        return
+    if restart and colour.status in ("failed", "starting") and colour.replaced == colour.release:
+        return  # a restart of the release it served that did not finish: try again
     if colour.status == "retired" and colour.error is None:
         raise RollbackImpossible(
             f"the previous colour {previous} was retired (stopped).",
@@ -286,7 +297,8 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
         current_state = session.state or state
         release = current_state.colour(target).release
         specs = instance_specs(inventory, target)
-        _require_running(session, specs, target, release=release, operation=operation)
+        release = _require_running(session, specs, target, release=release,
+                                   operation=operation)
         reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
                         release_of={s.host.name: release for s in specs})
@@ -298,11 +310,12 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
 
 
 def _require_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
-                     release: str | None, operation: str) -> None:
+                     release: str | None, operation: str) -> str | None:
     """Every instance of `target` runs, and its pointer names `release`: the flip serves exactly
-    the release the state (and the output) names."""
+    the release the output and the state name. `switch`, which reconciles, adopts the release
+    the pointers agree on when it differs from the recorded one; `rollback` refuses."""
     if session.inventory.app is None:
-        return
+        return release
     stack = AppStack(session.inventory, session.inventory.app)
 
     def inspect(spec: InstanceSpec) -> tuple[bool, str | None]:
@@ -312,23 +325,33 @@ def _require_running(session: Session, specs: list[InstanceSpec], target: Colour
 
     results = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,
                       parallelism=session.inventory.ssh.parallelism)
-    error_class = RollbackImpossible if operation == "rollback" else HealthCheckFailed
+    rollback = operation == "rollback"
     stopped = [s.host.name for s, (running, _) in zip(specs, results, strict=True)
                if not running]
     if stopped:
-        raise error_class(
+        raise (RollbackImpossible if rollback else HealthCheckFailed)(
             f"{target} is not running on {', '.join(stopped)}; {operation} starts no process.",
-            hint=f"Deploy to {target} instead (`bluegreen deploy --to {target}`).",
+            hint=(f"`bluegreen rollback --restart` starts it again from release {release}; "
+                  if rollback and release else "")
+                 + f"`bluegreen deploy --to {target}` stands up a release there.",
         )
+    pointers = {pointer for _, pointer in results}
+    if pointers == {release}:
+        return release
+    if not rollback and len(pointers) == 1 and None not in pointers:
+        adopted = pointers.pop()
+        session.reporter.warn(f"{target} runs release {adopted} on every host, not {release} "
+                              f"as recorded: {operation} records {adopted}")
+        return adopted
     elsewhere = [f"{s.host.name} points {target} at {pointer or 'nothing'}"
                  for s, (_, pointer) in zip(specs, results, strict=True) if pointer != release]
-    if elsewhere:
-        raise RollbackImpossible(
-            f"{target} does not run release {release}, the one the state records: "
-            f"{'; '.join(elsewhere)}.",
-            hint=f"Someone changed {target} behind bluegreen's back. `bluegreen status` shows "
-                 f"what runs where; deploy the release you want to {target}.",
-        )
+    raise RollbackImpossible(
+        f"{target} does not run release {release}, the one the state records: "
+        f"{'; '.join(elsewhere)}.",
+        hint=f"It was changed outside the recorded state (by hand, or by an operation that was "
+             f"cut short). `bluegreen status` shows what runs where; deploy the release you want "
+             f"to {target}.",
+    )
 
 
 def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, release: str | None
@@ -345,7 +368,7 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
         try:
             verify(inventory, release=release, colour=plan.target.value, reporter=reporter)
             cancel.check_cancelled()
-        except (VerifyFailed, Interrupted):
+        except BaseException:  # unverified traffic never stays on the new colour
             flipper.undo(plan)
             raise
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
@@ -371,7 +394,9 @@ def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[
               *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
     """Run an operation's body between its hooks, and record it in the history however it
     ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
-    interrupt is reported with what it left (flipped, and to which generation, or not)."""
+    interrupt is reported with what it left (flipped, and to which generation, or not). The
+    records are written before the hooks that follow, and under held signals, so that a second
+    Ctrl-C can cut a hook short but never a record."""
     hooks = session.hooks
     hooks.describe(release=record.get("release"), **{"from": record.get("from"),
                                                       "to": record.get("to")})
@@ -380,11 +405,11 @@ def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[
         if pre:
             hooks.run(pre)
         result = body()
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, Interrupted) as caught:
         cancel.CANCELLED.set()
-        with cancel.deferred_interrupts(then_raise=False):  # a second signal cannot cut this
+        with cancel.deferred_interrupts(then_raise=False):
             hooks.stop_running()
-            interrupted = _interrupted(session)
+            interrupted = _interrupted(session, caught)
             session.fail_change(f"{what} was interrupted")
             flipped = session.flipped
             session.record({**record, "result": "interrupted", "hooks": hooks.outcomes,
@@ -394,35 +419,57 @@ def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[
                                       "message": interrupted.message}})
         if flipped is not None and post:
             hooks.describe(result="interrupted", error=interrupted.message)
-            hooks.run(post)
+            _run_hooks(hooks, post)
         raise interrupted from None
     except BluegreenError as error:
-        session.fail_change(f"{what} failed ({error.code})")
+        with cancel.deferred_interrupts(then_raise=False):
+            session.fail_change(f"{what} failed ({error.code})")
         hooks.describe(result="failed", error=error.message)
-        hooks.run("on_failure")
-        session.record({**record, "result": "failed", "hooks": hooks.outcomes,
-                        "error": {"code": error.code, "exit_code": error.exit_code,
-                                  "message": error.message, "where": error.where}})
+        _run_hooks(hooks, "on_failure")
+        with cancel.deferred_interrupts(then_raise=False):
+            session.record({**record, "result": "failed", "hooks": hooks.outcomes,
+                            "error": {"code": error.code, "exit_code": error.exit_code,
+                                      "message": error.message, "where": error.where}})
         raise
     hooks.describe(result="ok", error=None)
-    if post:
-        hooks.run(post)
-    session.record({**record, "result": "ok", "generation": result["generation"],
-                    "hooks": hooks.outcomes})
+    completed = _run_hooks(hooks, post) if post else True
+    with cancel.deferred_interrupts(then_raise=False):
+        session.record({**record, "result": "ok", "generation": result["generation"],
+                        "hooks": hooks.outcomes,
+                        **({} if completed else {"interrupted": f"during the {post} hooks"})})
+    if not completed:
+        raise _interrupted(session, KeyboardInterrupt()) from None
     return result
 
 
-def _interrupted(session: Session) -> Interrupted:
-    """What an interrupt left: the flip done (and recorded), or live traffic as it was."""
+def _run_hooks(hooks: HookRunner, point: str) -> bool:
+    """Run the hooks of a point that comes after the operation's records; a Ctrl-C stops them
+    (and what they started). False when it did."""
+    try:
+        hooks.run(point)
+    except KeyboardInterrupt:
+        with cancel.deferred_interrupts(then_raise=False):
+            hooks.stop_running()
+        return False
+    return True
+
+
+def _interrupted(session: Session, caught: BaseException) -> Interrupted:
+    """What an interrupt left: the flip done (and recorded), or live traffic as it was — plus
+    whatever the interrupted step itself had to say (e.g. a restore that failed)."""
+    said = f" {caught.message}" if isinstance(caught, Interrupted) \
+        and caught.message not in ("cancelled", "interrupted") else ""
     flipped = session.flipped
     if flipped is not None and flipped.live is not None:
         return Interrupted(
             f"interrupted after the flip: {flipped.live} is live with release "
             f"{flipped.colour(flipped.live).release} (generation {flipped.generation}), "
-            "recorded in the state and history; the steps after the flip did not run.")
+            f"recorded in the state and history; the steps after the flip did not run.{said}",
+            hint=caught.hint if isinstance(caught, Interrupted) else None)
     changed = (f" {session.changing} was being changed and is marked failed, so rollback "
                "will not flip to it." if session.changing else "")
-    return Interrupted(f"interrupted; live traffic was left as it was.{changed}")
+    return Interrupted(f"interrupted; live traffic was left as it was.{changed}{said}",
+                       hint=caught.hint if isinstance(caught, Interrupted) else None)
 
 
 def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:

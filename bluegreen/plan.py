@@ -12,6 +12,7 @@ from bluegreen.balancer import site_for
 from bluegreen.balancer.base import Server, Upstream
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
+from bluegreen.render import render_text
 from bluegreen.shell import Command
 from bluegreen.state import State
 
@@ -115,6 +116,11 @@ def check_templates(inventory: Inventory) -> None:
     upstream = build_upstream(inventory, Colour.BLUE, 1)
     for host in inventory.hosts.balancer:
         site_for(inventory, host).driver.render(upstream)
+    values = {"release": "release", "colour": "blue", "service": inventory.service}
+    for name, text in (("verify.expect_body", inventory.verify.expect_body),
+                       ("verify.expect_header", inventory.verify.expect_header)):
+        if text:
+            render_text(text, values, where=name)
     if inventory.app is not None:
         stack = AppStack(inventory, inventory.app)
         for spec in instance_specs(inventory, Colour.BLUE)[:1]:

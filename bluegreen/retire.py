@@ -63,7 +63,7 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> Stat
     unserved = None if before.status == "running" else (
         before.error or f"it was {before.status}, not running, when it was retired")
     state = session.begin_change(state, idle, status="stopping", release=release,
-                                 step=f"retire {idle}: drain and stop it")
+                                 step=f"retire {idle}: drain and stop it", error=unserved)
     reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections to end")
 
     def drain_and_stop(spec: InstanceSpec) -> None:

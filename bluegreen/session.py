@@ -3,12 +3,14 @@ on the primary balancer, and the history record written however the operation en
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
+from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
 from bluegreen.balancer.base import parse_header
 from bluegreen.connections import Connections
@@ -89,10 +91,11 @@ class Session:
                  tb: TracebackType | None) -> None:
         try:
             if self.lock is not None:
-                try:
-                    self.lock.release()
-                except BluegreenError as error:
-                    self.reporter.warn(f"could not release the lock: {error.paragraph()}")
+                with cancel.deferred_interrupts(then_raise=False):  # the work is done
+                    try:
+                        self.lock.release()
+                    except BluegreenError as error:
+                        self.reporter.warn(f"could not release the lock: {error.paragraph()}")
         finally:
             self.connections.__exit__(exc_type, exc, tb)
 
@@ -165,48 +168,64 @@ class Session:
         """Write `state` to every balancer under the next revision, each write guarded by the
         revision that balancer had when read (or last written by this session)."""
         written = replace(state, revision=max(self.revisions_read.values(), default=0) + 1)
-        fan_out(self.balancers,
-                lambda b: self.stores[b.name].write(
-                    written, expected_revision=self.revisions_read[b.name]),
-                step="write state", name=lambda b: b.name,
-                parallelism=self.inventory.ssh.parallelism)
-        self.revisions_read = {b.name: written.revision for b in self.balancers}
-        self.state = written
+
+        def write(balancer: HostSpec) -> None:
+            self.stores[balancer.name].write(
+                written, expected_revision=self.revisions_read[balancer.name])
+            self.revisions_read[balancer.name] = written.revision  # what it holds now
+
+        with cancel.deferred_interrupts():  # a write is finished, and known, or not started
+            fan_out(self.balancers, write, step="write state", name=lambda b: b.name,
+                    parallelism=self.inventory.ssh.parallelism)
+            self.state = written
         return written
 
     def begin_change(self, state: State, colour: Colour, *, status: ColourStatus,
-                     release: str | None, step: str) -> State:
+                     release: str | None, step: str, error: str | None = None) -> State:
         """Write ahead of changing `colour` (stopping it, pointing it at a release, starting it):
         from now until `finish_change`, the state says what is under way, so that whatever ends
         this process, `status` tells the truth and `rollback` refuses the colour."""
         before = state.colour(colour)
         changed = replace(
             state.with_colour(colour, status=status, release=release, since=now(),
-                              replaced=before.release, error=None),
+                              replaced=before.release, error=error),
             operation=Operation(command=self.command, by=actor(), started=self.started_at,
                                 step=step))
-        written = self.write_state(changed)
-        self.changing = colour
+        with cancel.deferred_interrupts():
+            try:
+                written = self.write_state(changed)
+            except BluegreenError:
+                # Some balancers may hold the change although nothing was touched: put back
+                # what they had, where they can still be written.
+                with contextlib.suppress(BluegreenError):
+                    self.write_state(state)
+                raise
+            self.changing = colour
         return written
 
     def finish_change(self, state: State) -> State:
         """Write the state that ends the change (its operation cleared)."""
-        written = self.write_state(replace(state, operation=None))
-        self.changing = None
+        with cancel.deferred_interrupts():
+            written = self.write_state(replace(state, operation=None))
+            self.changing = None
         return written
 
     def fail_change(self, reason: str) -> None:
-        """Record that the colour being changed failed, best effort: when even this write fails,
+        """Record that the change of a colour failed, best effort: when even this write fails,
         the state written ahead (`starting`/`stopping` with the operation) still tells the
-        truth."""
+        truth. A colour that was being started is `failed` (it may run the new release); one
+        that was being stopped stays `stopping` (its release did not change, and whether it
+        still runs is for each host to say)."""
         colour, state = self.changing, self.state
         if colour is None or state is None:
             return
         self.changing = None
+        current = state.colour(colour)
+        failed = (current if current.status == "stopping"
+                  else replace(current, status="failed", error=reason, since=now()))
         try:
-            self.write_state(replace(
-                state.with_colour(colour, status="failed", error=reason, since=now()),
-                operation=None))
+            self.write_state(replace(state, colours={**state.colours, colour.value: failed},
+                                     operation=None))
         except BluegreenError as error:
             self.reporter.warn(f"could not record that {colour} failed ({error.paragraph()}); "
                                f"the state still says {colour} is "

@@ -264,7 +264,8 @@ class LockInfo:
 # A lock whose owner file could not be written (disk full) is removed at once: an empty owner
 # would block every later operation as "held by unknown".
 _ACQUIRE = (
-    'mkdir -m 700 -p -- "$1" || exit 74; mkdir -m 700 -- "$2" 2>/dev/null || exit 75; '
+    'mkdir -m 700 -p -- "$1" || exit 74; '
+    'err=$(mkdir -m 700 -- "$2" 2>&1) || { [ -d "$2" ] && exit 75; echo "$err" >&2; exit 74; }; '
     'if cat > "$2/owner.json" && touch -- "$2/heartbeat"; then exit 0; fi; '
     'rm -rf -- "$2"; exit 74'
 )
@@ -308,8 +309,9 @@ class Lock:
                     result.check("take the lock")
             info = read_lock(self.store)
             # waiting for a holder that is gone would only run out the clock
-            if time.monotonic() >= deadline or (info is not None
-                                                and is_stale(info, self.stale_after)):
+            # (no heartbeat yet: a holder between its mkdir and its first heartbeat)
+            if time.monotonic() >= deadline or (info is not None and info.heartbeat_age is not
+                                                None and is_stale(info, self.stale_after)):
                 raise LockHeld(
                     f"another operation holds the lock: {info.describe() if info else 'unknown'}.",
                     where=f"{self.store.transport.host}:{self.store.lock_dir}",
@@ -389,11 +391,11 @@ def _lock_hint(info: LockInfo | None, stale_after: float) -> str:
 
 def ensure_consistent(states: dict[str, State]) -> State:
     """The one state every balancer agrees on, or DriftError naming what differs."""
-    distinct = {(s.generation, s.live) for s in states.values()}
+    distinct = {(s.generation, s.live, s.revision) for s in states.values()}
     first = next(iter(states.values()))
-    if len(distinct) > 1:
-        detail = "; ".join(f"{name}: live={s.live or 'none'} generation={s.generation}"
-                           for name, s in states.items())
+    if len(distinct) > 1:  # a different revision: a write that reached only some of them
+        detail = "; ".join(f"{name}: live={s.live or 'none'} generation={s.generation} "
+                           f"revision={s.revision}" for name, s in states.items())
         raise DriftError(
             f"balancers disagree about the state ({detail}).",
             hint="Run `bluegreen status` to see it, then `bluegreen switch --to COLOUR` to "

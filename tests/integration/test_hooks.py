@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.service import Service
 
 VARIABLES = ("$BLUEGREEN_HOOK $BLUEGREEN_COMMAND $BLUEGREEN_SERVICE release=$BLUEGREEN_RELEASE "
@@ -130,8 +132,9 @@ def test_an_interrupt_stops_running_hooks_locally_and_on_the_hosts(service: Serv
     assert service.fetch().startswith("release v1 (blue)")
 
 
-def test_an_interrupt_stops_a_hook_running_on_the_hosts(service: Service, tmp_path: Path
-                                                        ) -> None:
+@pytest.mark.parametrize("role", ["app", "balancer"])  # two hosts; one (run without threads)
+def test_an_interrupt_stops_a_hook_running_on_the_hosts(service: Service, tmp_path: Path,
+                                                        role: str) -> None:
     import signal
     import subprocess
     import sys
@@ -143,7 +146,8 @@ def test_an_interrupt_stops_a_hook_running_on_the_hosts(service: Service, tmp_pa
     pids, finished = tmp_path / "pids", tmp_path / "finished"
     body = f'echo $$ >> {pids}; sleep 30; touch {finished}'
     ok(service.deploy("v1"))
-    inventory = service.inventory(hooks={"pre_deploy": [{"run": body, "on": "app"}]})
+    inventory = service.inventory(hooks={"pre_deploy": [{"run": body, "on": role}]})
+    hosts = len(service.app_hosts if role == "app" else service.balancer_hosts)
     process = subprocess.Popen(
         [sys.executable, "-m", "bluegreen", "-i", str(inventory), "deploy", "--source",
          str(service.release("v2")), "--release", "v2"],
@@ -151,9 +155,9 @@ def test_an_interrupt_stops_a_hook_running_on_the_hosts(service: Service, tmp_pa
     try:
         wait_for_line(process, "hooks: pre_deploy")
         deadline = time.monotonic() + 20
-        while len(lines(pids)) < 2 and time.monotonic() < deadline:
+        while len(lines(pids)) < hosts and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(lines(pids)) == 2  # one per app host, both running
+        assert len(lines(pids)) == hosts  # one per host, all running
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 130
     finally:

@@ -91,6 +91,10 @@ def test_a_broken_template_is_found_before_any_network_call(tmp_path: Path) -> N
     with pytest.raises(TemplateError) as caught:
         check_templates(validate_inventory(data, path=Path("inv.yml"), environ={}))
     assert caught.value.exit_code == 2 and "broken.j2" in str(caught.value.where)
+    bad_verify = {**INVENTORY, "verify": {"urls": ["http://lb/"],
+                                          "expect_body": "release {{ relase }}"}}
+    with pytest.raises(TemplateError):
+        check_templates(validate_inventory(bad_verify, path=Path("inv.yml"), environ={}))
     bad_command = {**INVENTORY, "app": {**INVENTORY["app"], "stop": "stop {{ colur }}"}}
     with pytest.raises(TemplateError):
         check_templates(validate_inventory(bad_command, path=Path("inv.yml"), environ={}))
@@ -107,11 +111,17 @@ def test_rollback_refuses_a_colour_a_failed_deploy_changed() -> None:
 
     _require_rollback_target(state(release="v1", status="running"), Colour.BLUE, restart=False)
     _require_rollback_target(state(release="v1", status="retired"), Colour.BLUE, restart=True)
+    # a retire cut short changes no release: each host's check decides
+    _require_rollback_target(state(release="v1", status="stopping"), Colour.BLUE, restart=False)
+    # a restart of the served release that did not finish may be tried again
+    _require_rollback_target(state(release="v1", status="failed", replaced="v1"), Colour.BLUE,
+                             restart=True)
     refusals = {
         "failed": state(release="v5", status="failed", replaced="v1", error="deploy v5 failed"),
         "starting": state(release="v5", status="starting", replaced="v1"),
         "retired": state(release="v1", status="retired"),
         "retired failure": state(release="v5", status="retired", error="deploy v5 failed"),
+        "stopping failure": state(release="v5", status="stopping", error="deploy v5 failed"),
     }
     for name, refused in refusals.items():
         with pytest.raises(RollbackImpossible) as caught:
