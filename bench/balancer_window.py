@@ -59,12 +59,13 @@ def measure(fleet: object, root: Path, *, reload_command: str, rate: float,
         thread = threading.Thread(target=load, daemon=True)
         thread.start()
         time.sleep(0.5)
-        inventory = service.with_balancer_override(1, reload=reload_command,
-                                                   reload_timeout=reload_timeout)
+        service.overrides["balancer"] = {"reload_timeout": reload_timeout}
+        inventory = service.with_balancer_override(1, reload=reload_command)
         started = time.monotonic()
         failed = service.cli("deploy", "--source", str(service.release("v2")), "--release",
                              "v2", inventory=inventory)
         took = time.monotonic() - started
+        assert failed.returncode == 6, failed.stderr
         time.sleep(0.5)
         stop.set()
         thread.join(timeout=10)
