@@ -31,20 +31,28 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         states = session.read_states()
         managed = session.read_managed()
         runtime = session.runtime_serving()
+        loaded = session.files_loaded()
         balancers = []
         for host in session.balancers:
             state, text = states[host.name], managed[host.name]
             header = parse_header(text)
+            file_loaded = loaded.get(host.name)
             balancers.append({
                 "host": host.name,
                 "kind": session.sites[host.name].driver.kind,
                 "state_live": state.live.value if state.live else None,
                 "state_generation": state.generation,
-                "serving": header.colour.value if header else None,
+                "file_colour": header.colour.value if header else None,
+                "file_loaded": file_loaded,
+                # what it serves: the file's colour once its workers loaded it; HAProxy's
+                # runtime where it has one
+                "serving": runtime.get(host.name) or (
+                    header.colour.value if header and file_loaded is not False else None),
                 "serving_generation": header.generation if header else None,
                 "runtime_serving": runtime.get(host.name),
                 "drift": drift_between(state, text, host=host.name)
-                or runtime_drift(state, runtime.get(host.name)),
+                or runtime_drift(state, runtime.get(host.name))
+                or _not_loaded(file_loaded, header is not None),
             })
         try:
             agreed = ensure_consistent(states)
@@ -73,6 +81,13 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
             "operation": operation,
             "lock": None if lock is None else _lock_data(lock, inventory),
         }
+
+
+def _not_loaded(file_loaded: bool | None, managed: bool) -> str | None:
+    if managed and file_loaded is False:
+        return ("the managed file was written after the balancer's workers started: it is "
+                "staged but not loaded, and the balancer's next reload will serve it")
+    return None
 
 
 def _operation(state: State, lock: LockInfo | None, inventory: Inventory

@@ -12,7 +12,7 @@ from typing import Any
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
-from bluegreen.balancer.base import parse_header
+from bluegreen.balancer.base import file_loaded, parse_header
 from bluegreen.connections import Connections
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
@@ -112,6 +112,20 @@ class Session:
                         step="read balancer config", name=lambda b: b.name,
                         parallelism=self.inventory.ssh.parallelism)
         return {b.name: t for b, t in zip(self.balancers, texts, strict=True)}
+
+    def files_loaded(self) -> dict[str, bool | None]:
+        """Per balancer that flips by reload: whether its running workers loaded the managed
+        file (False: staged or written after the last reload, so not what it serves)."""
+        sites = [b for b in self.balancers if self.sites[b.name].settings.flip == "reload"]
+
+        def read(host: HostSpec) -> bool | None:
+            site = self.sites[host.name]
+            result = self.connections[host.name].run(site.driver.loaded(site.managed.path))
+            return file_loaded(result.stdout) if result.ok else None
+
+        loaded = fan_out(sites, read, step="read balancer workers", name=lambda b: b.name,
+                         parallelism=self.inventory.ssh.parallelism)
+        return {b.name: value for b, value in zip(sites, loaded, strict=True)}
 
     def runtime_serving(self) -> dict[str, str | None]:
         """What each HAProxy with an admin socket really serves (`show stat`): "blue", "green",

@@ -71,6 +71,7 @@ class Balancer(Protocol):
     def reload(self) -> Command: ...
     def workers(self) -> Command: ...
     def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool: ...
+    def loaded(self, managed_path: str) -> Command: ...
 
 
 class MasterWorkerBalancer:
@@ -105,6 +106,24 @@ class MasterWorkerBalancer:
         return Command.script(
             'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
             self.pid_file)
+
+
+    def loaded(self, managed_path: str) -> Command:
+        """What `file_loaded` reads: the managed file's mtime, the host's clock, and the age in
+        seconds of each of the master's workers; exit 3 if no master runs."""
+        return Command.script(
+            'pid=$(cat -- "$1") && kill -0 "$pid" || exit 3; stat -c %Y -- "$2" || exit 4; '
+            'date +%s; ps -o etimes= --ppid "$pid"', self.pid_file, managed_path)
+
+
+def file_loaded(output: str) -> bool | None:
+    """Whether the running balancer loaded the managed file — its newest worker started no
+    earlier than the file was written — from `loaded()`'s output; None when it cannot tell."""
+    numbers = [int(word) for word in output.split() if word.isdigit()]
+    if len(numbers) < 3:
+        return None
+    mtime, clock, *ages = numbers
+    return clock - min(ages) >= mtime
 
 
 def server_name(server: Server) -> str:

@@ -64,15 +64,16 @@ def status_result(data: dict[str, Any]) -> Any:
                             escape(c["release"] or "-"), c.get("since") or "-", escape(note))
         console.print(colours)
         balancers = Table(title="balancers", title_justify="left")
-        for column in ("host", "kind", "state says", "file serves", "runtime serves", "drift"):
+        for column in ("host", "kind", "state says", "file says", "serves", "drift"):
             balancers.add_column(column)
         for b in data["balancers"]:
+            loaded = {True: ", loaded", False: ", NOT loaded", None: ""}[b["file_loaded"]]
             balancers.add_row(
                 b["host"], b["kind"], f"{b['state_live'] or '-'} (gen {b['state_generation']})",
-                f"{b['serving'] or '-'} (gen {b['serving_generation']})"
-                if b["serving"] else "-",
-                b["runtime_serving"] or "-",
-                f"[red]{b['drift']}[/red]" if b["drift"] else "[green]none[/green]")
+                f"{b['file_colour']} (gen {b['serving_generation']}{loaded})"
+                if b["file_colour"] else "-",
+                b["serving"] or "?",
+                f"[red]{escape(b['drift'])}[/red]" if b["drift"] else "[green]none[/green]")
         console.print(balancers)
         if data["instances"]:
             instances = Table(title="instances", title_justify="left")

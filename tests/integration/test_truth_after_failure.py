@@ -276,3 +276,21 @@ def test_a_full_disk_on_the_balancer_restores_traffic_and_blocks_nothing(
         assert service.fetch().startswith("release v4 (blue)")
     finally:
         subprocess.run(["umount", "-l", str(state_dir)], check=False)
+
+
+def test_status_tells_a_file_nginx_has_not_loaded_from_what_it_serves(service: Service
+                                                                      ) -> None:
+    import os
+
+    ok(service.deploy("v1"))
+    code, data = status_data(service)
+    balancer = data["balancers"][0]
+    assert code == 0 and balancer["file_loaded"] is True and balancer["serving"] == "blue"
+    # the file is written after nginx's workers started, as a staged file left in place is
+    managed = service.nginx["lb1"].managed_file
+    later = time.time() + 30
+    os.utime(managed, (later, later))
+    code, data = status_data(service)
+    balancer = data["balancers"][0]
+    assert code == 9 and balancer["file_loaded"] is False and balancer["serving"] is None
+    assert "staged but not loaded" in data["drift"]

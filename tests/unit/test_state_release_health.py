@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bluegreen.health import HealthChecker
 from bluegreen.inventory import HealthSettings
@@ -69,3 +70,15 @@ def test_health_checker_reports_the_last_failures() -> None:
                                    expect_body="ok")
     assert not outcome.healthy and outcome.attempts == 3
     assert "body lacks 'ok'" in outcome.last()[-1]
+
+
+@pytest.mark.parametrize(("output", "expected"), [
+    ("1700000000\n1700000100\n   40\n   95\n", True),    # newest worker started after the write
+    ("1700000000\n1700000100\n  100\n", True),           # in the same second
+    ("1700000050\n1700000100\n   60\n   95\n", False),   # written after every worker started
+    ("1700000000\n1700000100\n", None),                  # no worker to tell by
+])
+def test_whether_the_balancer_loaded_its_file(output: str, expected: bool | None) -> None:
+    from bluegreen.balancer.base import file_loaded
+
+    assert file_loaded(output) is expected
