@@ -85,6 +85,7 @@ class Flipper:
 
     def _activate(self, host: HostSpec, upstream: Upstream) -> None:
         site = self.sites[host.name]
+        site.managed.take(self.connections[host.name])
         if site.settings.flip == "runtime" and self._runtime_flip(host, upstream):
             return
         self._reload_and_confirm(host)

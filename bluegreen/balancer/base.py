@@ -158,38 +158,80 @@ def render_upstream(settings: BalancerSettings, upstream: Upstream, default_temp
     return render_config(template, values, where=where)
 
 
-class ManagedFile:
-    """The one balancer file bluegreen owns, and its backup under the state directory."""
+# Puts the backup back over the managed file atomically (or removes the file if there was none).
+_RESTORE = (
+    'f=$1; prev=$2; dir=$(dirname -- "$f"); '
+    'if [ -e "$prev.absent" ]; then rm -f -- "$f"; exit 0; fi; '
+    '[ -e "$prev" ] || { echo "no backup at $prev" >&2; exit 66; }; '
+    'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX") || exit 1; '
+    'cp -p -- "$prev" "$tmp" && mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 1; }'
+)
+WITHDRAWN = 70  # the exit status of `take` when the staged file was already withdrawn
 
-    def __init__(self, path: str, state_dir: str):
+
+class ManagedFile:
+    """The one balancer file bluegreen owns, and its backup under the state directory.
+
+    A staged file is live on disk before it is activated (validation needs it in place), so a
+    balancer reload by anyone else would serve it. It therefore withdraws itself: staging starts
+    a watchdog on the host that restores the backup after `lifetime` seconds unless the flip
+    *took* the staged file first (`take`, an atomic rename of a marker that the watchdog also
+    races for). A flip cut off from the host — a lost connection, a killed bluegreen — so never
+    leaves a staged file behind for long."""
+
+    def __init__(self, path: str, state_dir: str, *, lifetime: float = 60.0):
         self.path = path
         self.backup = f"{state_dir.rstrip('/')}/managed-file.prev"
+        self.lifetime = lifetime
+        self._staged: dict[str, str] = {}  # host → the marker of the file staged there
 
     def read(self, transport: Transport) -> str | None:
         return get_file(transport, self.path)
 
     def stage(self, transport: Transport, text: str) -> None:
-        """Back up the live file byte for byte (or note that there was none), then put the new
-        text in its place atomically with the old file's mode."""
+        """Back up the live file byte for byte (or note that there was none), put the new text
+        in its place atomically with the old file's mode, and arm the watchdog."""
         script = (
             'set -e; f=$1; prev=$2; dir=$(dirname -- "$f"); '
-            'mkdir -p -m 700 -- "$(dirname -- "$prev")"; rm -f -- "$prev.absent"; '
+            'mkdir -p -m 700 -- "$(dirname -- "$prev")"; '
+            'rm -f -- "$prev.absent" "$prev".pending.*; '  # older watchdogs now do nothing
             'if [ -e "$f" ]; then cp -p -- "$f" "$prev"; mode=$(stat -c %a -- "$f"); '
             'else rm -f -- "$prev"; : > "$prev.absent"; mode=644; fi; '
             'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
-            'cat > "$tmp"; chmod "$mode" "$tmp"; mv -f -- "$tmp" "$f"; trap - EXIT'
+            'cat > "$tmp"; chmod "$mode" "$tmp"; marker="$prev.pending.$(basename -- "$tmp")"; '
+            ': > "$marker"; mv -f -- "$tmp" "$f"; trap - EXIT; '
+            # the watchdog restores unless the flip took the marker first (one rename wins)
+            'setsid sh -c \'sleep "$1"; mv -- "$2" "$2.expired" 2>/dev/null || exit 0; '
+            'rm -f -- "$2.expired"; sh -c "$3" bluegreen "$4" "$5"\' '
+            'bluegreen "$3" "$marker" "$4" "$f" "$prev" </dev/null >/dev/null 2>&1 & '
+            'printf %s "$marker"'
         )
-        transport.run(Command.script(script, self.path, self.backup),
-                      stdin=text.encode()).check(f"stage {self.path}")
+        result = transport.run(Command.script(script, self.path, self.backup,
+                                              f"{self.lifetime:g}", _RESTORE),
+                               stdin=text.encode()).check(f"stage {self.path}")
+        self._staged[transport.host] = result.stdout.strip()
+
+    def take(self, transport: Transport) -> None:
+        """Claim the staged file for activation, so the watchdog leaves it; BalancerError when
+        the watchdog already withdrew it (the flip took longer than the file's lifetime)."""
+        marker = self._staged.pop(transport.host, "")
+        result = transport.run(Command.script(
+            '[ -n "$1" ] && mv -- "$1" "$2.taken" 2>/dev/null || exit 70', marker, self.backup))
+        if result.exit_status == WITHDRAWN:
+            from bluegreen.errors import BalancerError
+
+            raise BalancerError(
+                f"the staged {self.path} was withdrawn (restored) by its watchdog after "
+                f"{self.lifetime:g} s, before it could be activated.",
+                where=transport.host,
+                hint="The flip took too long between validation and activation; nothing was "
+                     "activated. Retry; check the balancer host's load.")
+        result.check(f"take {self.path}")
 
     def restore(self, transport: Transport) -> None:
-        """Put the backed-up file back, byte-identical (or remove the file if there was none)."""
-        script = (
-            'set -e; f=$1; prev=$2; dir=$(dirname -- "$f"); '
-            'if [ -e "$prev.absent" ]; then rm -f -- "$f"; exit 0; fi; '
-            '[ -e "$prev" ] || { echo "no backup at $prev" >&2; exit 66; }; '
-            'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
-            'cp -p -- "$prev" "$tmp"; mv -f -- "$tmp" "$f"; trap - EXIT'
-        )
-        transport.run(Command.script(script, self.path, self.backup)).check(
+        """Put the backed-up file back, byte-identical (or remove the file if there was none),
+        and disarm the watchdog."""
+        self._staged.pop(transport.host, None)
+        transport.run(Command.script(
+            'rm -f -- "$2".pending.*; ' + _RESTORE, self.path, self.backup)).check(
             f"restore {self.path}")

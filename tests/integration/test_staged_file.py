@@ -1,0 +1,67 @@
+"""A staged balancer file withdraws itself when the flip that staged it never activates it (a
+lost connection, a killed bluegreen), so no later reload by anyone serves it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bluegreen.balancer.base import ManagedFile
+from bluegreen.errors import BalancerError
+from bluegreen.inventory import HostSpec
+from bluegreen.transport.ssh import SSHTransport, resolve_target
+from tests.fleet import Fleet
+from tests.integration.test_ssh_transport import settings
+
+
+def connect(fleet: Fleet, name: str) -> SSHTransport:
+    host, conf = fleet[name], settings(fleet)
+    return SSHTransport.connect(
+        resolve_target(HostSpec(name=name, address=host.address, port=host.port), conf), conf)
+
+
+def wait_for(condition: object, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_staged_file_not_taken_is_restored_byte_for_byte(fleet: Fleet, tmp_path: Path
+                                                           ) -> None:
+    live = tmp_path / "conf.d" / "shop.conf"
+    live.parent.mkdir()
+    live.write_bytes(b"upstream shop { server 127.0.0.1:9501; }\n")
+    live.chmod(0o640)
+    transport = connect(fleet, "lb1")
+    try:
+        managed = ManagedFile(str(live), str(tmp_path / "state"), lifetime=1)
+        managed.stage(transport, "upstream shop { server 127.0.0.1:9502; }\n")
+        assert live.read_text().endswith("9502; }\n")
+        assert wait_for(lambda: live.read_bytes().endswith(b"9501; }\n"))
+        assert live.stat().st_mode & 0o777 == 0o640
+        try:
+            managed.take(transport)
+            raise AssertionError("a withdrawn file was taken")
+        except BalancerError as error:
+            assert "withdrawn" in error.message
+
+        managed.stage(transport, "upstream shop { server 127.0.0.1:9503; }\n")
+        managed.take(transport)  # activated in time: it stays
+        time.sleep(2)
+        assert live.read_text().endswith("9503; }\n")
+    finally:
+        transport.close()
+
+
+def test_a_staged_file_for_a_new_path_is_removed_again(fleet: Fleet, tmp_path: Path) -> None:
+    live = tmp_path / "new.conf"
+    transport = connect(fleet, "lb1")
+    try:
+        ManagedFile(str(live), str(tmp_path / "state"), lifetime=1).stage(transport, "x\n")
+        assert live.exists()
+        assert wait_for(lambda: not live.exists())
+    finally:
+        transport.close()
