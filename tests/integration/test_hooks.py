@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.service import Service
+from tests.integration.service import Service, process_alive
+from tests.integration.test_lock_and_drift import start_cli, wait_for_line
 
 VARIABLES = ("$BLUEGREEN_HOOK $BLUEGREEN_COMMAND $BLUEGREEN_SERVICE release=$BLUEGREEN_RELEASE "
              "from=$BLUEGREEN_FROM to=$BLUEGREEN_TO result=$BLUEGREEN_RESULT "
@@ -92,37 +95,29 @@ def test_a_failing_post_hook_is_reported_and_undoes_nothing(service: Service,
     assert outcome["hook"] == "post_deploy" and outcome["ok"] is False
 
 
-def test_an_interrupt_stops_running_hooks_locally_and_on_the_hosts(service: Service,
-                                                                   tmp_path: Path) -> None:
-    import signal
-    import time
-
-    from tests.integration.service import process_alive
-    from tests.integration.test_lock_and_drift import wait_for_line
-
+def interrupt_hooks(service: Service, tmp_path: Path, hooks: list[dict[str, Any]], *,
+                    running: int) -> None:
+    """Deploy with `hooks` as pre_deploy, send SIGINT once `running` of them run, and check
+    that each one that started ended with what it started, and that nothing else is left."""
     pids, finished = tmp_path / "pids", tmp_path / "finished"
     body = f'echo $$ >> {pids}; sleep 30; touch {finished}'
     ok(service.deploy("v1"))
-    inventory = service.inventory(hooks={"pre_deploy": [
-        {"run": body}, {"run": body, "on": "app"}]})
-    import subprocess
-    import sys
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bluegreen", "-i", str(inventory), "deploy", "--source",
-         str(service.release("v2")), "--release", "v2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    inventory = service.inventory(hooks={"pre_deploy": [{**hook, "run": body}
+                                                        for hook in hooks]})
+    process = start_cli(service, "deploy", "--source", str(service.release("v2")),
+                        "--release", "v2", inventory=inventory)
     try:
         wait_for_line(process, "hooks: pre_deploy")
         deadline = time.monotonic() + 20
-        while len(lines(pids)) < 1 and time.monotonic() < deadline:
+        while len(lines(pids)) < running and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert len(lines(pids)) == running
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 130
     finally:
         if process.poll() is None:
             process.kill()
     started = [int(pid) for pid in lines(pids)]
-    assert started  # the local hook ran (the remote ones come after it)
     deadline = time.monotonic() + 10
     while any(process_alive(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -132,41 +127,14 @@ def test_an_interrupt_stops_running_hooks_locally_and_on_the_hosts(service: Serv
     assert service.fetch().startswith("release v1 (blue)")
 
 
+def test_an_interrupt_stops_a_local_hook_with_what_it_started(service: Service,
+                                                              tmp_path: Path) -> None:
+    # the remote hook comes after the local one: it never starts
+    interrupt_hooks(service, tmp_path, [{"on": "local"}, {"on": "app"}], running=1)
+
+
 @pytest.mark.parametrize("role", ["app", "balancer"])  # two hosts; one (run without threads)
 def test_an_interrupt_stops_a_hook_running_on_the_hosts(service: Service, tmp_path: Path,
                                                         role: str) -> None:
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.integration.service import process_alive
-    from tests.integration.test_lock_and_drift import wait_for_line
-
-    pids, finished = tmp_path / "pids", tmp_path / "finished"
-    body = f'echo $$ >> {pids}; sleep 30; touch {finished}'
-    ok(service.deploy("v1"))
-    inventory = service.inventory(hooks={"pre_deploy": [{"run": body, "on": role}]})
-    hosts = len(service.app_hosts if role == "app" else service.balancer_hosts)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bluegreen", "-i", str(inventory), "deploy", "--source",
-         str(service.release("v2")), "--release", "v2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    try:
-        wait_for_line(process, "hooks: pre_deploy")
-        deadline = time.monotonic() + 20
-        while len(lines(pids)) < hosts and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(lines(pids)) == hosts  # one per host, all running
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130
-    finally:
-        if process.poll() is None:
-            process.kill()
-    started = [int(pid) for pid in lines(pids)]
-    deadline = time.monotonic() + 10
-    while any(process_alive(pid) for pid in started) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(process_alive(pid) for pid in started)
-    assert not finished.exists()
-    assert not service.lock_dir().exists()
+    hosts = service.app_hosts if role == "app" else service.balancer_hosts
+    interrupt_hooks(service, tmp_path, [{"on": role}], running=len(hosts))

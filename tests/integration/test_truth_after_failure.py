@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 
 from tests.integration.service import Service
 from tests.integration.test_lock_and_drift import start_cli, wait_for_line
@@ -89,22 +90,33 @@ def test_a_balancer_that_fails_to_validate_leaves_the_target_marked_failed(
     assert service.fetch().startswith("release v2 (green)")
 
 
-def test_kill_9_mid_deploy_leaves_a_state_that_says_so(service: Service) -> None:
+def signal_slow_deploy(service: Service, signum: int, *,
+                       meanwhile: Callable[[], None] = lambda: None) -> tuple[int, str]:
+    """Deploy v3 with v1 and v2 deployed before (green live): a release whose workers take 30 s
+    to come up, so the signal lands during its health checks. Returns the exit code and
+    stderr."""
     ok(service.deploy("v1"))
     ok(service.deploy("v2"))
     process = start_cli(service, "deploy", "--source",
                         str(service.release("v3", slow_start=30)), "--release", "v3")
     try:
         wait_for_line(process, "health-check")
-        # while it runs: an operation in progress, not drift
-        code, data = status_data(service)
-        assert code == 0 and data["operation"]["in_progress"]
-        assert data["operation"]["command"] == "deploy v3"
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        meanwhile()
+        process.send_signal(signum)
+        code = process.wait(timeout=30)
+        return code, process.stderr.read()  # type: ignore[union-attr]
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_kill_9_mid_deploy_leaves_a_state_that_says_so(service: Service) -> None:
+    def in_progress_is_not_drift() -> None:
+        code, data = status_data(service)
+        assert code == 0 and data["operation"]["in_progress"]
+        assert data["operation"]["command"] == "deploy v3"
+
+    signal_slow_deploy(service, signal.SIGKILL, meanwhile=in_progress_is_not_drift)
     state = service.state()
     assert state["colours"]["blue"]["status"] == "starting"
     assert state["colours"]["blue"]["release"] == "v3"
@@ -131,18 +143,8 @@ def test_kill_9_mid_deploy_leaves_a_state_that_says_so(service: Service) -> None
 
 
 def test_ctrl_c_during_the_start_marks_the_colour_failed_and_says_so(service: Service) -> None:
-    ok(service.deploy("v1"))
-    ok(service.deploy("v2"))
-    process = start_cli(service, "deploy", "--source",
-                        str(service.release("v3", slow_start=30)), "--release", "v3")
-    try:
-        wait_for_line(process, "health-check")
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 130
-        stderr = process.stderr.read()  # type: ignore[union-attr]
-    finally:
-        if process.poll() is None:
-            process.kill()
+    code, stderr = signal_slow_deploy(service, signal.SIGINT)
+    assert code == 130
     assert "live traffic was left as it was" in stderr and "marked failed" in stderr
     blue = service.state()["colours"]["blue"]
     assert (blue["status"], blue["release"]) == ("failed", "v3")
