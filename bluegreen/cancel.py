@@ -43,16 +43,33 @@ def deferred_interrupts(*, then_raise: bool = True) -> Iterator[None]:
         received.append(signum)
         CANCELLED.set()
 
-    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, remember) for sig in SIGNALS}
     _deferring = True
     try:
         yield
     finally:
         _deferring = False
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, _ignore_further if received else handler)
     if received and then_raise:
         raise KeyboardInterrupt
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def interrupt_once(signum: int, frame: Any) -> None:
+    """The handler for SIGINT and SIGTERM while a command runs: the first one interrupts (a
+    KeyboardInterrupt, so cleanup runs); later ones are ignored, so that they cannot cut the
+    cleanup — restores, records, the lock's release — short."""
+    for sig in SIGNALS:
+        signal.signal(sig, _ignore_further)
+    CANCELLED.set()
+    raise KeyboardInterrupt
+
+
+def _ignore_further(signum: int, frame: Any) -> None:
+    CANCELLED.set()
 
 
 _deferring = False

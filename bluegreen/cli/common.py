@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -56,15 +56,14 @@ def app_context(ctx: typer.Context) -> AppContext:
     return obj
 
 
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 @contextmanager
 def reported_errors(context: AppContext) -> Iterator[None]:
     """Run a command body: errors are reported once, in the chosen mode, with their exit code.
-    SIGTERM is treated like Ctrl-C so cleanup (lock release, restore) runs on both."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    SIGTERM is treated like Ctrl-C so cleanup (lock release, restore) runs on both; a second
+    signal is ignored so it cannot cut that cleanup short."""
+    from bluegreen.cancel import SIGNALS, interrupt_once
+
+    previous = {sig: signal.signal(sig, interrupt_once) for sig in SIGNALS}
     reporter = context.reporter
     try:
         yield
@@ -85,5 +84,6 @@ def reported_errors(context: AppContext) -> Iterator[None]:
         reporter.error(error, details=traceback.format_exc())
         raise typer.Exit(1) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sys.stdout.flush()

@@ -296,3 +296,26 @@ def test_status_tells_a_file_nginx_has_not_loaded_from_what_it_serves(service: S
     balancer = data["balancers"][0]
     assert code == 9 and balancer["file_loaded"] is False and balancer["serving"] is None
     assert "staged but not loaded" in data["drift"]
+
+
+def test_repeated_ctrl_c_cannot_leave_the_lock_or_lose_the_record(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    process = start_cli(service, "deploy", "--source",
+                        str(service.release("v3", slow_start=30)), "--release", "v3")
+    try:
+        wait_for_line(process, "health-check")
+        for _ in range(5):  # impatient: one Ctrl-C after another, 20 ms apart
+            if process.poll() is not None:
+                break
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+        assert process.wait(timeout=30) == 130
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not service.lock_dir().exists()
+    last = service.history()[-1]
+    assert last["operation"] == "deploy" and last["result"] == "interrupted"
+    assert service.state()["colours"]["blue"]["status"] == "failed"
+    assert service.fetch().startswith("release v2 (green)")
