@@ -182,7 +182,7 @@ class SSHTransport:
                 channel.exec_command(command.render() + " </dev/null")
             else:
                 channel.exec_command(command.render())
-                channel.sendall(stdin)
+                _send_all(channel, stdin)
                 channel.shutdown_write()
             stdout, stderr, status = _collect(channel, deadline)
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -416,6 +416,17 @@ def _forwarding_error(exc: Any, host: str, address: str, port: int) -> Bluegreen
 
 
 _ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open failure codes
+_SEND_CHUNK = 1 << 18  # each chunk is still re-sliced per packet: keep it small
+
+
+def _send_all(channel: Any, data: bytes) -> None:
+    """`channel.sendall` in bounded chunks: paramiko's sendall re-slices what remains after
+    every packet, which copies the rest each time — quadratic in the size of a release."""
+    view = memoryview(data)
+    for offset in range(0, len(view), _SEND_CHUNK):
+        channel.sendall(view[offset:offset + _SEND_CHUNK].tobytes())
+
+
 _NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off
 
 
