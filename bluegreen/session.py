@@ -128,24 +128,16 @@ class Session:
         return {b.name: value for b, value in zip(sites, loaded, strict=True)}
 
     def runtime_serving(self) -> dict[str, str | None]:
-        """What each HAProxy with an admin socket really serves (`show stat`): "blue", "green",
-        "blue+green", or "none"; balancers without a runtime API are left out."""
-        from bluegreen.balancer.haproxy import HAProxyBalancer
+        """What each balancer with a runtime to ask really serves ("blue", "green",
+        "blue+green", "none"; None when it cannot be read); the others are left out."""
+        def read(host: HostSpec) -> str | None:
+            return self.sites[host.name].driver.serving(self.connections[host.name],
+                                                        self.inventory.upstream_name)
 
-        serving: dict[str, str | None] = {}
-        for name, site in self.sites.items():
-            driver = site.driver
-            if not isinstance(driver, HAProxyBalancer) or not site.settings.admin_socket:
-                continue
-            command, stdin = driver.runtime("show stat")
-            result = self.connections[name].run(command, stdin=stdin)
-            if not result.ok:
-                serving[name] = None
-                continue
-            stats = driver.parse_stats(result.stdout, self.inventory.upstream_name)
-            colours = driver.serving_colours(stats)
-            serving[name] = "+".join(sorted(colours)) or "none"
-        return serving
+        serving = fan_out(self.balancers, read, step="read balancer runtime",
+                          name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
+        return {b.name: value for b, value in zip(self.balancers, serving, strict=True)
+                if value is not None}
 
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when

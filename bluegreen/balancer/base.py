@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bluegreen.inventory import BalancerSettings
 from bluegreen.model import Colour
 from bluegreen.render import render_config, shipped_template
 from bluegreen.shell import Command
 from bluegreen.transport.base import Transport, get_file
+
+if TYPE_CHECKING:
+    from bluegreen.balancer.activation import Activation
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Balancer(Protocol):
     def workers(self) -> Command: ...
     def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool: ...
     def loaded(self, managed_path: str) -> Command: ...
+    def activation(self) -> Activation: ...
+    def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
 
 
 class MasterWorkerBalancer:
@@ -87,6 +92,12 @@ class MasterWorkerBalancer:
         self.pid_file = settings.pid_file or self.default_pid_file
 
     def validate(self) -> Command:
+        raise NotImplementedError
+
+    def reload(self) -> Command:
+        raise NotImplementedError
+
+    def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool:
         raise NotImplementedError
 
     def validate_main_config(self) -> Command:
@@ -107,6 +118,17 @@ class MasterWorkerBalancer:
             'pid=$(cat -- "$1") && kill -0 "$pid" && ps -o pid=,args= --ppid "$pid" || exit 3',
             self.pid_file)
 
+
+    def activation(self) -> Activation:
+        """How this balancer moves traffic: a reload confirmed by its workers."""
+        from bluegreen.balancer.activation import ReloadActivation
+
+        return ReloadActivation(self)
+
+    def serving(self, transport: Transport, upstream_name: str) -> str | None:
+        """What the running balancer serves, read from its runtime ("blue", "green",
+        "blue+green", "none"); None when it has no runtime to ask."""
+        return None
 
     def loaded(self, managed_path: str) -> Command:
         """What `file_loaded` reads: the managed file's mtime, the host's clock, and the age in

@@ -8,10 +8,15 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bluegreen.balancer.base import MasterWorkerBalancer, Upstream, render_upstream, server_name
 from bluegreen.inventory import BalancerSettings
 from bluegreen.shell import Command
+from bluegreen.transport.base import Transport
+
+if TYPE_CHECKING:
+    from bluegreen.balancer.activation import Activation
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,28 @@ class HAProxyBalancer(MasterWorkerBalancer):
         # once; they only finish what is in flight)
         return bool(after.keys() - before.keys())
 
+    def activation(self) -> Activation:
+        """Through the runtime API with `flip: runtime`, else a confirmed reload."""
+        from bluegreen.balancer.activation import ReloadActivation, RuntimeActivation
+
+        if self.settings.flip == "runtime":
+            return RuntimeActivation(self)
+        return ReloadActivation(self)
+
+    def serving(self, transport: Transport, upstream_name: str) -> str | None:
+        stats = self.read_stats(transport, upstream_name) if self.settings.admin_socket \
+            else None
+        if stats is None:
+            return None
+        return "+".join(sorted(self.serving_colours(stats))) or "none"
+
     # runtime API ------------------------------------------------------------------------------
+
+    def read_stats(self, transport: Transport, backend: str) -> dict[str, ServerStat] | None:
+        """The backend's servers from `show stat`; None when the admin socket cannot be read."""
+        command, stdin = self.runtime("show stat")
+        result = transport.run(command, stdin=stdin)
+        return self.parse_stats(result.stdout, backend) if result.ok else None
 
     def runtime(self, *commands: str) -> tuple[Command, bytes]:
         """A command and its stdin that send runtime API commands to the admin socket."""

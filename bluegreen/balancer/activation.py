@@ -1,0 +1,162 @@
+"""How a balancer moves traffic once its new file is staged and valid — the half of the balancer
+seam that talks to a running balancer. Each driver hands out its own `Activation`; the flip
+orchestrator only calls `activate`, `move_back` and `serving`, never asking which driver it holds.
+
+* `ReloadActivation`: a graceful master-worker reload, confirmed by the workers (a reload
+  command exiting 0 proves nothing: a rejected config leaves the old workers);
+* `RuntimeActivation` (HAProxy, `flip: runtime`): the runtime API — target servers ready, the
+  others drain and go to maintenance — with no reload, so no connection is closed; it reloads
+  instead when the running HAProxy does not know the servers yet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from bluegreen.balancer.base import Upstream, server_name
+from bluegreen.errors import BalancerError
+from bluegreen.transport.base import Transport
+
+if TYPE_CHECKING:
+    from bluegreen.balancer.base import MasterWorkerBalancer
+    from bluegreen.balancer.haproxy import HAProxyBalancer, ServerStat
+
+Report = Callable[[str], None]  # one progress line about this balancer
+
+
+class Activation(Protocol):
+    def activate(self, transport: Transport, upstream: Upstream, report: Report) -> None: ...
+    def move_back(self, transport: Transport, previous: Upstream | None, report: Report
+                  ) -> None: ...
+
+
+class ReloadActivation:
+    def __init__(self, driver: MasterWorkerBalancer):
+        self.driver = driver
+
+    def activate(self, transport: Transport, upstream: Upstream, report: Report) -> None:
+        self.reload_and_confirm(transport)
+        report("reloaded, new workers serving")
+
+    def move_back(self, transport: Transport, previous: Upstream | None, report: Report
+                  ) -> None:
+        """After the previous file was put back: serve it again."""
+        self.reload_and_confirm(transport)
+
+    def reload_and_confirm(self, transport: Transport) -> None:
+        """Reload, then wait until the workers show the reload took."""
+        driver, timeout = self.driver, self.driver.settings.reload_timeout
+        before = self.workers(transport)
+        transport.run(driver.reload(), timeout=timeout).check("reload")
+        deadline = time.monotonic() + timeout
+        while not driver.reload_took(before, self.workers(transport)):
+            if time.monotonic() >= deadline:
+                raise BalancerError(
+                    f"the reload did not take: no new {driver.kind} worker within "
+                    f"{timeout:g} s.",
+                    where=transport.host,
+                    hint=f"Check {driver.kind}'s error log on {transport.host}.",
+                )
+            time.sleep(0.01)
+
+    def workers(self, transport: Transport) -> dict[int, str]:
+        """The balancer's worker processes: pid → command line. A master in the middle of a
+        reload (HAProxy re-executes itself) can briefly show none, so absence must last a
+        second."""
+        driver = self.driver
+        deadline = time.monotonic() + 1.0
+        result = transport.run(driver.workers())
+        while not result.ok and time.monotonic() < deadline:
+            time.sleep(0.02)
+            result = transport.run(driver.workers())
+        if not result.ok:
+            raise BalancerError(
+                f"{driver.kind} is not running (no master process behind its pid file).",
+                where=transport.host,
+                hint=f"Start {driver.kind}, or set balancer.pid_file to its pid file.",
+            )
+        return parse_workers(result.stdout)
+
+
+def parse_workers(output: str) -> dict[int, str]:
+    """`ps -o pid=,args=` lines → pid → command line."""
+    workers: dict[int, str] = {}
+    for line in output.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if pid.isdigit():
+            workers[int(pid)] = args
+    return workers
+
+
+class RuntimeActivation(ReloadActivation):
+    driver: HAProxyBalancer
+
+    def __init__(self, driver: HAProxyBalancer):
+        super().__init__(driver)
+
+    def activate(self, transport: Transport, upstream: Upstream, report: Report) -> None:
+        if not self.runtime_flip(transport, upstream, report):
+            super().activate(transport, upstream, report)
+
+    def move_back(self, transport: Transport, previous: Upstream | None, report: Report
+                  ) -> None:
+        if previous is None or not self.runtime_flip(transport, previous, report):
+            self.reload_and_confirm(transport)
+
+    def runtime_flip(self, transport: Transport, upstream: Upstream, report: Report) -> bool:
+        """Target servers ready, the others drain, and go to maintenance once their sessions end
+        (or the drain timeout passes). False when the running HAProxy does not know these
+        servers yet (first deploy, new hosts): the caller reloads then."""
+        driver = self.driver
+        stats = self.stats(transport, upstream)
+        wanted = {server_name(s) for s in upstream.servers}
+        if not wanted <= stats.keys():
+            report("HAProxy does not run these servers yet: reloading")
+            return False
+        switch, maintenance = driver.flip_commands(upstream)
+        self.send(transport, switch)
+        stats = self.stats(transport, upstream)
+        targets = {server_name(s) for s in upstream.servers if s.weight > 0}
+        if not all(stats[name].serving for name in targets):
+            raise BalancerError(
+                "the runtime API accepted the flip but the target servers do not serve: "
+                + ", ".join(f"{n} {stats[n].status}" for n in sorted(targets)),
+                where=transport.host)
+        report("runtime API: target ready, old colour draining")
+        retiring = wanted - targets
+        deadline = time.monotonic() + driver.settings.drain_timeout
+        while True:
+            busy = {n: stats[n].sessions for n in retiring if stats[n].sessions}
+            if not busy or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+            stats = self.stats(transport, upstream)
+        self.send(transport, maintenance)
+        cut = sum(busy.values())
+        report("old colour in maintenance" + (f" ({cut} session(s) cut at the drain timeout)"
+                                              if cut else " after its sessions ended"))
+        return True
+
+    def send(self, transport: Transport, commands: list[str]) -> None:
+        command, stdin = self.driver.runtime(*commands)
+        result = transport.run(command, stdin=stdin)
+        answer = " / ".join(line for line in result.stdout.splitlines() if line.strip())
+        if not result.ok or answer:
+            raise BalancerError(
+                f"HAProxy's runtime API refused the flip: {answer or _tail(result.stderr)}",
+                where=transport.host,
+                hint="Check balancer.admin_socket (stats socket … level admin) and that socat "
+                     "is installed on the balancer.")
+
+    def stats(self, transport: Transport, upstream: Upstream) -> dict[str, ServerStat]:
+        stats = self.driver.read_stats(transport, upstream.name)
+        if stats is None:
+            raise BalancerError("cannot read HAProxy's stats through its admin socket.",
+                                where=transport.host,
+                                hint="Check balancer.admin_socket and that socat is installed.")
+        return stats
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " / ".join(text.strip().splitlines()[-lines:])
