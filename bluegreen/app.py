@@ -4,7 +4,6 @@ inventory's command templates rendered with the instance's values, every value q
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from bluegreen.release import ReleaseLayout
 from bluegreen.render import render_command, render_command_text
 from bluegreen.shell import Command, Secret
 from bluegreen.transport.base import Transport
+from bluegreen.waiting import poll_until
 
 
 @dataclass(frozen=True)
@@ -155,12 +155,9 @@ class AppStack:
     @staticmethod
     def wait_until(condition: Callable[[], bool], timeout: float, message: str,
                    spec: InstanceSpec) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() >= deadline:
-                raise HealthCheckFailed(message, where=f"{spec.host.name} ({spec.colour})",
-                                        hint="Check app.stop and app.status in the inventory.")
-            time.sleep(0.05)
+        if not poll_until(condition, timeout=timeout, interval=0.05):
+            raise HealthCheckFailed(message, where=f"{spec.host.name} ({spec.colour})",
+                                    hint="Check app.stop and app.status in the inventory.")
 
 
 def listener(ss_output: str) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import time
 
-from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import UsageError
 from bluegreen.fanout import fan_out
@@ -16,6 +14,7 @@ from bluegreen.session import Session
 from bluegreen.shell import Command
 from bluegreen.state import State, now
 from bluegreen.transport.base import Transport
+from bluegreen.waiting import poll_until
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -68,11 +67,8 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> Stat
 
     def drain_and_stop(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
-        deadline = time.monotonic() + drain_timeout
-        count = established(transport, spec.address, spec.port)
-        while count and time.monotonic() < deadline:
-            cancel.sleep(min(0.25, max(deadline - time.monotonic(), 0.01)))
-            count = established(transport, spec.address, spec.port)
+        count = poll_until(lambda: established(transport, spec.address, spec.port),
+                           lambda n: n == 0, timeout=drain_timeout, interval=0.25)
         stack.stop(transport, spec, release)
         reporter.step(spec.host.name, f"{idle} stopped"
                       + (f", {count} connection(s) cut at the drain timeout" if count

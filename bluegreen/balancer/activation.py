@@ -10,13 +10,13 @@ orchestrator only calls `activate`, `move_back` and `serving`, never asking whic
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from bluegreen.balancer.base import Upstream, server_name
 from bluegreen.errors import BalancerError
 from bluegreen.transport.base import Transport
+from bluegreen.waiting import poll_until
 
 if TYPE_CHECKING:
     from bluegreen.balancer.base import MasterWorkerBalancer
@@ -49,27 +49,21 @@ class ReloadActivation:
         driver, timeout = self.driver, self.driver.settings.reload_timeout
         before = self.workers(transport)
         transport.run(driver.reload(), timeout=timeout).check("reload")
-        deadline = time.monotonic() + timeout
-        while not driver.reload_took(before, self.workers(transport)):
-            if time.monotonic() >= deadline:
-                raise BalancerError(
-                    f"the reload did not take: no new {driver.kind} worker within "
-                    f"{timeout:g} s.",
-                    where=transport.host,
-                    hint=f"Check {driver.kind}'s error log on {transport.host}.",
-                )
-            time.sleep(0.01)
+        if not poll_until(lambda: driver.reload_took(before, self.workers(transport)),
+                          timeout=timeout, interval=0.01, interruptible=False):
+            raise BalancerError(
+                f"the reload did not take: no new {driver.kind} worker within {timeout:g} s.",
+                where=transport.host,
+                hint=f"Check {driver.kind}'s error log on {transport.host}.",
+            )
 
     def workers(self, transport: Transport) -> dict[int, str]:
         """The balancer's worker processes: pid → command line. A master in the middle of a
         reload (HAProxy re-executes itself) can briefly show none, so absence must last a
         second."""
         driver = self.driver
-        deadline = time.monotonic() + 1.0
-        result = transport.run(driver.workers())
-        while not result.ok and time.monotonic() < deadline:
-            time.sleep(0.02)
-            result = transport.run(driver.workers())
+        result = poll_until(lambda: transport.run(driver.workers()), lambda r: r.ok,
+                            timeout=1.0, interval=0.02, interruptible=False)
         if not result.ok:
             raise BalancerError(
                 f"{driver.kind} is not running (no master process behind its pid file).",
@@ -125,15 +119,15 @@ class RuntimeActivation(ReloadActivation):
                 where=transport.host)
         report("runtime API: target ready, old colour draining")
         retiring = wanted - targets
-        deadline = time.monotonic() + driver.settings.drain_timeout
-        while True:
-            busy = {n: stats[n].sessions for n in retiring if stats[n].sessions}
-            if not busy or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-            stats = self.stats(transport, upstream)
+
+        def sessions(stats: dict[str, ServerStat]) -> int:
+            return sum(stats[name].sessions for name in retiring)
+
+        stats = poll_until(lambda: self.stats(transport, upstream), lambda s: not sessions(s),
+                           timeout=driver.settings.drain_timeout, interval=0.1,
+                           interruptible=False)
         self.send(transport, maintenance)
-        cut = sum(busy.values())
+        cut = sessions(stats)
         report("old colour in maintenance" + (f" ({cut} session(s) cut at the drain timeout)"
                                               if cut else " after its sessions ended"))
         return True

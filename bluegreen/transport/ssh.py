@@ -36,6 +36,7 @@ from bluegreen.inventory import HostSpec, SSHSettings
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult
 from bluegreen.transport.tunnel import PortForwarder, Tunnel
+from bluegreen.waiting import poll_until
 
 if TYPE_CHECKING:
     import paramiko
@@ -434,12 +435,8 @@ def _connection_lost(transport: Any) -> bool:
     """Whether the connection died (rather than the command being killed by a signal, which
     also leaves no exit status). paramiko closes the channels just before it marks the
     connection inactive, so give it a moment."""
-    deadline = time.monotonic() + 1.0
-    while transport.is_active():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return poll_until(lambda: not transport.is_active(), timeout=1.0, interval=0.01,
+                      interruptible=False)
 
 
 def _collect(channel: Any, deadline: float) -> tuple[bytes, bytes, int | None]:
