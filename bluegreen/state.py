@@ -349,8 +349,15 @@ def read_lock(store: StateStore) -> LockInfo | None:
     result = store.transport.run(Command.script(_READ_LOCK, store.lock_dir))
     if result.exit_status == 44:
         return None
-    result.check("read the lock")
-    lines = result.stdout.splitlines()
+    with _state_errors("read the lock"):
+        result.check("read the lock")
+    return parse_lock(result.stdout)
+
+
+def parse_lock(output: str) -> LockInfo:
+    """`_READ_LOCK`'s output — the owner file's JSON, then the heartbeat's age in seconds —
+    as a LockInfo; an owner file left empty or half-written reads as "unknown"."""
+    lines = output.splitlines()
     try:
         data = json.loads(lines[0]) if lines and lines[0].strip() else {}
     except ValueError:

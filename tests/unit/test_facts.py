@@ -1,0 +1,71 @@
+"""Parsers of what hosts print, against real outputs (recorded from HAProxy 2.6, nginx 1.22,
+procps and iproute2 on Debian): given this text, expect this value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bluegreen.balancer.activation import parse_workers
+from bluegreen.balancer.haproxy import HAProxyBalancer
+from bluegreen.balancer.nginx import NginxBalancer
+from bluegreen.inventory import BalancerSettings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def haproxy() -> HAProxyBalancer:
+    return HAProxyBalancer(BalancerSettings(managed_file="/etc/haproxy/shop.cfg", kind="haproxy",
+                                            admin_socket="/run/haproxy/admin.sock"))
+
+
+@pytest.mark.parametrize(("fixture", "serving", "statuses"), [
+    ("haproxy-show-stat.csv", {"blue"}, {"blue-app1": "no check", "green-app1": "MAINT"}),
+    ("haproxy-show-stat-draining.csv", {"green"},
+     {"blue-app1": "DRAIN", "green-app1": "no check"}),
+])
+def test_haproxy_show_stat(fixture: str, serving: set[str], statuses: dict[str, str]) -> None:
+    stats = HAProxyBalancer.parse_stats((FIXTURES / fixture).read_text(), "shop")
+    assert {name: stat.status for name, stat in stats.items()} == statuses  # no FRONTEND/BACKEND
+    assert haproxy().serving_colours(stats) == serving
+    assert HAProxyBalancer.parse_stats((FIXTURES / fixture).read_text(), "other") == {}
+
+
+NGINX_MID_RELOAD = """\
+ 27301 nginx: worker process is shutting down
+ 27388 nginx: worker process
+"""
+
+
+def test_balancer_workers_from_ps() -> None:
+    assert parse_workers(NGINX_MID_RELOAD) == {
+        27301: "nginx: worker process is shutting down", 27388: "nginx: worker process"}
+    assert parse_workers("27134 haproxy -W -D -f h.cfg -p /tmp/hap/pid\n") == {
+        27134: "haproxy -W -D -f h.cfg -p /tmp/hap/pid"}
+    assert parse_workers("") == {}
+
+
+def test_an_nginx_reload_took_only_when_no_old_worker_still_accepts() -> None:
+    nginx = NginxBalancer(BalancerSettings(managed_file="/etc/nginx/shop.conf"))
+    before = parse_workers(" 27301 nginx: worker process\n")
+    assert not nginx.reload_took(before, before)
+    assert nginx.reload_took(before, parse_workers(NGINX_MID_RELOAD))
+    assert not nginx.reload_took(before, parse_workers(
+        " 27301 nginx: worker process\n 27388 nginx: worker process\n"))
+
+
+@pytest.mark.parametrize(("output", "owner", "age", "stale"), [
+    ('{"owner": "ci@runner", "pid": 4242, "host": "runner", "command": "deploy v9", '
+     '"started": "2026-11-29T05:00:00+00:00", "token": "abc"}\n3\n', "ci@runner", 3.0, False),
+    ('{"owner": "ci@runner", "pid": 4242, "host": "runner", "command": "deploy v9", '
+     '"started": "2026-11-29T05:00:00+00:00", "token": "abc"}\n400\n', "ci@runner", 400.0, True),
+    ("\n\n", "unknown", None, True),  # an owner file never written, no heartbeat
+    ('{"owner": "ci@ru\n7\n', "unknown", 7.0, False),  # half-written JSON
+])
+def test_lock_files(output: str, owner: str, age: float | None, stale: bool) -> None:
+    from bluegreen.state import is_stale, parse_lock
+
+    info = parse_lock(output)
+    assert (info.owner, info.heartbeat_age) == (owner, age)
+    assert is_stale(info, 300) is stale
