@@ -111,11 +111,13 @@ class AppStack:
         result = transport.run(command, timeout=15)
         return (result.stdout + result.stderr).strip()
 
-    def stop(self, transport: Transport, spec: InstanceSpec, release: str | None) -> None:
+    def stop(self, transport: Transport, spec: InstanceSpec, release: str | None, *,
+             command: Command | None = None) -> None:
+        """Stop the colour if it runs (`command`: the stop command a plan rendered)."""
         if not self.is_running(transport, spec, release):
             return
-        transport.run(self.stop_command(spec, release), timeout=self.settings.stop_timeout
-                      ).check(f"stop {spec.colour}")
+        transport.run(command or self.stop_command(spec, release),
+                      timeout=self.settings.stop_timeout).check(f"stop {spec.colour}")
         # gone = its port is free and (when it has its own status command) that says stopped
         self.wait_until(lambda: not transport.run(_listening(spec.port)).ok
                         and not (self.settings.status
@@ -124,11 +126,13 @@ class AppStack:
                         f"{spec.colour} still running {self.settings.stop_timeout:g} s after "
                         "its stop command", spec)
 
-    def start(self, transport: Transport, spec: InstanceSpec, release: str) -> None:
-        """Start the colour, on a port nothing else holds: a stale server still listening there
-        would answer the health check in the new release's place."""
+    def start(self, transport: Transport, spec: InstanceSpec, release: str, *,
+              command: Command | None = None) -> None:
+        """Start the colour (`command`: the start command a plan rendered), on a port nothing
+        else holds: a stale server still listening there would answer the health check in the
+        new release's place."""
         self.require_port_free(transport, spec)
-        result = transport.run(self.start_command(spec, release),
+        result = transport.run(command or self.start_command(spec, release),
                                timeout=self.settings.start_timeout)
         if not result.ok:
             raise HealthCheckFailed(

@@ -31,6 +31,7 @@ from bluegreen.output import Reporter
 from bluegreen.plan import (
     DeployPlan,
     FlipPlan,
+    InstanceSteps,
     build_deploy_plan,
     build_flip_plan,
     check_templates,
@@ -101,16 +102,17 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     reporter.phase(f"start {target} with release {artifact.release} on {len(specs)} app "
                    "host(s)")
 
-    def stand_up(spec: InstanceSpec) -> None:
+    def stand_up(steps: InstanceSteps) -> None:  # the commands the plan shows are what runs
+        spec = steps.spec
         transport = session.connections[spec.host.name]
         cancel.check_cancelled()
         with _start_failures(spec):
-            stack.stop(transport, spec, state.colour(target).replaced)
+            stack.stop(transport, spec, state.colour(target).replaced, command=steps.stop)
             stack.layout(spec.host).point(transport, target, artifact.release)
-            stack.start(transport, spec, artifact.release)
+            stack.start(transport, spec, artifact.release, command=steps.start)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
-    fan_out(specs, stand_up, step="start", name=lambda s: s.host.name,
+    fan_out(plan.instances, stand_up, step="start", name=lambda s: s.spec.host.name,
             parallelism=inventory.ssh.parallelism)
     reporter.phase(f"health-check {len(specs)} {target} instance(s)")
     check_instances(inventory, session.connections, specs, reporter=reporter,

@@ -59,12 +59,15 @@ class DeployPlan:
         lines = [
             f"deploy release {self.release} to {self.target} "
             f"(live: {self.live or 'none'}; {self.live or 'nothing'} keeps running untouched)",
-            "1. on every app host, in parallel:",
+            "1. on every app host, in parallel: upload release "
+            f"{self.release} unless present (checksum verified)",
+            f"   then record {self.target} as starting {self.release} on every balancer "
+            "(written ahead; marked failed if anything below fails)",
+            "   then on every app host, in parallel:",
         ]
         for steps in self.instances:
             host = steps.spec.host.name
             lines += [
-                f"   {host}: upload release {self.release} unless present (checksum verified)",
                 f"   {host}: stop {self.target} if running: {steps.stop}",
                 f"   {host}: point {self.target} at releases/{self.release}",
                 f"   {host}: start: {steps.start}",
@@ -78,7 +81,8 @@ def describe_flip(flip: FlipPlan, *, start: int) -> list[str]:
     return [
         f"{start}. stage the managed file on {len(flip.configs)} balancer(s) and validate; "
         "restore byte for byte if invalid",
-        f"{start + 1}. reload and confirm new workers (generation {flip.generation}):",
+        f"{start + 1}. activate on every balancer at once — a confirmed reload, or the runtime "
+        f"API — (generation {flip.generation}):",
         *[f"   {line}" for line in flip.diffs()],
         f"{start + 2}. verify through the public URL(s); flip back to "
         f"{flip.previous or 'nothing'} on failure",
