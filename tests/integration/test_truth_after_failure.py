@@ -90,11 +90,11 @@ def test_a_balancer_that_fails_to_validate_leaves_the_target_marked_failed(
     assert service.fetch().startswith("release v2 (green)")
 
 
-def signal_slow_deploy(service: Service, signum: int, *,
+def signal_slow_deploy(service: Service, signum: int, *, repeat: int = 1,
                        meanwhile: Callable[[], None] = lambda: None) -> tuple[int, str]:
     """Deploy v3 with v1 and v2 deployed before (green live): a release whose workers take 30 s
-    to come up, so the signal lands during its health checks. Returns the exit code and
-    stderr."""
+    to come up, so the signal (`repeat` of them, 20 ms apart) lands during its health checks.
+    Returns the exit code and stderr."""
     ok(service.deploy("v1"))
     ok(service.deploy("v2"))
     process = start_cli(service, "deploy", "--source",
@@ -102,7 +102,11 @@ def signal_slow_deploy(service: Service, signum: int, *,
     try:
         wait_for_line(process, "health-check")
         meanwhile()
-        process.send_signal(signum)
+        for _ in range(repeat):
+            if process.poll() is not None:
+                break
+            process.send_signal(signum)
+            time.sleep(0.02)
         code = process.wait(timeout=30)
         return code, process.stderr.read()  # type: ignore[union-attr]
     finally:
@@ -299,21 +303,8 @@ def test_status_tells_a_file_nginx_has_not_loaded_from_what_it_serves(service: S
 
 
 def test_repeated_ctrl_c_cannot_leave_the_lock_or_lose_the_record(service: Service) -> None:
-    ok(service.deploy("v1"))
-    ok(service.deploy("v2"))
-    process = start_cli(service, "deploy", "--source",
-                        str(service.release("v3", slow_start=30)), "--release", "v3")
-    try:
-        wait_for_line(process, "health-check")
-        for _ in range(5):  # impatient: one Ctrl-C after another, 20 ms apart
-            if process.poll() is not None:
-                break
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.02)
-        assert process.wait(timeout=30) == 130
-    finally:
-        if process.poll() is None:
-            process.kill()
+    code, _ = signal_slow_deploy(service, signal.SIGINT, repeat=5)  # an impatient user
+    assert code == 130
     assert not service.lock_dir().exists()
     last = service.history()[-1]
     assert last["operation"] == "deploy" and last["result"] == "interrupted"
