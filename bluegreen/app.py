@@ -104,6 +104,16 @@ class AppStack:
     def is_running(self, transport: Transport, spec: InstanceSpec, release: str | None) -> bool:
         return transport.run(self.status_command(spec, release), timeout=30).ok
 
+    def running_release(self, transport: Transport, spec: InstanceSpec, release: str | None
+                        ) -> tuple[bool, str | None]:
+        """In one round trip: whether the colour runs, and the release its pointer names."""
+        result = transport.run(Command.script(
+            'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; sh -c "$2"',
+            self.layout(spec.host).pointer(spec.colour),
+            self.status_command(spec, release).render()), timeout=30)
+        pointer = result.stdout.split("\n", 1)[0]
+        return result.ok, pointer or None
+
     def log_tail(self, transport: Transport, spec: InstanceSpec, release: str | None) -> str:
         command = self.log_command(spec, release)
         if command is None:

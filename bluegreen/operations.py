@@ -321,9 +321,7 @@ def _require_running(session: Session, specs: list[InstanceSpec], target: Colour
     stack = AppStack(session.inventory, session.inventory.app)
 
     def inspect(spec: InstanceSpec) -> tuple[bool, str | None]:
-        transport = session.connections[spec.host.name]
-        return (stack.is_running(transport, spec, release),
-                stack.layout(spec.host).current(transport, target))
+        return stack.running_release(session.connections[spec.host.name], spec, release)
 
     results = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,
                       parallelism=session.inventory.ssh.parallelism)
