@@ -13,7 +13,7 @@ from bluegreen.model import Colour, Instance
 from bluegreen.release import ReleaseLayout
 from bluegreen.render import render_command, render_command_text
 from bluegreen.shell import Command, Secret
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import Transport, tail
 from bluegreen.waiting import poll_until
 
 
@@ -147,14 +147,14 @@ class AppStack:
         if not result.ok:
             raise HealthCheckFailed(
                 f"start command for {spec.colour} exited {result.exit_status}: "
-                f"{_tail(result.stdout + result.stderr) or 'no output'}",
+                f"{tail(result.stdout + result.stderr, 5) or 'no output'}",
                 where=f"{spec.host.name} ({spec.colour}:{spec.port})",
                 hint="Fix app.start in the inventory or the release; live traffic was not "
                      "touched.",
             )
 
     def require_port_free(self, transport: Transport, spec: InstanceSpec) -> None:
-        listening = transport.run(Command("ss", "-Hltnp", f"sport = :{spec.port}"))
+        listening = transport.run(listeners(spec.port))
         if listening.ok and listening.stdout.strip():
             raise HealthCheckFailed(
                 f"port {spec.port} is still in use by {listener(listening.stdout)} although "
@@ -174,6 +174,11 @@ class AppStack:
                                     hint="Check app.stop and app.status in the inventory.")
 
 
+def listeners(port: int) -> Command:
+    """Who listens on `port` on the host, one `ss` line each, with the process."""
+    return Command("ss", "-Hltnp", f"sport = :{port}")
+
+
 def listener(ss_output: str) -> str:
     """Who listens, from `ss -Hltnp` output: "gunicorn (pid 123)", or "an unknown process"."""
     match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', ss_output)
@@ -183,7 +188,3 @@ def listener(ss_output: str) -> str:
 def _listening(port: int) -> Command:
     """Exits 0 when something listens on `port` on the host."""
     return Command.script('ss -Hltn "sport = :$1" | grep -q .', str(port))
-
-
-def _tail(text: str, lines: int = 5) -> str:
-    return " / ".join(text.strip().splitlines()[-lines:])

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bluegreen.app import listener
+from bluegreen.app import listener, listeners
 from bluegreen.balancer import site_for
 from bluegreen.errors import BluegreenError, ConnectError, FanOutError
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.model import Colour
 from bluegreen.shell import Command
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import Transport, tail
 
 # failure categories, mapped to exit codes by `exit_code_for`
 CONNECT, HOST, BALANCER = "connect", "host", "balancer"
@@ -71,7 +71,7 @@ def check_connected_host(inventory: Inventory, host: HostSpec, transport: Transp
     if sudo:
         result = transport.run(Command("true"))
         rows.append(CheckRow(name, "sudo", result.ok,
-                             "sudo -n works" if result.ok else _tail(result.stderr)))
+                             "sudo -n works" if result.ok else tail(result.stderr, 2)))
     if any(h.name == name for h in inventory.hosts.app):
         rows += _app_checks(inventory, host, transport)
     if any(h.name == name for h in inventory.hosts.balancer):
@@ -86,7 +86,8 @@ def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> l
         result = transport.run(Command.script(
             'mkdir -p -- "$1/releases" && test -w "$1/releases"', root))
         rows.append(CheckRow(host.name, "app root writable", result.ok,
-                             root if result.ok else _tail(result.stderr) or f"{root} not writable"))
+                             root if result.ok
+                             else tail(result.stderr, 2) or f"{root} not writable"))
     ports = [(colour, inventory.colours.spec(colour).port) for colour in Colour
              if host in inventory.colour_hosts(colour)]
     rows += [_port_row(inventory, host, transport, colour, port) for colour, port in ports]
@@ -111,9 +112,10 @@ def _forwarding_row(inventory: Inventory, host: HostSpec, transport: Transport, 
 def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour: Colour,
               port: int) -> CheckRow:
     check = f"{colour} port {port}"
-    listening = transport.run(Command("ss", "-Hltnp", f"sport = :{port}"))
+    listening = transport.run(listeners(port))
     if not listening.ok:
-        return CheckRow(host.name, check, False, f"cannot list sockets: {_tail(listening.stderr)}")
+        return CheckRow(host.name, check, False,
+                        f"cannot list sockets: {tail(listening.stderr, 2)}")
     if not listening.stdout.strip():
         return CheckRow(host.name, check, True, "free")
     owner = listener(listening.stdout)
@@ -137,13 +139,13 @@ def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport
                              BALANCER))
         if found.ok:
             valid = transport.run(balancer.validate_main_config())
-            detail = "valid" if valid.ok else _tail(valid.stderr or valid.stdout)
+            detail = "valid" if valid.ok else tail(valid.stderr or valid.stdout, 2)
             rows.append(CheckRow(host.name, f"{balancer.kind} config", valid.ok, detail, BALANCER))
     state_dir = inventory.state_dir_for(host)
     result = transport.run(Command.script(
         'mkdir -p -m 700 -- "$1" && test -w "$1"', state_dir))
     rows.append(CheckRow(host.name, "state dir writable", result.ok,
-                         state_dir if result.ok else _tail(result.stderr) or "not writable"))
+                         state_dir if result.ok else tail(result.stderr, 2) or "not writable"))
     return rows
 
 
@@ -152,7 +154,3 @@ def _connect_detail(transport: Transport) -> str:
     if target is None:
         return "local"
     return f"{target.user}@{target.address}:{target.port}"
-
-
-def _tail(text: str, lines: int = 2) -> str:
-    return " / ".join(text.strip().splitlines()[-lines:])

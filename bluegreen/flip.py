@@ -40,7 +40,7 @@ class Flipper:
                 self.reporter.step(host.name, f"{site.driver.kind} config invalid", ok=False)
                 raise BalancerError(
                     f"the rendered config failed validation (`{result.command}`): "
-                    f"{_tail(result.stderr or result.stdout)}",
+                    f"{result.tail()}",
                     where=host.name,
                     hint="Fix balancer.template (or the main config); the managed file was put "
                          "back byte for byte and nothing was reloaded.",
@@ -136,7 +136,3 @@ def _with_restore_errors(error: BaseException, restore_errors: list[str]) -> Bas
                       "next reload: run `bluegreen status`, then `bluegreen switch --to COLOUR` "
                       "once they are reachable, to put every balancer in one known state.")
     return error
-
-
-def _tail(text: str, lines: int = 3) -> str:
-    return " / ".join(text.strip().splitlines()[-lines:])

@@ -41,7 +41,7 @@ class HookRunner:
                 self._running.remove((transport, pid_file))
             try:
                 result = transport.run(Command.script(_STOP, pid_file), timeout=10)
-                stopped, detail = result.ok, _tail(result.stderr or result.stdout)
+                stopped, detail = result.ok, result.tail() or "no output"
             except BluegreenError as error:
                 stopped, detail = False, error.message
             if stopped:
@@ -118,7 +118,7 @@ class HookRunner:
                 self._running.remove(running)
             if not result.ok:
                 raise BluegreenError(
-                    f"exited {result.exit_status}: {_tail(result.stderr or result.stdout)}",
+                    f"exited {result.exit_status}: {result.tail() or 'no output'}",
                     where=transport.host)
 
         if hook.on == "local":
@@ -136,7 +136,3 @@ _SUPERVISED = ('setsid sh -c "$1" </dev/null & pid=$!; printf %s "$pid" > "$2"; 
 # dash's kill takes no "--": "-PID" right after the signal names the process group
 _STOP = ('pid=$(cat -- "$1" 2>/dev/null) || { echo "it had already ended"; exit 0; }; '
          'rm -f -- "$1"; kill -TERM "-$pid"')
-
-
-def _tail(text: str, lines: int = 3) -> str:
-    return " / ".join(text.strip().splitlines()[-lines:]) or "no output"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bluegreen.balancer.base import Upstream, server_name
 from bluegreen.errors import BalancerError
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import Transport, tail
 from bluegreen.waiting import poll_until
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class RuntimeActivation(ReloadActivation):
         answer = " / ".join(line for line in result.stdout.splitlines() if line.strip())
         if not result.ok or answer:
             raise BalancerError(
-                f"HAProxy's runtime API refused the flip: {answer or _tail(result.stderr)}",
+                f"HAProxy's runtime API refused the flip: {answer or tail(result.stderr)}",
                 where=transport.host,
                 hint="Check balancer.admin_socket (stats socket … level admin) and that socat "
                      "is installed on the balancer.")
@@ -150,7 +150,3 @@ class RuntimeActivation(ReloadActivation):
                                 where=transport.host,
                                 hint="Check balancer.admin_socket and that socat is installed.")
         return stats
-
-
-def _tail(text: str, lines: int = 3) -> str:
-    return " / ".join(text.strip().splitlines()[-lines:])

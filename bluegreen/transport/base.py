@@ -26,16 +26,24 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_status == 0
 
+    def tail(self, lines: int = 3) -> str:
+        """The last lines it said — on stderr, or else on stdout — on one line."""
+        return tail(self.stderr if self.stderr.strip() else self.stdout, lines)
+
     def check(self, step: str | None = None) -> CommandResult:
         if not self.ok:
-            detail = (self.stderr.strip() or self.stdout.strip()).splitlines()[-3:]
-            said = " / ".join(detail)
+            said = self.tail()
             raise RemoteCommandFailed(
                 f"`{self.command}` exited {self.exit_status}" + (f": {said}" if said else "."),
                 where=f"{self.host}" + (f" ({step})" if step else ""),
                 detail=said or f"exit status {self.exit_status}",
             )
         return self
+
+
+def tail(text: str, lines: int = 3) -> str:
+    """The last `lines` lines of `text`, joined on one line with " / "."""
+    return " / ".join(text.strip().splitlines()[-lines:])
 
 
 class Transport(Protocol):
