@@ -394,9 +394,10 @@ def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[
               *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
     """Run an operation's body between its hooks, and record it in the history however it
     ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
-    interrupt is reported with what it left (flipped, and to which generation, or not). The
-    records are written before the hooks that follow, and under held signals, so that a second
-    Ctrl-C can cut a hook short but never a record."""
+    interrupt is reported with what it left (flipped, and to which generation, or not). Records
+    are written under held signals — after the outcome's hooks, so their outcomes are in it,
+    except after an interrupt, when the record comes first — so a Ctrl-C can cut a hook short
+    but never a record."""
     hooks = session.hooks
     hooks.describe(release=record.get("release"), **{"from": record.get("from"),
                                                       "to": record.get("to")})

@@ -44,13 +44,6 @@ class ColourState:
     replaced: str | None = None
     error: str | None = None
 
-    def describe(self) -> str:
-        text = f"{self.status} {self.release}" if self.release else self.status
-        if self.status in ("starting", "failed") and self.replaced \
-                and self.replaced != self.release:
-            text += f" (replacing {self.replaced})"
-        return text + (f": {self.error}" if self.error else "")
-
 
 @dataclass(frozen=True)
 class Operation:
