@@ -96,6 +96,14 @@ class AppStack:
                                   where="app.status")
         return _listening(spec.port)
 
+    def signal_command(self, spec: InstanceSpec, release: str | None, *, signal: str,
+                       pid: int | str) -> Command:
+        """`app.signal`: send `signal` (a name without SIG, or 0 to test the right to) to the
+        master `pid`."""
+        return render_command(self.settings.signal,
+                              {**self.values(spec, release), "signal": signal, "pid": pid},
+                              where="app.signal")
+
     def log_command(self, spec: InstanceSpec, release: str | None) -> Command | None:
         if not self.settings.log:
             return None

@@ -91,6 +91,9 @@ def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> l
     ports = [(colour, inventory.colours.spec(colour).port) for colour in Colour
              if host in inventory.colour_hosts(colour)]
     rows += [_port_row(inventory, host, transport, colour, port) for colour, port in ports]
+    if inventory.app is not None and inventory.app.pid_file:
+        rows += [row for colour, _ in ports
+                 if (row := _signal_row(inventory, host, transport, colour)) is not None]
     if inventory.health.via == "ssh" and ports and getattr(transport, "target", None):
         rows.append(_forwarding_row(inventory, host, transport, ports[0][1]))
     return rows
@@ -126,6 +129,30 @@ def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour
     return CheckRow(host.name, check, False,
                     f"in use by a process bluegreen did not start ({owner}); stop it or pick "
                     f"another port under colours.{colour}.port")
+
+
+def _signal_row(inventory: Inventory, host: HostSpec, transport: Transport, colour: Colour
+                ) -> CheckRow | None:
+    """`reload` must be able to signal the running master: send it signal 0 through
+    app.signal (a server run by another user answers EPERM to a plain kill)."""
+    from bluegreen.app import AppStack, instance_specs
+    from bluegreen.render import render_text
+
+    assert inventory.app is not None and inventory.app.pid_file
+    stack = AppStack(inventory, inventory.app)
+    spec = next(s for s in instance_specs(inventory, colour) if s.host.name == host.name)
+    release = stack.layout(host).current(transport, colour)
+    pid_file = render_text(inventory.app.pid_file, stack.values(spec, release),
+                           where="app.pid_file")
+    pid = transport.run(Command.script('cat -- "$1" 2>/dev/null', pid_file)).stdout.strip()
+    if not pid.isdigit():
+        return None  # not running: nothing to signal yet
+    sent = transport.run(stack.signal_command(spec, release, signal="0", pid=int(pid)))
+    return CheckRow(host.name, f"{colour} reload signal", sent.ok,
+                    f"app.signal reaches the master {pid}" if sent.ok else
+                    f"app.signal cannot signal the master {pid}: "
+                    f"{sent.tail() or f'exit {sent.exit_status}'} (with another service user, "
+                    "use e.g. `sudo -n -u USER kill -s {{ signal }} {{ pid }}`)")
 
 
 def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport

@@ -132,6 +132,14 @@ class AppSettings(_Strict, frozen=True):
     reload_signal: Annotated[str, msgspec.Meta(pattern=r"^(SIG)?[A-Z0-9+-]+$")] = "HUP"
     task_reload_signal: Annotated[str, msgspec.Meta(pattern=r"^(SIG)?[A-Z0-9+-]+$")] = "USR2"
     reload_timeout: Seconds = 30.0
+    # how a reload reaches the master: e.g. `sudo -n -u shop kill -s {{ signal }} {{ pid }}`
+    # when the service runs as another user than the deploy user
+    signal: Text = "kill -s {{ signal }} {{ pid }}"
+    # regexes searched in the command lines of the master's processes: the ones a reload
+    # replaces (a Swoole user process from addProcess is never replaced, so must not match)
+    worker_pattern: str | None = None
+    task_worker_pattern: str | None = None
+    reload_settle: NonNegative = 1.0  # the new workers must live this long: no crash loop
     server_mode: Literal["process", "base"] | None = None
 
 
@@ -190,6 +198,8 @@ class Hooks(_Strict, frozen=True):
     pre_flip: list[Hook] = []
     post_flip: list[Hook] = []
     post_rollback: list[Hook] = []
+    pre_reload: list[Hook] = []
+    post_reload: list[Hook] = []
     on_failure: list[Hook] = []
 
 
@@ -445,6 +455,14 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
              "Write it as /srv/NAME or similar.")
     if not inventory.health.path.startswith("/"):
         fail("health.path", "must start with '/'.", "For example /health.")
+    for key in ("worker_pattern", "task_worker_pattern"):
+        pattern = getattr(inventory.app, key, None) if inventory.app else None
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                fail(f"app.{key}", f"{pattern!r} is not a regular expression: {exc}.",
+                     "Write a Python regex such as 'shop-\\w+: (worker|task) #'.")
     for index, host in enumerate(inventory.hosts.app):
         if host.app_root is not None and not host.app_root.startswith("/"):
             fail(f"hosts.app[{index}].app_root", "must be an absolute path on the app host.",

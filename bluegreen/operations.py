@@ -71,7 +71,7 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
             return _dry_run(plan.describe())
         record = {"operation": "deploy", "from": _name(state.live), "to": target.value,
                   "release": artifact.release}
-        return _recorded(session, record, lambda: _deploy(
+        return recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
             retire_after=options.retire_after), pre="pre_deploy", post="post_deploy")
 
@@ -272,7 +272,7 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
                     "retired": _name(new_state.live.other if new_state.live else None),
                     "colours": _colours(new_state)}
 
-        return _recorded(session, record, run)
+        return recorded(session, record, run)
 
 
 def _retire(session: Session, state: State, *, drain_timeout: float) -> State:
@@ -307,7 +307,7 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
         new_state = _flip_verify_record(session, current_state, plan, release=release)
         return _summary(new_state, plan, release=release)
 
-    return _recorded(session, record, run,
+    return recorded(session, record, run,
                      post="post_rollback" if operation == "rollback" else None)
 
 
@@ -372,7 +372,7 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
             flipper.undo(plan)
             raise
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
-                                     managed=plan.configs)
+                                     managed=plan.configs, out=plan.out)
         try:
             new_state = session.finish_change(new_state)
         except BluegreenError as error:
@@ -390,7 +390,7 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
     return new_state
 
 
-def _recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],
+def recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],
               *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
     """Run an operation's body between its hooks, and record it in the history however it
     ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
@@ -469,7 +469,10 @@ def _interrupted(session: Session, caught: BaseException) -> Interrupted:
             hint=caught.hint if isinstance(caught, Interrupted) else None)
     changed = (f" {session.changing} was being changed and is marked failed, so rollback "
                "will not flip to it." if session.changing else "")
-    return Interrupted(f"interrupted; live traffic was left as it was.{changed}{said}",
+    traffic = (f"{', '.join(session.held_out)} stay out of traffic (recorded in the state); the "
+               "rest of live traffic was left as it was" if session.held_out
+               else "live traffic was left as it was")
+    return Interrupted(f"interrupted; {traffic}.{changed}{said}",
                        hint=caught.hint if isinstance(caught, Interrupted) else None)
 
 

@@ -27,6 +27,7 @@ class FlipPlan:
     paths: dict[str, str]  # balancer host → the managed file's path
     upstream: Upstream  # what the flip sends traffic to
     previous_upstream: Upstream | None  # what a flip back restores (runtime flips)
+    out: tuple[str, ...] = ()  # the target's hosts held out of traffic
 
     def diffs(self) -> list[str]:
         lines: list[str] = []
@@ -90,10 +91,13 @@ def describe_flip(flip: FlipPlan, *, start: int) -> list[str]:
     ]
 
 
-def build_upstream(inventory: Inventory, target: Colour, generation: int) -> Upstream:
+def build_upstream(inventory: Inventory, target: Colour, generation: int,
+                   out: tuple[str, ...] = ()) -> Upstream:
+    """Traffic to `target`'s instances, except those on the hosts in `out` (weight 0)."""
     weights = {target.value: 100, target.other.value: 0}
     servers = tuple(
-        Server(spec.host.name, spec.address, spec.port, colour, weights[colour.value])
+        Server(spec.host.name, spec.address, spec.port, colour,
+               0 if colour is target and spec.host.name in out else weights[colour.value])
         for colour in (target, target.other)
         for spec in instance_specs(inventory, colour)
     )
@@ -102,16 +106,19 @@ def build_upstream(inventory: Inventory, target: Colour, generation: int) -> Ups
 
 
 def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
-                    current: dict[str, str | None]) -> FlipPlan:
+                    current: dict[str, str | None], out: tuple[str, ...] | None = None
+                    ) -> FlipPlan:
+    """A flip to `target`, keeping out of traffic the hosts the state holds out (or `out`)."""
     generation = state.generation + 1
-    upstream = build_upstream(inventory, target, generation)
+    held_out = state.colour(target).out if out is None else out
+    upstream = build_upstream(inventory, target, generation, held_out)
     sites = [site_for(inventory, h) for h in inventory.hosts.balancer]
-    previous = (build_upstream(inventory, state.live, state.generation) if state.live
-                else None)
+    previous = (build_upstream(inventory, state.live, state.generation,
+                               state.colour(state.live).out) if state.live else None)
     return FlipPlan(target=target, previous=state.live, generation=generation,
                     configs={s.host.name: s.driver.render(upstream) for s in sites},
                     current=current, paths={s.host.name: s.managed.path for s in sites},
-                    upstream=upstream, previous_upstream=previous)
+                    upstream=upstream, previous_upstream=previous, out=held_out)
 
 
 def check_templates(inventory: Inventory) -> None:
@@ -146,4 +153,4 @@ def build_deploy_plan(inventory: Inventory, *, state: State, release: str, targe
     )
     return DeployPlan(release=release, target=target, live=state.live, instances=instances,
                       flip=build_flip_plan(inventory, state=state, target=target,
-                                           current=current))
+                                           current=current, out=()))

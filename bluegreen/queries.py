@@ -60,7 +60,8 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         except BluegreenError as error:
             agreed = max(states.values(), key=lambda s: s.generation)
             disagreement = error.message
-        instances = _instances(inventory, session, agreed.live)
+        instances = _instances(inventory, session, agreed.live,
+                               agreed.colour(agreed.live).out if agreed.live else ())
         lock = read_lock(session.primary)
         drift = disagreement or next((b["drift"] for b in balancers if b["drift"]), None)
         operation = _operation(agreed, lock, inventory)
@@ -76,7 +77,8 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
             "balancers": balancers,
             "instances": instances,
             "colours": {name: {"release": c.release, "status": c.status, "since": c.since,
-                               "replaced": c.replaced, "error": c.error}
+                               "replaced": c.replaced, "error": c.error,
+                               "out_of_traffic": list(c.out)}
                         for name, c in agreed.colours.items()},
             "operation": operation,
             "lock": None if lock is None else _lock_data(lock, inventory),
@@ -108,8 +110,8 @@ def _operation(state: State, lock: LockInfo | None, inventory: Inventory
             "step": state.operation.step}
 
 
-def _instances(inventory: Inventory, session: Session, live: Colour | None
-               ) -> list[dict[str, Any]]:
+def _instances(inventory: Inventory, session: Session, live: Colour | None,
+               out: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     if inventory.app is None:
         return []
     stack = AppStack(inventory, inventory.app)
@@ -127,7 +129,8 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None
             healthy = outcome.healthy
         return {"host": spec.host.name, "colour": spec.colour.value, "port": spec.port,
                 "live": spec.colour is live, "running": running, "healthy": healthy,
-                "release": release}
+                "release": release,
+                "in_traffic": spec.colour is live and spec.host.name not in out}
 
     try:
         return fan_out(specs, inspect, step="status",

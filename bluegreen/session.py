@@ -53,6 +53,7 @@ class Session:
         self.changing: Colour | None = None  # a colour written ahead as being changed
         self.state: State | None = None  # the state as last read or written by this session
         self.flipped: State | None = None  # the state written by this session's flip, if any
+        self.held_out: tuple[str, ...] = ()  # hosts this session last recorded out of traffic
         self.started = time.monotonic()
         self.started_at = now()
 

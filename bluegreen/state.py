@@ -36,13 +36,16 @@ class ColourState:
     """What one colour runs. `running` means it runs `release` and passed its checks; `starting`
     and `stopping` are written *ahead* of the change (a holder killed mid-way leaves them, and they
     say so); `failed` means an operation changed it to `release` and then failed. `replaced` is the
-    release it ran before the current change, `error` why that change failed."""
+    release it ran before the current change, `error` why that change failed. `out` names the
+    hosts whose instance of this colour the balancers hold out of traffic (a reload that failed
+    there leaves it out)."""
 
     release: str | None = None
     status: ColourStatus = "stopped"
     since: str | None = None
     replaced: str | None = None
     error: str | None = None
+    out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,8 @@ class State:
             revision=int(data.get("revision", 0)),
             live=Colour(data["live"]) if data.get("live") else None,
             weights={k: int(v) for k, v in data.get("weights", {}).items()},
-            colours={k: ColourState(**v) for k, v in data.get("colours", {}).items()},
+            colours={k: ColourState(**{**v, "out": tuple(v.get("out") or ())})
+                     for k, v in data.get("colours", {}).items()},
             updated_at=data.get("updated_at"),
             updated_by=data.get("updated_by"),
             managed_sha256=dict(data.get("managed_sha256") or {}),
@@ -105,12 +109,14 @@ class State:
         )
 
     def after_flip(self, target: Colour, *, release: str | None, actor: str,
-                   managed: dict[str, str]) -> State:
-        """The state once `target` (running `release`) is live; the other colour is unchanged."""
+                   managed: dict[str, str], out: tuple[str, ...] = ()) -> State:
+        """The state once `target` (running `release`, `out` held out of traffic) is live; the
+        other colour is unchanged."""
         colours = dict(self.colours)
         previous = self.colour(target)
         since = previous.since if release == previous.release and previous.since else now()
-        colours[target.value] = ColourState(release=release, status="running", since=since)
+        colours[target.value] = ColourState(release=release, status="running", since=since,
+                                            out=out)
         return replace(self, generation=self.generation + 1, live=target,
                        weights={target.value: 100, target.other.value: 0}, colours=colours,
                        updated_at=now(), updated_by=actor, operation=None,

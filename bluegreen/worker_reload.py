@@ -1,150 +1,397 @@
 """`bluegreen reload`: a rolling, in-place, graceful reload of one colour's workers — Swoole's
-SIGUSR1 way (gunicorn: HUP) — one host at a time by default. On each host: read the master's pid
-file, record its workers, send the signal, wait until every old worker is gone and as many new
-ones run, health-check the instance, then go on. The first host that fails stops the run."""
+SIGUSR1 way (gunicorn: HUP) — one host at a time by default, never leaving a broken host in
+traffic.
+
+On each host of the live colour: take it out of every balancer (a flip that gives its servers
+weight 0, recorded in the state), wait for its connections to end (bounded), signal the master,
+wait until every old worker is gone and as many new ones run, watch that they keep running (a
+crash loop fails in about a second, not after the health check's retries), health-check the
+instance, and put it back. A host that fails stays out of traffic — the state says so — and the
+run stops before the next host. The idle colour, taking no traffic, is just reloaded."""
 
 from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import BluegreenError, InventoryError, ReloadFailed, UsageError
 from bluegreen.fanout import fan_out
+from bluegreen.flip import Flipper
 from bluegreen.instances import check_instances
-from bluegreen.inventory import Inventory
+from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
+from bluegreen.operations import recorded
 from bluegreen.output import Reporter
+from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
 from bluegreen.render import render_text
+from bluegreen.retire import established
 from bluegreen.session import Session
 from bluegreen.shell import Command
-from bluegreen.state import State, ensure_consistent
+from bluegreen.state import Operation, State, actor
+from bluegreen.transport.base import Transport
+from bluegreen.waiting import poll_until
 
 COLOUR_CHOICES = ("live", "idle", "blue", "green")
+# what Swoole logs when a worker still busy at max_wait_time is terminated
+_FORCED_EXIT = re.compile(r"worker exit timeout, forced termination")
+
+
+@dataclass
+class ReloadRun:
+    """What a reload fixed before it started, and how far it got."""
+
+    target: Colour
+    release: str | None
+    signal: str
+    task_workers: bool
+    pattern: str | None
+    batches: list[list[InstanceSpec]]
+    rotate: bool  # take each batch out of traffic while it reloads
+    reloaded: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def hosts(self) -> list[str]:
+        return [spec.host.name for batch in self.batches for spec in batch]
+
+    def describe(self, stack: AppStack, drain_timeout: float) -> list[str]:
+        kind = "task workers" if self.task_workers else "workers"
+        lines = [f"reload {self.target}'s {kind} in place with SIG{self.signal}, "
+                 f"{len(self.batches[0]) if self.batches else 0} host(s) at a time; stop at "
+                 "the first failure, leaving that host out of traffic"]
+        for number, batch in enumerate(self.batches, 1):
+            names = ", ".join(s.host.name for s in batch)
+            if self.rotate:
+                lines.append(f"{number}. take {names} out of every balancer, then wait up to "
+                             f"{drain_timeout:g} s for its connections to end")
+            indent = "   " if self.rotate else f"{number}. "
+            for spec in batch:
+                signal = stack.signal_command(spec, self.release, signal=self.signal,
+                                              pid="MASTER")
+                lines.append(f"{indent}{spec.host.name}: MASTER from "
+                             f"{_pid_file(stack, spec, self.release)}; {signal.argv[-1]}")
+                indent = "   "
+            lines.append("   then every old worker replaced, the new ones still running after "
+                         f"{stack.settings.reload_settle:g} s, and a health check")
+            if self.rotate:
+                lines.append(f"   put {names} back into every balancer")
+        return lines
 
 
 def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                    signal: str | None, parallel: int, task_workers: bool, lock_wait: float,
                    dry_run: bool) -> dict[str, Any]:
-    app = inventory.app
-    if app is None or not app.pid_file:
-        raise InventoryError("reload needs app.pid_file (the master's pid file).",
-                             where=f"{inventory.path}: app.pid_file",
-                             hint="For example '{{ app_root }}/{{ colour }}.pid'.")
+    app = _require_reloadable(inventory)
     chosen_signal = (signal or (app.task_reload_signal if task_workers else app.reload_signal)
                      ).upper().removeprefix("SIG")
     if not re.fullmatch(r"[A-Z0-9+-]+", chosen_signal):
         raise UsageError(f"{chosen_signal!r} is not a signal name.", where="--signal",
                          hint="Use a name such as HUP, USR1 or USR2.")
+    check_templates(inventory)
     with Session(inventory, reporter, command=f"reload {colour}", lock=not dry_run,
                  lock_wait=lock_wait) as session:
-        state = ensure_consistent(session.read_states())
+        state, _ = session.agreed_state()
         target = _resolve_colour(colour, state)
-        stack = AppStack(inventory, app)
         specs = instance_specs(inventory, target)
-        release = state.colour(target).release
+        rotate = target is state.live and len(specs) > 1
+        size = max(1, min(parallel, len(specs) - 1)) if rotate else parallel
+        run = ReloadRun(target=target, release=state.colour(target).release,
+                        signal=chosen_signal, task_workers=task_workers,
+                        pattern=app.task_worker_pattern if task_workers else app.worker_pattern,
+                        batches=[specs[i:i + size] for i in range(0, len(specs), size)],
+                        rotate=rotate)
+        drain_timeout = inventory.balancer.drain_timeout if inventory.balancer else 0.0
         if dry_run:
-            return {"dry_run": True, "plan": [
-                f"reload {target} in place with SIG{chosen_signal}, {parallel} host(s) at a "
-                "time; stop at the first failure",
-                *[f"   {s.host.name}: pid file {_pid_file(stack, s, release)}, replace every "
-                  "worker, then health-check" for s in specs]]}
+            return {"dry_run": True,
+                    "plan": run.describe(AppStack(inventory, app), drain_timeout)}
         if app.server_mode == "base":
             reporter.warn("server_mode is base: a Swoole reload in base mode closes every client "
                           "connection, and no reload can change PHP, Swoole, extensions or "
                           "$server->set() settings — use `bluegreen deploy` for those.")
-        reloaded: list[dict[str, Any]] = []
-        record = {"operation": "reload", "from": target.value, "to": target.value,
-                  "release": release, "signal": chosen_signal}
-        started = time.monotonic()
+        if target is state.live and not rotate:
+            reporter.warn(f"{target} has a single instance, so it stays in traffic while it "
+                          "reloads: a reload of broken code reaches clients.")
+        elif rotate and size < parallel:
+            reporter.warn(f"--parallel {parallel} would take every {target} instance out of "
+                          f"traffic: reloading {size} at a time.")
+        record: dict[str, Any] = {"operation": "reload", "from": target.value,
+                                  "to": target.value, "release": run.release,
+                                  "signal": chosen_signal, "hosts": []}
+
+        def body() -> dict[str, Any]:
+            started = time.monotonic()
+            final = _reload_all(session, state, run, AppStack(inventory, app), record,
+                                drain_timeout=drain_timeout)
+            return {"colour": target.value, "signal": chosen_signal, "hosts": run.reloaded,
+                    "generation": final.generation, "out": list(final.colour(target).out),
+                    "seconds": round(time.monotonic() - started, 3)}
+
+        return recorded(session, record, body, pre="pre_reload", post="post_reload")
+
+
+def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
+                record: dict[str, Any], *, drain_timeout: float) -> State:
+    reporter = session.reporter
+    target = run.target
+    specs = [spec for batch in run.batches for spec in batch]
+    try:
+        reporter.phase(f"check {len(specs)} {target} master(s) before reloading")
+        masters = dict(zip(run.hosts, fan_out(
+            specs, lambda s: _preflight(session, stack, s, run), step="reload",
+            name=lambda s: s.host.name, parallelism=session.inventory.ssh.parallelism),
+            strict=True))
+        for batch in run.batches:
+            names = [s.host.name for s in batch]
+            cancel.check_cancelled()
+            if run.rotate:
+                reporter.phase(f"take {', '.join(names)} out of traffic")
+                state = _hold_out(session, state, target,
+                                  tuple(sorted({*state.colour(target).out, *names})),
+                                  step=f"reload {', '.join(names)}")
+                _wait_for_connections(session, batch, drain_timeout)
+            reporter.phase(f"reload {', '.join(names)} (SIG{run.signal})")
+            run.reloaded += fan_out(batch, lambda s: _reload_one(session, stack, s, run,
+                                                                 masters[s.host.name]),
+                                    step="reload", name=lambda s: s.host.name,
+                                    parallelism=len(batch))
+            record["hosts"] = [r["host"] for r in run.reloaded]
+            if run.rotate:
+                reporter.phase(f"put {', '.join(names)} back into traffic")
+                remaining = tuple(h for h in state.colour(target).out if h not in names)
+                state = _hold_out(session, state, target, remaining, step=None)
+    except (BluegreenError, KeyboardInterrupt) as error:
+        state = _end_operation(session, state)
+        if isinstance(error, BluegreenError):
+            _explain(error, run, state)
+        raise
+    return state if state.operation is None else _end_operation(session, state)
+
+
+def _hold_out(session: Session, state: State, target: Colour, out: tuple[str, ...], *,
+              step: str | None) -> State:
+    """Flip every balancer to `target` with `out` held out of traffic, and record it (with the
+    reload as the operation in progress while `step` says what it does)."""
+    inventory = session.inventory
+    plan = build_flip_plan(inventory, state=state, target=target, current={}, out=out)
+    flipper = Flipper(inventory, session.connections, session.reporter, sites=session.sites)
+    with cancel.deferred_interrupts():
+        flipper.flip(plan)
+        changed = state.after_flip(target, release=state.colour(target).release,
+                                   actor=actor(), managed=plan.configs, out=out)
+        changed = replace(changed, colours={**changed.colours, target.value: replace(
+            changed.colour(target), since=state.colour(target).since)})
+        if step:
+            changed = replace(changed, operation=Operation(
+                command=session.command, by=actor(), started=session.started_at, step=step))
         try:
-            for batch in _batches(specs, parallel):
-                reporter.phase(f"reload {', '.join(s.host.name for s in batch)} "
-                               f"(SIG{chosen_signal})")
-                reloaded += fan_out(
-                    batch, lambda s: _reload_one(session, stack, s, release, chosen_signal,
-                                                 task_workers),
-                    step="reload", name=lambda s: s.host.name, parallelism=len(batch))
+            written = session.write_state(changed)
         except BluegreenError as error:
-            done = [r["host"] for r in reloaded]
-            pending = [s.host.name for s in specs if s.host.name not in done]
-            error.message += (f" Reloaded: {', '.join(done) or 'none'}; not reloaded: "
-                              f"{', '.join(pending)}.")
-            session.record({**record, "result": "failed", "hosts": done,
-                            "error": {"code": error.code, "exit_code": error.exit_code,
-                                      "message": error.message}})
+            flipper.undo(plan)
+            error.message = ("the balancers could not be recorded holding "
+                             f"{', '.join(out) or 'no host'} out of traffic, so that change was "
+                             "undone: " + error.message)
             raise
-        except KeyboardInterrupt:
-            session.record({**record, "result": "interrupted",
-                            "hosts": [r["host"] for r in reloaded]})
-            raise
-        session.record({**record, "result": "ok", "hosts": [r["host"] for r in reloaded]})
-        return {"colour": target.value, "signal": chosen_signal, "hosts": reloaded,
-                "seconds": round(time.monotonic() - started, 3)}
+        session.held_out = out
+    return written
 
 
-def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, release: str | None,
-                signal: str, task_workers: bool) -> dict[str, Any]:
+def _end_operation(session: Session, state: State) -> State:
+    """Clear the reload from the state's operation in progress, best effort."""
+    if state.operation is None:
+        return state
+    with cancel.deferred_interrupts(then_raise=False):
+        try:
+            return session.write_state(replace(state, operation=None))
+        except BluegreenError as error:
+            session.reporter.warn(f"could not clear the reload from the state: "
+                                  f"{error.paragraph()}")
+            return state
+
+
+def _wait_for_connections(session: Session, batch: list[InstanceSpec], timeout: float) -> None:
+    """Out of traffic, the instances' connections end as their requests finish (bounded): what
+    is still open then is left to the server's graceful reload."""
+    def drain(spec: InstanceSpec) -> None:
+        transport = session.connections[spec.host.name]
+        count = poll_until(lambda: established(transport, spec.address, spec.port),
+                           lambda n: n == 0, timeout=timeout, interval=0.1)
+        if count:
+            session.reporter.step(spec.host.name, f"{count} connection(s) still open after "
+                                  f"{timeout:g} s; the graceful reload lets them finish")
+
+    fan_out(batch, drain, step="drain", name=lambda s: s.host.name,
+            parallelism=len(batch))
+
+
+def _preflight(session: Session, stack: AppStack, spec: InstanceSpec, run: ReloadRun) -> int:
+    """Before any host leaves traffic: the master's pid from its pid file, running, with
+    workers, and the deploy user allowed to signal it (signal 0 through app.signal)."""
     transport = session.connections[spec.host.name]
-    pid_file = _pid_file(stack, spec, release)
     where = f"{spec.host.name} ({spec.colour}:{spec.port})"
+    pid_file = _pid_file(stack, spec, run.release)
     result = transport.run(Command.script('cat -- "$1"', pid_file))
     pid_text = result.stdout.strip()
     if not result.ok or not pid_text.isdigit():
         raise ReloadFailed(f"no pid file at {pid_file}: is {spec.colour} running?",
                            where=where, hint="Check app.pid_file, or deploy the colour first.")
     master = int(pid_text)
-    if not transport.run(Command("kill", "-0", str(master))).ok:
+    table = _processes(transport)
+    if not table.alive(master):
         raise ReloadFailed(
-            f"stale pid file {pid_file}: no process {master} is running.",
-            where=where,
+            f"stale pid file {pid_file}: no process {master} is running.", where=where,
             hint="The server is down; start it with `bluegreen deploy` (or `switch`) instead.")
-    old = ProcessTable.parse(transport.run(PROCESS_TABLE).check("ps").stdout).workers(master)
-    if not old:
-        raise ReloadFailed(f"process {master} from {pid_file} has no worker processes.",
-                           where=where, hint="Is app.pid_file the server's master?")
+    if not table.workers(master, run.pattern):
+        raise ReloadFailed(
+            f"process {master} from {pid_file} has no "
+            + (f"process matching {run.pattern!r}." if run.pattern else "worker processes."),
+            where=where, hint="Is app.pid_file the server's master"
+            + (" and does app.worker_pattern match its workers' names?" if run.pattern
+               else "?"))
+    _signal(stack, transport, spec, run, master, "0", where)
+    return master
+
+
+def _signal(stack: AppStack, transport: Transport, spec: InstanceSpec, run: ReloadRun,
+            master: int, signal: str, where: str) -> None:
+    sent = transport.run(stack.signal_command(spec, run.release, signal=signal, pid=master))
+    if not sent.ok:
+        what = "signal" if signal == "0" else f"send SIG{signal} to"
+        raise ReloadFailed(
+            f"cannot {what} the master {master} (`{sent.command}` exited {sent.exit_status}): "
+            f"{sent.tail() or 'no output'}",
+            where=where,
+            hint="When the server runs as another user than the deploy user, set app.signal to "
+                 "a command allowed by sudo, e.g. `sudo -n -u shop kill -s {{ signal }} "
+                 "{{ pid }}`; `bluegreen check` tests it.")
+
+
+def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: ReloadRun,
+                master: int) -> dict[str, Any]:
+    transport = session.connections[spec.host.name]
+    where = f"{spec.host.name} ({spec.colour}:{spec.port})"
+    table = _processes(transport)
+    old = table.workers(master, run.pattern)
+    if not table.alive(master) or not old:
+        raise ReloadFailed(f"the master process {master} or its workers exited before the "
+                           "reload.", where=where,
+                           hint="Check the app's log; `bluegreen status` shows what runs.")
+    forced_before = _forced_exits(stack, transport, spec, run.release)
     started = time.monotonic()
-    transport.run(Command("kill", "-s", signal, str(master))).check(f"send SIG{signal}")
+    _signal(stack, transport, spec, run, master, run.signal, where)
+    current = _replaced(stack, transport, spec, run, master, old, started, where)
+    churned = _settle(stack, transport, master, run, current)
+    if churned:
+        raise ReloadFailed(
+            f"the new workers keep dying: {churned} worker process(es) exited and were "
+            f"restarted within {stack.settings.reload_settle:g} s after SIG{run.signal} — a "
+            "crash loop (a parse error or an exception at worker start?)."
+            + _log_tail(stack, transport, spec, run.release), where=where)
+    seconds = time.monotonic() - started
+    check_instances(session.inventory, session.connections, [spec], reporter=session.reporter,
+                    release_of={spec.host.name: run.release}, quick=True)
+    replaced = old - current
+    forced = _forced_exits(stack, transport, spec, run.release) - forced_before
+    if forced > 0:
+        session.reporter.warn(
+            f"{spec.host.name}: {forced} worker(s) were still busy at Swoole's max_wait_time and "
+            "were terminated, cutting the requests they served (the log says \"worker exit "
+            "timeout, forced termination\"). Raise max_wait_time above the slowest request.")
+    kind = "task worker(s)" if run.task_workers else "worker(s)"
+    session.reporter.step(spec.host.name, f"{len(replaced)} {kind} replaced in {seconds:.2f} s "
+                          f"(master {master} kept)", ok=True)
+    return {"host": spec.host.name, "master": master, "replaced": len(replaced),
+            "old_workers": sorted(old), "new_workers": sorted(current - old),
+            "forced_exits": max(forced, 0), "seconds": round(seconds, 3)}
+
+
+def _replaced(stack: AppStack, transport: Transport, spec: InstanceSpec, run: ReloadRun,
+              master: int, old: set[int], started: float, where: str) -> set[int]:
+    """Wait until the reload replaced the old workers; their set then."""
     timeout = stack.settings.reload_timeout
     while True:
         cancel.check_cancelled()
-        if not transport.run(Command("kill", "-0", str(master))).ok:
+        table = _processes(transport)
+        if not table.alive(master):
             raise ReloadFailed(
                 f"the master process {master} exited during the reload: the {spec.colour} "
-                f"instance on this host is down.{_log_tail(stack, transport, spec, release)}",
+                f"instance on this host is down.{_log_tail(stack, transport, spec, run.release)}",
                 where=where,
                 hint=f"Fix the code, then `bluegreen deploy`; rollback to {spec.colour.other} "
                      "also works if it still runs.")
-        current = ProcessTable.parse(transport.run(PROCESS_TABLE).stdout).workers(master)
-        replaced = old - current
-        if _reload_complete(old, current, task_workers=task_workers):
-            break
+        current = table.workers(master, run.pattern)
+        if reload_complete(old, current, partial=run.task_workers and not run.pattern):
+            return current
         if time.monotonic() - started > timeout:
+            replaced = old - current
             raise ReloadFailed(
-                f"after SIG{signal}, {len(old) - len(replaced)} of {len(old)} old worker(s) "
+                f"after SIG{run.signal}, {len(old) - len(replaced)} of {len(old)} old worker(s) "
                 f"were still running and {len(current - old)} new one(s) had started after "
                 f"{timeout:g} s.",
                 where=where,
-                hint="Raise app.reload_timeout (Swoole: above max_wait_time plus boot time), "
-                     "or check the app's log."
-                     + _log_tail(stack, transport, spec, release))
-        time.sleep(0.05)
-    seconds = time.monotonic() - started
-    check_instances(session.inventory, session.connections, [spec], reporter=session.reporter,
-                    release_of={spec.host.name: release})
-    session.reporter.step(spec.host.name, f"{len(old)} worker(s) replaced in {seconds:.2f} s "
-                          f"(master {master} kept)", ok=True)
-    return {"host": spec.host.name, "master": master, "old_workers": sorted(old),
-            "new_workers": sorted(current), "seconds": round(seconds, 3)}
+                hint="Raise app.reload_timeout (Swoole: above max_wait_time plus boot time); a "
+                     "process no reload replaces (a Swoole user process) must not match "
+                     "app.worker_pattern." + _log_tail(stack, transport, spec, run.release))
+        cancel.sleep(0.05)
 
 
-def _reload_complete(old: set[int], current: set[int], *, task_workers: bool) -> bool:
-    if task_workers:  # only the task workers are replaced; which ones those are is not visible
+def reload_complete(old: set[int], current: set[int], *, partial: bool) -> bool:
+    """Every old worker gone and as many running — or, when only some of the processes are
+    replaced and which cannot be told (task workers, no pattern), some gone and as many
+    running."""
+    if partial:
         return bool(old - current) and len(current) >= len(old)
     return not (old & current) and len(current) >= len(old)
+
+
+def _settle(stack: AppStack, transport: Transport, master: int, run: ReloadRun,
+            current: set[int]) -> int:
+    """Watch the new workers for `app.reload_settle` seconds; how many of them exited (and were
+    replaced by the server) meanwhile — more than none is a crash loop."""
+    deadline = time.monotonic() + stack.settings.reload_settle
+    samples = [current]
+    while time.monotonic() < deadline:
+        cancel.sleep(0.1)
+        table = _processes(transport)
+        samples.append(table.workers(master, run.pattern) if table.alive(master) else set())
+    return churn(samples)
+
+
+def churn(samples: list[set[int]]) -> int:
+    """How many processes seen in successive samples of a worker set are gone by the last."""
+    seen: set[int] = set()
+    gone: set[int] = set()
+    for sample in samples:
+        gone |= seen - sample
+        seen |= sample
+    return len(gone)
+
+
+def _processes(transport: Transport) -> ProcessTable:
+    return ProcessTable.parse(transport.run(PROCESS_TABLE).check("ps").stdout)
+
+
+def _forced_exits(stack: AppStack, transport: Transport, spec: InstanceSpec,
+                  release: str | None) -> int:
+    log = stack.log_tail(transport, spec, release)
+    return len(_FORCED_EXIT.findall(log))
+
+
+def _explain(error: BluegreenError, run: ReloadRun, state: State) -> None:
+    """Say what the failed reload left: which hosts run the new workers, which are out of
+    traffic, which were not touched — and how to recover."""
+    done = [r["host"] for r in run.reloaded]
+    out = list(state.colour(run.target).out)
+    pending = [h for h in run.hosts if h not in done and h not in out]
+    error.message += (f" Reloaded: {', '.join(done) or 'none'}; out of traffic: "
+                      f"{', '.join(out) or 'none'}; not reloaded: {', '.join(pending) or 'none'}.")
+    if out:
+        error.hint = (f"{', '.join(out)} stay out of every balancer until a reload passes there: "
+                      "fix the code, then run `bluegreen reload` again — or `bluegreen deploy` "
+                      f"a fixed release to {run.target.other}. `bluegreen status` shows it.")
 
 
 def _pid_file(stack: AppStack, spec: InstanceSpec, release: str | None) -> str:
@@ -153,11 +400,21 @@ def _pid_file(stack: AppStack, spec: InstanceSpec, release: str | None) -> str:
                        where="app.pid_file")
 
 
-def _log_tail(stack: AppStack, transport: Any, spec: InstanceSpec, release: str | None) -> str:
+def _log_tail(stack: AppStack, transport: Transport, spec: InstanceSpec,
+              release: str | None) -> str:
     log = stack.log_tail(transport, spec, release)
     if not log:
         return ""
     return "\n    log tail:\n" + "\n".join(f"      {line}" for line in log.splitlines()[-12:])
+
+
+def _require_reloadable(inventory: Inventory) -> AppSettings:
+    app = inventory.app
+    if app is None or not app.pid_file:
+        raise InventoryError("reload needs app.pid_file (the master's pid file).",
+                             where=f"{inventory.path}: app.pid_file",
+                             hint="For example '{{ app_root }}/{{ colour }}.pid'.")
+    return app
 
 
 def _resolve_colour(choice: str, state: State) -> Colour:
@@ -168,6 +425,3 @@ def _resolve_colour(choice: str, state: State) -> Colour:
                          where="--colour", hint="Name the colour: --colour blue.")
     return state.live if choice == "live" else state.live.other
 
-
-def _batches(specs: list[InstanceSpec], size: int) -> list[list[InstanceSpec]]:
-    return [specs[i:i + size] for i in range(0, len(specs), size)]

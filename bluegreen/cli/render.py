@@ -54,6 +54,9 @@ def status_result(data: dict[str, Any]) -> Any:
             colours.add_column(column)
         for name, c in data["colours"].items():
             note = c.get("error") or ""
+            if c.get("out_of_traffic"):
+                note = (f"out of traffic: {', '.join(c['out_of_traffic'])}"
+                        + (f"; {note}" if note else ""))
             if c.get("replaced") and c["status"] in ("starting", "failed"):
                 note = f"replacing {c['replaced']}" + (f"; {note}" if note else "")
             status = c["status"]
@@ -81,6 +84,8 @@ def status_result(data: dict[str, Any]) -> Any:
                 instances.add_column(column)
             for i in data["instances"]:
                 colour = f"{i['colour']} (live)" if i["live"] else i["colour"]
+                if i["live"] and not i["in_traffic"]:
+                    colour += " [red]out of traffic[/red]"
                 instances.add_row(i["host"], colour, str(i["port"]), _mark(i["running"]),
                                   _mark(i["healthy"]), i["release"] or "-")
             console.print(instances)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -94,19 +95,35 @@ def test_a_stale_pid_file_stops_the_reload_before_other_hosts(service: Service) 
     pid_file.unlink()
 
 
-def test_new_code_that_fails_to_start_stops_at_the_first_host(service: Service) -> None:
+def test_new_code_that_fails_to_start_stops_at_the_first_host_and_leaves_it_out(
+        service: Service) -> None:
     ok(service.deploy("v1"))
     app2_workers = workers_of(service.master_pid("app2", "blue"))  # type: ignore[arg-type]
     (service.app_root("app1") / "releases" / "v1" / "CRASH").write_text("")
     inventory = service.inventory(app={"reload_timeout": 10})
     result = service.cli("reload", inventory=inventory)
     assert result.returncode == 5, result.stderr
-    assert "app1" in result.stderr and "not reloaded: app1, app2" in result.stderr
     assert "exited during the reload" in result.stderr
     assert "CRASH file present" in result.stderr  # the app's own log tells why
+    assert "Reloaded: none; out of traffic: app1; not reloaded: app2." in result.stderr
+    assert "bluegreen reload` again" in result.stderr  # how to recover
     assert workers_of(service.master_pid("app2", "blue")) == app2_workers  # type: ignore[arg-type]
-    assert service.fetch().startswith("release v1 (blue)")  # app2 still serves
+    # app1 is out of every balancer, and the state says so: every request reaches app2
+    managed = service.nginx["lb1"].managed_file.read_text()
+    assert "# app1 blue" not in managed and "# app2 blue" in managed
+    assert service.state()["colours"]["blue"]["out"] == ["app1"]
+    assert service.state()["operation"] is None
+    assert all(service.fetch().startswith("release v1 (blue)") for _ in range(10))
     assert service.history()[-1]["result"] == "failed"
+    status = service.cli("--json", "status", inventory=inventory)
+    data = json.loads(status.stdout)["data"]
+    assert data["colours"]["blue"]["out_of_traffic"] == ["app1"]
+    assert {(i["host"], i["in_traffic"]) for i in data["instances"] if i["live"]} == {
+        ("app1", False), ("app2", True)}
+    # a deploy stands up green on every host, all of it in traffic
+    ok(service.deploy("v2"))
+    assert "# app1 green" in service.nginx["lb1"].managed_file.read_text()
+    assert service.state()["colours"]["green"]["out"] == []
 
 
 def test_reload_dry_run_and_bad_options(service: Service) -> None:
@@ -126,3 +143,29 @@ def test_base_mode_reload_warns_that_connections_drop(service: Service) -> None:
     ok(result)
     assert "base mode closes every client connection" in result.stderr
     assert "use `bluegreen deploy`" in result.stderr
+
+
+def test_a_master_the_deploy_user_may_not_signal_stops_before_any_host_leaves_traffic(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    # what `kill` says when the server runs as another user than the deploy user
+    denied = service.inventory(app={
+        "signal": 'echo "kill: ({{ pid }}) - Operation not permitted" >&2; exit 1'})
+    check = service.cli("check", inventory=denied)
+    assert check.returncode == 3, check.stdout
+    assert "blue reload signal" in check.stdout and "Operation not permitted" in check.stdout
+    managed = service.nginx["lb1"].managed_file.read_text()
+    result = service.cli("reload", inventory=denied)
+    assert result.returncode == 5, result.stderr
+    assert "cannot signal the master" in result.stderr
+    assert "Operation not permitted" in result.stderr and "app.signal" in result.stderr
+    assert "not running" not in result.stderr  # EPERM is never read as a dead server
+    assert "Reloaded: none; out of traffic: none; not reloaded: app1, app2." in result.stderr
+    assert service.nginx["lb1"].managed_file.read_text() == managed  # no host left traffic
+    assert service.state()["colours"]["blue"]["out"] == []
+    # the signal command as configured is what reaches the master
+    masters = {h: service.master_pid(h, "blue") for h in service.app_hosts}
+    via = service.inventory(app={"signal": "kill -s {{ signal }} {{ pid }} && echo sent"})
+    assert service.cli("check", inventory=via).returncode == 0
+    ok(service.cli("reload", inventory=via))
+    assert {h: service.master_pid(h, "blue") for h in service.app_hosts} == masters

@@ -4,7 +4,7 @@ import pytest
 
 from bluegreen.app import listener
 from bluegreen.processes import ProcessTable
-from bluegreen.worker_reload import _reload_complete
+from bluegreen.worker_reload import churn, reload_complete
 
 GUNICORN = "  1 0\n 100 1\n 101 100\n 102 100\n 200 1\n"
 # Swoole process mode: the pid file holds the master; manager 301; workers and task workers
@@ -20,13 +20,43 @@ def test_workers_are_the_leaves_below_the_pid_file_process() -> None:
     assert ProcessTable.parse("garbage\n\n7 x\n").workers(1) == set()
 
 
+# Swoole 6.2 process mode with named processes (swoole_set_process_name) and a user process
+# from $server->addProcess(), which no reload replaces — `ps -e -o pid=,ppid=,args=`
+SWOOLE_NAMED = """\
+      1       0 /sbin/init
+    500       1 shop-blue: master
+    501     500 shop-blue: manager
+    502     501 shop-blue: worker #0
+    503     501 shop-blue: worker #1
+    504     501 shop-blue: task #2
+    505     501 shop-blue: user-process
+    600       1 php /srv/shop/green/server.php
+"""
+
+
+def test_a_pattern_picks_the_workers_a_reload_replaces_and_leaves_user_processes() -> None:
+    table = ProcessTable.parse(SWOOLE_NAMED)
+    assert table.workers(500) == {502, 503, 504, 505}  # without names every leaf counts
+    assert table.workers(500, r"shop-\w+: (worker|task) #") == {502, 503, 504}
+    assert table.workers(500, r": task #") == {504}
+    assert table.args[600] == "php /srv/shop/green/server.php"
+    assert table.alive(500) and not table.alive(4_000_000)
+
+
 def test_a_reload_is_complete_when_no_old_worker_is_left_and_the_count_is_back() -> None:
     old = {1, 2, 3}
-    assert not _reload_complete(old, {1, 2, 3}, task_workers=False)
-    assert not _reload_complete(old, {3, 4, 5}, task_workers=False)  # one old still serving
-    assert not _reload_complete(old, {4, 5}, task_workers=False)  # not all back yet
-    assert _reload_complete(old, {4, 5, 6}, task_workers=False)
-    assert _reload_complete(old, {1, 2, 7}, task_workers=True)  # task workers only
+    assert not reload_complete(old, {1, 2, 3}, partial=False)
+    assert not reload_complete(old, {3, 4, 5}, partial=False)  # one old still serving
+    assert not reload_complete(old, {4, 5}, partial=False)  # not all back yet
+    assert reload_complete(old, {4, 5, 6}, partial=False)
+    assert reload_complete(old, {1, 2, 7}, partial=True)  # task workers only, unnamed
+
+
+def test_churn_counts_new_workers_that_died_while_watched() -> None:
+    assert churn([{4, 5}, {4, 5}, {4, 5}]) == 0  # settled
+    assert churn([{4, 5}, {6, 7}, {8, 9}]) == 4  # a crash loop: every sample new pids
+    assert churn([{4, 5}, {4, 5, 6}]) == 0  # a late worker joining is no churn
+    assert churn([{4, 5}, set()]) == 2  # the master took them all down
 
 
 @pytest.mark.parametrize(("ss_output", "expected"), [
