@@ -117,7 +117,7 @@ class RuntimeActivation(ReloadActivation):
                 "the runtime API accepted the flip but the target servers do not serve: "
                 + ", ".join(f"{n} {stats[n].status}" for n in sorted(targets)),
                 where=transport.host)
-        report("runtime API: target ready, old colour draining")
+        report(f"runtime API: {len(targets)} server(s) ready, the others draining")
         retiring = wanted - targets
 
         def sessions(stats: dict[str, ServerStat]) -> int:
@@ -128,8 +128,9 @@ class RuntimeActivation(ReloadActivation):
                            interruptible=False)
         self.send(transport, maintenance)
         cut = sessions(stats)
-        report("old colour in maintenance" + (f" ({cut} session(s) cut at the drain timeout)"
-                                              if cut else " after its sessions ended"))
+        report("drained servers in maintenance" + (
+            f" ({cut} session(s) cut at the drain timeout)" if cut
+            else " after their sessions ended"))
         return True
 
     def send(self, transport: Transport, commands: list[str]) -> None:

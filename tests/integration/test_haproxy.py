@@ -110,7 +110,7 @@ def test_runtime_flip_lets_a_long_request_finish_before_maintenance(
     ok(result)
     assert outcome["status"] == 200 and "slow response from release v2 (green)" in outcome["body"]
     assert outcome["finished"] <= rollback_done  # maint only after the session ended
-    assert "after its sessions ended" in result.stderr
+    assert "after their sessions ended" in result.stderr
     assert service.fetch().startswith("release v1 (blue)")
 
 
@@ -184,3 +184,39 @@ def test_a_runtime_change_behind_our_back_is_drift(haproxy_service: Service) -> 
     ok(service.cli("switch", "--to", "green", inventory=inventory))
     assert service.cli("status", inventory=inventory).returncode == 0
     assert server_status(server)["blue-app1"] == "MAINT"
+
+
+def test_a_reload_rotates_each_host_through_maintenance_without_reloading_haproxy(
+        haproxy_service: Service) -> None:
+    from tests.integration.test_reload import steady_load, workers_of
+
+    service = haproxy_service
+    server = service.nginx["lb1"]
+    assert isinstance(server, HAProxy)
+    inventory = runtime_inventory(service)
+    for release in ("v1", "v2", "v1"):  # both colours known to the running HAProxy
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    live = service.state()["live"]
+    haproxy_workers = worker_pids(server)
+    app_workers = {h: workers_of(service.master_pid(h, live) or 0) for h in service.app_hosts}
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    load = threading.Thread(target=steady_load, args=(server.url, stop, counts))
+    load.start()
+    try:
+        result = service.cli("reload", inventory=inventory)
+    finally:
+        stop.set()
+        load.join(timeout=40)
+    ok(result)
+    assert result.stderr.count("drained servers in maintenance") >= 2  # each host, in turn
+    assert worker_pids(server) == haproxy_workers  # in and out through the runtime API only
+    statuses = server_status(server)
+    assert all(statuses[f"{live}-{h}"] in ("UP", "no check") for h in service.app_hosts), (
+        statuses)
+    for host in service.app_hosts:
+        assert not workers_of(service.master_pid(host, live) or 0) & app_workers[host]
+    assert counts["failed"] == 0 and counts["ok"] > 20, counts
+    assert service.state()["colours"][live]["out"] == []
+    ok(service.cli("status", inventory=inventory))  # no drift after the rotation
