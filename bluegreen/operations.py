@@ -53,7 +53,7 @@ class Options:
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
            to: Colour | None, options: Options) -> dict[str, Any]:
     app = _require_app(inventory)
-    artifact = _artifact(inventory, source=source, release=release)
+    artifact = artifact_from(inventory, source=source, release=release)
     check_templates(inventory)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
@@ -81,21 +81,7 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     specs = [steps.spec for steps in plan.instances]
-    reporter.phase(f"upload release {artifact.release} to {len(specs)} app host(s)")
-
-    def upload(spec: InstanceSpec) -> None:
-        transport = session.connections[spec.host.name]
-        cancel.check_cancelled()
-        with _start_failures(spec):
-            if stack.layout(spec.host).is_present(transport, artifact):
-                reporter.step(spec.host.name, f"release {artifact.release} already present")
-                return
-            stack.layout(spec.host).upload(transport, artifact)
-        reporter.step(spec.host.name, f"uploaded release {artifact.release} "
-                      f"({len(artifact.data) // 1024} KiB, checksum verified)")
-
-    fan_out(specs, upload, step="upload", name=lambda s: s.host.name,
-            parallelism=inventory.ssh.parallelism)
+    upload_release(session, stack, specs, artifact)
     # Nothing ran on the target colour until here; from here on it changes, so say so first.
     state = session.begin_change(state, target, status="starting", release=artifact.release,
                                  step=f"start {target} with release {artifact.release}")
@@ -128,6 +114,27 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                              f"failed: {error.message}")
             raise
     return _summary(new_state, plan.flip, release=artifact.release)
+
+
+def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
+                   artifact: Artifact) -> None:
+    """Upload the release to every host of `specs` that lacks it (checksum verified)."""
+    reporter = session.reporter
+    reporter.phase(f"upload release {artifact.release} to {len(specs)} app host(s)")
+
+    def upload(spec: InstanceSpec) -> None:
+        transport = session.connections[spec.host.name]
+        cancel.check_cancelled()
+        with _start_failures(spec):
+            if stack.layout(spec.host).is_present(transport, artifact):
+                reporter.step(spec.host.name, f"release {artifact.release} already present")
+                return
+            stack.layout(spec.host).upload(transport, artifact)
+        reporter.step(spec.host.name, f"uploaded release {artifact.release} "
+                      f"({len(artifact.data) // 1024} KiB, checksum verified)")
+
+    fan_out(specs, upload, step="upload", name=lambda s: s.host.name,
+            parallelism=session.inventory.ssh.parallelism)
 
 
 @contextmanager
@@ -489,7 +496,7 @@ def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None
             session.reporter.step(spec.host.name, f"pruned {len(pruned)} old release(s)")
 
 
-def _artifact(inventory: Inventory, *, source: str | None, release: str | None) -> Artifact:
+def artifact_from(inventory: Inventory, *, source: str | None, release: str | None) -> Artifact:
     chosen = source or inventory.release.source
     if chosen is None:
         raise UsageError("no release source given.", where="--source",

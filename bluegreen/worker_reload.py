@@ -24,15 +24,16 @@ from bluegreen.flip import Flipper
 from bluegreen.instances import check_instances
 from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
-from bluegreen.operations import recorded
+from bluegreen.operations import artifact_from, recorded, upload_release
 from bluegreen.output import Reporter
 from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
+from bluegreen.release import MARKER, validate_release_id
 from bluegreen.render import render_text
 from bluegreen.retire import established
 from bluegreen.session import Session
 from bluegreen.shell import Command
-from bluegreen.state import Operation, State, actor
+from bluegreen.state import Operation, State, actor, now
 from bluegreen.transport.base import Transport
 from bluegreen.waiting import poll_until
 
@@ -52,7 +53,13 @@ class ReloadRun:
     pattern: str | None
     batches: list[list[InstanceSpec]]
     rotate: bool  # take each batch out of traffic while it reloads
+    new_release: str | None = None  # the release each host's pointer moves to before its signal
     reloaded: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def loads(self) -> str | None:
+        """The release the reloaded workers run."""
+        return self.new_release or self.release
 
     @property
     def hosts(self) -> list[str]:
@@ -60,7 +67,9 @@ class ReloadRun:
 
     def describe(self, stack: AppStack, drain_timeout: float) -> list[str]:
         kind = "task workers" if self.task_workers else "workers"
-        lines = [f"reload {self.target}'s {kind} in place with SIG{self.signal}, "
+        lines = [f"reload {self.target}'s {kind} in place with SIG{self.signal}"
+                 + (f" onto release {self.new_release} (replacing {self.release})"
+                    if self.new_release else "") + ", "
                  f"{len(self.batches[0]) if self.batches else 0} host(s) at a time; stop at "
                  "the first failure, leaving that host out of traffic"]
         for number, batch in enumerate(self.batches, 1):
@@ -72,6 +81,10 @@ class ReloadRun:
             for spec in batch:
                 signal = stack.signal_command(spec, self.release, signal=self.signal,
                                               pid="MASTER")
+                if self.new_release:
+                    lines.append(f"{indent}{spec.host.name}: point {self.target} at "
+                                 f"releases/{self.new_release}")
+                    indent = "   "
                 lines.append(f"{indent}{spec.host.name}: MASTER from "
                              f"{_pid_file(stack, spec, self.release)}; {signal.argv[-1]}")
                 indent = "   "
@@ -84,8 +97,15 @@ class ReloadRun:
 
 def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                    signal: str | None, parallel: int, task_workers: bool, lock_wait: float,
-                   dry_run: bool) -> dict[str, Any]:
+                   dry_run: bool, source: str | None = None, release: str | None = None
+                   ) -> dict[str, Any]:
+    """Reload `colour`'s workers; with `source` (uploaded as a new release) or `release` (one
+    already on the hosts), each host's pointer moves to that release first, so the reloaded
+    workers load it — no release directory is ever changed in place."""
     app = _require_reloadable(inventory)
+    artifact = artifact_from(inventory, source=source, release=release) if source else None
+    new_release = artifact.release if artifact else (
+        validate_release_id(release) if release else None)
     chosen_signal = (signal or (app.task_reload_signal if task_workers else app.reload_signal)
                      ).upper().removeprefix("SIG")
     if not re.fullmatch(r"[A-Z0-9+-]+", chosen_signal):
@@ -104,6 +124,8 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                         pattern=app.task_worker_pattern if task_workers else app.worker_pattern,
                         batches=[specs[i:i + size] for i in range(0, len(specs), size)],
                         rotate=rotate)
+        if new_release and new_release != run.release:
+            run.new_release = new_release
         drain_timeout = inventory.balancer.drain_timeout if inventory.balancer else 0.0
         if dry_run:
             return {"dry_run": True,
@@ -119,15 +141,22 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
             reporter.warn(f"--parallel {parallel} would take every {target} instance out of "
                           f"traffic: reloading {size} at a time.")
         record: dict[str, Any] = {"operation": "reload", "from": target.value,
-                                  "to": target.value, "release": run.release,
+                                  "to": target.value, "release": run.loads,
                                   "signal": chosen_signal, "hosts": []}
+        if run.new_release:
+            record["replaced"] = run.release
 
         def body() -> dict[str, Any]:
             started = time.monotonic()
-            final = _reload_all(session, state, run, AppStack(inventory, app), record,
+            stack = AppStack(inventory, app)
+            if artifact and run.new_release:
+                upload_release(session, stack, specs, artifact)
+            final = _reload_all(session, state, run, stack, record,
                                 drain_timeout=drain_timeout)
-            return {"colour": target.value, "signal": chosen_signal, "hosts": run.reloaded,
-                    "generation": final.generation, "out": list(final.colour(target).out),
+            return {"colour": target.value, "signal": chosen_signal, "release": run.loads,
+                    "replaced": run.release if run.new_release else None,
+                    "hosts": run.reloaded, "generation": final.generation,
+                    "out": list(final.colour(target).out),
                     "seconds": round(time.monotonic() - started, 3)}
 
         return recorded(session, record, body, pre="pre_reload", post="post_reload")
@@ -144,6 +173,10 @@ def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
             specs, lambda s: _preflight(session, stack, s, run), step="reload",
             name=lambda s: s.host.name, parallelism=session.inventory.ssh.parallelism),
             strict=True))
+        if run.new_release:
+            state = session.begin_change(
+                state, target, status="starting", release=run.new_release,
+                step=f"reload {target} onto release {run.new_release}, host by host")
         for batch in run.batches:
             names = [s.host.name for s in batch]
             cancel.check_cancelled()
@@ -164,10 +197,15 @@ def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
                 remaining = tuple(h for h in state.colour(target).out if h not in names)
                 state = _hold_out(session, state, target, remaining, step=None)
     except (BluegreenError, KeyboardInterrupt) as error:
-        state = _end_operation(session, state)
+        if session.changing is None:  # else the envelope records the colour failed
+            state = _end_operation(session, state)
         if isinstance(error, BluegreenError):
             _explain(error, run, state)
         raise
+    if run.new_release:
+        return session.finish_change(state.with_colour(
+            target, status="running", release=run.new_release, since=now(), replaced=None,
+            error=None))
     return state if state.operation is None else _end_operation(session, state)
 
 
@@ -182,11 +220,13 @@ def _hold_out(session: Session, state: State, target: Colour, out: tuple[str, ..
         flipper.flip(plan)
         changed = state.after_flip(target, release=state.colour(target).release,
                                    actor=actor(), managed=plan.configs, out=out)
-        changed = replace(changed, colours={**changed.colours, target.value: replace(
-            changed.colour(target), since=state.colour(target).since)})
-        if step:
+        changed = replace(changed, operation=state.operation, colours={
+            **changed.colours, target.value: replace(state.colour(target), out=out)})
+        if step and state.operation is None:
             changed = replace(changed, operation=Operation(
                 command=session.command, by=actor(), started=session.started_at, step=step))
+        elif not step and session.changing is None:
+            changed = replace(changed, operation=None)
         try:
             written = session.write_state(changed)
         except BluegreenError as error:
@@ -252,6 +292,12 @@ def _preflight(session: Session, stack: AppStack, spec: InstanceSpec, run: Reloa
             + (" and does app.worker_pattern match its workers' names?" if run.pattern
                else "?"))
     _signal(stack, transport, spec, run, master, "0", where)
+    if run.new_release:
+        marker = f"{stack.layout(spec.host).release_dir(run.new_release)}/{MARKER}"
+        if not transport.run(Command("test", "-f", marker)).ok:
+            raise ReloadFailed(f"release {run.new_release} is not on this host.", where=where,
+                               hint="Pass --source DIR to upload it, or name a release the "
+                                    "hosts keep (`bluegreen status` shows the pointers).")
     return master
 
 
@@ -279,7 +325,9 @@ def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: Relo
         raise ReloadFailed(f"the master process {master} or its workers exited before the "
                            "reload.", where=where,
                            hint="Check the app's log; `bluegreen status` shows what runs.")
-    forced_before = _forced_exits(stack, transport, spec, run.release)
+    if run.new_release:
+        stack.layout(spec.host).point(transport, spec.colour, run.new_release)
+    forced_before = _forced_exits(stack, transport, spec, run.loads)
     started = time.monotonic()
     _signal(stack, transport, spec, run, master, run.signal, where)
     current = _replaced(stack, transport, spec, run, master, old, started, where)
@@ -289,12 +337,12 @@ def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: Relo
             f"the new workers keep dying: {churned} worker process(es) exited and were "
             f"restarted within {stack.settings.reload_settle:g} s after SIG{run.signal} — a "
             "crash loop (a parse error or an exception at worker start?)."
-            + _log_tail(stack, transport, spec, run.release), where=where)
+            + _log_tail(stack, transport, spec, run.loads), where=where)
     seconds = time.monotonic() - started
     check_instances(session.inventory, session.connections, [spec], reporter=session.reporter,
-                    release_of={spec.host.name: run.release}, quick=True)
+                    release_of={spec.host.name: run.loads}, quick=True)
     replaced = old - current
-    forced = _forced_exits(stack, transport, spec, run.release) - forced_before
+    forced = _forced_exits(stack, transport, spec, run.loads) - forced_before
     if forced > 0:
         session.reporter.warn(
             f"{spec.host.name}: {forced} worker(s) were still busy at Swoole's max_wait_time and "
@@ -318,7 +366,7 @@ def _replaced(stack: AppStack, transport: Transport, spec: InstanceSpec, run: Re
         if not table.alive(master):
             raise ReloadFailed(
                 f"the master process {master} exited during the reload: the {spec.colour} "
-                f"instance on this host is down.{_log_tail(stack, transport, spec, run.release)}",
+                f"instance on this host is down.{_log_tail(stack, transport, spec, run.loads)}",
                 where=where,
                 hint=f"Fix the code, then `bluegreen deploy`; rollback to {spec.colour.other} "
                      "also works if it still runs.")
@@ -334,7 +382,7 @@ def _replaced(stack: AppStack, transport: Transport, spec: InstanceSpec, run: Re
                 where=where,
                 hint="Raise app.reload_timeout (Swoole: above max_wait_time plus boot time); a "
                      "process no reload replaces (a Swoole user process) must not match "
-                     "app.worker_pattern." + _log_tail(stack, transport, spec, run.release))
+                     "app.worker_pattern." + _log_tail(stack, transport, spec, run.loads))
         cancel.sleep(0.05)
 
 

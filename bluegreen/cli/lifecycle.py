@@ -20,6 +20,12 @@ def reload(
                                           help="Hosts reloaded at once.")] = 1,
     task_workers: Annotated[bool, typer.Option(
         "--task-workers", help="Reload only task workers (app.task_reload_signal).")] = False,
+    source: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--source", help="Upload this directory or .tar.gz as a new release and reload onto "
+                         "it (each host's pointer moves before its signal).")] = None,
+    release: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--release", help="The release id (with --source), or a release already on the "
+                          "hosts to reload onto (e.g. back to the previous one).")] = None,
     dry_run: DryRun = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
@@ -36,15 +42,18 @@ def reload(
                              hint=f"Use one of: {', '.join(COLOUR_CHOICES)}.")
         result = reload_workers(context.inventory(), context.reporter, colour=colour,
                                 signal=signal, parallel=parallel, task_workers=task_workers,
-                                lock_wait=lock_wait, dry_run=dry_run)
+                                lock_wait=lock_wait, dry_run=dry_run, source=source,
+                                release=release)
 
         def show(console: Any) -> None:
             if result.get("dry_run"):
                 for line in result["plan"]:
                     console.print(line, markup=False)
                 return
-            console.print(f"{result['colour']} reloaded in place on {len(result['hosts'])} "
-                          f"host(s) with SIG{result['signal']} in {result['seconds']:.2f} s",
-                          markup=False)
+            onto = (f" onto release {result['release']} (was {result['replaced']})"
+                    if result.get("replaced") else "")
+            console.print(f"{result['colour']} reloaded in place{onto} on "
+                          f"{len(result['hosts'])} host(s) with SIG{result['signal']} in "
+                          f"{result['seconds']:.2f} s", markup=False)
 
         context.reporter.result(result, human=show)

@@ -169,7 +169,7 @@ class Service:
                 "root": str(self.root / "unused-root"),
                 "start": f"{gunicorn} --daemon --workers 2 --graceful-timeout 5 "
                          "--bind {{ address }}:{{ port }} --pid {{ app_root }}/{{ colour }}.pid "
-                         "--log-file {{ app_root }}/{{ colour }}.log --chdir {{ release_dir }} "
+                         "--log-file {{ app_root }}/{{ colour }}.log --chdir {{ current_dir }} "
                          "app:app",
                 "stop": 'kill -TERM "$(cat {{ app_root }}/{{ colour }}.pid)"',
                 "status": 'kill -0 "$(cat {{ app_root }}/{{ colour }}.pid 2>/dev/null)" '

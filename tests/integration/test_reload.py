@@ -46,19 +46,19 @@ def steady_load(url: str, stop: threading.Event, counts: dict[str, int]) -> None
         time.sleep(0.005)
 
 
-def test_rolling_reload_replaces_every_worker_and_drops_nothing(service: Service) -> None:
+def test_rolling_reload_onto_a_new_release_replaces_every_worker_and_drops_nothing(
+        service: Service) -> None:
     ok(service.deploy("v1"))
     masters = {h: service.master_pid(h, "blue") for h in service.app_hosts}
     old_workers = {h: workers_of(m) for h, m in masters.items() if m}
-    for host in service.app_hosts:  # new code on disk, same release directory
-        (service.app_root(host) / "releases" / "v1" / "RELEASE").write_text("v1-patched\n")
     stop = threading.Event()
     counts = {"ok": 0, "failed": 0}
     load = threading.Thread(target=steady_load, args=(service.nginx["lb1"].url, stop, counts))
     load.start()
     try:
         time.sleep(0.3)
-        result = service.cli("reload")
+        result = service.cli("reload", "--source", str(service.release("v1.1")),
+                             "--release", "v1.1")
         time.sleep(0.3)
     finally:
         stop.set()
@@ -70,10 +70,23 @@ def test_rolling_reload_replaces_every_worker_and_drops_nothing(service: Service
         new = workers_of(masters[host])  # type: ignore[arg-type]
         assert len(new) == len(old_workers[host]) == 2
         assert not new & old_workers[host]  # every worker was replaced
+        # the new code is a new release; the old one is untouched
+        assert os.readlink(service.app_root(host) / "blue") == "releases/v1.1"
+        assert (service.app_root(host) / "releases" / "v1" / "RELEASE").read_text() == "v1\n"
     assert counts["failed"] == 0 and counts["ok"] > 50, counts
-    assert service.fetch().startswith("release v1-patched (blue)")
-    assert service.history()[-1]["operation"] == "reload"
-    assert service.history()[-1]["hosts"] == ["app1", "app2"]
+    assert service.fetch().startswith("release v1.1 (blue)")
+    blue = service.state()["colours"]["blue"]
+    assert (blue["release"], blue["status"], blue["out"]) == ("v1.1", "running", [])
+    record = service.history()[-1]
+    assert (record["operation"], record["release"], record["replaced"]) == (
+        "reload", "v1.1", "v1")
+    assert record["hosts"] == ["app1", "app2"]
+    # and back: a release the hosts keep, no upload
+    ok(service.cli("reload", "--release", "v1"))
+    assert service.fetch().startswith("release v1 (blue)")
+    assert service.state()["colours"]["blue"]["release"] == "v1"
+    missing = service.cli("reload", "--release", "v9")
+    assert missing.returncode == 5 and "release v9 is not on this host" in missing.stderr
 
 
 def test_a_stale_pid_file_stops_the_reload_before_other_hosts(service: Service) -> None:
@@ -169,3 +182,27 @@ def test_a_master_the_deploy_user_may_not_signal_stops_before_any_host_leaves_tr
     assert service.cli("check", inventory=via).returncode == 0
     ok(service.cli("reload", inventory=via))
     assert {h: service.master_pid(h, "blue") for h in service.app_hosts} == masters
+
+
+def test_an_unhealthy_new_release_stays_out_of_traffic_and_a_reload_back_recovers(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    broken = service.release("v2", fail_health=True)
+    started = time.monotonic()
+    result = service.cli("reload", "--source", str(broken), "--release", "v2")
+    took = time.monotonic() - started
+    assert result.returncode == 5, result.stderr
+    assert "failed its health check" in result.stderr
+    assert "Reloaded: none; out of traffic: app1; not reloaded: app2." in result.stderr
+    assert took < 60  # a quick health check, not every retry (a bound, not a benchmark)
+    assert os.readlink(service.app_root("app1") / "blue") == "releases/v2"
+    assert os.readlink(service.app_root("app2") / "blue") == "releases/v1"  # never touched
+    assert all(service.fetch().startswith("release v1 (blue)") for _ in range(10))
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"], blue["replaced"], blue["out"]) == (
+        "failed", "v2", "v1", ["app1"])
+    # reloading back onto v1 puts app1 back into traffic
+    ok(service.cli("reload", "--release", "v1"))
+    blue = service.state()["colours"]["blue"]
+    assert (blue["status"], blue["release"], blue["out"]) == ("running", "v1", [])
+    assert "# app1 blue" in service.nginx["lb1"].managed_file.read_text()
