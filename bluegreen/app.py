@@ -3,6 +3,7 @@ inventory's command templates rendered with the instance's values, every value q
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ class AppStack:
         if self.settings.status:
             return render_command(self.settings.status, self.values(spec, release),
                                   where="app.status")
-        return _listening(spec.port)
+        return _listening(spec.port, spec.address)
 
     def signal_command(self, spec: InstanceSpec, release: str | None, *, signal: str,
                        pid: int | str) -> Command:
@@ -137,7 +138,7 @@ class AppStack:
         transport.run(command or self.stop_command(spec, release),
                       timeout=self.settings.stop_timeout).check(f"stop {spec.colour}")
         # gone = its port is free and (when it has its own status command) that says stopped
-        self.wait_until(lambda: not transport.run(_listening(spec.port)).ok
+        self.wait_until(lambda: not transport.run(_listening(spec.port, spec.address)).ok
                         and not (self.settings.status
                                  and self.is_running(transport, spec, release)),
                         self.settings.stop_timeout,
@@ -162,7 +163,7 @@ class AppStack:
             )
 
     def require_port_free(self, transport: Transport, spec: InstanceSpec) -> None:
-        listening = transport.run(listeners(spec.port))
+        listening = transport.run(listeners(spec.port, spec.address))
         if listening.ok and listening.stdout.strip():
             raise HealthCheckFailed(
                 f"port {spec.port} is still in use by {listener(listening.stdout)} although "
@@ -182,9 +183,10 @@ class AppStack:
                                     hint="Check app.stop and app.status in the inventory.")
 
 
-def listeners(port: int) -> Command:
-    """Who listens on `port` on the host, one `ss` line each, with the process."""
-    return Command("ss", "-Hltnp", f"sport = :{port}")
+def listeners(port: int, address: str | None = None) -> Command:
+    """Who listens on `address:port` on the host (or on a wildcard address, which also takes
+    that port), one `ss` line each, with the process."""
+    return Command("ss", "-Hltnp", listen_filter(port, address))
 
 
 def listener(ss_output: str) -> str:
@@ -193,6 +195,19 @@ def listener(ss_output: str) -> str:
     return f"{match[1]} (pid {match[2]})" if match else "an unknown process"
 
 
-def _listening(port: int) -> Command:
-    """Exits 0 when something listens on `port` on the host."""
-    return Command.script('ss -Hltn "sport = :$1" | grep -q .', str(port))
+def listen_filter(port: int, address: str | None) -> str:
+    """An `ss` filter for listeners that hold `address:port`: that address or a wildcard one.
+    A listener on another address of the host is someone else's; an address that is a name,
+    not an IP, can only be matched by port."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return f"sport = :{port}"
+    if ip.version == 6:
+        return f"( src [{ip}]:{port} or src [::]:{port} )"
+    return f"( src {ip}:{port} or src 0.0.0.0:{port} or src [::]:{port} )"
+
+
+def _listening(port: int, address: str | None) -> Command:
+    """Exits 0 when something listens on `address:port` on the host."""
+    return Command.script('ss -Hltn "$1" | grep -q .', listen_filter(port, address))

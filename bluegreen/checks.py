@@ -115,7 +115,9 @@ def _forwarding_row(inventory: Inventory, host: HostSpec, transport: Transport, 
 def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour: Colour,
               port: int) -> CheckRow:
     check = f"{colour} port {port}"
-    listening = transport.run(listeners(port))
+    from bluegreen.app import upstream_address
+
+    listening = transport.run(listeners(port, upstream_address(inventory, host)))
     if not listening.ok:
         return CheckRow(host.name, check, False,
                         f"cannot list sockets: {tail(listening.stderr, 2)}")

@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from tests.integration.service import Service
+from tests.integration.service import Service, process_alive
 from tests.integration.test_lock_and_drift import start_cli, wait_for_line
 
 
@@ -310,3 +310,29 @@ def test_repeated_ctrl_c_cannot_leave_the_lock_or_lose_the_record(service: Servi
     assert last["operation"] == "deploy" and last["result"] == "interrupted"
     assert service.state()["colours"]["blue"]["status"] == "failed"
     assert service.fetch().startswith("release v2 (green)")
+
+
+def test_a_listener_on_another_address_of_the_host_is_not_the_instance(service: Service
+                                                                        ) -> None:
+    import socket
+
+    ok(service.deploy("v1"))
+    # someone else's server on green's port, but on another address of app1's machine
+    other = socket.socket()
+    other.bind(("127.0.10.99", service.ports["green"]))
+    other.listen()
+    try:
+        ok(service.deploy("v2"))  # not "port in use", and really started on app1's address
+        assert service.fetch().startswith("release v2 (green)")
+        green = service.master_pid("app1", "green")
+        assert green is not None
+        ok(service.cli("rollback"))
+        # stopping green waits for *its* port to be free, not for the other listener
+        ok(service.cli("retire", "--drain-timeout", "1"))
+        deadline = time.monotonic() + 10  # the port closes just before the process ends
+        while process_alive(green) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not process_alive(green)
+        assert service.state()["colours"]["green"]["status"] == "retired"
+    finally:
+        other.close()

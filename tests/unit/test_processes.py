@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from bluegreen.app import listener
+from bluegreen.app import listen_filter, listener
 from bluegreen.processes import ProcessTable
 from bluegreen.worker_reload import churn, reload_complete
 
@@ -66,3 +66,14 @@ def test_churn_counts_new_workers_that_died_while_watched() -> None:
 ])
 def test_the_listener_on_a_port_is_named_from_ss(ss_output: str, expected: str) -> None:
     assert listener(ss_output) == expected
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("127.0.10.1", "( src 127.0.10.1:9501 or src 0.0.0.0:9501 or src [::]:9501 )"),
+    ("fd00::5", "( src [fd00::5]:9501 or src [::]:9501 )"),
+    ("app1.internal", "sport = :9501"),  # a name: only the port can be matched
+    (None, "sport = :9501"),
+])
+def test_a_port_check_matches_the_instance_address_or_a_wildcard(address: str | None,
+                                                                  expected: str) -> None:
+    assert listen_filter(9501, address) == expected
