@@ -38,7 +38,7 @@ from bluegreen.plan import (
     describe_flip,
 )
 from bluegreen.release import Artifact, package, validate_release_id
-from bluegreen.retire import retire_idle
+from bluegreen.retire import Retired, retire_idle
 from bluegreen.session import Session
 from bluegreen.state import State, actor
 
@@ -107,12 +107,14 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     _prune(session, stack, specs)
     if retire_after is not None and new_state.live is not None:
         try:
-            new_state = _retire(session, new_state, drain_timeout=retire_after)
+            new_state, retired = _retire(session, new_state, drain_timeout=retire_after)
         except BluegreenError as error:
             error.message = (f"{target} is live with release {artifact.release} (generation "
                              f"{new_state.generation}), but retiring {target.other} then "
                              f"failed: {error.message}")
             raise
+        return {**_summary(new_state, plan.flip, release=artifact.release),
+                "retired": retired.to_dict() if retired else None}
     return _summary(new_state, plan.flip, release=artifact.release)
 
 
@@ -270,22 +272,31 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
             return _dry_run([f"retire {idle or 'nothing'}: wait up to {drain_timeout:g} s for "
                              "its established connections to end, then stop it and mark it "
                              "retired"])
-        record = {"operation": "retire", "from": _name(state.live), "to": _name(state.live),
-                  "release": None}
+        idle = state.live.other if state.live else None
+        record: dict[str, Any] = {
+            "operation": "retire", "from": _name(state.live), "to": _name(state.live),
+            "colour": _name(idle), "release": state.colour(idle).release if idle else None}
 
         def run() -> dict[str, Any]:
-            new_state = _retire(session, state, drain_timeout=drain_timeout)
+            new_state, retired = _retire(session, state, drain_timeout=drain_timeout)
+            if retired is not None:
+                record.update(retired.to_dict())
             return {"live": _name(new_state.live), "generation": new_state.generation,
                     "retired": _name(new_state.live.other if new_state.live else None),
+                    **(retired.to_dict() if retired else {"connections_cut": 0,
+                                                           "drained": True}),
                     "colours": _colours(new_state)}
 
         return recorded(session, record, run)
 
 
-def _retire(session: Session, state: State, *, drain_timeout: float) -> State:
+def _retire(session: Session, state: State, *, drain_timeout: float
+            ) -> tuple[State, Retired | None]:
     """The generation stays: it numbers flips, and the balancer file's header carries it."""
-    retired = retire_idle(session, state, drain_timeout=drain_timeout)
-    return retired if retired is state else session.finish_change(retired)
+    retired_state, retired = retire_idle(session, state, drain_timeout=drain_timeout)
+    if retired is None:
+        return state, None
+    return session.finish_change(retired_state), retired
 
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import UsageError
 from bluegreen.fanout import fan_out
+from bluegreen.model import Colour
 from bluegreen.session import Session
 from bluegreen.shell import Command
 from bluegreen.state import State, now
@@ -44,16 +46,33 @@ def established(transport: Transport, address: str, port: int) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def retire_idle(session: Session, state: State, *, drain_timeout: float) -> State:
+@dataclass(frozen=True)
+class Retired:
+    """What a retire did: which colour, from which release, and the connections its drain
+    timeout cut, per host (none: every instance drained)."""
+
+    colour: Colour
+    release: str | None
+    cut: dict[str, int]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"colour": self.colour.value, "release": self.release,
+                "connections_cut": sum(self.cut.values()),
+                "drained": not any(self.cut.values()), "cut_by_host": self.cut}
+
+
+def retire_idle(session: Session, state: State, *, drain_timeout: float
+                ) -> tuple[State, Retired | None]:
     """Drain and stop the idle colour on every host, written ahead as `stopping`; the returned
-    state marks it retired, for the caller (who holds the lock) to finish the change with."""
+    state marks it retired, for the caller (who holds the lock) to finish the change with.
+    None for what it did when the colour was already retired."""
     inventory, reporter = session.inventory, session.reporter
     if state.live is None:
         raise UsageError("nothing is live yet, so there is no idle colour to retire.")
     idle = state.live.other
     if state.colour(idle).status == "retired":
         reporter.step(inventory.primary_balancer.name, f"{idle} is already retired")
-        return state
+        return state, None
     assert inventory.app is not None
     stack = AppStack(inventory, inventory.app)
     before = state.colour(idle)
@@ -65,7 +84,7 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> Stat
                                  step=f"retire {idle}: drain and stop it", error=unserved)
     reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections to end")
 
-    def drain_and_stop(spec: InstanceSpec) -> None:
+    def drain_and_stop(spec: InstanceSpec) -> int:
         transport = session.connections[spec.host.name]
         count = poll_until(lambda: established(transport, spec.address, spec.port),
                            lambda n: n == 0, timeout=drain_timeout, interval=0.25)
@@ -73,7 +92,11 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float) -> Stat
         reporter.step(spec.host.name, f"{idle} stopped"
                       + (f", {count} connection(s) cut at the drain timeout" if count
                          else " after its connections drained"), ok=True)
+        return count
 
-    fan_out(instance_specs(inventory, idle), drain_and_stop, step="retire",
-            name=lambda s: s.host.name, parallelism=inventory.ssh.parallelism)
-    return state.with_colour(idle, status="retired", since=now(), replaced=None, error=unserved)
+    specs = instance_specs(inventory, idle)
+    cut = fan_out(specs, drain_and_stop, step="retire", name=lambda s: s.host.name,
+                  parallelism=inventory.ssh.parallelism)
+    return (state.with_colour(idle, status="retired", since=now(), replaced=None,
+                              error=unserved),
+            Retired(idle, release, {s.host.name: n for s, n in zip(specs, cut, strict=True)}))

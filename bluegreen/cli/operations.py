@@ -103,7 +103,11 @@ def retire(
                 for line in result["plan"]:
                     console.print(line, markup=False)
                 return
-            console.print(f"{result['retired']} retired; {result['live']} stays live",
-                          markup=False)
+            cut = result.get("connections_cut") or 0
+            console.print(f"{result['retired']} retired"
+                          + (f" (release {result['release']})" if result.get("release") else "")
+                          + (f", {cut} connection(s) cut at the drain timeout" if cut
+                             else ", every connection drained")
+                          + f"; {result['live']} stays live", markup=False)
 
         context.reporter.result(result, human=show)

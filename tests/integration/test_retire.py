@@ -51,7 +51,9 @@ def test_retire_waits_for_a_long_connection_then_stops_the_idle_colour(service: 
         assert service.master_pid(host, "blue") is None  # stopped: gunicorn removed its pid file
     assert service.state()["colours"]["blue"]["status"] == "retired"
     assert service.fetch().startswith("release v2 (green)")
-    assert service.history()[-1]["operation"] == "retire"
+    record = service.history()[-1]
+    assert (record["operation"], record["colour"], record["release"]) == ("retire", "blue", "v1")
+    assert (record["connections_cut"], record["drained"]) == (0, True)
 
 
 def test_drain_timeout_cuts_and_counts_the_remaining_connections(service: Service) -> None:
@@ -67,6 +69,11 @@ def test_drain_timeout_cuts_and_counts_the_remaining_connections(service: Servic
     assert "app1" in result.stderr.split("1 connection(s) cut")[0].rsplit("\n", 1)[-1]
     assert time.monotonic() - started < 15
     assert "body" not in outcome  # the cut request did not complete
+    assert "blue retired (release v1), 1 connection(s) cut" in result.stdout
+    record = service.history()[-1]
+    assert (record["operation"], record["colour"], record["release"]) == ("retire", "blue", "v1")
+    assert (record["connections_cut"], record["drained"]) == (1, False)
+    assert record["cut_by_host"] == {"app1": 1, "app2": 0}
 
 
 def test_rollback_to_a_retired_colour_needs_restart(service: Service) -> None:
