@@ -105,6 +105,11 @@ class AppStack:
                               {**self.values(spec, release), "signal": signal, "pid": pid},
                               where="app.signal")
 
+    def drain_command(self, spec: InstanceSpec, release: str | None) -> Command:
+        """`app.drain`: ask the instance to let its long-lived connections go."""
+        assert self.settings.drain is not None
+        return render_command(self.settings.drain, self.values(spec, release), where="app.drain")
+
     def log_command(self, spec: InstanceSpec, release: str | None) -> Command | None:
         if not self.settings.log:
             return None

@@ -140,6 +140,10 @@ class AppSettings(_Strict, frozen=True):
     worker_pattern: str | None = None
     task_worker_pattern: str | None = None
     reload_settle: NonNegative = 1.0  # the new workers must live this long: no crash loop
+    # asks an instance to let its long-lived connections go (a signal, an HTTP call), before
+    # `retire` or a deploy stops a colour that still holds connections
+    drain: str | None = None
+    drain_timeout: NonNegative = 30.0  # how long a deploy waits for the idle colour to drain
     server_mode: Literal["process", "base"] | None = None
 
 
@@ -200,6 +204,8 @@ class Hooks(_Strict, frozen=True):
     post_rollback: list[Hook] = []
     pre_reload: list[Hook] = []
     post_reload: list[Hook] = []
+    pre_retire: list[Hook] = []
+    post_retire: list[Hook] = []
     on_failure: list[Hook] = []
 
 

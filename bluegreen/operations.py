@@ -38,7 +38,7 @@ from bluegreen.plan import (
     describe_flip,
 )
 from bluegreen.release import Artifact, package, validate_release_id
-from bluegreen.retire import Retired, retire_idle
+from bluegreen.retire import Retired, drain, retire_idle
 from bluegreen.session import Session
 from bluegreen.state import State, actor
 
@@ -48,6 +48,7 @@ class Options:
     dry_run: bool = False
     lock_wait: float = 0.0
     retire_after: float | None = None  # deploy: retire the old colour after this drain timeout
+    drain: bool = True  # deploy: drain the idle colour's connections before stopping it
 
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
@@ -73,11 +74,13 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
                   "release": artifact.release}
         return recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
-            retire_after=options.retire_after), pre="pre_deploy", post="post_deploy")
+            retire_after=options.retire_after, drain_idle=options.drain), pre="pre_deploy",
+            post="post_deploy")
 
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
-            stack: AppStack, *, retire_after: float | None) -> dict[str, Any]:
+            stack: AppStack, *, retire_after: float | None, drain_idle: bool
+            ) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     specs = [steps.spec for steps in plan.instances]
@@ -88,12 +91,17 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     reporter.phase(f"start {target} with release {artifact.release} on {len(specs)} app "
                    "host(s)")
 
+    cut: dict[str, int] = {}
+
     def stand_up(steps: InstanceSteps) -> None:  # the commands the plan shows are what runs
         spec = steps.spec
         transport = session.connections[spec.host.name]
         cancel.check_cancelled()
+        replaced = state.colour(target).replaced
         with _start_failures(spec):
-            stack.stop(transport, spec, state.colour(target).replaced, command=steps.stop)
+            cut[spec.host.name] = _drain_before_stop(session, stack, spec, replaced,
+                                                     ask=drain_idle)
+            stack.stop(transport, spec, replaced, command=steps.stop)
             stack.layout(spec.host).point(transport, target, artifact.release)
             stack.start(transport, spec, artifact.release, command=steps.start)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
@@ -105,6 +113,8 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                     release_of={s.host.name: artifact.release for s in specs})
     new_state = _flip_verify_record(session, state, plan.flip, release=artifact.release)
     _prune(session, stack, specs)
+    summary = {**_summary(new_state, plan.flip, release=artifact.release),
+               "idle_connections_cut": sum(cut.values())}
     if retire_after is not None and new_state.live is not None:
         try:
             new_state, retired = _retire(session, new_state, drain_timeout=retire_after)
@@ -113,9 +123,26 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                              f"{new_state.generation}), but retiring {target.other} then "
                              f"failed: {error.message}")
             raise
-        return {**_summary(new_state, plan.flip, release=artifact.release),
-                "retired": retired.to_dict() if retired else None}
-    return _summary(new_state, plan.flip, release=artifact.release)
+        summary.update(_summary(new_state, plan.flip, release=artifact.release),
+                       retired=retired.to_dict() if retired else None)
+    return summary
+
+
+def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
+                       release: str | None, *, ask: bool) -> int:
+    """A deploy never stops an idle instance that still holds connections (clients of a
+    rollback, WebSockets) without draining it first — unless told not to — and always says how
+    many it cut."""
+    transport, reporter = session.connections[spec.host.name], session.reporter
+    if not stack.is_running(transport, spec, release):
+        return 0
+    timeout = stack.settings.drain_timeout if ask else 0.0
+    count = drain(stack, transport, spec, release, timeout=timeout, ask=ask,
+                  report=lambda line: reporter.step(spec.host.name, line))
+    if count:
+        reporter.warn(f"{spec.host.name}: {count} connection(s) to {spec.colour} cut by its stop"
+                      + (f" after {timeout:g} s of draining" if ask else " (--no-drain)"))
+    return count
 
 
 def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
@@ -287,7 +314,7 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
                                                            "drained": True}),
                     "colours": _colours(new_state)}
 
-        return recorded(session, record, run)
+        return recorded(session, record, run, pre="pre_retire", post="post_retire")
 
 
 def _retire(session: Session, state: State, *, drain_timeout: float

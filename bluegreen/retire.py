@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
@@ -61,6 +62,23 @@ class Retired:
                 "drained": not any(self.cut.values()), "cut_by_host": self.cut}
 
 
+def drain(stack: AppStack, transport: Transport, spec: InstanceSpec, release: str | None, *,
+          timeout: float, report: Callable[[str], None], ask: bool = True) -> int:
+    """Let the instance's established connections end: run `app.drain` (when set and `ask`) so
+    the app can tell its long-lived clients to go — e.g. a WebSocket close 1001 — then wait up
+    to `timeout` for none to be left. How many were still open at the end (0: drained)."""
+    def count() -> int:
+        return established(transport, spec.address, spec.port)
+
+    if count() == 0:
+        return 0
+    if ask and stack.settings.drain:
+        result = transport.run(stack.drain_command(spec, release))
+        report("asked to drain (app.drain)" if result.ok else
+               f"app.drain exited {result.exit_status}: {result.tail() or 'no output'}")
+    return poll_until(count, lambda n: n == 0, timeout=timeout, interval=0.1)
+
+
 def retire_idle(session: Session, state: State, *, drain_timeout: float
                 ) -> tuple[State, Retired | None]:
     """Drain and stop the idle colour on every host, written ahead as `stopping`; the returned
@@ -86,8 +104,8 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float
 
     def drain_and_stop(spec: InstanceSpec) -> int:
         transport = session.connections[spec.host.name]
-        count = poll_until(lambda: established(transport, spec.address, spec.port),
-                           lambda n: n == 0, timeout=drain_timeout, interval=0.25)
+        count = drain(stack, transport, spec, release, timeout=drain_timeout,
+                      report=lambda line: reporter.step(spec.host.name, line))
         stack.stop(transport, spec, release)
         reporter.step(spec.host.name, f"{idle} stopped"
                       + (f", {count} connection(s) cut at the drain timeout" if count

@@ -26,6 +26,10 @@ def deploy(
         "--retire-after", metavar="DURATION",
         help="Then retire the old colour, draining its connections for up to DURATION "
              "(300, 90s, 5m).")] = None,
+    no_drain: Annotated[bool, typer.Option(
+        "--no-drain", help="Stop the idle colour at once, cutting the connections it still "
+                           "holds (they are counted), instead of draining them first "
+                           "(app.drain, app.drain_timeout).")] = False,
     dry_run: DryRun = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
@@ -40,7 +44,7 @@ def deploy(
         result = run_deploy(context.inventory(), context.reporter, source=source,
                             release=release, to=to,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait,
-                                            retire_after=drain))
+                                            retire_after=drain, drain=not no_drain))
         context.reporter.result(result, human=operation_result(result))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -100,3 +101,44 @@ def test_deploy_can_retire_the_old_colour_afterwards(service: Service) -> None:
     assert service.state()["colours"]["blue"]["status"] == "retired"
     bad = service.deploy("v3", "--retire-after", "soon")
     assert bad.returncode == 2 and "--retire-after" in bad.stderr
+
+
+def test_deploy_drains_the_idle_colour_before_stopping_it_and_counts_what_it_cuts(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))  # blue (v1) idle, still running
+    inventory = service.inventory(app={"drain": "touch {{ app_root }}/asked-{{ colour }}",
+                                       "drain_timeout": 20})
+    outcome: dict[str, Any] = {}
+    request = slow_request(service, "app1", "blue", 2, outcome)  # a client left on blue
+    result = service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
+                         inventory=inventory)
+    request.join(timeout=30)
+    ok(result)
+    assert "slow response from release v1 (blue)" in outcome["body"]  # drained, not cut
+    assert (service.app_root("app1") / "asked-blue").exists()  # app.drain was run
+    assert not (service.app_root("app2") / "asked-blue").exists()  # nothing to drain there
+    assert "asked to drain (app.drain)" in result.stderr
+    assert "cut" not in result.stderr
+
+    outcome = {}
+    request = slow_request(service, "app2", "green", 20, outcome)  # green (v2) is idle now
+    cut = service.cli("--json", "deploy", "--no-drain", "--source",
+                      str(service.release("v4")), "--release", "v4", inventory=inventory)
+    request.join(timeout=30)
+    ok(cut)
+    assert "body" not in outcome  # cut at once
+    assert "app2: 1 connection(s) to green cut by its stop (--no-drain)" in cut.stderr
+    assert json.loads(cut.stdout)["data"]["idle_connections_cut"] == 1
+    assert not (service.app_root("app2") / "asked-green").exists()  # --no-drain asks nothing
+
+
+def test_retire_runs_its_hooks(service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))
+    marks = service.root / "marks"
+    inventory = service.inventory(hooks={
+        "pre_retire": [{"run": f"echo pre $BLUEGREEN_HOOK $BLUEGREEN_TO >> {marks}"}],
+        "post_retire": [{"run": f"echo post $BLUEGREEN_RESULT >> {marks}"}]})
+    ok(service.cli("retire", "--drain-timeout", "2", inventory=inventory))
+    assert marks.read_text().split("\n")[:2] == ["pre pre_retire green", "post ok"]
