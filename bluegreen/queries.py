@@ -15,6 +15,7 @@ from bluegreen.instances import probe_instance
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
+from bluegreen.retire import established
 from bluegreen.session import Session, drift_between, runtime_drift
 from bluegreen.state import (
     LockInfo,
@@ -32,6 +33,7 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         managed = session.read_managed()
         runtime = session.runtime_serving()
         loaded = session.files_loaded()
+        lingering = session.lingering()
         balancers = []
         for host in session.balancers:
             state, text = states[host.name], managed[host.name]
@@ -53,6 +55,7 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
                 "drift": drift_between(state, text, host=host.name)
                 or runtime_drift(state, runtime.get(host.name))
                 or _not_loaded(file_loaded, header is not None),
+                **lingering[host.name],
             })
         try:
             agreed = ensure_consistent(states)
@@ -78,7 +81,9 @@ def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
             "instances": instances,
             "colours": {name: {"release": c.release, "status": c.status, "since": c.since,
                                "replaced": c.replaced, "error": c.error,
-                               "out_of_traffic": list(c.out)}
+                               "out_of_traffic": list(c.out),
+                               "connections": sum(i["connections"] for i in instances
+                                                  if i["colour"] == name)}
                         for name, c in agreed.colours.items()},
             "operation": operation,
             "lock": None if lock is None else _lock_data(lock, inventory),
@@ -123,13 +128,14 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
         release = stack.layout(spec.host).current(transport, spec.colour)
         running = stack.is_running(transport, spec, release)
         healthy = None
+        connections = established(transport, spec.address, spec.port) if running else 0
         if running:
             outcome = probe_instance(inventory, session.connections, spec, checker=checker,
                                      retries=1)
             healthy = outcome.healthy
         return {"host": spec.host.name, "colour": spec.colour.value, "port": spec.port,
                 "live": spec.colour is live, "running": running, "healthy": healthy,
-                "release": release,
+                "release": release, "connections": connections,
                 "in_traffic": spec.colour is live and spec.host.name not in out}
 
     try:

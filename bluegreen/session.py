@@ -140,6 +140,16 @@ class Session:
         return {b.name: value for b, value in zip(self.balancers, serving, strict=True)
                 if value is not None}
 
+    def lingering(self) -> dict[str, dict[str, object]]:
+        """Per balancer, what earlier flips left running (old workers, sessions per colour)."""
+        def read(host: HostSpec) -> dict[str, object]:
+            return self.sites[host.name].driver.lingering(self.connections[host.name],
+                                                          self.inventory.upstream_name)
+
+        found = fan_out(self.balancers, read, step="read balancer workers",
+                        name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
+        return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
+
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when
         balancers disagree with each other or with their own file, unless `allow_drift`."""

@@ -77,6 +77,7 @@ class Balancer(Protocol):
     def loaded(self, managed_path: str) -> Command: ...
     def activation(self) -> Activation: ...
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
+    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
 
 
 class MasterWorkerBalancer:
@@ -129,6 +130,15 @@ class MasterWorkerBalancer:
         """What the running balancer serves, read from its runtime ("blue", "green",
         "blue+green", "none"); None when it has no runtime to ask."""
         return None
+
+    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
+        """What an earlier flip left running: workers still shutting down (they keep their
+        connections — long requests, WebSockets — on the colour they were started with)."""
+        result = transport.run(self.workers())
+        if not result.ok:
+            return {"old_workers": None}
+        return {"old_workers": sum("shutting down" in line
+                                   for line in result.stdout.splitlines())}
 
     def loaded(self, managed_path: str) -> Command:
         """What `file_loaded` reads: the managed file's mtime, the host's clock, and the age in

@@ -71,6 +71,17 @@ class HAProxyBalancer(MasterWorkerBalancer):
             return None
         return "+".join(sorted(self.serving_colours(stats))) or "none"
 
+    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
+        """Beside old workers: the sessions each colour's servers still hold (runtime API)."""
+        found = super().lingering(transport, upstream_name)
+        stats = self.read_stats(transport, upstream_name) if self.settings.admin_socket \
+            else None
+        if stats is not None:
+            found["sessions"] = {colour: sum(s.sessions for name, s in stats.items()
+                                             if name.startswith(f"{colour}-"))
+                                 for colour in ("blue", "green")}
+        return found
+
     # runtime API ------------------------------------------------------------------------------
 
     def read_stats(self, transport: Transport, backend: str) -> dict[str, ServerStat] | None:

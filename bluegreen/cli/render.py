@@ -67,7 +67,8 @@ def status_result(data: dict[str, Any]) -> Any:
                             escape(c["release"] or "-"), c.get("since") or "-", escape(note))
         console.print(colours)
         balancers = Table(title="balancers", title_justify="left")
-        for column in ("host", "kind", "state says", "file says", "serves", "drift"):
+        for column in ("host", "kind", "state says", "file says", "serves", "still draining",
+                       "drift"):
             balancers.add_column(column)
         for b in data["balancers"]:
             loaded = {True: ", loaded", False: ", NOT loaded", None: ""}[b["file_loaded"]]
@@ -75,19 +76,21 @@ def status_result(data: dict[str, Any]) -> Any:
                 b["host"], b["kind"], f"{b['state_live'] or '-'} (gen {b['state_generation']})",
                 f"{b['file_colour']} (gen {b['serving_generation']}{loaded})"
                 if b["file_colour"] else "-",
-                b["serving"] or "?",
+                b["serving"] or "?", escape(_draining(b)),
                 f"[red]{escape(b['drift'])}[/red]" if b["drift"] else "[green]none[/green]")
         console.print(balancers)
         if data["instances"]:
             instances = Table(title="instances", title_justify="left")
-            for column in ("host", "colour", "port", "running", "healthy", "release"):
+            for column in ("host", "colour", "port", "running", "healthy", "release",
+                           "connections"):
                 instances.add_column(column)
             for i in data["instances"]:
                 colour = f"{i['colour']} (live)" if i["live"] else i["colour"]
                 if i["live"] and not i["in_traffic"]:
                     colour += " [red]out of traffic[/red]"
                 instances.add_row(i["host"], colour, str(i["port"]), _mark(i["running"]),
-                                  _mark(i["healthy"]), i["release"] or "-")
+                                  _mark(i["healthy"]), i["release"] or "-",
+                                  str(i["connections"]) if i["running"] else "-")
             console.print(instances)
         lock = data["lock"]
         if lock:
@@ -98,6 +101,18 @@ def status_result(data: dict[str, Any]) -> Any:
             console.print("lock: free")
 
     return show
+
+
+def _draining(balancer: dict[str, Any]) -> str:
+    """What an earlier flip left on a balancer: old workers, sessions on the idle colour."""
+    parts = []
+    if balancer.get("old_workers"):
+        parts.append(f"{balancer['old_workers']} old worker(s)")
+    idle = {"blue": "green", "green": "blue"}.get(balancer.get("state_live") or "")
+    sessions = (balancer.get("sessions") or {}).get(idle or "", 0)
+    if sessions:
+        parts.append(f"{sessions} session(s) on {idle}")
+    return ", ".join(parts) or "-"
 
 
 def history_result(records: list[dict[str, Any]]) -> Any:

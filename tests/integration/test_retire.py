@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tests.conftest import run_cli
 from tests.integration.service import Service
 
 
@@ -142,3 +143,31 @@ def test_retire_runs_its_hooks(service: Service) -> None:
         "post_retire": [{"run": f"echo post $BLUEGREEN_RESULT >> {marks}"}]})
     ok(service.cli("retire", "--drain-timeout", "2", inventory=inventory))
     assert marks.read_text().split("\n")[:2] == ["pre pre_retire green", "post ok"]
+
+
+def test_status_shows_connections_per_colour_and_balancer_workers_still_draining(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    ok(service.deploy("v2"))  # green live
+    outcome: dict[str, Any] = {}
+
+    def through_nginx() -> None:
+        with urllib.request.urlopen(service.nginx["lb1"].url + "slow?seconds=6",
+                                    timeout=30) as response:
+            outcome["body"] = response.read().decode()
+
+    request = threading.Thread(target=through_nginx)
+    request.start()
+    time.sleep(0.5)  # in flight on green, through nginx's current worker
+    ok(service.cli("rollback"))  # that worker now shuts down, still holding the request
+    status = service.cli("--json", "status")
+    request.join(timeout=30)
+    ok(status)
+    data = json.loads(status.stdout)["data"]
+    assert data["balancers"][0]["old_workers"] == 1
+    assert data["colours"]["green"]["connections"] >= 1  # idle, but not idle yet
+    green = [i for i in data["instances"] if i["colour"] == "green"]
+    assert sum(i["connections"] for i in green) == data["colours"]["green"]["connections"]
+    assert "slow response from release v2 (green)" in outcome["body"]
+    human = run_cli("-i", str(service.inventory()), "status", env={"COLUMNS": "200"})
+    assert "still draining" in human.stdout and "connections" in human.stdout
