@@ -73,6 +73,9 @@ def test_a_failed_health_check_marks_the_colour_and_json_names_the_failure(
     assert refused.returncode == 8
     assert json.loads(refused.stdout)["error"]["code"] == "rollback_impossible"
     assert service.fetch().startswith("release v2 (green)")
+    record = service.history()[-1]  # a refusal is history too
+    assert (record["operation"], record["result"], record["error"]["exit_code"]) == (
+        "rollback", "failed", 8)
 
 
 def test_a_balancer_that_fails_to_validate_leaves_the_target_marked_failed(
