@@ -461,6 +461,13 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
              "Write it as /srv/NAME or similar.")
     if not inventory.health.path.startswith("/"):
         fail("health.path", "must start with '/'.", "For example /health.")
+    env_names = [(f"app.env.{name}", name)
+                 for name in (inventory.app.env if inventory.app else {})]
+    env_names += [(f"secrets.{name}", name) for name in inventory.secrets]
+    for key, name in env_names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            fail(key, f"{name!r} is not an environment variable name.",
+                 "Use letters, digits and '_', not starting with a digit (e.g. DATABASE_URL).")
     for key in ("worker_pattern", "task_worker_pattern"):
         pattern = getattr(inventory.app, key, None) if inventory.app else None
         if pattern is not None:
@@ -474,6 +481,14 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
             fail(f"hosts.app[{index}].app_root", "must be an absolute path on the app host.",
                  "Write it as /srv/NAME or similar.")
     for role in ("app", "balancer"):
+        for index, host in enumerate(getattr(inventory.hosts, role)):
+            for key in ("name", "address"):
+                value = getattr(host, key)
+                if value is not None and not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", value):
+                    fail(f"hosts.{role}[{index}].{key}",
+                         f"{value!r} contains spaces or control characters (a newline would "
+                         "write extra lines into the balancer config).",
+                         "Write a host name or an IP address.")
         names: set[str] = set()
         for index, host in enumerate(getattr(inventory.hosts, role)):
             if host.name in names:

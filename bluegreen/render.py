@@ -78,10 +78,14 @@ class _Raw:
 
 @lru_cache(maxsize=1)
 def _command_environment() -> Any:
+    # sandboxed: a template from an inventory must not reach Python's internals
+    # ({{ cycler.__init__.__globals__.os.system(…) }}) on the machine running bluegreen
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, finalize=_quote,
-                                     keep_trailing_newline=False, autoescape=False)
+    environment = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, finalize=_quote, keep_trailing_newline=False,
+        autoescape=False)
     environment.filters["raw"] = lambda value: _Raw(str(value))
     return environment
 
@@ -89,6 +93,8 @@ def _command_environment() -> Any:
 @lru_cache(maxsize=1)
 def _text_environment() -> Any:
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              autoescape=False, trim_blocks=True, lstrip_blocks=True)
+    return ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+        trim_blocks=True, lstrip_blocks=True)

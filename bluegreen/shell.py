@@ -3,6 +3,7 @@ text sent to a shell — reveals them. Imports nothing from bluegreen."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,25 +36,31 @@ def mask(arg: Arg) -> str:
     return str(arg)
 
 
+# Reads `export NAME='value'` lines from stdin, then runs the command: environment values (secrets
+# among them) never appear in a command line, which every local user can read in /proc
+_ENV_FROM_STDIN = 'eval "$(cat)" && exec "$@"'
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 @dataclass(frozen=True, init=False)
 class Command:
     """A program and its arguments. Every argument is quoted on the way to a shell, so a value such
-    as ``$(touch x); rm -rf /`` arrives as literal text."""
+    as ``$(touch x); rm -rf /`` arrives as literal text. `env` reaches the program through stdin
+    (`input()`), never through its command line."""
 
     argv: tuple[Arg, ...]
+    env: tuple[tuple[str, Arg], ...]
+    sudo: bool
 
-    def __init__(self, *argv: Arg, env: Mapping[str, Arg] | None = None):
+    def __init__(self, *argv: Arg, env: Mapping[str, Arg] | None = None, sudo: bool = False):
         if not argv:
             raise ValueError("a command needs a program")
-        prefix: list[Arg] = []
-        if env:
-            prefix.append("env")
-            for name, value in sorted(env.items()):
-                if isinstance(value, Secret):
-                    prefix.append(Secret(f"{name}={value.value}", shown=f"{name}={MASK}"))
-                else:
-                    prefix.append(f"{name}={value}")
-        object.__setattr__(self, "argv", (*prefix, *argv))
+        for name in env or {}:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        object.__setattr__(self, "argv", tuple(argv))
+        object.__setattr__(self, "env", tuple(sorted((env or {}).items())))
+        object.__setattr__(self, "sudo", sudo)
 
     @classmethod
     def script(cls, script: str, *args: Arg, env: Mapping[str, Arg] | None = None) -> Command:
@@ -62,14 +69,33 @@ class Command:
         return cls("sh", "-c", script, "bluegreen", *args, env=env)
 
     def with_sudo(self) -> Command:
-        return Command("sudo", "-n", "--", *self.argv)
+        return Command(*self.argv, env=dict(self.env), sudo=True)
+
+    def wire_argv(self) -> tuple[Arg, ...]:
+        """What runs: sudo, the reader of the environment, then the program."""
+        argv = self.argv
+        if self.env:
+            argv = ("sh", "-c", _ENV_FROM_STDIN, "bluegreen", *argv)
+        return ("sudo", "-n", "--", *argv) if self.sudo else argv
+
+    def input(self) -> bytes | None:
+        """What the command needs on stdin: its environment, or None. Never print this."""
+        if not self.env:
+            return None
+        return "".join(f"export {name}={shlex.quote(reveal(value))}\n"
+                       for name, value in self.env).encode()
 
     def render(self) -> str:
-        """The exact text for a POSIX shell, secrets included. Never print this."""
-        return shlex.join(reveal(a) for a in self.argv)
+        """The exact text for a POSIX shell. Secrets in arguments are revealed: never print
+        this."""
+        return shlex.join(reveal(a) for a in self.wire_argv())
 
     def revealed_argv(self) -> list[str]:
-        return [reveal(a) for a in self.argv]
+        return [reveal(a) for a in self.wire_argv()]
 
     def __str__(self) -> str:
-        return shlex.join(mask(a) for a in self.argv)
+        """What the command does, for people: environment as `env NAME=value` (secrets masked)."""
+        shown: list[Arg] = ["sudo", "-n", "--"] if self.sudo else []
+        if self.env:
+            shown += ["env", *(f"{name}={mask(value)}" for name, value in self.env)]
+        return shlex.join([*(mask(a) for a in shown), *(mask(a) for a in self.argv)])

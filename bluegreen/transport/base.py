@@ -41,6 +41,17 @@ class CommandResult:
         return self
 
 
+def with_environment(command: Command, stdin: bytes | None) -> bytes | None:
+    """The stdin to send: the command's environment (see `Command.input`), or `stdin`; one
+    command cannot take both."""
+    environment = command.input()
+    if environment is None:
+        return stdin
+    if stdin is not None:
+        raise ValueError(f"`{command}` takes its environment on stdin, so no other input")
+    return environment
+
+
 def tail(text: str, lines: int = 3) -> str:
     """The last `lines` lines of `text`, joined on one line with " / "."""
     return " / ".join(text.strip().splitlines()[-lines:])

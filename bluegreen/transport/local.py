@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from bluegreen.errors import CommandTimeout, ConnectError
 from bluegreen.shell import Command
-from bluegreen.transport.base import CommandResult
+from bluegreen.transport.base import CommandResult, with_environment
 from bluegreen.transport.tunnel import Tunnel
 
 
@@ -28,6 +28,7 @@ class LocalTransport:
     ) -> CommandResult:
         if self._sudo:
             command = command.with_sudo()
+        stdin = with_environment(command, stdin)
         limit = self._command_timeout if timeout is None else timeout
         started = time.monotonic()
         try:

@@ -34,7 +34,7 @@ from bluegreen.errors import (
 )
 from bluegreen.inventory import HostSpec, SSHSettings
 from bluegreen.shell import Command
-from bluegreen.transport.base import CommandResult
+from bluegreen.transport.base import CommandResult, with_environment
 from bluegreen.transport.tunnel import PortForwarder, Tunnel
 from bluegreen.waiting import poll_until
 
@@ -167,6 +167,7 @@ class SSHTransport:
 
         if self.target.sudo:
             command = command.with_sudo()
+        stdin = with_environment(command, stdin)
         limit = self._settings.command_timeout if timeout is None else timeout
         started = time.monotonic()
         deadline = started + limit

@@ -88,6 +88,16 @@ BAD = [
      "app.root", "absolute"),
     ("missing secret env", {**MINIMAL, "secrets": {"DB": {"env": "NOPE_NOT_SET"}}},
      "secrets.DB.env", "NOPE_NOT_SET is not set"),
+    ("an env name that is an option", {**MINIMAL, "app": {
+        "root": "/srv", "start": "a", "stop": "b", "env": {"-S sh -c 'id'": "x"}}},
+     "app.env.-S sh -c 'id'", "not an environment variable name"),
+    ("a newline in a host name", with_change("hosts.app[0]", "app1\nserver evil:80"),
+     "hosts.app[0].name", "control characters"),
+    ("a space in an address", with_change("hosts.app[1].address", "10.0.0.1 x"),
+     "hosts.app[1].address", "spaces"),
+    ("a worker pattern that is no regex", {**MINIMAL, "app": {
+        "root": "/srv", "start": "a", "stop": "b", "worker_pattern": "(worker"}},
+     "app.worker_pattern", "not a regular expression"),
 ]
 
 

@@ -10,7 +10,7 @@ from bluegreen.errors import TemplateError
 from bluegreen.inventory import validate_inventory
 from bluegreen.model import Colour
 from bluegreen.plan import build_deploy_plan, build_flip_plan
-from bluegreen.render import render_command
+from bluegreen.render import render_command, render_config
 from bluegreen.session import drift_between
 from bluegreen.state import State, sha256_text
 
@@ -145,3 +145,17 @@ def test_state_round_trips_with_its_operation_and_colour_details() -> None:
              '{"blue": {"release": "v1", "status": "running", "since": null}}}'
     old = State.from_json(legacy, service="shop")
     assert old.revision == 0 and old.operation is None and old.colour(Colour.BLUE).replaced is None
+
+
+@pytest.mark.parametrize("template", [
+    "{{ cycler.__init__.__globals__.os.system('touch /tmp/bluegreen-pwned') }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ colour.__class__ }}",
+])
+def test_templates_are_sandboxed(template: str) -> None:
+    for render in (lambda: render_command(template, {"colour": "blue"}, where="app.start"),
+                   lambda: render_config(template, {"colour": "blue"}, where="template")):
+        with pytest.raises(TemplateError) as caught:
+            render()
+        assert caught.value.exit_code == 2
+    assert not Path("/tmp/bluegreen-pwned").exists()
