@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from bluegreen.errors import BluegreenError
+from bluegreen.shell import redact
 
 Row = Sequence[str]
 
@@ -44,11 +45,12 @@ class HumanReporter:
     def step(self, host: str, message: str, *, ok: bool | None = None) -> None:
         mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "·"}[ok]
         with self._lock:
-            self.err.print(f"  {mark} [cyan]{_escape(host)}[/cyan] {_escape(message)}")
+            self.err.print(f"  {mark} [cyan]{_escape(host)}[/cyan] "
+                           f"{_escape(redact(message))}")
 
     def warn(self, message: str) -> None:
         with self._lock:
-            self.err.print(f"[yellow]warning:[/yellow] {_escape(message)}")
+            self.err.print(f"[yellow]warning:[/yellow] {_escape(redact(message))}")
 
     def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None:
         if human is not None:
@@ -58,9 +60,9 @@ class HumanReporter:
 
     def error(self, error: BluegreenError, *, details: str | None = None) -> None:
         if details and self.verbose:
-            self.err.print(_escape(details), markup=False)
+            self.err.print(redact(details), markup=False)
         self.err.print(f"[bold red]error[/bold red] ({error.code}, exit {error.exit_code}): "
-                       f"{_escape(error.paragraph())}")
+                       f"{_escape(redact(error.paragraph()))}")
 
     def table(self, title: str, columns: Row, rows: Sequence[Row]) -> Callable[[Any], None]:
         def render(console: Any) -> None:
@@ -106,12 +108,12 @@ class JsonReporter:
         if self._printed:
             return
         self._printed = True
-        sys.stdout.write(json.dumps(document, default=str) + "\n")
+        sys.stdout.write(redact(json.dumps(document, default=str)) + "\n")
         sys.stdout.flush()
 
     def _progress(self, line: str) -> None:
         with self._lock:
-            sys.stderr.write(line + "\n")
+            sys.stderr.write(redact(line) + "\n")
             sys.stderr.flush()
 
 

@@ -11,12 +11,19 @@ from dataclasses import dataclass, field
 MASK = "***"
 
 
+_KNOWN_SECRETS: set[str] = set()  # every secret value made in this process, for `redact`
+
+
 @dataclass(frozen=True)
 class Secret:
     """A value that must never be printed or logged. `shown` is what printing shows instead."""
 
     value: str = field(repr=False)
     shown: str = MASK
+
+    def __post_init__(self) -> None:
+        if len(self.value) >= 4:  # shorter values would mask ordinary words
+            _KNOWN_SECRETS.add(self.value)
 
     def __str__(self) -> str:
         return self.shown
@@ -30,6 +37,18 @@ Arg = str | Secret
 
 def reveal(arg: Arg) -> str:
     return arg.value if isinstance(arg, Secret) else arg
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret value — as is, or as it appears inside JSON — masked:
+    what an app echoes (a connection string in its log) is never printed."""
+    import json
+
+    for value in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        for form in (value, json.dumps(value)[1:-1]):
+            if form in text:
+                text = text.replace(form, MASK)
+    return text
 
 
 def mask(arg: Arg) -> str:

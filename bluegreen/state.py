@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from bluegreen.errors import BluegreenError, DriftError, LockHeld, RemoteCommandFailed, StateError
 from bluegreen.model import Colour
-from bluegreen.shell import Command
+from bluegreen.shell import Command, redact
 from bluegreen.transport.base import Transport, get_file, put_file
 
 ColourStatus = Literal["running", "stopped", "retired", "starting", "stopping", "failed"]
@@ -204,7 +204,7 @@ class StateStore:
             put_file(self.transport, state.to_json().encode(), self.state_path, mode=0o600)
 
     def append_history(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        line = redact(json.dumps(record, sort_keys=True, default=str)) + "\n"
         script = (
             'set -e; tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
             'if [ -f "$1" ]; then cat -- "$1" > "$tmp"; fi; cat >> "$tmp"; chmod 600 "$tmp"; '

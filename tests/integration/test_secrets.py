@@ -65,3 +65,19 @@ def test_a_secret_never_appears_in_a_command_line_or_the_output(service: Service
                    env={"BG_TEST_SHOP_TOKEN": SECRET})
     assert plan.returncode == 0 and "SHOP_TOKEN=***" in plan.stdout
     assert "s3cr3t" not in plan.stdout + plan.stderr
+
+
+def test_a_secret_the_app_echoes_is_masked_in_errors_json_and_history(service: Service) -> None:
+    start = service.data["app"]["start"]
+    inventory = service.inventory(
+        secrets={"SHOP_TOKEN": {"env": "BG_TEST_SHOP_TOKEN"}},
+        app={"start": 'echo "connecting with $SHOP_TOKEN" && false && ' + start})
+    for mode in ([], ["--json"]):
+        result = run_cli("-i", str(inventory), *mode, "deploy", "--source",
+                         str(service.release("v1")), "--release", "v1",
+                         env={"BG_TEST_SHOP_TOKEN": SECRET})
+        assert result.returncode == 5, result.stderr
+        assert "connecting with ***" in result.stdout + result.stderr
+        assert "s3cr3t" not in result.stdout + result.stderr
+    history = (service.root / "state-lb1" / "history.jsonl").read_text()
+    assert "s3cr3t" not in history

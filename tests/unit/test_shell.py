@@ -52,3 +52,12 @@ def test_an_environment_name_must_be_a_name() -> None:
 
 def test_sudo_wraps_the_whole_argv() -> None:
     assert str(Command("nginx", "-t").with_sudo()) == "sudo -n -- nginx -t"
+
+
+def test_known_secret_values_are_redacted_from_text() -> None:
+    from bluegreen.shell import redact
+
+    Secret('pa"ss\\word-42')
+    Secret("ab")  # too short to mask without masking ordinary words
+    assert redact('dsn=pa"ss\\word-42 ab') == "dsn=*** ab"
+    assert redact('{"m": "pa\\"ss\\\\word-42"}') == '{"m": "***"}'  # as JSON writes it
