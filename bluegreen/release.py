@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def package(source: Path, *, release: str | None) -> Artifact:
         data = _tar_directory(source)
     elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
         data = source.read_bytes()
+        _check_archive(data, source)
     else:
         raise UsageError(
             f"release source {source} is neither a directory nor a .tar.gz file.",
@@ -58,13 +60,47 @@ def package(source: Path, *, release: str | None) -> Artifact:
     return Artifact(validate_release_id(release or digest[:12]), data, digest)
 
 
+def _refuse(source: Path, name: str, why: str) -> UsageError:
+    return UsageError(
+        f"release source {source}: {name!r} {why}.", where="--source",
+        hint="A release holds regular files, directories and symlinks that stay inside it; "
+             "device files, FIFOs, sockets and paths leading outside are refused, so that "
+             "unpacking it on a host (often as root) cannot create them.")
+
+
+def _check_archive(data: bytes, source: Path) -> None:
+    """Refuse what an archive could do when unpacked: absolute or `..` paths, links leading
+    outside, device files and FIFOs (setuid bits are dropped when it is unpacked)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                if member.name.startswith("/"):
+                    raise _refuse(source, member.name, "is an absolute path")
+                try:
+                    tarfile.data_filter(member, "/release")
+                except tarfile.FilterError as exc:
+                    raise _refuse(source, member.name, f"is refused ({exc})") from None
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UsageError(f"release source {source} is not a readable .tar.gz: {exc}.",
+                         where="--source") from None
+
+
 def _tar_directory(source: Path) -> bytes:
     raw = io.BytesIO()
+    root = source.resolve()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(source.rglob("*")):
             if "__pycache__" in path.parts:
                 continue
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(source)))
+            name = str(path.relative_to(source))
+            if path.is_symlink():
+                target = (path.parent / os.readlink(path)).resolve()
+                if target != root and root not in target.parents:
+                    raise _refuse(source, name, f"is a symlink leading outside it "
+                                                f"({os.readlink(path)})")
+            elif not (path.is_file() or path.is_dir()):
+                raise _refuse(source, name, "is not a regular file, directory or symlink")
+            info = tar.gettarinfo(str(path), arcname=name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if info.isfile():
                 with path.open("rb") as handle:
@@ -106,12 +142,17 @@ class ReleaseLayout:
         into place, so a release directory is either complete or absent."""
         script = (
             'set -e; releases="$1/releases"; mkdir -p -- "$releases"; '
+            # what an interrupted upload left (its trap never ran) goes after an hour
+            'find "$releases" -maxdepth 1 -name ".incoming.*" -mmin +60 '
+            '-exec rm -rf -- {} + 2>/dev/null || :; '
             'tmp=$(mktemp -d -- "$releases/.incoming.XXXXXX"); trap \'rm -rf -- "$tmp"\' EXIT; '
             'cat > "$tmp/release.tar.gz"; '
             'got=$(sha256sum "$tmp/release.tar.gz" | cut -d" " -f1); '
             'if [ "$got" != "$3" ]; then echo "checksum mismatch: got $got, sent $3" >&2; '
             'exit 65; fi; '
-            'mkdir "$tmp/files"; tar -xzf "$tmp/release.tar.gz" -C "$tmp/files"; '
+            'mkdir "$tmp/files"; umask 022; '  # modes from the archive, minus setuid/setgid
+            'tar --no-same-owner --no-same-permissions -xzf "$tmp/release.tar.gz" '
+            '-C "$tmp/files"; '
             'printf %s "$3" > "$tmp/files/.bluegreen-release"; chmod 755 "$tmp/files"; '
             'rm -rf -- "$releases/$2"; mv -- "$tmp/files" "$releases/$2"'
         )

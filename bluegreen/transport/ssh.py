@@ -184,7 +184,14 @@ class SSHTransport:
                 channel.exec_command(command.render() + " </dev/null")
             else:
                 channel.exec_command(command.render())
-                _send_all(channel, stdin)
+                if not _send_all(channel, stdin, deadline):
+                    channel.close()
+                    raise CommandTimeout(
+                        f"`{command}` stopped reading its input ({len(stdin)} bytes) and did "
+                        f"not finish within {limit:g} s; it was abandoned.",
+                        where=self.host,
+                        hint="Check the host's disk and load; raise ssh.command_timeout if a "
+                             "large upload is legitimately slow.")
                 channel.shutdown_write()
             stdout, stderr, status = _collect(channel, deadline)
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -421,12 +428,23 @@ _ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open fa
 _SEND_CHUNK = 1 << 18  # each chunk is still re-sliced per packet: keep it small
 
 
-def _send_all(channel: Any, data: bytes) -> None:
-    """`channel.sendall` in bounded chunks: paramiko's sendall re-slices what remains after
-    every packet, which copies the rest each time — quadratic in the size of a release."""
+def _send_all(channel: Any, data: bytes, deadline: float) -> bool:
+    """`channel.sendall` in bounded chunks (paramiko's sendall re-slices what remains after
+    every packet, which copies the rest each time — quadratic in the size of a release), each
+    bounded by the command's deadline: a host that stops reading cannot hang an upload. False
+    when the deadline passed."""
     view = memoryview(data)
     for offset in range(0, len(view), _SEND_CHUNK):
-        channel.sendall(view[offset:offset + _SEND_CHUNK].tobytes())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        channel.settimeout(remaining)
+        try:
+            channel.sendall(view[offset:offset + _SEND_CHUNK].tobytes())
+        except TimeoutError:
+            return False
+    channel.settimeout(None)
+    return True
 
 
 _NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off

@@ -182,3 +182,22 @@ def test_health_checks_can_go_direct_instead_of_through_ssh(service: Service) ->
     assert service.fetch().startswith("release v1 (blue)")
     history = service.cli("--no-color", "history", inventory=inventory)
     assert "deploy" in history.stdout and "- → blue" in history.stdout
+
+
+def test_a_release_is_unpacked_without_setuid_bits_and_stale_uploads_are_cleaned(
+        service: Service) -> None:
+    import os
+    import stat
+
+    source = service.release("v1")
+    tool = source / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o4755)
+    stale = service.app_root("app1") / "releases" / ".incoming.cut-off"
+    stale.mkdir(parents=True)
+    os.utime(stale, (1_000_000_000, 1_000_000_000))  # left by an upload cut off long ago
+    ok(service.cli("deploy", "--source", str(source), "--release", "v1"))
+    for host in service.app_hosts:
+        mode = (service.app_root(host) / "releases" / "v1" / "tool.sh").stat().st_mode
+        assert mode & 0o777 == 0o755 and not mode & (stat.S_ISUID | stat.S_ISGID)
+    assert not stale.exists()

@@ -69,6 +69,15 @@ def test_command_timeout_fires_on_a_remote_sleep(app1: SSHTransport) -> None:
     assert app1.run(Command("echo", "still here")).stdout == "still here\n"
 
 
+def test_an_upload_to_a_command_that_stops_reading_times_out(app1: SSHTransport) -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout) as caught:  # the SSH window fills, then nothing moves
+        app1.run(Command("sleep", "60"), stdin=b"x" * (32 << 20), timeout=2)
+    assert time.monotonic() - started < 10
+    assert "stopped reading its input" in caught.value.message
+    assert app1.run(Command("echo", "still here")).stdout == "still here\n"
+
+
 def test_values_reach_the_remote_command_as_literal_text(app1: SSHTransport, tmp_path: Path
                                                          ) -> None:
     workdir = app1.run(Command("mktemp", "-d")).stdout.strip()

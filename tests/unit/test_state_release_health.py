@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bluegreen.errors import UsageError
 from bluegreen.health import HealthChecker
 from bluegreen.inventory import HealthSettings
 from bluegreen.model import Colour
@@ -82,3 +85,52 @@ def test_whether_the_balancer_loaded_its_file(output: str, expected: bool | None
     from bluegreen.balancer.base import file_loaded
 
     assert file_loaded(output) is expected
+
+
+def _archive(tmp_path: Path, *members: tarfile.TarInfo) -> Path:
+    path = tmp_path / "release.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+    return path
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, linkname, 1 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+@pytest.mark.parametrize(("member", "why"), [
+    (_member("/etc/cron.d/x"), "absolute"),
+    (_member("../../outside"), "outside"),
+    (_member("dev", tarfile.CHRTYPE), "special file"),
+    (_member("fifo", tarfile.FIFOTYPE), "special file"),
+    (_member("escape", tarfile.SYMTYPE, "/etc"), "absolute"),
+    (_member("up", tarfile.SYMTYPE, "../../etc"), "outside"),
+])
+def test_an_archive_that_could_escape_or_create_devices_is_refused(
+        tmp_path: Path, member: tarfile.TarInfo, why: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        package(_archive(tmp_path, _member("ok.txt"), member), release="v1")
+    assert caught.value.exit_code == 2
+    assert repr(member.name) in caught.value.message
+    assert why in caught.value.message.lower()
+
+
+def test_a_directory_with_a_socket_or_an_escaping_symlink_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "app.py").write_text("x")
+    (tmp_path / "inside").symlink_to("app.py")  # fine
+    package(tmp_path, release="v1")
+    (tmp_path / "escape").symlink_to("/etc")
+    with pytest.raises(UsageError) as caught:
+        package(tmp_path, release="v1")
+    assert "'escape' is a symlink leading outside" in caught.value.message
+    (tmp_path / "escape").unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "app.sock"))
+        with pytest.raises(UsageError) as caught:
+            package(tmp_path, release="v1")
+    assert "'app.sock' is not a regular file" in caught.value.message
