@@ -19,8 +19,9 @@ from bluegreen.shell import Secret
 
 # msgspec resolves these annotations at class creation, so they must be real names here.
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
-NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+WEEK = 604_800.0  # no wait is longer: .inf or 1e308 would mean "forever"
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=WEEK)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0, le=WEEK)]
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -285,6 +286,9 @@ def load_inventory(
     environ = dict(os.environ) if environ is None else environ
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"not UTF-8 text (byte {exc.start} cannot be decoded): is this "
+                             "the inventory file?", where=str(path)) from None
     except FileNotFoundError:
         raise InventoryError(
             "inventory file not found.",
@@ -293,8 +297,12 @@ def load_inventory(
         ) from None
     except OSError as exc:
         raise InventoryError(f"cannot read inventory: {exc.strerror}.", where=str(path)) from None
-    data = parse_yaml(text, source=str(path))
-    return validate_inventory(data, path=path, environ=environ)
+    try:
+        data = parse_yaml(text, source=str(path))
+        return validate_inventory(data, path=path, environ=environ)
+    except RecursionError:
+        raise InventoryError("the inventory is nested too deeply to be an inventory.",
+                             where=str(path)) from None
 
 
 def parse_yaml(text: str, *, source: str) -> Any:
@@ -312,19 +320,31 @@ def parse_yaml(text: str, *, source: str) -> Any:
     _NoDuplicates.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
         list("tTfF"))
+    # YAML 1.2 numbers: `1e3` is a number (YAML 1.1 wanted `1.0e+3` and read `1e3` as text)
+    _NoDuplicates.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+        list("-+.0123456789"))
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-        loader.flatten_mapping(node)
+        written = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # keys merged in (`<<: *base`) now come first
+        merged = len(node.value) - written
         mapping: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        explicit: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node)
-            if key in mapping:
-                mark = key_node.start_mark
-                raise InventoryError(
-                    f"key '{key}' appears twice in the same mapping.",
-                    where=f"{source}:{mark.line + 1}:{mark.column + 1}",
-                    hint="Remove one of them; YAML would silently keep only the last.",
-                )
+            mark = key_node.start_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}"
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise InventoryError("a mapping key must be plain text, not a list or mapping.",
+                                     where=where, hint="Write the key as a name.")
+            if index >= merged:  # written here: may override a merged key, not repeat one
+                if key in explicit:
+                    raise InventoryError(
+                        f"key '{key}' appears twice in the same mapping.", where=where,
+                        hint="Remove one of them; YAML would silently keep only the last.")
+                explicit.add(key)
             mapping[key] = loader.construct_object(value_node)
         return mapping
 
@@ -461,6 +481,27 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
              "Write it as /srv/NAME or similar.")
     if not inventory.health.path.startswith("/"):
         fail("health.path", "must start with '/'.", "For example /health.")
+    if not re.fullmatch(r"/[^\s\x00-\x1f\x7f]*", inventory.health.path):
+        fail("health.path", "must not contain spaces or control characters (a CR/LF would "
+             "inject headers into the request).", "Percent-encode them, e.g. %20.")
+    for index, url in enumerate(inventory.verify.urls):
+        if not re.fullmatch(r"https?://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*", url):
+            fail(f"verify.urls[{index}]", f"{url!r} is not an http:// or https:// URL.",
+                 "Write the public URL with its scheme, e.g. https://shop.example.com/.")
+    jumps = [("ssh.jump", inventory.ssh.jump)] + [
+        (f"hosts.{role}[{index}].jump", host.jump)
+        for role in ("app", "balancer")
+        for index, host in enumerate(getattr(inventory.hosts, role))]
+    for key, jump in jumps:
+        for spec in (jump or "").split(",") if jump else []:
+            if not spec.strip():
+                continue
+            hostport = spec.strip().rpartition("@")[2]
+            port = hostport.split(":")[1] if hostport.count(":") == 1 else None
+            if spec.strip().lower() != "none" and (not hostport or (
+                    port is not None and not (port.isdigit() and 1 <= int(port) <= 65535))):
+                fail(key, f"{spec.strip()!r} is not a jump host ([user@]host[:port], port "
+                     "1–65535).", "For example deploy@bastion.example.com:2222.")
     env_names = [(f"app.env.{name}", name)
                  for name in (inventory.app.env if inventory.app else {})]
     env_names += [(f"secrets.{name}", name) for name in inventory.secrets]

@@ -546,7 +546,7 @@ def artifact_from(inventory: Inventory, *, source: str | None, release: str | No
     if not path.exists():
         raise UsageError(f"release source {path} does not exist.",
                          where="--source" if source else "release.source")
-    return package(path, release=validate_release_id(release) if release else None)
+    return package(path, release=validate_release_id(release) if release is not None else None)
 
 
 def _require_app(inventory: Inventory) -> Any:

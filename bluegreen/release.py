@@ -32,7 +32,8 @@ class Artifact:
 def validate_release_id(release: str) -> str:
     """A release id is one path component: no '/', no control characters, not starting with '.'
     or '-'. Anything else — spaces, quotes, '$(…)' — is allowed and always quoted."""
-    if not release or _FORBIDDEN.search(release) or release[0] in ".-" or len(release) > 128:
+    if (not release or _FORBIDDEN.search(release) or release[0] in ".-" or len(release) > 128
+            or len(release.encode("utf-8", "surrogatepass")) > 200):  # a file name's bytes
         raise UsageError(
             f"release id {release!r} is not usable as a directory name.",
             where="--release",
@@ -57,7 +58,8 @@ def package(source: Path, *, release: str | None) -> Artifact:
             hint="Point release.source (or --source) at a build directory or a .tar.gz.",
         )
     digest = hashlib.sha256(data).hexdigest()
-    return Artifact(validate_release_id(release or digest[:12]), data, digest)
+    return Artifact(validate_release_id(digest[:12] if release is None else release), data,
+                    digest)
 
 
 def _refuse(source: Path, name: str, why: str) -> UsageError:
@@ -142,8 +144,9 @@ class ReleaseLayout:
         into place, so a release directory is either complete or absent."""
         script = (
             'set -e; releases="$1/releases"; mkdir -p -- "$releases"; '
-            # what an interrupted upload left (its trap never ran) goes after an hour
-            'find "$releases" -maxdepth 1 -name ".incoming.*" -mmin +60 '
+            # what an interrupted upload left (its trap never ran): under the lock, no other
+            # upload of this service runs
+            'find "$releases" -maxdepth 1 -name ".incoming.*" '
             '-exec rm -rf -- {} + 2>/dev/null || :; '
             'tmp=$(mktemp -d -- "$releases/.incoming.XXXXXX"); trap \'rm -rf -- "$tmp"\' EXIT; '
             'cat > "$tmp/release.tar.gz"; '

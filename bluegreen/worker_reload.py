@@ -105,7 +105,7 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
     app = _require_reloadable(inventory)
     artifact = artifact_from(inventory, source=source, release=release) if source else None
     new_release = artifact.release if artifact else (
-        validate_release_id(release) if release else None)
+        validate_release_id(release) if release is not None else None)
     chosen_signal = (signal or (app.task_reload_signal if task_workers else app.reload_signal)
                      ).upper().removeprefix("SIG")
     if not re.fullmatch(r"[A-Z0-9+-]+", chosen_signal):

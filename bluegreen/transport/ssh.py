@@ -285,10 +285,13 @@ def _open_client(target: SSHTarget, settings: SSHSettings, *, sock: Any, label: 
 
     known_hosts = Path(os.path.expanduser(settings.known_hosts))
     client = paramiko.SSHClient()
+    if settings.strict_host_keys and known_hosts.exists() and not known_hosts.is_file():
+        raise HostKeyError(f"known_hosts {known_hosts} is not a file.", where=label,
+                           hint="Point ssh.known_hosts at a known_hosts file.")
     if settings.strict_host_keys and known_hosts.is_file():
         try:
             client.load_host_keys(str(known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
+        except (OSError, ValueError, paramiko.SSHException) as exc:  # ValueError: not UTF-8
             raise HostKeyError(f"cannot read known_hosts file {known_hosts}: {exc}.",
                                where=label) from None
     client.set_missing_host_key_policy(

@@ -159,3 +159,20 @@ def test_two_of_three_hosts_down_both_named(fleet: Fleet, tmp_path: Path, down: 
     assert "Traceback" not in result.stderr
     for name in down:
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["directory", "not utf-8"])
+def test_an_unreadable_known_hosts_is_a_host_key_error_not_a_crash(
+        fleet: Fleet, tmp_path: Path, kind: str) -> None:
+    data = fleet_inventory(fleet)
+    data["balancer"] = nginx_balancer(tmp_path)
+    known_hosts = tmp_path / "known_hosts"
+    if kind == "directory":
+        known_hosts.mkdir()
+    else:
+        known_hosts.write_bytes(b"\xff\xfe\x00 not a known_hosts file\n")
+    data["ssh"]["known_hosts"] = str(known_hosts)
+    code, document, _ = check(tmp_path, data)
+    assert code == 3
+    details = " ".join(row["detail"] for row in document["data"]["checks"] if not row["ok"])
+    assert str(known_hosts) in details

@@ -125,10 +125,21 @@ def test_bad_inventory_exits_2_through_the_cli_without_traceback(
     assert "Traceback" not in result.stderr + result.stdout
 
 
+HOSTS = "service: shop\nhosts: {app: [app1], balancer: [lb1]}\n"
+
+
 @pytest.mark.parametrize(("text", "where", "expected"), [
     ("service: shop\nhosts:\n  app: a: b\n", ":3:", "not valid YAML"),
     ("service: shop\nservice: again\n", ":2:1", "appears twice"),
     ("- just\n- a list\n", "inv.yml", "must be a YAML mapping"),
+    (HOSTS + "? [a, b]\n: 1\n", ":3:3", "must be plain text"),
+    (HOSTS + "x: " + "[" * 3000 + "]" * 3000 + "\n", "inv.yml", "nested too deeply"),
+    (HOSTS + "ssh: {connect_timeout: .inf}\n", "ssh.connect_timeout", "<= 604800"),
+    (HOSTS + "ssh: {command_timeout: 1e308}\n", "ssh.command_timeout", "<= 604800"),
+    (HOSTS + "ssh: {jump: 'bastion:abc'}\n", "ssh.jump", "not a jump host"),
+    (HOSTS + "verify: {urls: [shop.example.com/]}\n", "verify.urls[0]", "not an http"),
+    (HOSTS + 'health: {path: "/health\\r\\nX-Evil: 1"}\n', "health.path",
+     "control characters"),
 ])
 def test_broken_yaml_names_the_line(tmp_path: Path, text: str, where: str, expected: str) -> None:
     path = tmp_path / "inv.yml"
@@ -136,6 +147,24 @@ def test_broken_yaml_names_the_line(tmp_path: Path, text: str, where: str, expec
     with pytest.raises(InventoryError) as caught:
         load_inventory(path, environ={})
     assert where in (caught.value.where or "") and expected in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def test_a_binary_file_is_not_an_inventory(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_bytes(b"\x00\x01\xff\xfe binary")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path, environ={})
+    assert "not UTF-8 text" in caught.value.message
+
+
+def test_yaml_1_2_numbers_and_merge_keys_behave_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text("service: shop\nhosts:\n  app: [{<<: {name: app1, port: 2222}, name: app2}]"
+                    "\n  balancer: [lb1]\nssh: {command_timeout: 1e3}\n")
+    inventory = load_inventory(path, environ={})
+    assert inventory.ssh.command_timeout == 1000.0
+    assert (inventory.hosts.app[0].name, inventory.hosts.app[0].port) == ("app2", 2222)
 
 
 def test_missing_file_exits_2_with_a_hint(tmp_path: Path) -> None:

@@ -134,3 +134,12 @@ def test_a_directory_with_a_socket_or_an_escaping_symlink_is_refused(tmp_path: P
         with pytest.raises(UsageError) as caught:
             package(tmp_path, release="v1")
     assert "'app.sock' is not a regular file" in caught.value.message
+
+
+@pytest.mark.parametrize("release", ["", "é" * 128, "a/b", ".hidden", "-rf"])
+def test_a_release_id_that_is_no_directory_name_is_refused(tmp_path: Path, release: str
+                                                           ) -> None:
+    (tmp_path / "app.py").write_text("x")
+    with pytest.raises(UsageError) as caught:  # "" is not "no id": it never means the checksum
+        package(tmp_path, release=release)
+    assert caught.value.where == "--release"
