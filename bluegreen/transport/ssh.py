@@ -177,18 +177,22 @@ class SSHTransport:
                                hint="Check that the host and its sshd are still up, then retry.")
         try:
             channel = transport.open_session(timeout=self._settings.connect_timeout)
+            # On the host too the command is bounded: GNU timeout runs it in a process group
+            # of its own and kills that group a second after we stop waiting, so a command
+            # given up on is not left running (daemons it started have left the group).
+            text = f"timeout -k 5 {limit + 1:g} {command.render()}"
             if stdin is None:
                 # No EOF is sent on a command without input: paramiko can send it after its own
                 # reply to the server's CLOSE when the command ends first, and sshd then drops
                 # the whole connection ("ieof packet referred to nonexistent channel").
-                channel.exec_command(command.render() + " </dev/null")
+                channel.exec_command(text + " </dev/null")
             else:
-                channel.exec_command(command.render())
+                channel.exec_command(text)
                 if not _send_all(channel, stdin, deadline):
                     channel.close()
                     raise CommandTimeout(
                         f"`{command}` stopped reading its input ({len(stdin)} bytes) and did "
-                        f"not finish within {limit:g} s; it was abandoned.",
+                        f"not finish within {limit:g} s; it is killed on the host.",
                         where=self.host,
                         hint="Check the host's disk and load; raise ssh.command_timeout if a "
                              "large upload is legitimately slow.")
@@ -208,7 +212,7 @@ class SSHTransport:
                      "status` to see what the operation left.")
         if status is None:
             raise CommandTimeout(
-                f"`{command}` did not finish within {limit:g} s and was abandoned.",
+                f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
                 where=self.host,
                 hint="Raise ssh.command_timeout in the inventory if the step is legitimately slow.",
             )

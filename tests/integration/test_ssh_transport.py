@@ -69,6 +69,24 @@ def test_command_timeout_fires_on_a_remote_sleep(app1: SSHTransport) -> None:
     assert app1.run(Command("echo", "still here")).stdout == "still here\n"
 
 
+def test_a_timed_out_command_is_killed_on_the_host_with_what_it_started(
+        app1: SSHTransport) -> None:
+    marker = "61.4242"  # a sleep no one else runs
+    with pytest.raises(CommandTimeout) as caught:
+        app1.run(Command.script(f"sleep {marker} & sleep {marker}; wait"), timeout=1)
+    assert "killed on the host" in caught.value.message
+    deadline = time.monotonic() + 15
+    while _running(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(f"sleep {marker}")
+
+
+def _running(command_line: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["pgrep", "-f", command_line], capture_output=True).returncode == 0
+
+
 def test_an_upload_to_a_command_that_stops_reading_times_out(app1: SSHTransport) -> None:
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as caught:  # the SSH window fills, then nothing moves
