@@ -66,6 +66,7 @@ class AppStack:
         }
 
     def environment(self, spec: InstanceSpec, release: str | None) -> dict[str, str | Secret]:
+        layout = self.layout(spec.host)
         env: dict[str, str | Secret] = dict(self.settings.env)
         env.update(self.inventory.resolved_secrets)
         env.update({
@@ -73,6 +74,8 @@ class AppStack:
             "BLUEGREEN_COLOUR": spec.colour.value,
             "BLUEGREEN_PORT": str(spec.port),
             "BLUEGREEN_RELEASE": release or "",
+            # the colour's pointer: code loaded through it follows `reload --source`
+            "BLUEGREEN_CURRENT": layout.pointer(spec.colour),
         })
         return env
 

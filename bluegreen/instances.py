@@ -30,7 +30,8 @@ def check_instances(inventory: Inventory, connections: Connections, specs: list[
     def check(spec: InstanceSpec) -> None:
         transport = connections[spec.host.name]
         outcome = probe_instance(inventory, connections, spec, checker=checker,
-                                 retries=min(QUICK_RETRIES, health.retries) if quick else None)
+                                 retries=min(QUICK_RETRIES, health.retries) if quick else None,
+                                 release=release_of.get(spec.host.name))
         if outcome.healthy:
             reporter.step(spec.host.name, f"{spec.colour}:{spec.port} healthy "
                           f"({outcome.probes[-1].detail})", ok=True)
@@ -53,14 +54,20 @@ def check_instances(inventory: Inventory, connections: Connections, specs: list[
 
 
 def probe_instance(inventory: Inventory, connections: Connections, spec: InstanceSpec, *,
-                   checker: HealthChecker, retries: int | None = None) -> HealthOutcome:
+                   checker: HealthChecker, retries: int | None = None,
+                   release: str | None = None) -> HealthOutcome:
+    """Health-check one instance; `health.expect_body` may name `{{ release }}` (the release it
+    must run), `{{ colour }}` and `{{ service }}`."""
     health = inventory.health
+    body = render_text(health.expect_body, {"release": release or "", "colour": spec.colour.value,
+                                            "service": inventory.service},
+                       where="health.expect_body") if health.expect_body else None
     if health.via == "direct":
         return checker.wait_healthy(f"http://{_host(spec.address)}:{spec.port}{health.path}",
-                                    health, retries=retries)
+                                    health, retries=retries, expect_body=body)
     with connections[spec.host.name].tunnel(spec.port, address=spec.address) as tunnel:
         outcome = checker.wait_healthy(f"http://{tunnel.host}:{tunnel.port}{health.path}",
-                                       health, retries=retries)
+                                       health, retries=retries, expect_body=body)
         failure = tunnel.failure
     if failure:  # say "connection refused", not the client's "connection reset"
         outcome.probes = [p if p.answered else replace(p, detail=failure)

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from bluegreen.shell import Command
 
 # Every process, whoever owns it: `kill -0` cannot tell "not running" from "not mine" (EPERM)
-PROCESS_TABLE = Command("ps", "-e", "-o", "pid=,ppid=,args=")
+PROCESS_TABLE = Command("ps", "-e", "-o", "pid=,ppid=,stat=,args=")
 
 
 @dataclass(frozen=True)
 class ProcessTable:
-    parent: dict[int, int]  # pid → ppid
+    parent: dict[int, int]  # pid → ppid, of every process still running (zombies left out)
     args: dict[int, str]  # pid → command line
 
     @classmethod
@@ -22,10 +22,13 @@ class ProcessTable:
         parent: dict[int, int] = {}
         args: dict[int, str] = {}
         for line in ps_output.splitlines():
-            fields = line.split(None, 2)
-            if len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit():
-                parent[int(fields[0])] = int(fields[1])
-                args[int(fields[0])] = fields[2] if len(fields) > 2 else ""
+            fields = line.split(None, 3)
+            if len(fields) < 3 or not (fields[0].isdigit() and fields[1].isdigit()):
+                continue
+            if fields[2].startswith("Z"):  # exited, not yet reaped: not running
+                continue
+            parent[int(fields[0])] = int(fields[1])
+            args[int(fields[0])] = fields[3] if len(fields) > 3 else ""
         return cls(parent, args)
 
     def alive(self, pid: int) -> bool:

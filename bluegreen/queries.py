@@ -131,7 +131,7 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
         connections = established(transport, spec.address, spec.port) if running else 0
         if running:
             outcome = probe_instance(inventory, session.connections, spec, checker=checker,
-                                     retries=1)
+                                     retries=1, release=release)
             healthy = outcome.healthy
         return {"host": spec.host.name, "colour": spec.colour.value, "port": spec.port,
                 "live": spec.colour is live, "running": running, "healthy": healthy,

@@ -21,7 +21,7 @@ from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import BluegreenError, InventoryError, ReloadFailed, UsageError
 from bluegreen.fanout import fan_out
 from bluegreen.flip import Flipper
-from bluegreen.instances import check_instances
+from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
 from bluegreen.operations import artifact_from, recorded, upload_release
@@ -38,8 +38,9 @@ from bluegreen.transport.base import Transport
 from bluegreen.waiting import poll_until
 
 COLOUR_CHOICES = ("live", "idle", "blue", "green")
-# what Swoole logs when a worker still busy at max_wait_time is terminated
-_FORCED_EXIT = re.compile(r"worker exit timeout, forced termination")
+# what Swoole (6.2) logs when a worker still busy at max_wait_time is terminated: mid-request
+# ("force kill worker process"), or kept alive by its event loop ("worker exit timeout")
+_FORCED_EXIT = re.compile(r"force kill worker process|worker exit timeout, forced termination")
 
 
 @dataclass
@@ -202,6 +203,17 @@ def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
         if isinstance(error, BluegreenError):
             _explain(error, run, state)
         raise
+    if run.new_release and target is state.live:
+        try:  # what the public URL serves now is the new release
+            verify(session.inventory, release=run.new_release, colour=target.value,
+                   reporter=reporter)
+        except BluegreenError as error:
+            error.hint = (f"Every host was reloaded onto {run.new_release} and passed its "
+                          "health check, but the public URL does not show it: does the app "
+                          "load its code through the colour's pointer (not a path resolved "
+                          "when the server started)? `bluegreen reload --release "
+                          f"{run.release}` goes back.")
+            raise
     if run.new_release:
         return session.finish_change(state.with_colour(
             target, status="running", release=run.new_release, since=now(), replaced=None,

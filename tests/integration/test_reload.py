@@ -64,7 +64,7 @@ def test_rolling_reload_onto_a_new_release_replaces_every_worker_and_drops_nothi
         stop.set()
         load.join(timeout=40)
     ok(result)
-    assert result.stderr.index("app1") < result.stderr.index("app2")  # one host at a time
+    assert result.stderr.index("» reload app1") < result.stderr.index("» reload app2")
     for host in service.app_hosts:
         assert service.master_pid(host, "blue") == masters[host]  # the master is kept
         new = workers_of(masters[host])  # type: ignore[arg-type]

@@ -6,11 +6,14 @@ from bluegreen.app import listen_filter, listener
 from bluegreen.processes import ProcessTable
 from bluegreen.worker_reload import churn, reload_complete
 
-GUNICORN = "  1 0\n 100 1\n 101 100\n 102 100\n 200 1\n"
+# `ps -e -o pid=,ppid=,stat=,args=`
+GUNICORN = ("  1 0 Ss init\n 100 1 S gunicorn: master\n 101 100 S gunicorn: worker\n"
+            " 102 100 S gunicorn: worker\n 200 1 S other\n")
 # Swoole process mode: the pid file holds the master; manager 301; workers and task workers
-SWOOLE_PROCESS = "1 0\n300 1\n301 300\n302 301\n303 301\n304 301\n"
+SWOOLE_PROCESS = ("1 0 Ss init\n300 1 Sl php\n301 300 S php\n302 301 S php\n303 301 S php\n"
+                  "304 301 S php\n")
 # Swoole base mode with several workers: the pid file holds the manager
-SWOOLE_BASE = "1 0\n400 1\n401 400\n402 400\n"
+SWOOLE_BASE = "1 0 Ss init\n400 1 S php\n401 400 S php\n402 400 S php\n"
 
 
 def test_workers_are_the_leaves_below_the_pid_file_process() -> None:
@@ -18,19 +21,22 @@ def test_workers_are_the_leaves_below_the_pid_file_process() -> None:
     assert ProcessTable.parse(SWOOLE_PROCESS).workers(300) == {302, 303, 304}
     assert ProcessTable.parse(SWOOLE_BASE).workers(400) == {401, 402}
     assert ProcessTable.parse("garbage\n\n7 x\n").workers(1) == set()
+    # an exited master not yet reaped is not running, nor are its exited workers
+    zombie = ProcessTable.parse("1 0 Ss init\n700 1 Z [php] <defunct>\n701 700 Z [php]\n")
+    assert not zombie.alive(700) and zombie.workers(700) == set()
 
 
 # Swoole 6.2 process mode with named processes (swoole_set_process_name) and a user process
 # from $server->addProcess(), which no reload replaces — `ps -e -o pid=,ppid=,args=`
 SWOOLE_NAMED = """\
-      1       0 /sbin/init
-    500       1 shop-blue: master
-    501     500 shop-blue: manager
-    502     501 shop-blue: worker #0
-    503     501 shop-blue: worker #1
-    504     501 shop-blue: task #2
-    505     501 shop-blue: user-process
-    600       1 php /srv/shop/green/server.php
+      1       0 Ss   /sbin/init
+    500       1 Ssl  shop-blue: master
+    501     500 S    shop-blue: manager
+    502     501 S    shop-blue: worker #0
+    503     501 S    shop-blue: worker #1
+    504     501 S    shop-blue: task #2
+    505     501 S    shop-blue: user-process
+    600       1 Sl   php /srv/shop/green/server.php
 """
 
 
