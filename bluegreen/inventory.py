@@ -279,6 +279,12 @@ class Inventory(_Mutable):
         return [h for h in self.hosts.app if h.name in spec.hosts]
 
 
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of an inventory file, generated from these structs."""
+    schema: dict[str, Any] = msgspec.json.schema(Inventory)
+    return schema
+
+
 def load_inventory(
     path: str | os.PathLike[str], *, environ: dict[str, str] | None = None
 ) -> Inventory:

@@ -117,6 +117,23 @@ class JsonReporter:
             sys.stderr.flush()
 
 
+def ci_annotation(error: BluegreenError) -> None:
+    """In a GitHub Actions job, an error also becomes an annotation on the run's summary (a
+    workflow command on stderr, so `--json` keeps stdout to its one document)."""
+    import os
+
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+
+    def escape(text: str, *, prop: bool = False) -> str:
+        text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+    title = escape(f"bluegreen: {error.code} (exit {error.exit_code})", prop=True)
+    sys.stderr.write(f"::error title={title}::{escape(redact(error.paragraph()))}\n")
+    sys.stderr.flush()
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 

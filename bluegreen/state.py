@@ -144,7 +144,7 @@ def ci_job_url() -> str | None:
     if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
         return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-    for name in ("CI_JOB_URL", "BUILD_URL", "CIRCLE_BUILD_URL"):
+    for name in ("CI_JOB_URL", "BUILD_URL", "BUILDKITE_BUILD_URL", "CIRCLE_BUILD_URL"):
         if env.get(name):
             return env[name]
     return None

@@ -12,7 +12,7 @@ import typer
 
 from bluegreen import __version__
 from bluegreen.cli import check as check_command
-from bluegreen.cli import lifecycle, operations, queries
+from bluegreen.cli import lifecycle, operations, queries, setup
 from bluegreen.cli.common import AppContext
 
 app = typer.Typer(
@@ -62,6 +62,8 @@ app.command("status")(queries.status)
 app.command("history")(queries.history)
 app.add_typer(queries.lock_app, name="lock")
 app.command("check")(check_command.check)
+app.command("init")(setup.init)
+app.command("schema")(setup.schema)
 
 
 def main() -> None:

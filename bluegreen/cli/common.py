@@ -68,7 +68,10 @@ def reported_errors(context: AppContext) -> Iterator[None]:
     try:
         yield
     except BluegreenError as exc:
+        from bluegreen.output import ci_annotation
+
         reporter.error(exc, details=getattr(exc, "details", None))
+        ci_annotation(exc)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         interrupted = Interrupted("interrupted; live traffic was left as it was.")
