@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client nginx haproxy socat iproute2 procps python3 python3-venv python3-pip)
+packages=(openssh-server openssh-client nginx haproxy socat iproute2 procps jq python3 python3-venv python3-pip)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
