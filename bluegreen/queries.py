@@ -3,6 +3,8 @@ history, and the lock's status and release."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from bluegreen import cancel
@@ -29,65 +31,81 @@ from bluegreen.state import (
 
 def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
     with Session(inventory, reporter, command="status", lock=False) as session:
-        states = session.read_states()
-        managed = session.read_managed()
-        runtime = session.runtime_serving()
-        loaded = session.files_loaded()
-        lingering = session.lingering()
-        balancers = []
-        for host in session.balancers:
-            state, text = states[host.name], managed[host.name]
-            header = parse_header(text)
-            file_loaded = loaded.get(host.name)
-            balancers.append({
-                "host": host.name,
-                "kind": session.sites[host.name].driver.kind,
-                "state_live": state.live.value if state.live else None,
-                "state_generation": state.generation,
-                "file_colour": header.colour.value if header else None,
-                "file_loaded": file_loaded,
-                # what it serves: the file's colour once its workers loaded it; HAProxy's
-                # runtime where it has one
-                "serving": runtime.get(host.name) or (
-                    header.colour.value if header and file_loaded is not False else None),
-                "serving_generation": header.generation if header else None,
-                "runtime_serving": runtime.get(host.name),
-                "drift": drift_between(state, text, host=host.name)
-                or runtime_drift(state, runtime.get(host.name))
-                or _not_loaded(file_loaded, header is not None),
-                **lingering[host.name],
-            })
-        try:
-            agreed = ensure_consistent(states)
-            disagreement = None
-        except BluegreenError as error:
-            agreed = max(states.values(), key=lambda s: s.generation)
-            disagreement = error.message
-        instances = _instances(inventory, session, agreed.live,
-                               agreed.colour(agreed.live).out if agreed.live else ())
-        lock = read_lock(session.primary)
-        drift = disagreement or next((b["drift"] for b in balancers if b["drift"]), None)
-        operation = _operation(agreed, lock, inventory)
-        if operation is not None and operation["in_progress"] and drift:
-            # a flip under way makes balancers and state differ for a moment: not drift
-            operation["transient"] = drift
-            drift = None
-        return {
-            "service": inventory.service,
-            "live": agreed.live.value if agreed.live else None,
-            "generation": agreed.generation,
-            "drift": drift,
-            "balancers": balancers,
-            "instances": instances,
-            "colours": {name: {"release": c.release, "status": c.status, "since": c.since,
-                               "replaced": c.replaced, "error": c.error,
-                               "out_of_traffic": list(c.out),
-                               "connections": sum(i["connections"] for i in instances
-                                                  if i["colour"] == name)}
-                        for name, c in agreed.colours.items()},
-            "operation": operation,
-            "lock": None if lock is None else _lock_data(lock, inventory),
-        }
+        return status_in(session)
+
+
+def watch_status(inventory: Inventory, reporter: Reporter, *,
+                 show: Callable[[dict[str, Any]], None], interval: float = 1.0) -> None:
+    """`status` again every `interval` seconds over the same connections, until Ctrl-C."""
+    with Session(inventory, reporter, command="status", lock=False) as session:
+        while True:
+            started = time.monotonic()
+            show(status_in(session))
+            cancel.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def status_in(session: Session) -> dict[str, Any]:
+    """What each balancer serves, every instance, the colours, the operation and the lock."""
+    inventory = session.inventory
+    states = session.read_states()
+    managed = session.read_managed()
+    runtime = session.runtime_serving()
+    loaded = session.files_loaded()
+    lingering = session.lingering()
+    balancers = []
+    for host in session.balancers:
+        state, text = states[host.name], managed[host.name]
+        header = parse_header(text)
+        file_loaded = loaded.get(host.name)
+        balancers.append({
+            "host": host.name,
+            "kind": session.sites[host.name].driver.kind,
+            "state_live": state.live.value if state.live else None,
+            "state_generation": state.generation,
+            "file_colour": header.colour.value if header else None,
+            "file_loaded": file_loaded,
+            # what it serves: the file's colour once its workers loaded it; HAProxy's
+            # runtime where it has one
+            "serving": runtime.get(host.name) or (
+                header.colour.value if header and file_loaded is not False else None),
+            "serving_generation": header.generation if header else None,
+            "runtime_serving": runtime.get(host.name),
+            "drift": drift_between(state, text, host=host.name)
+            or runtime_drift(state, runtime.get(host.name))
+            or _not_loaded(file_loaded, header is not None),
+            **lingering[host.name],
+        })
+    try:
+        agreed = ensure_consistent(states)
+        disagreement = None
+    except BluegreenError as error:
+        agreed = max(states.values(), key=lambda s: s.generation)
+        disagreement = error.message
+    instances = _instances(inventory, session, agreed.live,
+                           agreed.colour(agreed.live).out if agreed.live else ())
+    lock = read_lock(session.primary)
+    drift = disagreement or next((b["drift"] for b in balancers if b["drift"]), None)
+    operation = _operation(agreed, lock, inventory)
+    if operation is not None and operation["in_progress"] and drift:
+        # a flip under way makes balancers and state differ for a moment: not drift
+        operation["transient"] = drift
+        drift = None
+    return {
+        "service": inventory.service,
+        "live": agreed.live.value if agreed.live else None,
+        "generation": agreed.generation,
+        "drift": drift,
+        "balancers": balancers,
+        "instances": instances,
+        "colours": {name: {"release": c.release, "status": c.status, "since": c.since,
+                           "replaced": c.replaced, "error": c.error,
+                           "out_of_traffic": list(c.out),
+                           "connections": sum(i["connections"] for i in instances
+                                              if i["colour"] == name)}
+                    for name, c in agreed.colours.items()},
+        "operation": operation,
+        "lock": None if lock is None else _lock_data(lock, inventory),
+    }
 
 
 def _not_loaded(file_loaded: bool | None, managed: bool) -> str | None:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from bluegreen.cli.common import app_context, reported_errors
+from bluegreen.cli.common import AppContext, app_context, reported_errors
 from bluegreen.cli.render import history_result, status_result
+from bluegreen.shell import redact
 
 DRIFT_EXIT = 9
 
 lock_app = typer.Typer(help="Show or release the operation lock.", no_args_is_help=True)
 
 
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Refresh every second until Ctrl-C (with --json: one JSON "
+                              "document per line, per refresh).")] = False,
+) -> None:
     """Live colour per balancer (drift shown loudly), every instance, and the lock."""
     context = app_context(ctx)
+    if watch:
+        _watch(context)
+        return
     with reported_errors(context):
         from bluegreen.queries import status as run_status
 
@@ -24,6 +33,52 @@ def status(ctx: typer.Context) -> None:
         context.reporter.result(result, human=status_result(result))
     if result["drift"]:
         raise typer.Exit(DRIFT_EXIT)
+
+
+def _watch(context: AppContext) -> None:
+    """Ctrl-C is how a watch ends: exit 0."""
+    import json
+    import sys
+
+    from bluegreen.queries import watch_status
+
+    def as_json_line(data: dict[str, Any]) -> None:
+        sys.stdout.write(redact(json.dumps({"data": data}, default=str)) + "\n")
+        sys.stdout.flush()
+
+    try:
+        with reported_errors(context):
+            inventory = context.inventory()
+            if context.json_output:
+                watch_status(inventory, context.reporter, show=as_json_line)
+                return
+            from rich.console import Console, Group
+            from rich.live import Live
+
+            console = Console(no_color=not context.color)
+            with Live(console=console, auto_refresh=False, screen=False) as live:
+                def show(data: dict[str, Any]) -> None:
+                    collected = _Collected()
+                    status_result(data)(collected)
+                    live.update(Group(*collected.items), refresh=True)
+
+                watch_status(inventory, context.reporter, show=show)
+    except typer.Exit as exit_:
+        if exit_.exit_code != 130:  # Ctrl-C ends a watch normally
+            raise
+
+
+class _Collected:
+    """A stand-in console that keeps what a renderer prints, for a live view."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def print(self, item: Any = "", *, markup: bool = True, **_: Any) -> None:
+        from rich.text import Text
+
+        self.items.append(Text.from_markup(item) if isinstance(item, str) and markup
+                          else Text(item) if isinstance(item, str) else item)
 
 
 def history(

@@ -201,3 +201,28 @@ def test_a_release_is_unpacked_without_setuid_bits_and_stale_uploads_are_cleaned
         mode = (service.app_root(host) / "releases" / "v1" / "tool.sh").stat().st_mode
         assert mode & 0o777 == 0o755 and not mode & (stat.S_ISUID | stat.S_ISGID)
     assert not stale.exists()
+
+
+def test_status_watch_prints_a_json_line_per_refresh_and_sees_a_deploy(service: Service
+                                                                       ) -> None:
+    import signal
+    import time
+
+    from tests.integration.test_lock_and_drift import start_cli
+
+    ok(service.deploy("v1"))
+    watcher = start_cli(service, "--json", "status", "--watch")
+    assert watcher.stdout is not None
+    try:
+        first = json.loads(watcher.stdout.readline())["data"]
+        assert (first["live"], first["colours"]["blue"]["release"]) == ("blue", "v1")
+        ok(service.deploy("v2"))
+        deadline = time.monotonic() + 30
+        live = None
+        while live != "green" and time.monotonic() < deadline:  # bounded: 30 s
+            live = json.loads(watcher.stdout.readline())["data"]["live"]
+        assert live == "green"
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        code = watcher.wait(timeout=20)
+    assert code == 0  # Ctrl-C is how a watch ends
