@@ -52,7 +52,7 @@ class SSHSettings(_Strict, frozen=True):
 class BalancerOverride(_Strict, frozen=True):
     """Per-balancer-host overrides of the `balancer:` section (mixed drivers, other paths)."""
 
-    kind: Literal["nginx", "haproxy"] | None = None
+    kind: Literal["nginx", "haproxy", "caddy"] | None = None
     managed_file: str | None = None
     main_config: str | None = None
     prefix: str | None = None
@@ -63,6 +63,7 @@ class BalancerOverride(_Strict, frozen=True):
     state_dir: str | None = None
     flip: Literal["reload", "runtime"] | None = None
     admin_socket: str | None = None
+    admin_address: str | None = None
 
 
 class HostSpec(_Strict, frozen=True):
@@ -161,7 +162,7 @@ class HealthSettings(_Strict, frozen=True):
 
 class BalancerSettings(_Strict, frozen=True):
     managed_file: Text
-    kind: Literal["nginx", "haproxy"] = "nginx"
+    kind: Literal["nginx", "haproxy", "caddy"] = "nginx"
     main_config: str | None = None
     prefix: str | None = None
     pid_file: str | None = None
@@ -173,7 +174,8 @@ class BalancerSettings(_Strict, frozen=True):
     upstream_address: str | None = None
     reload_timeout: Seconds = 10.0
     flip: Literal["reload", "runtime"] = "reload"
-    admin_socket: str | None = None
+    admin_socket: str | None = None  # HAProxy's stats socket (level admin)
+    admin_address: str | None = None  # Caddy's admin API (default localhost:2019)
     drain_timeout: NonNegative = 30.0
 
 
@@ -600,8 +602,8 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
             settings = inventory.balancer_settings(host)
             key = f"hosts.balancer[{index}].balancer.flip" if host.balancer else "balancer.flip"
             if settings.flip == "runtime" and settings.kind != "haproxy":
-                fail(key, "flip: runtime needs HAProxy's runtime API; nginx has none.",
-                     "Use flip: reload with nginx.")
+                fail(key, f"flip: runtime needs HAProxy's runtime API; {settings.kind} has "
+                     "none.", f"Use flip: reload with {settings.kind}.")
             if settings.flip == "runtime" and not settings.admin_socket:
                 fail(key, "flip: runtime needs balancer.admin_socket (HAProxy's stats socket "
                      "at level admin).",

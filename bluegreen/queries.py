@@ -71,7 +71,8 @@ def status_in(session: Session) -> dict[str, Any]:
             "serving_generation": header.generation if header else None,
             "runtime_serving": runtime.get(host.name),
             "drift": drift_between(state, text, host=host.name)
-            or runtime_drift(state, runtime.get(host.name))
+            or runtime_drift(state, runtime.get(host.name),
+                             kind=session.sites[host.name].driver.kind)
             or _not_loaded(file_loaded, header is not None),
             **lingering[host.name],
         })

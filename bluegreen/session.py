@@ -121,7 +121,10 @@ class Session:
 
         def read(host: HostSpec) -> bool | None:
             site = self.sites[host.name]
-            result = self.connections[host.name].run(site.driver.loaded(site.managed.path))
+            command = site.driver.loaded(site.managed.path)
+            if command is None:  # the driver has no way to tell
+                return None
+            result = self.connections[host.name].run(command)
             return file_loaded(result.stdout) if result.ok else None
 
         loaded = fan_out(sites, read, step="read balancer workers", name=lambda b: b.name,
@@ -170,12 +173,13 @@ class Session:
                          "reconciles.",
                 )
         for name, serving in self.runtime_serving().items():
-            problem = runtime_drift(state, serving)
+            kind = self.sites[name].driver.kind
+            problem = runtime_drift(state, serving, kind=kind)
             if problem:
                 raise DriftError(
-                    f"HAProxy's live servers differ from the recorded state: {problem}.",
+                    f"what {kind} runs differs from the recorded state: {problem}.",
                     where=name,
-                    hint="Someone changed server states through the runtime API. "
+                    hint=f"Someone changed what {kind} runs through its runtime API. "
                          "`bluegreen status` shows it; `bluegreen switch --to COLOUR` "
                          "reconciles.",
                 )
@@ -262,11 +266,11 @@ class Session:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
 
 
-def runtime_drift(state: State, serving: str | None) -> str | None:
+def runtime_drift(state: State, serving: str | None, *, kind: str) -> str | None:
     if state.live is None or serving is None:
         return None
     if serving != state.live.value:
-        return f"HAProxy serves {serving} at runtime, state says {state.live}"
+        return f"{kind} serves {serving} at runtime, state says {state.live}"
     return None
 
 

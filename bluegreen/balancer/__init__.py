@@ -1,5 +1,5 @@
 """The Balancer seam: each driver renders the managed file (pure), and builds the commands that
-validate and activate it and read back what is live. nginx and HAProxy implement it."""
+validate and activate it and read back what is live. nginx, HAProxy and Caddy implement it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from bluegreen.inventory import BalancerSettings, HostSpec, Inventory
 
 
 def balancer_for(settings: BalancerSettings) -> Balancer:
+    if settings.kind == "caddy":
+        from bluegreen.balancer.caddy import CaddyBalancer
+
+        return CaddyBalancer(settings)
     if settings.kind == "haproxy":
         from bluegreen.balancer.haproxy import HAProxyBalancer
 

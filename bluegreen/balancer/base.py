@@ -64,6 +64,9 @@ def parse_header(text: str | None) -> Header | None:
 
 
 class Balancer(Protocol):
+    """What the orchestrator asks of a balancer driver — nothing else: how a driver reloads,
+    or which processes it runs, stays inside the driver and its `Activation`."""
+
     kind: str
     binary: str
     settings: BalancerSettings
@@ -71,10 +74,7 @@ class Balancer(Protocol):
     def render(self, upstream: Upstream) -> str: ...
     def validate(self) -> Command: ...
     def validate_main_config(self) -> Command: ...
-    def reload(self) -> Command: ...
-    def workers(self) -> Command: ...
-    def reload_took(self, before: dict[int, str], after: dict[int, str]) -> bool: ...
-    def loaded(self, managed_path: str) -> Command: ...
+    def loaded(self, managed_path: str) -> Command | None: ...
     def activation(self) -> Activation: ...
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
@@ -158,6 +158,11 @@ def file_loaded(output: str) -> bool | None:
     return clock - min(ages) >= mtime
 
 
+def dial(address: str, port: int) -> str:
+    """`address:port`, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def server_name(server: Server) -> str:
     """A balancer-safe server name: colour and host."""
     return f"{server.colour}-{re.sub(r'[^A-Za-z0-9_.:-]', '_', server.host)}"
@@ -184,7 +189,8 @@ def render_upstream(settings: BalancerSettings, upstream: Upstream, default_temp
         "weights": upstream.weights,
         "servers": [
             {"host": s.host, "name": server_name(s), "address": s.address, "port": s.port,
-             "colour": s.colour.value, "weight": s.weight} for s in upstream.servers
+             "dial": dial(s.address, s.port), "colour": s.colour.value, "weight": s.weight}
+            for s in upstream.servers
         ],
     }
     return render_config(template, values, where=where)

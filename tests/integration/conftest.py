@@ -55,3 +55,14 @@ def mixed_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
         yield under_test
     finally:
         under_test.close()
+
+
+@pytest.fixture
+def caddy_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
+    """Two app hosts behind Caddy (flipped through its admin API)."""
+    under_test = Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
+                         balancer_kinds={"lb1": "caddy"})
+    try:
+        yield under_test
+    finally:
+        under_test.close()

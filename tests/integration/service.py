@@ -131,16 +131,64 @@ class HAProxy(BalancerServer):
 
 
 @dataclass
+class Caddy(BalancerServer):
+    """Caddy with a Caddyfile that imports the managed snippet; its admin API on the balancer
+    host's address, its own storage under the prefix."""
+
+    admin_port: int = 0
+
+    @property
+    def managed_file(self) -> Path:
+        return self.prefix / "shop-upstream.caddy"
+
+    @property
+    def admin_address(self) -> str:
+        return f"{self.address}:{self.admin_port}"
+
+    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
+        self.prefix.mkdir(parents=True)
+        self.admin_port = free_port(self.address)
+        (self.prefix / "Caddyfile").write_text(
+            "{\n"
+            f"\tadmin {self.admin_address}\n"
+            "\tauto_https off\n"
+            f"\tstorage file_system {self.prefix}/data\n"
+            "}\n"
+            f"import {self.managed_file}\n"
+            f"http://{self.address}:{self.port} {{\n"
+            f"\tbind {self.address}\n"
+            f"\treverse_proxy {{\n\t\timport {upstream}_upstream\n\t}}\n"
+            "}\n")
+        self.managed_file.write_text(f"({upstream}_upstream) {{\n\tto 127.0.0.1:9\n}}\n")
+        log = (self.prefix / "stderr.log").open("ab")
+        home = {"HOME": str(self.prefix), "XDG_CONFIG_HOME": str(self.prefix / "config"),
+                "XDG_DATA_HOME": str(self.prefix / "data")}
+        self.process = subprocess.Popen(
+            ["caddy", "run", "--config", str(self.prefix / "Caddyfile"), "--adapter",
+             "caddyfile"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            env={**os.environ, **home})
+        wait_for_port(self.address, self.port)
+
+    def stop(self) -> None:
+        self._stop(signal.SIGTERM)
+
+    def balancer_override(self, state_dir: Path) -> dict[str, str]:
+        return {"kind": "caddy", "managed_file": str(self.managed_file),
+                "main_config": str(self.prefix / "Caddyfile"),
+                "admin_address": self.admin_address, "state_dir": str(state_dir)}
+
+
+@dataclass
 class Service:
     fleet: Fleet
     root: Path
     app_hosts: list[str]
     balancer_hosts: list[str]
-    nginx: dict[str, Nginx | HAProxy] = field(default_factory=dict)  # balancer host → server
+    nginx: dict[str, Nginx | HAProxy | Caddy] = field(default_factory=dict)  # host → server
     ports: dict[str, int] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     nginx_keepalive_timeout: str | None = None
-    balancer_kinds: dict[str, str] = field(default_factory=dict)  # host → "nginx" | "haproxy"
+    balancer_kinds: dict[str, str] = field(default_factory=dict)  # host → nginx|haproxy|caddy
     overrides: dict[str, Any] = field(default_factory=dict)  # applied by every inventory()
 
     def __post_init__(self) -> None:
@@ -148,9 +196,9 @@ class Service:
         for name in self.balancer_hosts:
             address = self.fleet[name].address
             kind = self.balancer_kinds.get(name, "nginx")
-            server_class = HAProxy if kind == "haproxy" else Nginx
-            server = server_class(name, address, free_port(address),
-                                  self.root / f"{kind}-{name}")
+            server_class = {"haproxy": HAProxy, "caddy": Caddy}.get(kind, Nginx)
+            server: Nginx | HAProxy | Caddy = server_class(
+                name, address, free_port(address), self.root / f"{kind}-{name}")
             server.start(keepalive_timeout=self.nginx_keepalive_timeout)
             self.nginx[name] = server
         balancer_entries = [
@@ -313,6 +361,7 @@ BALANCER_SETUPS: dict[str, tuple[list[str], dict[str, str], dict[str, Any]]] = {
     "haproxy-runtime": (["lb1"], {"lb1": "haproxy"},
                         {"balancer": {"flip": "runtime", "drain_timeout": 5}}),
     "two-nginx": (["lb1", "lb2"], {}, {}),
+    "caddy": (["lb1"], {"lb1": "caddy"}, {}),
 }
 
 

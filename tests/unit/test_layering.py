@@ -18,6 +18,7 @@ ONLY_IMPORTERS = {
     "rich": {"cli/", "output.py"},
     "bluegreen.balancer.nginx": {"balancer/"},
     "bluegreen.balancer.haproxy": {"balancer/"},
+    "bluegreen.balancer.caddy": {"balancer/"},
     "bluegreen.cli": {"cli/", "__main__.py"},
 }
 
