@@ -187,6 +187,18 @@ class VerifySettings(_Strict, frozen=True):
     attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
 
 
+class DeploySettings(_Strict, frozen=True):
+    # how many target instances may fail their health check with the deploy still flipping
+    # (those stay out of traffic): a count, or a percentage of the instances ("25%")
+    max_unhealthy: Annotated[int, msgspec.Meta(ge=0)] | Annotated[
+        str, msgspec.Meta(pattern=r"^(100|[1-9]?[0-9])%$")] = 0
+
+    def allowed_unhealthy(self, instances: int) -> int:
+        if isinstance(self.max_unhealthy, int):
+            return self.max_unhealthy
+        return instances * int(self.max_unhealthy[:-1]) // 100
+
+
 class LockSettings(_Strict, frozen=True):
     stale_after: Seconds = 300.0
 
@@ -229,6 +241,7 @@ class Inventory(_Mutable):
     health: HealthSettings = HealthSettings()
     balancer: BalancerSettings | None = None
     verify: VerifySettings = VerifySettings()
+    deploy: DeploySettings = DeploySettings()
     lock: LockSettings = LockSettings()
     hooks: Hooks = Hooks()
     secrets: dict[str, SecretRef] = {}

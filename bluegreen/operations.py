@@ -13,6 +13,7 @@ from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import (
     BluegreenError,
+    FanOutError,
     HealthCheckFailed,
     Interrupted,
     InventoryError,
@@ -74,13 +75,13 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
                   "release": artifact.release}
         return recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
-            retire_after=options.retire_after, drain_idle=options.drain), pre="pre_deploy",
-            post="post_deploy")
+            retire_after=options.retire_after, drain_idle=options.drain, record=record),
+            pre="pre_deploy", post="post_deploy")
 
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
-            stack: AppStack, *, retire_after: float | None, drain_idle: bool
-            ) -> dict[str, Any]:
+            stack: AppStack, *, retire_after: float | None, drain_idle: bool,
+            record: dict[str, Any]) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     specs = [steps.spec for steps in plan.instances]
@@ -109,12 +110,15 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     fan_out(plan.instances, stand_up, step="start", name=lambda s: s.spec.host.name,
             parallelism=inventory.ssh.parallelism)
     reporter.phase(f"health-check {len(specs)} {target} instance(s)")
-    check_instances(inventory, session.connections, specs, reporter=reporter,
-                    release_of={s.host.name: artifact.release for s in specs})
-    new_state = _flip_verify_record(session, state, plan.flip, release=artifact.release)
+    unhealthy = _unhealthy_within_limit(session, specs, release=artifact.release)
+    flip = plan.flip if not unhealthy else build_flip_plan(
+        inventory, state=state, target=target, current=plan.flip.current, out=unhealthy)
+    if unhealthy:
+        record["out_of_traffic"] = list(unhealthy)
+    new_state = _flip_verify_record(session, state, flip, release=artifact.release)
     _prune(session, stack, specs)
-    summary = {**_summary(new_state, plan.flip, release=artifact.release),
-               "idle_connections_cut": sum(cut.values())}
+    summary = {**_summary(new_state, flip, release=artifact.release),
+               "idle_connections_cut": sum(cut.values()), "out_of_traffic": list(unhealthy)}
     if retire_after is not None and new_state.live is not None:
         try:
             new_state, retired = _retire(session, new_state, drain_timeout=retire_after)
@@ -123,9 +127,35 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                              f"{new_state.generation}), but retiring {target.other} then "
                              f"failed: {error.message}")
             raise
-        summary.update(_summary(new_state, plan.flip, release=artifact.release),
+        summary.update(_summary(new_state, flip, release=artifact.release),
                        retired=retired.to_dict() if retired else None)
     return summary
+
+
+def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, release: str
+                            ) -> tuple[str, ...]:
+    """Health-check every instance. Failing ones within `deploy.max_unhealthy` are returned, to
+    be kept out of traffic (the deploy goes on); beyond it — or when none would be left — the
+    failure stands and nothing flips."""
+    inventory = session.inventory
+    try:
+        check_instances(inventory, session.connections, specs, reporter=session.reporter,
+                        release_of={s.host.name: release for s in specs})
+    except FanOutError as error:
+        unhealthy = tuple(f.host for f in error.failures)
+        allowed = inventory.deploy.allowed_unhealthy(len(specs))
+        if (any(not isinstance(f.error, HealthCheckFailed) for f in error.failures)
+                or len(unhealthy) > allowed or len(unhealthy) == len(specs)):
+            if allowed:
+                error.message += (f" That is more than deploy.max_unhealthy allows "
+                                  f"({allowed} of {len(specs)}).")
+            raise
+        session.reporter.warn(
+            f"{len(unhealthy)} of {len(specs)} instance(s) failed their health check "
+            f"({', '.join(unhealthy)}), within deploy.max_unhealthy ({allowed}): they stay out "
+            "of traffic.")
+        return unhealthy
+    return ()
 
 
 def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,

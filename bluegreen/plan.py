@@ -55,6 +55,7 @@ class DeployPlan:
     live: Colour | None
     instances: tuple[InstanceSteps, ...]
     flip: FlipPlan
+    max_unhealthy: int = 0  # instances that may fail their health check (kept out of traffic)
 
     def describe(self) -> list[str]:
         lines = [
@@ -73,7 +74,9 @@ class DeployPlan:
                 f"   {host}: point {self.target} at releases/{self.release}",
                 f"   {host}: start: {steps.start}",
             ]
-        lines.append(f"2. health-check {len(self.instances)} {self.target} instance(s)")
+        lines.append(f"2. health-check {len(self.instances)} {self.target} instance(s)"
+                     + (f"; up to {self.max_unhealthy} may fail and stay out of traffic"
+                        if self.max_unhealthy else "; any failure stops the deploy"))
         lines += describe_flip(self.flip, start=3)
         return lines
 
@@ -154,4 +157,6 @@ def build_deploy_plan(inventory: Inventory, *, state: State, release: str, targe
     )
     return DeployPlan(release=release, target=target, live=state.live, instances=instances,
                       flip=build_flip_plan(inventory, state=state, target=target,
-                                           current=current, out=()))
+                                           current=current, out=()),
+                      max_unhealthy=min(inventory.deploy.allowed_unhealthy(len(instances)),
+                                        len(instances) - 1))

@@ -19,6 +19,9 @@ def operation_result(data: dict[str, Any]) -> Any:
                       f"{data['release']}, generation {data['generation']}"
                       + (f"; {data['previous']} keeps running for rollback"
                          if data.get("previous") and data["previous"] != data["live"] else ""))
+        if data.get("out_of_traffic"):
+            console.print(f"[yellow]out of traffic (unhealthy):[/yellow] "
+                          f"{', '.join(data['out_of_traffic'])}")
 
     return show
 

@@ -2,7 +2,8 @@
 file next to it, so two colours running two releases answer differently.
 
 Routes: ``/`` (the release, also in the X-Release header), ``/health``, ``/slow?seconds=N`` (a
-long-lived response, for drain tests). A file named FAIL_HEALTH next to it makes /health answer
+long-lived response, for drain tests). A file named FAIL_HEALTH next to it — or at the path in
+the FAIL_HEALTH_FILE environment variable, e.g. under one host's app root — makes /health answer
 500; a file named CRASH makes the app fail at start-up."""
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def app(environ: dict, start_response):  # type: ignore[no-untyped-def]
     path = environ.get("PATH_INFO", "/")
     status, body = "200 OK", f"release {RELEASE} ({COLOUR}) pid {os.getpid()}\n"
     if path == "/health":
-        if (HERE / "FAIL_HEALTH").exists():
+        fail_file = os.environ.get("FAIL_HEALTH_FILE")
+        if (HERE / "FAIL_HEALTH").exists() or (fail_file and Path(fail_file).exists()):
             status, body = "500 Internal Server Error", f"unhealthy release {RELEASE}\n"
         else:
             body = f"ok release {RELEASE} ({COLOUR}) started {STARTED:.0f}\n"

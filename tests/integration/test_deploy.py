@@ -226,3 +226,34 @@ def test_status_watch_prints_a_json_line_per_refresh_and_sees_a_deploy(service: 
         watcher.send_signal(signal.SIGINT)
         code = watcher.wait(timeout=20)
     assert code == 0  # Ctrl-C is how a watch ends
+
+
+def test_unhealthy_instances_within_max_unhealthy_stay_out_and_the_deploy_flips(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    start = "FAIL_HEALTH_FILE={{ app_root }}/fail-health " + service.data["app"]["start"]
+    (service.app_root("app1") / "fail-health").write_text("")  # app1's new instance is sick
+    strict = service.inventory(app={"start": start}, health={"retries": 3})
+    refused = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                          inventory=strict)
+    assert refused.returncode == 5 and "app1" in refused.stderr  # default: none may fail
+    assert service.fetch().startswith("release v1 (blue)")
+
+    lenient = service.inventory(app={"start": start}, health={"retries": 3},
+                                deploy={"max_unhealthy": "50%"})
+    result = service.cli("--json", "deploy", "--source", str(service.release("v3")),
+                         "--release", "v3", inventory=lenient)
+    ok(result)
+    assert "within deploy.max_unhealthy (1)" in result.stderr
+    assert json.loads(result.stdout)["data"]["out_of_traffic"] == ["app1"]
+    managed = service.nginx["lb1"].managed_file.read_text()
+    assert "# app1 green" not in managed and "# app2 green" in managed
+    assert all(service.fetch().startswith("release v3 (green)") for _ in range(6))
+    assert service.state()["colours"]["green"]["out"] == ["app1"]
+    assert service.history()[-1]["out_of_traffic"] == ["app1"]
+    # both failing is more than 50 % allows: nothing flips
+    (service.app_root("app2") / "fail-health").write_text("")
+    beyond = service.cli("deploy", "--source", str(service.release("v4")), "--release", "v4",
+                         inventory=lenient)
+    assert beyond.returncode == 5 and "more than deploy.max_unhealthy allows" in beyond.stderr
+    assert service.fetch().startswith("release v3 (green)")
