@@ -139,6 +139,13 @@ class StateError(BluegreenError):
     code = "state_error"
 
 
+class CanaryInProgress(BluegreenError):
+    """A canary splits traffic: deploy and rollback wait for `canary promote` or `abort`."""
+
+    exit_code = 12
+    code = "canary_in_progress"
+
+
 class Interrupted(BluegreenError):
     exit_code = 130
     code = "interrupted"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import (
     BluegreenError,
+    CanaryInProgress,
     FanOutError,
     HealthCheckFailed,
     Interrupted,
@@ -41,7 +42,7 @@ from bluegreen.plan import (
 from bluegreen.release import Artifact, package, validate_release_id
 from bluegreen.retire import Retired, drain, retire_idle
 from bluegreen.session import Session
-from bluegreen.state import State, actor
+from bluegreen.state import Canary, State, actor, now, sha256_text
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Options:
     lock_wait: float = 0.0
     retire_after: float | None = None  # deploy: retire the old colour after this drain timeout
     drain: bool = True  # deploy: drain the idle colour's connections before stopping it
+    canary: int | None = None  # deploy: give the new release this share of traffic, no more
 
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
@@ -60,7 +62,10 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
+        _refuse_during_canary(state, "deploy")
         target = to or (state.live.other if state.live else Colour.BLUE)
+        if options.canary is not None:
+            _require_weights(session, state)
         if target is state.live:
             raise UsageError(
                 f"{target} is live; deploy never touches the live colour.",
@@ -75,13 +80,13 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
                   "release": artifact.release}
         return recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
-            retire_after=options.retire_after, drain_idle=options.drain, record=record),
-            pre="pre_deploy", post="post_deploy")
+            retire_after=options.retire_after, drain_idle=options.drain, record=record,
+            canary=options.canary), pre="pre_deploy", post="post_deploy")
 
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
             stack: AppStack, *, retire_after: float | None, drain_idle: bool,
-            record: dict[str, Any]) -> dict[str, Any]:
+            record: dict[str, Any], canary: int | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     specs = [steps.spec for steps in plan.instances]
@@ -115,6 +120,15 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
         inventory, state=state, target=target, current=plan.flip.current, out=unhealthy)
     if unhealthy:
         record["out_of_traffic"] = list(unhealthy)
+    if canary is not None:
+        record["canary"] = canary
+        new_state = _canary_flip(session, state, target, release=artifact.release,
+                                 weight=canary, out=unhealthy)
+        _prune(session, stack, specs)
+        return {**_summary(new_state, flip, release=artifact.release),
+                "live": _name(new_state.live), "previous": None,
+                "canary": asdict(new_state.canary) if new_state.canary else None,
+                "out_of_traffic": list(unhealthy)}
     new_state = _flip_verify_record(session, state, flip, release=artifact.release)
     _prune(session, stack, specs)
     summary = {**_summary(new_state, flip, release=artifact.release),
@@ -227,6 +241,7 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
     with Session(inventory, reporter, command="rollback", lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
+        _refuse_during_canary(state, "rollback")
         if state.live is None:
             raise RollbackImpossible("nothing has been deployed yet, so there is nothing to roll "
                                      "back to.", hint="Run `bluegreen deploy` first.")
@@ -358,7 +373,8 @@ def _retire(session: Session, state: State, *, drain_timeout: float
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
              *, operation: str, options: Options,
-             prepare: Callable[[], None] | None = None) -> dict[str, Any]:
+             prepare: Callable[[], None] | None = None,
+             adjust: Callable[[State], State] | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     plan = build_flip_plan(inventory, state=state, target=target, current=current)
     if options.dry_run:
@@ -379,7 +395,8 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
         reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
                         release_of={s.host.name: release for s in specs})
-        new_state = _flip_verify_record(session, current_state, plan, release=release)
+        new_state = _flip_verify_record(session, current_state, plan, release=release,
+                                        adjust=adjust)
         return _summary(new_state, plan, release=release)
 
     return recorded(session, record, run,
@@ -429,8 +446,8 @@ def _require_running(session: Session, specs: list[InstanceSpec], target: Colour
     )
 
 
-def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, release: str | None
-                        ) -> State:
+def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, release: str | None,
+                        adjust: Callable[[State], State] | None = None) -> State:
     """Flip every balancer, verify through the public URL(s) (flip back on failure), then write
     the new state. A signal during the flip lets the activation finish; one that arrives before
     verification has passed cuts verification short and flips back, so the time from the signal
@@ -448,6 +465,8 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
             raise
         new_state = state.after_flip(plan.target, release=release, actor=actor(),
                                      managed=plan.configs, out=plan.out)
+        if adjust is not None:
+            new_state = adjust(new_state)
         try:
             new_state = session.finish_change(new_state)
         except BluegreenError as error:
@@ -463,6 +482,100 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
                   f"{plan.target} is live (generation {new_state.generation})", ok=True)
     session.hooks.run("post_flip")
     return new_state
+
+
+def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
+                   ) -> dict[str, Any]:
+    """All traffic to the canary's colour: it becomes the live colour, the stable one stays
+    running for rollback — a normal flip, verified through the public URL(s)."""
+    check_templates(inventory)
+    with Session(inventory, reporter, command="canary promote", lock=not options.dry_run,
+                 lock_wait=options.lock_wait) as session:
+        state, current = session.agreed_state()
+        canary = _require_canary(state)
+        return _flip_to(session, state, current, Colour(canary.colour),
+                        operation="canary promote", options=options)
+
+
+def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
+                 reason: str | None = None) -> dict[str, Any]:
+    """All traffic back to the stable colour; the canary's colour keeps running its release,
+    recorded `failed` (with why), so rollback never flips to it."""
+    check_templates(inventory)
+    with Session(inventory, reporter, command="canary abort", lock=not options.dry_run,
+                 lock_wait=options.lock_wait) as session:
+        state, current = session.agreed_state()
+        canary = _require_canary(state)
+        assert state.live is not None
+        why = f"canary aborted{f': {reason}' if reason else ''}"
+
+        def mark_aborted(after: State) -> State:
+            return after.with_colour(Colour(canary.colour), status="failed", error=why,
+                                     since=now())
+
+        return _flip_to(session, state, current, state.live, operation="canary abort",
+                        options=options, adjust=mark_aborted)
+
+
+def _canary_flip(session: Session, state: State, target: Colour, *, release: str, weight: int,
+                 out: tuple[str, ...]) -> State:
+    """Give `target` (just stood up and healthy) `weight` per cent of the traffic and the live
+    colour the rest; recorded as the canary. No public-URL verification: most requests still
+    reach the live colour."""
+    inventory, reporter = session.inventory, session.reporter
+    assert state.live is not None
+    stable = state.live
+    weights = {stable.value: 100 - weight, target.value: weight}
+    plan = build_flip_plan(inventory, state=state, target=stable, current={},
+                           weights=weights, other_out=out)
+    flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
+    session.hooks.run("pre_flip")
+    with cancel.deferred_interrupts():
+        flipper.flip(plan)
+        canary = Canary(colour=target.value, release=release, weight=weight, since=now(),
+                        by=actor())
+        new_state = replace(
+            state.with_colour(target, status="running", release=release, since=now(),
+                              replaced=None, error=None, out=out),
+            generation=plan.generation, weights=weights, canary=canary, updated_at=now(),
+            updated_by=actor(), managed_sha256={h: sha256_text(t) for h, t in plan.configs.items()})
+        try:
+            new_state = session.finish_change(new_state)
+        except BluegreenError:
+            reporter.warn("the canary could not be recorded: moving its traffic back")
+            flipper.undo(plan)
+            raise
+        session.flipped = new_state
+    reporter.step(inventory.primary_balancer.name,
+                  f"canary: {target} (release {release}) takes {weight}% of the traffic, "
+                  f"{stable} {100 - weight}% (generation {new_state.generation})", ok=True)
+    session.hooks.run("post_flip")
+    return new_state
+
+
+def _require_weights(session: Session, state: State) -> None:
+    if state.live is None:
+        raise UsageError("a canary needs a live colour to share the traffic with.",
+                         where="--canary", hint="Deploy without --canary first.")
+    unweighted = [name for name, site in session.sites.items() if not site.driver.weighted]
+    if unweighted:
+        raise UsageError(f"{', '.join(unweighted)} cannot split traffic by weight.",
+                         where="--canary", hint="Canaries need nginx or HAProxy.")
+
+
+def _require_canary(state: State) -> Canary:
+    if state.canary is None:
+        raise UsageError("no canary is in progress.",
+                         hint="Start one with `bluegreen deploy --canary PERCENT`.")
+    return state.canary
+
+
+def _refuse_during_canary(state: State, operation: str) -> None:
+    if state.canary is not None:
+        raise CanaryInProgress(
+            f"a canary is in progress: {state.canary.describe()}; {operation} waits for it.",
+            hint="`bluegreen canary promote` gives it all the traffic, `bluegreen canary "
+                 "abort` none; `bluegreen canary status` shows it.")
 
 
 def recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],

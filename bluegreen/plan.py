@@ -95,12 +95,16 @@ def describe_flip(flip: FlipPlan, *, start: int) -> list[str]:
 
 
 def build_upstream(inventory: Inventory, target: Colour, generation: int,
-                   out: tuple[str, ...] = ()) -> Upstream:
-    """Traffic to `target`'s instances, except those on the hosts in `out` (weight 0)."""
-    weights = {target.value: 100, target.other.value: 0}
+                   out: tuple[str, ...] = (), weights: dict[str, int] | None = None,
+                   other_out: tuple[str, ...] = ()) -> Upstream:
+    """Traffic to `target`'s instances, except those on the hosts in `out` (weight 0) — or,
+    with `weights` (a canary), to both colours in those proportions (`other_out`: the other
+    colour's hosts held out)."""
+    weights = weights or {target.value: 100, target.other.value: 0}
+    held_out = {target: out, target.other: other_out}
     servers = tuple(
         Server(spec.host.name, spec.address, spec.port, colour,
-               0 if colour is target and spec.host.name in out else weights[colour.value])
+               0 if spec.host.name in held_out[colour] else weights[colour.value])
         for colour in (target, target.other)
         for spec in instance_specs(inventory, colour)
     )
@@ -109,15 +113,20 @@ def build_upstream(inventory: Inventory, target: Colour, generation: int,
 
 
 def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
-                    current: dict[str, str | None], out: tuple[str, ...] | None = None
+                    current: dict[str, str | None], out: tuple[str, ...] | None = None,
+                    weights: dict[str, int] | None = None, other_out: tuple[str, ...] = ()
                     ) -> FlipPlan:
-    """A flip to `target`, keeping out of traffic the hosts the state holds out (or `out`)."""
+    """A flip to `target`, keeping out of traffic the hosts the state holds out (or `out`);
+    with `weights`, a split between the colours (`target` stays the one named live)."""
     generation = state.generation + 1
     held_out = state.colour(target).out if out is None else out
-    upstream = build_upstream(inventory, target, generation, held_out)
+    upstream = build_upstream(inventory, target, generation, held_out, weights, other_out)
     sites = [site_for(inventory, h) for h in inventory.hosts.balancer]
     previous = (build_upstream(inventory, state.live, state.generation,
-                               state.colour(state.live).out) if state.live else None)
+                               state.colour(state.live).out,
+                               state.weights if state.canary else None,
+                               state.colour(state.live.other).out if state.canary else ())
+                if state.live else None)
     return FlipPlan(target=target, previous=state.live, generation=generation,
                     configs={s.host.name: s.driver.render(upstream) for s in sites},
                     current=current, paths={s.host.name: s.managed.path for s in sites},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from bluegreen import cancel
@@ -42,6 +43,13 @@ def watch_status(inventory: Inventory, reporter: Reporter, *,
             started = time.monotonic()
             show(status_in(session))
             cancel.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
+    with Session(inventory, reporter, command="canary status", lock=False) as session:
+        state = ensure_consistent(session.read_states())
+    return {"live": state.live.value if state.live else None, "weights": state.weights,
+            "canary": asdict(state.canary) if state.canary else None}
 
 
 def status_in(session: Session) -> dict[str, Any]:
@@ -105,6 +113,8 @@ def status_in(session: Session) -> dict[str, Any]:
                                               if i["colour"] == name)}
                     for name, c in agreed.colours.items()},
         "operation": operation,
+        "weights": agreed.weights,
+        "canary": asdict(agreed.canary) if agreed.canary else None,
         "lock": None if lock is None else _lock_data(lock, inventory),
     }
 

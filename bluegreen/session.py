@@ -266,11 +266,17 @@ class Session:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
 
 
+def _weights(weights: dict[str, int]) -> str:
+    return ",".join(f"{colour}:{weight}" for colour, weight in sorted(weights.items()))
+
+
 def runtime_drift(state: State, serving: str | None, *, kind: str) -> str | None:
     if state.live is None or serving is None:
         return None
-    if serving != state.live.value:
-        return f"{kind} serves {serving} at runtime, state says {state.live}"
+    expected = ("+".join(sorted(c for c, w in state.weights.items() if w > 0)) if state.canary
+                else state.live.value)
+    if serving != expected:
+        return f"{kind} serves {serving} at runtime, state says {expected}"
     return None
 
 
@@ -288,6 +294,9 @@ def drift_between(state: State, managed_text: str | None, *, host: str) -> str |
     if header.colour != state.live or header.generation != state.generation:
         return (f"file serves {header.colour} (generation {header.generation}), state says "
                 f"{state.live} (generation {state.generation})")
+    if any(state.weights.values()) and header.weights != state.weights:
+        return (f"file weights {_weights(header.weights)}, state says "
+                f"{_weights(state.weights)}")
     recorded = state.managed_sha256.get(host)
     if recorded and sha256_text(managed_text or "") != recorded:
         return "the file was edited after bluegreen wrote it (its checksum differs)"

@@ -64,6 +64,22 @@ class Operation:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """A release taking part of the traffic: `colour` runs `release` and gets `weight` per cent,
+    the live colour the rest, until `canary promote` or `canary abort`."""
+
+    colour: str
+    release: str | None
+    weight: int
+    since: str
+    by: str
+
+    def describe(self) -> str:
+        return (f"{self.colour} runs release {self.release} with {self.weight}% of the traffic "
+                f"since {self.since} (by {self.by})")
+
+
+@dataclass(frozen=True)
 class State:
     service: str
     generation: int = 0  # numbers flips; the managed file's header carries it
@@ -77,6 +93,7 @@ class State:
     # balancer host → checksum of the managed file this state was flipped with
     managed_sha256: dict[str, str] = field(default_factory=dict)
     operation: Operation | None = None
+    canary: Canary | None = None
 
     def colour(self, colour: Colour) -> ColourState:
         return self.colours.get(colour.value, ColourState())
@@ -106,6 +123,7 @@ class State:
             updated_by=data.get("updated_by"),
             managed_sha256=dict(data.get("managed_sha256") or {}),
             operation=Operation(**data["operation"]) if data.get("operation") else None,
+            canary=Canary(**data["canary"]) if data.get("canary") else None,
         )
 
     def after_flip(self, target: Colour, *, release: str | None, actor: str,
@@ -119,7 +137,7 @@ class State:
                                             out=out)
         return replace(self, generation=self.generation + 1, live=target,
                        weights={target.value: 100, target.other.value: 0}, colours=colours,
-                       updated_at=now(), updated_by=actor, operation=None,
+                       updated_at=now(), updated_by=actor, operation=None, canary=None,
                        managed_sha256={h: sha256_text(t) for h, t in managed.items()})
 
 

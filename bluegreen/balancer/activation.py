@@ -127,6 +127,8 @@ class RuntimeActivation(ReloadActivation):
                            timeout=driver.settings.drain_timeout, interval=0.1,
                            interruptible=False)
         self.send(transport, maintenance)
+        if not retiring:  # a canary: both colours serve, nothing drains
+            return True
         cut = sessions(stats)
         report("drained servers in maintenance" + (
             f" ({cut} session(s) cut at the drain timeout)" if cut
@@ -134,6 +136,8 @@ class RuntimeActivation(ReloadActivation):
         return True
 
     def send(self, transport: Transport, commands: list[str]) -> None:
+        if not commands:  # an empty line is an unknown command to HAProxy
+            return
         command, stdin = self.driver.runtime(*commands)
         result = transport.run(command, stdin=stdin)
         answer = " / ".join(line for line in result.stdout.splitlines() if line.strip())

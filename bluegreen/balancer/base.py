@@ -70,6 +70,7 @@ class Balancer(Protocol):
     kind: str
     binary: str
     settings: BalancerSettings
+    weighted: bool  # can split traffic between the colours by weight (a canary)
 
     def render(self, upstream: Upstream) -> str: ...
     def validate(self) -> Command: ...
@@ -86,6 +87,7 @@ class MasterWorkerBalancer:
 
     kind: str
     default_pid_file: str
+    weighted = True
 
     def __init__(self, settings: BalancerSettings):
         self.settings = settings

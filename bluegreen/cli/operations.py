@@ -26,6 +26,10 @@ def deploy(
         "--retire-after", metavar="DURATION",
         help="Then retire the old colour, draining its connections for up to DURATION "
              "(300, 90s, 5m).")] = None,
+    canary: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--canary", min=1, max=99, metavar="PERCENT",
+        help="Give the new release only this share of the traffic; `bluegreen canary promote` "
+             "or `abort` ends it.")] = None,
     no_drain: Annotated[bool, typer.Option(
         "--no-drain", help="Stop the idle colour at once, cutting the connections it still "
                            "holds (they are counted), instead of draining them first "
@@ -44,7 +48,8 @@ def deploy(
         result = run_deploy(context.inventory(), context.reporter, source=source,
                             release=release, to=to,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait,
-                                            retire_after=drain, drain=not no_drain))
+                                            retire_after=drain, drain=not no_drain,
+                                            canary=canary))
         context.reporter.result(result, human=operation_result(result))
 
 
@@ -115,3 +120,58 @@ def retire(
                           + f"; {result['live']} stays live", markup=False)
 
         context.reporter.result(result, human=show)
+
+
+canary_app = typer.Typer(help="A canary: a new release with part of the traffic.",
+                         no_args_is_help=True)
+
+
+@canary_app.command("status")
+def canary_status(ctx: typer.Context) -> None:
+    """The canary in progress: its colour, release and share of the traffic."""
+    context = app_context(ctx)
+    with reported_errors(context):
+        from bluegreen.queries import canary_status as run_status
+
+        result = run_status(context.inventory(), context.reporter)
+
+        def show(console: Any) -> None:
+            canary = result["canary"]
+            console.print(f"canary: {canary['colour']} runs release {canary['release']} with "
+                          f"{canary['weight']}% of the traffic since {canary['since']}"
+                          if canary else "no canary in progress", markup=False)
+
+        context.reporter.result(result, human=show)
+
+
+@canary_app.command("promote")
+def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
+                   lock_wait: LockWait = 0.0) -> None:
+    """Give the canary all the traffic: its colour becomes live (verified)."""
+    context = app_context(ctx)
+    with reported_errors(context):
+        from bluegreen.operations import Options
+        from bluegreen.operations import canary_promote as run_promote
+
+        result = run_promote(context.inventory(), context.reporter,
+                             options=Options(dry_run=dry_run, lock_wait=lock_wait))
+        context.reporter.result(result, human=operation_result(result))
+
+
+@canary_app.command("abort")
+def canary_abort(
+    ctx: typer.Context,
+    reason: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--reason", help="Why, for the history.")] = None,
+    dry_run: DryRun = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Send all traffic back to the stable colour; the canary's colour is marked failed."""
+    context = app_context(ctx)
+    with reported_errors(context):
+        from bluegreen.operations import Options
+        from bluegreen.operations import canary_abort as run_abort
+
+        result = run_abort(context.inventory(), context.reporter, reason=reason,
+                           options=Options(dry_run=dry_run, lock_wait=lock_wait))
+        context.reporter.result(result, human=operation_result(result))

@@ -52,6 +52,12 @@ def status_result(data: dict[str, Any]) -> Any:
                               f"{operation['by']} since {operation['started']}{step} never "
                               "finished (its process ended without cleaning up)",
                               markup=True, highlight=False)
+        if data.get("canary"):
+            canary = data["canary"]
+            console.print(f"[yellow]canary:[/yellow] {escape(canary['colour'])} runs release "
+                          f"{escape(str(canary['release']))} with {canary['weight']}% of the "
+                          f"traffic since {canary['since']} — `bluegreen canary promote` or "
+                          "`abort`")
         colours = Table(title="colours (recorded)", title_justify="left")
         for column in ("colour", "status", "release", "since", "note"):
             colours.add_column(column)
