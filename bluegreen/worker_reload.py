@@ -117,7 +117,11 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                  lock_wait=lock_wait) as session:
         state, _ = session.agreed_state()
         target = _resolve_colour(colour, state)
-        specs = instance_specs(inventory, target)
+        held_out = state.colour(target).out
+        # hosts a failed reload left out go first: putting them back comes before taking
+        # another out
+        specs = sorted(instance_specs(inventory, target),
+                       key=lambda spec: spec.host.name not in held_out)
         rotate = target is state.live and len(specs) > 1
         size = max(1, min(parallel, len(specs) - 1)) if rotate else parallel
         run = ReloadRun(target=target, release=state.colour(target).release,
@@ -125,8 +129,9 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                         pattern=app.task_worker_pattern if task_workers else app.worker_pattern,
                         batches=[specs[i:i + size] for i in range(0, len(specs), size)],
                         rotate=rotate)
-        if new_release and new_release != run.release:
-            run.new_release = new_release
+        if new_release and (new_release != run.release
+                            or state.colour(target).status != "running"):
+            run.new_release = new_release  # (again: a failed reload left pointers mixed)
         drain_timeout = inventory.balancer.drain_timeout if inventory.balancer else 0.0
         if dry_run:
             return {"dry_run": True,
@@ -182,9 +187,16 @@ def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
             names = [s.host.name for s in batch]
             cancel.check_cancelled()
             if run.rotate:
+                out = tuple(sorted({*state.colour(target).out, *names}))
+                if len(out) >= len(specs):
+                    raise ReloadFailed(
+                        f"taking {', '.join(names)} out of traffic would leave no {target} "
+                        f"instance in it ({', '.join(state.colour(target).out)} already out).",
+                        where=", ".join(names),
+                        hint="Reload the hosts that are out first (`bluegreen status` shows "
+                             "them), or deploy a fixed release to the other colour.")
                 reporter.phase(f"take {', '.join(names)} out of traffic")
-                state = _hold_out(session, state, target,
-                                  tuple(sorted({*state.colour(target).out, *names})),
+                state = _hold_out(session, state, target, out,
                                   step=f"reload {', '.join(names)}")
                 _wait_for_connections(session, batch, drain_timeout)
             reporter.phase(f"reload {', '.join(names)} (SIG{run.signal})")
@@ -296,6 +308,12 @@ def _preflight(session: Session, stack: AppStack, spec: InstanceSpec, run: Reloa
         raise ReloadFailed(
             f"stale pid file {pid_file}: no process {master} is running.", where=where,
             hint="The server is down; start it with `bluegreen deploy` (or `switch`) instead.")
+    if not table.children(master):
+        raise ReloadFailed(
+            f"process {master} from {pid_file} has no child processes: the server runs but "
+            "cannot serve (a Swoole manager that died takes every worker with it).",
+            where=where, hint=f"Restart {spec.colour}: `bluegreen deploy` it (or stop it and "
+                              "`rollback --restart`); `bluegreen status` shows its health.")
     if not table.workers(master, run.pattern):
         raise ReloadFailed(
             f"process {master} from {pid_file} has no "
@@ -343,7 +361,7 @@ def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: Relo
     started = time.monotonic()
     _signal(stack, transport, spec, run, master, run.signal, where)
     current = _replaced(stack, transport, spec, run, master, old, started, where)
-    churned = _settle(stack, transport, master, run, current)
+    churned = _settle(stack, transport, master, run, current, started)
     if churned:
         raise ReloadFailed(
             f"the new workers keep dying: {churned} worker process(es) exited and were "
@@ -353,7 +371,7 @@ def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: Relo
     seconds = time.monotonic() - started
     check_instances(session.inventory, session.connections, [spec], reporter=session.reporter,
                     release_of={spec.host.name: run.loads}, quick=True)
-    replaced = old - current
+    replaced = current if not (run.task_workers and not run.pattern) else old - current
     forced = _forced_exits(stack, transport, spec, run.loads) - forced_before
     if forced > 0:
         session.reporter.warn(
@@ -408,16 +426,26 @@ def reload_complete(old: set[int], current: set[int], *, partial: bool) -> bool:
 
 
 def _settle(stack: AppStack, transport: Transport, master: int, run: ReloadRun,
-            current: set[int]) -> int:
-    """Watch the new workers for `app.reload_settle` seconds; how many of them exited (and were
-    replaced by the server) meanwhile — more than none is a crash loop."""
-    deadline = time.monotonic() + stack.settings.reload_settle
-    samples = [current]
-    while time.monotonic() < deadline:
-        cancel.sleep(0.1)
-        table = _processes(transport)
-        samples.append(table.workers(master, run.pattern) if table.alive(master) else set())
-    return churn(samples)
+            current: set[int], started: float) -> int:
+    """Watch the new workers until they all live through `app.reload_settle` seconds; 0 then.
+    As many deaths as there are workers within one such window is a crash loop (every new
+    worker dies at start): their count. Fewer — a worker of the old code dying late, e.g. after
+    a crash loop this reload repairs — starts the window again, until `app.reload_timeout`."""
+    settings = stack.settings
+    while True:
+        window_end = time.monotonic() + settings.reload_settle
+        samples = [current]
+        while time.monotonic() < window_end:
+            cancel.sleep(0.1)
+            table = _processes(transport)
+            samples.append(table.workers(master, run.pattern) if table.alive(master) else set())
+        died = churn(samples)
+        if died == 0:
+            return 0
+        if died >= max(1, len(current)) or (
+                time.monotonic() - started > settings.reload_timeout):
+            return died
+        current = samples[-1]
 
 
 def churn(samples: list[set[int]]) -> int:

@@ -192,7 +192,9 @@ class Service:
     overrides: dict[str, Any] = field(default_factory=dict)  # applied by every inventory()
 
     def __post_init__(self) -> None:
-        self.ports = {"blue": self._free_app_port(), "green": self._free_app_port()}
+        self.ports = {}
+        for colour in ("blue", "green"):  # one after the other: the second avoids the first
+            self.ports[colour] = self._free_app_port()
         for name in self.balancer_hosts:
             address = self.fleet[name].address
             kind = self.balancer_kinds.get(name, "nginx")

@@ -116,3 +116,32 @@ def test_a_reload_of_code_that_does_not_parse_never_reaches_clients(
     state = swoole.state()["colours"]["blue"]
     assert (state["status"], state["release"], state["out"]) == ("running", "v1", [])
     assert masters(swoole, "blue") == blue
+
+
+def test_a_request_longer_than_max_wait_time_is_reported_as_cut(swoole: SwooleService) -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    ok(swoole.deploy("v1"))
+    outcome: dict[str, Any] = {}
+    # 10 s, straight to app1's instance: longer than the example's max_wait_time (3 s)
+    url = (f"http://{swoole.fleet['app1'].address}:{swoole.ports['blue']}/slow?seconds=10")
+
+    def slow() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=20) as response:
+                outcome["body"] = response.read().decode()
+        except (urllib.error.URLError, OSError) as exc:
+            outcome["error"] = repr(exc)
+
+    request = threading.Thread(target=slow)
+    request.start()
+    time.sleep(0.5)  # in flight
+    # the drain wait ends after 1 s, long before the request does
+    result = swoole.cli("reload", inventory=swoole.inventory(balancer={"drain_timeout": 1}))
+    request.join(timeout=30)
+    ok(result)
+    assert "1 connection(s) still open after 1 s" in result.stderr
+    assert "app1: 1 worker(s) were still busy at Swoole's max_wait_time" in result.stderr
+    assert "body" not in outcome  # the request was cut, as the warning says
