@@ -119,7 +119,7 @@ class AppStack:
         return render_command(self.settings.log, self.values(spec, release), where="app.log")
 
     def is_running(self, transport: Transport, spec: InstanceSpec, release: str | None) -> bool:
-        return transport.run(self.status_command(spec, release), timeout=30).ok
+        return transport.run(self.status_command(spec, release)).ok  # ssh.command_timeout
 
     def running_release(self, transport: Transport, spec: InstanceSpec, release: str | None
                         ) -> tuple[bool, str | None]:
@@ -127,7 +127,7 @@ class AppStack:
         result = transport.run(Command.script(
             'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; sh -c "$2"',
             self.layout(spec.host).pointer(spec.colour),
-            self.status_command(spec, release).render()), timeout=30)
+            self.status_command(spec, release).render()))
         pointer = result.stdout.split("\n", 1)[0]
         return result.ok, pointer or None
 

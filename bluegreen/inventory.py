@@ -192,6 +192,9 @@ class DeploySettings(_Strict, frozen=True):
     # (those stay out of traffic): a count, or a percentage of the instances ("25%")
     max_unhealthy: Annotated[int, msgspec.Meta(ge=0)] | Annotated[
         str, msgspec.Meta(pattern=r"^(100|[1-9]?[0-9])%$")] = 0
+    # drain an idle colour that still holds connections before stopping it (false: stop it at
+    # once, as `deploy --no-drain`; what it cuts is still counted)
+    drain: bool = True
 
     def allowed_unhealthy(self, instances: int) -> int:
         if isinstance(self.max_unhealthy, int):

@@ -80,7 +80,8 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
                   "release": artifact.release}
         return recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
-            retire_after=options.retire_after, drain_idle=options.drain, record=record,
+            retire_after=options.retire_after,
+            drain_idle=options.drain and inventory.deploy.drain, record=record,
             canary=options.canary), pre="pre_deploy", post="post_deploy")
 
 
@@ -185,7 +186,7 @@ def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
                   report=lambda line: reporter.step(spec.host.name, line))
     if count:
         reporter.warn(f"{spec.host.name}: {count} connection(s) to {spec.colour} cut by its stop"
-                      + (f" after {timeout:g} s of draining" if ask else " (--no-drain)"))
+                      + (f" after {timeout:g} s of draining" if ask else " (no drain)"))
     return count
 
 

@@ -257,3 +257,14 @@ def test_unhealthy_instances_within_max_unhealthy_stay_out_and_the_deploy_flips(
                          inventory=lenient)
     assert beyond.returncode == 5 and "more than deploy.max_unhealthy allows" in beyond.stderr
     assert service.fetch().startswith("release v3 (green)")
+
+
+def test_a_status_command_that_hangs_is_bounded_by_the_command_timeout(service: Service
+                                                                       ) -> None:
+    ok(service.deploy("v1"))
+    inventory = service.inventory(app={"status": "sleep 60"}, ssh={"command_timeout": 3})
+    result = service.cli("deploy", "--source", str(service.release("v2")), "--release", "v2",
+                         inventory=inventory)
+    assert result.returncode == 3, result.stderr
+    assert "sleep 60" in result.stderr and "did not finish within 3 s" in result.stderr
+    assert service.fetch().startswith("release v1 (blue)")

@@ -129,7 +129,7 @@ def test_deploy_drains_the_idle_colour_before_stopping_it_and_counts_what_it_cut
     request.join(timeout=30)
     ok(cut)
     assert "body" not in outcome  # cut at once
-    assert "app2: 1 connection(s) to green cut by its stop (--no-drain)" in cut.stderr
+    assert "app2: 1 connection(s) to green cut by its stop (no drain)" in cut.stderr
     assert json.loads(cut.stdout)["data"]["idle_connections_cut"] == 1
     assert not (service.app_root("app2") / "asked-green").exists()  # --no-drain asks nothing
 
