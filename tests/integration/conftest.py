@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.fleet import Fleet
-from tests.integration.service import Service
+from tests.integration.service import Service, serve
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,51 +18,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
     """Two app hosts, one nginx balancer."""
-    under_test = Service(fleet, tmp_path, ["app1", "app2"], ["lb1"])
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"]))
 
 
 @pytest.fixture
 def two_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
     """One app host, two nginx balancers."""
-    under_test = Service(fleet, tmp_path, ["app1"], ["lb1", "lb2"])
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(Service(fleet, tmp_path, ["app1"], ["lb1", "lb2"]))
 
 
 @pytest.fixture
 def haproxy_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
     """Two app hosts, one HAProxy balancer (reload flips unless the test asks for runtime)."""
-    under_test = Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
-                         balancer_kinds={"lb1": "haproxy"})
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
+                             balancer_kinds={"lb1": "haproxy"}))
 
 
 @pytest.fixture
 def mixed_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
     """One app host behind nginx on lb1 and HAProxy on lb2."""
-    under_test = Service(fleet, tmp_path, ["app1"], ["lb1", "lb2"],
-                         balancer_kinds={"lb2": "haproxy"})
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(Service(fleet, tmp_path, ["app1"], ["lb1", "lb2"],
+                             balancer_kinds={"lb2": "haproxy"}))
 
 
 @pytest.fixture
 def caddy_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
     """Two app hosts behind Caddy (flipped through its admin API)."""
-    under_test = Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
-                         balancer_kinds={"lb1": "caddy"})
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
+                             balancer_kinds={"lb1": "caddy"}))

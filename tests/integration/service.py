@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -335,6 +336,17 @@ class Service:
                     time.sleep(0.05)
         for server in self.nginx.values():
             server.stop()
+
+
+ServiceT = TypeVar("ServiceT", bound="Service")
+
+
+def serve(service: ServiceT) -> Iterator[ServiceT]:
+    """A fixture's body: the service for the test, then its teardown however the test ended."""
+    try:
+        yield service
+    finally:
+        service.close()
 
 
 def process_alive(pid: int) -> bool:

@@ -111,7 +111,8 @@ def test_deploy_drains_the_idle_colour_before_stopping_it_and_counts_what_it_cut
     inventory = service.inventory(app={"drain": "touch {{ app_root }}/asked-{{ colour }}",
                                        "drain_timeout": 20})
     outcome: dict[str, Any] = {}
-    request = slow_request(service, "app1", "blue", 2, outcome)  # a client left on blue
+    # a client left on blue, still in flight when the deploy reaches blue's stop
+    request = slow_request(service, "app1", "blue", 8, outcome)
     result = service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
                          inventory=inventory)
     request.join(timeout=30)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fleet import Fleet
+from tests.integration.service import serve
 from tests.integration.swoole import (
     EXAMPLE_INVENTORY,
     TASK_WORKERS,
@@ -36,11 +37,7 @@ TASK_WORKER_PATTERN = re.compile(EXAMPLE_INVENTORY["app"]["task_worker_pattern"]
 @pytest.fixture
 def swoole(fleet: Fleet, tmp_path: Path) -> Iterator[SwooleService]:
     """Two app hosts running the Swoole example, one nginx balancer."""
-    under_test = SwooleService(fleet, tmp_path, ["app1", "app2"], ["lb1"])
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(SwooleService(fleet, tmp_path, ["app1", "app2"], ["lb1"]))
 
 
 def ok(result: Any) -> None:

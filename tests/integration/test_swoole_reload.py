@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.fleet import Fleet
+from tests.integration.service import serve
 from tests.integration.swoole import (
     TASK_WORKERS,
     WORKERS,
@@ -29,10 +30,7 @@ require_swoole()
 def swoole(fleet: Fleet, tmp_path: Path) -> Iterator[SwooleService]:
     under_test = SwooleService(fleet, tmp_path, ["app1", "app2"], ["lb1"])
     under_test.add_user_process()  # every master also runs an addProcess() user process
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(under_test)
 
 
 def ok(result: Any) -> None:

@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.fleet import Fleet
+from tests.integration.service import serve
 from tests.integration.swoole import require_swoole
 from tests.integration.websocket import DRAIN, Clients, WebSocketService
 
@@ -34,11 +35,7 @@ SHORT_DRAIN_TIMEOUT = 3  # retire --drain-timeout without app.drain: it waits al
 @pytest.fixture
 def ws(fleet: Fleet, tmp_path: Path) -> Iterator[WebSocketService]:
     """Two app hosts running the WebSocket example, one nginx balancer proxying WebSockets."""
-    under_test = WebSocketService(fleet, tmp_path, ["app1", "app2"], ["lb1"])
-    try:
-        yield under_test
-    finally:
-        under_test.close()
+    yield from serve(WebSocketService(fleet, tmp_path, ["app1", "app2"], ["lb1"]))
 
 
 def ok(result: Any) -> None:
@@ -193,7 +190,7 @@ def test_deploy_onto_an_idle_colour_holding_websockets_drains_them_first(
     assert drained_codes == {1001: CLIENTS}
     assert drained_seconds < DRAIN_TIMEOUT
     assert cut["idle_connections_cut"] == CLIENTS
-    warned = re.findall(r"(app\d): (\d+) connection\(s\) to blue cut by its stop \(--no-drain\)",
+    warned = re.findall(r"(app\d): (\d+) connection\(s\) to blue cut by its stop \(no drain\)",
                         cut_run.stderr)
     assert sorted(h for h, _ in warned) == ["app1", "app2"]
     assert sum(int(n) for _, n in warned) == CLIENTS
