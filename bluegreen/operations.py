@@ -127,7 +127,7 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                                  weight=canary, out=unhealthy)
         _prune(session, stack, specs)
         return {**_summary(new_state, flip, release=artifact.release),
-                "live": _name(new_state.live), "previous": None,
+                "previous": None,  # nothing left traffic: the live colour keeps its share
                 "canary": asdict(new_state.canary) if new_state.canary else None,
                 "out_of_traffic": list(unhealthy)}
     new_state = _flip_verify_record(session, state, flip, release=artifact.release)
@@ -179,9 +179,7 @@ def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
     rollback, WebSockets) without draining it first — unless told not to — and always says how
     many it cut."""
     transport, reporter = session.connections[spec.host.name], session.reporter
-    if not stack.is_running(transport, spec, release):
-        return 0
-    timeout = stack.settings.drain_timeout if ask else 0.0
+    timeout = stack.settings.drain_timeout if ask else 0.0  # a stopped colour has none
     count = drain(stack, transport, spec, release, timeout=timeout, ask=ask,
                   report=lambda line: reporter.step(spec.host.name, line))
     if count:

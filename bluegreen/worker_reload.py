@@ -30,12 +30,11 @@ from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
 from bluegreen.release import MARKER, validate_release_id
 from bluegreen.render import render_text
-from bluegreen.retire import established
+from bluegreen.retire import drain
 from bluegreen.session import Session
 from bluegreen.shell import Command
 from bluegreen.state import Operation, State, actor, now
 from bluegreen.transport.base import Transport
-from bluegreen.waiting import poll_until
 
 COLOUR_CHOICES = ("live", "idle", "blue", "green")
 # what Swoole (6.2) logs when a worker still busy at max_wait_time is terminated: mid-request
@@ -198,7 +197,7 @@ def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
                 reporter.phase(f"take {', '.join(names)} out of traffic")
                 state = _hold_out(session, state, target, out,
                                   step=f"reload {', '.join(names)}")
-                _wait_for_connections(session, batch, drain_timeout)
+                _wait_for_connections(session, stack, batch, drain_timeout)
             reporter.phase(f"reload {', '.join(names)} (SIG{run.signal})")
             run.reloaded += fan_out(batch, lambda s: _reload_one(session, stack, s, run,
                                                                  masters[s.host.name]),
@@ -276,19 +275,18 @@ def _end_operation(session: Session, state: State) -> State:
             return state
 
 
-def _wait_for_connections(session: Session, batch: list[InstanceSpec], timeout: float) -> None:
+def _wait_for_connections(session: Session, stack: AppStack, batch: list[InstanceSpec],
+                          timeout: float) -> None:
     """Out of traffic, the instances' connections end as their requests finish (bounded): what
     is still open then is left to the server's graceful reload."""
-    def drain(spec: InstanceSpec) -> None:
-        transport = session.connections[spec.host.name]
-        count = poll_until(lambda: established(transport, spec.address, spec.port),
-                           lambda n: n == 0, timeout=timeout, interval=0.1)
+    def wait(spec: InstanceSpec) -> None:
+        count = drain(stack, session.connections[spec.host.name], spec, None, timeout=timeout,
+                      report=lambda line: None, ask=False)
         if count:
             session.reporter.step(spec.host.name, f"{count} connection(s) still open after "
                                   f"{timeout:g} s; the graceful reload lets them finish")
 
-    fan_out(batch, drain, step="drain", name=lambda s: s.host.name,
-            parallelism=len(batch))
+    fan_out(batch, wait, step="drain", name=lambda s: s.host.name, parallelism=len(batch))
 
 
 def _preflight(session: Session, stack: AppStack, spec: InstanceSpec, run: ReloadRun) -> int:
