@@ -11,7 +11,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -336,6 +338,54 @@ class Service:
                     time.sleep(0.05)
         for server in self.nginx.values():
             server.stop()
+
+
+def steady_load(url: str, stop: threading.Event, results: dict[str, Any]) -> None:
+    """GET `url` on a new connection each time until `stop`, at most 3 000 requests and 30 s;
+    `results` counts ok and failed requests and collects the distinct bodies' first lines."""
+    if not url.startswith("http://127."):
+        raise ValueError(f"load only goes to loopback addresses, not {url}")
+    deadline = time.monotonic() + 30
+    for _ in range(3000):
+        if stop.is_set() or time.monotonic() > deadline:
+            return
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                first = response.read().decode().split(" pid ", 1)[0]
+            results["ok"] += 1
+            results["bodies"].add(first)
+        except (urllib.error.URLError, OSError) as exc:
+            results["failed"] += 1
+            results["errors"].append(repr(exc))
+        time.sleep(0.005)
+
+
+class LoadDuring:
+    """`with LoadDuring(url) as load:` keeps bounded steady load on `url` for the block's span."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.stop = threading.Event()
+        self.results: dict[str, Any] = {"ok": 0, "failed": 0, "bodies": set(), "errors": []}
+        self.thread = threading.Thread(target=steady_load, args=(url, self.stop, self.results))
+
+    def __enter__(self) -> LoadDuring:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while self.results["ok"] + self.results["failed"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the load runs before the operation starts
+        return self
+
+    def wait_for_body(self, first_line: str, timeout: float = 30) -> None:
+        """Until the load has been served `first_line` (it spans the flip), or the load ended."""
+        deadline = time.monotonic() + timeout
+        while (first_line not in self.results["bodies"] and self.thread.is_alive()
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=45)
 
 
 ServiceT = TypeVar("ServiceT", bound="Service")

@@ -8,8 +8,7 @@ import json
 import urllib.request
 from typing import Any
 
-from tests.integration.service import Caddy, Service
-from tests.integration.test_reload import steady_load
+from tests.integration.service import Caddy, LoadDuring, Service
 
 
 def ok(result: Any) -> None:
@@ -17,24 +16,16 @@ def ok(result: Any) -> None:
 
 
 def test_deploy_rollback_and_deploy_through_the_admin_api(caddy_service: Service) -> None:
-    import threading
-
     service = caddy_service
     server = service.nginx["lb1"]
     assert isinstance(server, Caddy) and server.process is not None
     caddy_pid = server.process.pid
     ok(service.deploy("v1"))
     assert service.fetch().startswith("release v1 (blue)")
-    stop = threading.Event()
-    counts = {"ok": 0, "failed": 0}
-    load = threading.Thread(target=steady_load, args=(server.url, stop, counts))
-    load.start()
-    try:
+    with LoadDuring(server.url) as load:
         deploy = service.deploy("v2")
         rollback = service.cli("rollback")
-    finally:
-        stop.set()
-        load.join(timeout=40)
+    counts = load.results
     ok(deploy)
     ok(rollback)
     assert "admin API: new upstreams running" in rollback.stderr

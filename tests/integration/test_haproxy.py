@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.integration.service import HAProxy, Service
+from tests.integration.service import HAProxy, LoadDuring, Service
 
 
 def ok(result: Any) -> None:
@@ -188,7 +188,7 @@ def test_a_runtime_change_behind_our_back_is_drift(haproxy_service: Service) -> 
 
 def test_a_reload_rotates_each_host_through_maintenance_without_reloading_haproxy(
         haproxy_service: Service) -> None:
-    from tests.integration.test_reload import steady_load, workers_of
+    from tests.integration.test_reload import workers_of
 
     service = haproxy_service
     server = service.nginx["lb1"]
@@ -200,15 +200,9 @@ def test_a_reload_rotates_each_host_through_maintenance_without_reloading_haprox
     live = service.state()["live"]
     haproxy_workers = worker_pids(server)
     app_workers = {h: workers_of(service.master_pid(h, live) or 0) for h in service.app_hosts}
-    stop = threading.Event()
-    counts = {"ok": 0, "failed": 0}
-    load = threading.Thread(target=steady_load, args=(server.url, stop, counts))
-    load.start()
-    try:
+    with LoadDuring(server.url) as load:
         result = service.cli("reload", inventory=inventory)
-    finally:
-        stop.set()
-        load.join(timeout=40)
+    counts = load.results
     ok(result)
     assert result.stderr.count("drained servers in maintenance") >= 2  # each host, in turn
     assert worker_pids(server) == haproxy_workers  # in and out through the runtime API only

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
-from tests.integration.service import Service, process_alive
+from tests.integration.service import LoadDuring, Service, process_alive
 
 
 def ok(result: Any) -> None:
@@ -31,38 +28,16 @@ def workers_of(master: int) -> set[int]:
     return children
 
 
-def steady_load(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
-    """Requests on new connections until `stop`, at most 3 000 and 30 s."""
-    deadline = time.monotonic() + 30
-    for _ in range(3000):
-        if stop.is_set() or time.monotonic() > deadline:
-            return
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                response.read()
-                counts["ok"] += 1
-        except (urllib.error.URLError, OSError):
-            counts["failed"] += 1
-        time.sleep(0.005)
-
-
 def test_rolling_reload_onto_a_new_release_replaces_every_worker_and_drops_nothing(
         service: Service) -> None:
     ok(service.deploy("v1"))
     masters = {h: service.master_pid(h, "blue") for h in service.app_hosts}
     old_workers = {h: workers_of(m) for h, m in masters.items() if m}
-    stop = threading.Event()
-    counts = {"ok": 0, "failed": 0}
-    load = threading.Thread(target=steady_load, args=(service.nginx["lb1"].url, stop, counts))
-    load.start()
-    try:
-        time.sleep(0.3)
+    with LoadDuring(service.nginx["lb1"].url) as load:
         result = service.cli("reload", "--source", str(service.release("v1.1")),
                              "--release", "v1.1")
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        load.join(timeout=40)
+        load.wait_for_body("release v1.1 (blue)")
+    counts = load.results
     ok(result)
     assert result.stderr.index("» reload app1") < result.stderr.index("» reload app2")
     for host in service.app_hosts:

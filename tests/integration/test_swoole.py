@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from tests.fleet import Fleet
-from tests.integration.service import serve
+from tests.integration.service import LoadDuring, serve
 from tests.integration.swoole import (
     EXAMPLE_INVENTORY,
     TASK_WORKERS,
     WORKERS,
-    LoadDuring,
     SwooleService,
     descendants,
     process_args,

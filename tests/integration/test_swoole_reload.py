@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 
 from tests.fleet import Fleet
-from tests.integration.service import serve
+from tests.integration.service import LoadDuring, serve
 from tests.integration.swoole import (
     TASK_WORKERS,
     WORKERS,
-    LoadDuring,
     SwooleService,
     descendants,
     require_swoole,
