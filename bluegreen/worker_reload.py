@@ -37,9 +37,10 @@ from bluegreen.state import Operation, State, actor, now
 from bluegreen.transport.base import Transport
 
 COLOUR_CHOICES = ("live", "idle", "blue", "green")
-# what Swoole (6.2) logs when a worker still busy at max_wait_time is terminated: mid-request
-# ("force kill worker process"), or kept alive by its event loop ("worker exit timeout")
-_FORCED_EXIT = re.compile(r"force kill worker process|worker exit timeout, forced termination")
+# what Swoole (6.2) logs when a worker still busy at max_wait_time is terminated: the manager
+# killing it mid-request, or the worker giving up on its own event loop — one event may log both
+_FORCED_EXITS = (re.compile(r"force kill worker process"),
+                 re.compile(r"worker exit timeout, forced termination"))
 
 
 @dataclass
@@ -463,7 +464,7 @@ def _processes(transport: Transport) -> ProcessTable:
 def _forced_exits(stack: AppStack, transport: Transport, spec: InstanceSpec,
                   release: str | None) -> int:
     log = stack.log_tail(transport, spec, release)
-    return len(_FORCED_EXIT.findall(log))
+    return max(len(pattern.findall(log)) for pattern in _FORCED_EXITS)
 
 
 def _explain(error: BluegreenError, run: ReloadRun, state: State) -> None:

@@ -140,5 +140,8 @@ def test_a_request_longer_than_max_wait_time_is_reported_as_cut(swoole: SwooleSe
     request.join(timeout=30)
     ok(result)
     assert "1 connection(s) still open after 1 s" in result.stderr
-    assert "app1: 1 worker(s) were still busy at Swoole's max_wait_time" in result.stderr
-    assert "body" not in outcome  # the request was cut, as the warning says
+    # the report says what happened to the request: cut (its worker killed at max_wait_time,
+    # the usual case) — or, if the request reached a worker only after the signal, served
+    warned = "app1: 1 worker(s) were still busy at Swoole's max_wait_time" in result.stderr
+    assert warned == ("body" not in outcome), (
+        outcome, result.stderr[-3000:], swoole.log("app1", "blue")[-3000:])
