@@ -12,7 +12,7 @@ from bluegreen.errors import HealthCheckFailed
 from bluegreen.inventory import AppSettings, HostSpec, Inventory
 from bluegreen.model import Colour, Instance
 from bluegreen.release import ReleaseLayout
-from bluegreen.render import render_command, render_command_text
+from bluegreen.render import render_command, render_command_text, render_text, uses_variable
 from bluegreen.shell import Command, Secret
 from bluegreen.transport.base import Transport, tail
 from bluegreen.waiting import poll_until
@@ -108,10 +108,31 @@ class AppStack:
                               {**self.values(spec, release), "signal": signal, "pid": pid},
                               where="app.signal")
 
-    def drain_command(self, spec: InstanceSpec, release: str | None) -> Command:
-        """`app.drain`: ask the instance to let its long-lived connections go."""
+    def drain_command(self, spec: InstanceSpec, release: str | None, *,
+                      pid: int | None = None) -> Command:
+        """`app.drain`: ask the instance to let its long-lived connections go (`pid`: the
+        master's, from app.pid_file, for templates that use `{{ pid }}`)."""
         assert self.settings.drain is not None
-        return render_command(self.settings.drain, self.values(spec, release), where="app.drain")
+        values = self.values(spec, release)
+        if pid is not None:
+            values["pid"] = pid
+        return render_command(self.settings.drain, values, where="app.drain")
+
+    def drain_needs_pid(self) -> bool:
+        return bool(self.settings.drain) and uses_variable(self.settings.drain or "", "pid")
+
+    def pid_file(self, spec: InstanceSpec, release: str | None) -> str:
+        assert self.settings.pid_file is not None
+        return render_text(self.settings.pid_file, self.values(spec, release),
+                           where="app.pid_file")
+
+    def read_pid(self, transport: Transport, spec: InstanceSpec, release: str | None
+                 ) -> int | None:
+        """The master's pid from app.pid_file; None when the file is missing or holds no pid."""
+        result = transport.run(Command.script('cat -- "$1" 2>/dev/null',
+                                              self.pid_file(spec, release)))
+        text = result.stdout.strip()
+        return int(text) if result.ok and text.isdigit() else None
 
     def log_command(self, spec: InstanceSpec, release: str | None) -> Command | None:
         if not self.settings.log:

@@ -138,18 +138,14 @@ def _signal_row(inventory: Inventory, host: HostSpec, transport: Transport, colo
     """`reload` must be able to signal the running master: send it signal 0 through
     app.signal (a server run by another user answers EPERM to a plain kill)."""
     from bluegreen.app import AppStack, instance_specs
-    from bluegreen.render import render_text
-
     assert inventory.app is not None and inventory.app.pid_file
     stack = AppStack(inventory, inventory.app)
     spec = next(s for s in instance_specs(inventory, colour) if s.host.name == host.name)
     release = stack.layout(host).current(transport, colour)
-    pid_file = render_text(inventory.app.pid_file, stack.values(spec, release),
-                           where="app.pid_file")
-    pid = transport.run(Command.script('cat -- "$1" 2>/dev/null', pid_file)).stdout.strip()
-    if not pid.isdigit():
+    pid = stack.read_pid(transport, spec, release)
+    if pid is None:
         return None  # not running: nothing to signal yet
-    sent = transport.run(stack.signal_command(spec, release, signal="0", pid=int(pid)))
+    sent = transport.run(stack.signal_command(spec, release, signal="0", pid=pid))
     return CheckRow(host.name, f"{colour} reload signal", sent.ok,
                     f"app.signal reaches the master {pid}" if sent.ok else
                     f"app.signal cannot signal the master {pid}: "

@@ -183,7 +183,8 @@ def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
     count = drain(stack, transport, spec, release, timeout=timeout, ask=ask,
                   report=lambda line: reporter.step(spec.host.name, line))
     if count:
-        reporter.warn(f"{spec.host.name}: {count} connection(s) to {spec.colour} cut by its stop"
+        reporter.warn(f"{spec.host.name}: {count} connection(s) to {spec.colour} still open, "
+                      "closed by its stop"
                       + (f" after {timeout:g} s of draining" if ask else " (no drain)"))
     return count
 

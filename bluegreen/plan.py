@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.balancer import site_for
 from bluegreen.balancer.base import Server, Upstream
+from bluegreen.errors import TemplateError
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.render import render_text
@@ -152,6 +153,16 @@ def check_templates(inventory: Inventory) -> None:
             stack.stop_command(spec, "release")
             stack.status_command(spec, "release")
             stack.log_command(spec, "release")
+            if inventory.app.pid_file:
+                stack.signal_command(spec, "release", signal="0", pid=1)
+            if inventory.app.drain:
+                if stack.drain_needs_pid() and not inventory.app.pid_file:
+                    raise TemplateError(
+                        "app.drain uses {{ pid }}, the master's pid read from app.pid_file, "
+                        "but app.pid_file is not set.", where="app.drain",
+                        hint="Set app.pid_file, or name the process another way.")
+                stack.drain_command(spec, "release",
+                                    pid=1 if inventory.app.pid_file else None)
 
 
 def build_deploy_plan(inventory: Inventory, *, state: State, release: str, target: Colour,

@@ -36,6 +36,18 @@ def render_config(template_text: str, values: dict[str, Any], *, where: str) -> 
     return _render(_text_environment(), template_text, values, where=where)
 
 
+def uses_variable(template: str, name: str) -> bool:
+    """Whether a user template refers to the variable `name` (a syntax error: no, and it is
+    reported when the template renders)."""
+    import jinja2
+    from jinja2 import meta
+
+    try:
+        return name in meta.find_undeclared_variables(_text_environment().parse(template))
+    except jinja2.TemplateSyntaxError:
+        return False
+
+
 def shipped_template(name: str) -> str:
     """A template shipped with bluegreen (``templates/`` in the source tree and the wheel)."""
     source = Path(__file__).resolve().parent.parent / "templates" / name

@@ -73,10 +73,21 @@ def drain(stack: AppStack, transport: Transport, spec: InstanceSpec, release: st
     if count() == 0:
         return 0
     if ask and stack.settings.drain:
-        result = transport.run(stack.drain_command(spec, release))
-        report("asked to drain (app.drain)" if result.ok else
-               f"app.drain exited {result.exit_status}: {result.tail() or 'no output'}")
+        _ask_to_drain(stack, transport, spec, release, report)
     return poll_until(count, lambda n: n == 0, timeout=timeout, interval=0.1)
+
+
+def _ask_to_drain(stack: AppStack, transport: Transport, spec: InstanceSpec,
+                  release: str | None, report: Callable[[str], None]) -> None:
+    pid = None
+    if stack.drain_needs_pid():  # check_templates made sure app.pid_file is set
+        pid = stack.read_pid(transport, spec, release)
+        if pid is None:
+            report(f"app.drain not run: no pid in {stack.pid_file(spec, release)}")
+            return
+    result = transport.run(stack.drain_command(spec, release, pid=pid))
+    report("asked to drain (app.drain)" if result.ok else
+           f"app.drain exited {result.exit_status}: {result.tail() or 'no output'}")
 
 
 def retire_idle(session: Session, state: State, *, drain_timeout: float
@@ -108,8 +119,8 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float
                       report=lambda line: reporter.step(spec.host.name, line))
         stack.stop(transport, spec, release)
         reporter.step(spec.host.name, f"{idle} stopped"
-                      + (f", {count} connection(s) cut at the drain timeout" if count
-                         else " after its connections drained"), ok=True)
+                      + (f"; {count} connection(s) still open at the drain timeout were closed "
+                         "by its stop" if count else " after its connections drained"), ok=True)
         return count
 
     specs = instance_specs(inventory, idle)

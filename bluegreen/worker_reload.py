@@ -29,7 +29,6 @@ from bluegreen.output import Reporter
 from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
 from bluegreen.release import MARKER, validate_release_id
-from bluegreen.render import render_text
 from bluegreen.retire import drain
 from bluegreen.session import Session
 from bluegreen.shell import Command
@@ -87,7 +86,7 @@ class ReloadRun:
                                  f"releases/{self.new_release}")
                     indent = "   "
                 lines.append(f"{indent}{spec.host.name}: MASTER from "
-                             f"{_pid_file(stack, spec, self.release)}; {signal.argv[-1]}")
+                             f"{stack.pid_file(spec, self.release)}; {signal.argv[-1]}")
                 indent = "   "
             lines.append("   then every old worker replaced, the new ones still running after "
                          f"{stack.settings.reload_settle:g} s, and a health check")
@@ -295,13 +294,11 @@ def _preflight(session: Session, stack: AppStack, spec: InstanceSpec, run: Reloa
     workers, and the deploy user allowed to signal it (signal 0 through app.signal)."""
     transport = session.connections[spec.host.name]
     where = f"{spec.host.name} ({spec.colour}:{spec.port})"
-    pid_file = _pid_file(stack, spec, run.release)
-    result = transport.run(Command.script('cat -- "$1"', pid_file))
-    pid_text = result.stdout.strip()
-    if not result.ok or not pid_text.isdigit():
+    pid_file = stack.pid_file(spec, run.release)
+    master = stack.read_pid(transport, spec, run.release)
+    if master is None:
         raise ReloadFailed(f"no pid file at {pid_file}: is {spec.colour} running?",
                            where=where, hint="Check app.pid_file, or deploy the colour first.")
-    master = int(pid_text)
     table = _processes(transport)
     if not table.alive(master):
         raise ReloadFailed(
@@ -479,12 +476,6 @@ def _explain(error: BluegreenError, run: ReloadRun, state: State) -> None:
         error.hint = (f"{', '.join(out)} stay out of every balancer until a reload passes there: "
                       "fix the code, then run `bluegreen reload` again — or `bluegreen deploy` "
                       f"a fixed release to {run.target.other}. `bluegreen status` shows it.")
-
-
-def _pid_file(stack: AppStack, spec: InstanceSpec, release: str | None) -> str:
-    assert stack.settings.pid_file is not None
-    return render_text(stack.settings.pid_file, stack.values(spec, release),
-                       where="app.pid_file")
 
 
 def _log_tail(stack: AppStack, transport: Transport, spec: InstanceSpec,

@@ -129,10 +129,12 @@ class RuntimeActivation(ReloadActivation):
         self.send(transport, maintenance)
         if not retiring:  # a canary: both colours serve, nothing drains
             return True
-        cut = sessions(stats)
+        # maintenance sends no new request to a server but ends none of its sessions: what is
+        # still open (a WebSocket, a long download) stays on the old colour until it ends
+        left = sessions(stats)
         report("drained servers in maintenance" + (
-            f" ({cut} session(s) cut at the drain timeout)" if cut
-            else " after their sessions ended"))
+            f"; {left} session(s) still open at the drain timeout stay on them until they end "
+            "(`bluegreen retire` drains them)" if left else " after their sessions ended"))
         return True
 
     def send(self, transport: Transport, commands: list[str]) -> None:

@@ -115,8 +115,8 @@ def retire(
             cut = result.get("connections_cut") or 0
             console.print(f"{result['retired']} retired"
                           + (f" (release {result['release']})" if result.get("release") else "")
-                          + (f", {cut} connection(s) cut at the drain timeout" if cut
-                             else ", every connection drained")
+                          + (f", {cut} connection(s) still open at the drain timeout closed "
+                             "by the stop" if cut else ", every connection drained")
                           + f"; {result['live']} stays live", markup=False)
 
         context.reporter.result(result, human=show)

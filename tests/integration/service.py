@@ -105,7 +105,7 @@ class HAProxy(BalancerServer):
             "global\n    master-worker\n"
             f"    stats socket {self.admin_socket} mode 600 level admin\n"
             "defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n"
-            "    timeout server 60s\n"
+            "    timeout server 60s\n    timeout tunnel 1h\n"
             + ("    option http-server-close\n" if keepalive_timeout == "0" else "")
             + f"frontend web\n    bind {self.address}:{self.port}\n"
             f"    default_backend {upstream}\n")

@@ -67,11 +67,13 @@ def test_drain_timeout_cuts_and_counts_the_remaining_connections(service: Servic
     result = service.cli("retire", "--drain-timeout", "1")
     request.join(timeout=30)
     ok(result)
-    assert "1 connection(s) cut at the drain timeout" in result.stderr
-    assert "app1" in result.stderr.split("1 connection(s) cut")[0].rsplit("\n", 1)[-1]
+    stopped = "1 connection(s) still open at the drain timeout were closed by its stop"
+    assert stopped in result.stderr
+    assert "app1" in result.stderr.split(stopped)[0].rsplit("\n", 1)[-1]
     assert time.monotonic() - started < 15
     assert "body" not in outcome  # the cut request did not complete
-    assert "blue retired (release v1), 1 connection(s) cut" in result.stdout
+    assert ("blue retired (release v1), 1 connection(s) still open at the drain timeout closed "
+            "by the stop") in result.stdout
     record = service.history()[-1]
     assert (record["operation"], record["colour"], record["release"]) == ("retire", "blue", "v1")
     assert (record["connections_cut"], record["drained"]) == (1, False)
@@ -130,7 +132,8 @@ def test_deploy_drains_the_idle_colour_before_stopping_it_and_counts_what_it_cut
     request.join(timeout=30)
     ok(cut)
     assert "body" not in outcome  # cut at once
-    assert "app2: 1 connection(s) to green cut by its stop (no drain)" in cut.stderr
+    assert "app2: 1 connection(s) to green still open, closed by its stop (no drain)" \
+        in cut.stderr
     assert json.loads(cut.stdout)["data"]["idle_connections_cut"] == 1
     assert not (service.app_root("app2") / "asked-green").exists()  # --no-drain asks nothing
 

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from tests.fleet import Fleet
 from tests.integration.service import serve
 from tests.integration.swoole import require_swoole
-from tests.integration.websocket import DRAIN, Clients, WebSocketService
+from tests.integration.websocket import DRAIN, DRAIN_BY_PID, Clients, WebSocketService
 
 require_swoole()
 
@@ -151,7 +151,7 @@ def test_retire_without_app_drain_waits_the_timeout_and_counts_what_it_cuts(
     assert sum(retired["cut_by_host"].values()) == CLIENTS
     record = ws.history()[-1]
     assert (record["connections_cut"], record["drained"]) == (CLIENTS, False)
-    assert "connection(s) cut at the drain timeout" in result.stderr
+    assert "connection(s) still open at the drain timeout were closed by its stop" in result.stderr
     codes = clients.close_codes()
     assert sum(codes.values()) == CLIENTS and all(len(c.closes) == 1 for c in clients.all)
     # the stop (SIGTERM) still closes them cleanly: BeforeShutdown sends 1001
@@ -197,7 +197,8 @@ def test_deploy_onto_an_idle_colour_holding_websockets_drains_them_first(
     assert drained_codes == {1001: CLIENTS}
     assert drained_seconds < DRAIN_TIMEOUT
     assert cut["idle_connections_cut"] == CLIENTS
-    warned = re.findall(r"(app\d): (\d+) connection\(s\) to blue cut by its stop \(no drain\)",
+    warned = re.findall(r"(app\d): (\d+) connection\(s\) to blue still open, closed by its stop "
+                        r"\(no drain\)",
                         cut_run.stderr)
     assert sorted(h for h, _ in warned) == ["app1", "app2"]
     assert sum(int(n) for _, n in warned) == CLIENTS
@@ -244,3 +245,60 @@ def test_a_drained_server_refuses_upgrades_and_fails_its_health_check(
     rollback = ws.cli("rollback")
     assert rollback.returncode == 5, (rollback.stdout, rollback.stderr)
     assert ws.fetch().startswith("release v2 (green)")
+
+
+@pytest.fixture
+def ws_haproxy(fleet: Fleet, tmp_path: Path) -> Iterator[WebSocketService]:
+    """Two app hosts running the WebSocket example behind HAProxy flipped through its runtime
+    API, both colours already known to it."""
+    service = WebSocketService(fleet, tmp_path, ["app1", "app2"], ["lb1"],
+                               balancer_kinds={"lb1": "haproxy"},
+                               overrides={"balancer": {"flip": "runtime", "drain_timeout": 3}})
+    yield from serve(service)
+
+
+def test_haproxy_runtime_flips_leave_websockets_up_and_retire_drains_them(
+        ws_haproxy: WebSocketService) -> None:
+    ws = ws_haproxy
+    for release in ("v1", "v2", "v3"):  # HAProxy knows both colours' servers from v3 on
+        ok(ws.deploy(release))
+    with Clients(ws.ws_url, CLIENTS) as clients:
+        clients.talking_to("v3 (blue)")
+        started = time.monotonic()
+        flip = ws.cli("--json", "deploy", "--source", str(ws.release("v4")), "--release", "v4")
+        flip_seconds = time.monotonic() - started
+        ok(flip)
+        clients.more_echoes(5)  # still on blue: maintenance ends no session
+        status = data(ws.cli("--json", "status"))
+        with Clients(ws.ws_url, 5) as newcomers:
+            newcomers.talking_to("v4 (green)")
+        clients.more_echoes(3)
+        started = time.monotonic()
+        result = ws.cli("--json", "retire", "--drain-timeout", str(DRAIN_TIMEOUT),
+                        inventory=ws.inventory(app={"drain": DRAIN_BY_PID}))
+        retire_seconds = time.monotonic() - started
+        clients.talking_to("v4 (green)")
+        after = data(ws.cli("--json", "status"))
+    assert "runtime API: 2 server(s) ready" in flip.stderr
+    assert f"{CLIENTS} session(s) still open at the drain timeout stay on them" in flip.stderr
+    assert "cut" not in flip.stderr
+    assert newcomers.errors == [] and newcomers.close_codes() == {}
+    [balancer] = status["balancers"]
+    assert (balancer["kind"], balancer["runtime_serving"]) == ("haproxy", "green")
+    assert balancer["sessions"] == {"blue": CLIENTS, "green": 0}
+    assert status["colours"]["blue"]["connections"] == CLIENTS
+    # retire: app.drain (SIGURG to the master named by {{ pid }}) closes every one with 1001
+    retired = data(result)
+    assert "asked to drain (app.drain)" in result.stderr
+    assert (retired["connections_cut"], retired["drained"]) == (0, True)
+    assert retire_seconds < DRAIN_TIMEOUT / 2
+    assert clients.close_codes() == {1001: CLIENTS}
+    for client in clients.all:
+        assert [where for _, where in client.connects] == ["v3 (blue)", "v4 (green)"]
+    assert clients.errors == [] and (clients.lost, clients.resent) <= (0, CLIENTS)
+    assert after["balancers"][0]["sessions"]["blue"] == 0
+    figures("HAProxy runtime flip and retire", clients=CLIENTS,
+            flip_closes=0, deploy_seconds=round(flip_seconds, 2),
+            balancer_drain_timeout_seconds=3, sessions_left_on_blue=CLIENTS,
+            retire_seconds=round(retire_seconds, 2), close_codes=dict(clients.close_codes()),
+            lost=clients.lost)

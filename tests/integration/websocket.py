@@ -28,12 +28,13 @@ from tests.integration.swoole import EXAMPLE, SwooleService
 WS_EXAMPLE = EXAMPLE / "websocket"
 # app.drain as examples/swoole/websocket/README.md gives it, with the test's pid file
 DRAIN = 'kill -s URG "$(cat {{ app_root }}/{{ colour }}.pid)"'
+DRAIN_BY_PID = "kill -s URG {{ pid }}"  # the same, the master's pid read from app.pid_file
 ABNORMAL = 1006  # RFC 6455: the connection closed without a close frame (never sent on the wire)
 
 
 class WebSocketService(SwooleService):
     """Each colour runs ws-server.php; nginx proxies WebSockets (reconfigured and reloaded right
-    after the base class started it)."""
+    after the base class started it); HAProxy in HTTP mode tunnels them as it is."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,8 +43,8 @@ class WebSocketService(SwooleService):
         self.data["app"]["start"] = start.replace("/server.php", "/ws-server.php")
         self.data["app"]["env"].pop("SHOP_TASK_WORKER_NUM", None)  # no task workers here
         for server in self.nginx.values():
-            assert isinstance(server, Nginx), "WebSockets are tested behind nginx"
-            proxy_websockets(server, self.balancer_validate_command(server.host))
+            if isinstance(server, Nginx):
+                proxy_websockets(server, self.balancer_validate_command(server.host))
 
     def release(self, name: str, *, fail_health: bool = False, crash: bool = False,
                 slow_start: float = 0) -> Path:
@@ -59,7 +60,10 @@ class WebSocketService(SwooleService):
     @property
     def ws_url(self) -> str:
         """The WebSocket URL through the first balancer."""
-        server = self.nginx[self.balancer_hosts[0]]
+        return self.ws_url_through(self.balancer_hosts[0])
+
+    def ws_url_through(self, balancer: str) -> str:
+        server = self.nginx[balancer]
         return f"ws://{server.address}:{server.port}/ws"
 
     def instance_ws_url(self, host: str, colour: str) -> str:
