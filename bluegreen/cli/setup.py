@@ -1,4 +1,5 @@
-"""`init` (a first inventory) and `schema` (the inventory's JSON Schema)."""
+"""`init` (a first inventory) and `schema` (the inventory's JSON Schema, or its Markdown
+reference)."""
 
 from __future__ import annotations
 
@@ -77,13 +78,18 @@ def init(
         context.reporter.result(result, human=show)
 
 
-def schema(ctx: typer.Context) -> None:
+def schema(
+    ctx: typer.Context,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Print the Markdown reference of every key instead "
+        "(docs/inventory.md).")] = False,
+) -> None:
     """Print the inventory's JSON Schema (for editors: `# yaml-language-server: $schema=…`)."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.schema import schema_text
+        from bluegreen.schema import inventory_reference, schema_text
 
-        sys.stdout.write(schema_text())
+        sys.stdout.write(inventory_reference() if markdown else schema_text())
 
 
 def _names(text: str, option: str) -> tuple[str, ...]:

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bluegreen.inventory import load_inventory
 from bluegreen.plan import check_templates
 from bluegreen.scaffold import APPS, BALANCERS
-from bluegreen.schema import schema_text
+from bluegreen.schema import inventory_reference, inventory_schema, schema_text
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +26,83 @@ def test_the_committed_schema_is_the_one_the_model_generates() -> None:
     assert {"service", "hosts"} <= set(inventory["required"])
     assert schema["$defs"]["AppSettings"]["properties"]["signal"]["default"] == (
         "kill -s {{ signal }} {{ pid }}")
+
+
+
+def test_the_committed_inventory_reference_is_the_one_the_model_generates() -> None:
+    committed = (ROOT / "docs" / "inventory.md").read_text()
+    assert committed == inventory_reference(), (
+        "docs/inventory.md is stale: `bluegreen schema --markdown > docs/inventory.md`")
+    result = run_cli("schema", "--markdown")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == committed
+
+
+def _rows(markdown: str) -> dict[str, list[str]]:
+    """The reference's table rows by key (the first cell, its code span unwrapped)."""
+    rows = {}
+    for line in markdown.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip().replace("\\|", "|")
+                     for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def _paths(schema: dict[str, Any], definitions: dict[str, Any], path: str) -> list[str]:
+    """Every key path of the schema, written as a file would (`hosts.app[].name`; a map's
+    entries as `NAME`)."""
+    if "$ref" in schema:
+        definition = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        found = []
+        for key, prop in definition.get("properties", {}).items():
+            child = f"{path}.{key}" if path else key
+            found += [child, *_paths(prop, definitions, child)]
+        return found
+    found = []
+    for option in schema.get("anyOf", []):
+        found += _paths(option, definitions, path)
+    if isinstance(schema.get("items"), dict):
+        found += _paths(schema["items"], definitions, f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += _paths(schema["additionalProperties"], definitions, f"{path}.NAME")
+    return found
+
+
+def test_the_inventory_reference_names_every_key_of_the_schema() -> None:
+    schema = inventory_schema()
+    paths = _paths(schema, schema["$defs"], "")
+    assert {"service", "hosts.app[].name", "hosts.balancer[].balancer.flip", "colours.green.port",
+            "hooks.on_failure[].run", "secrets.NAME.env", "app.drain_timeout"} <= set(paths)
+    keys = _rows(inventory_reference())
+    patterns = [re.compile(re.escape(key).replace(r"\*", r"[^.\[\]]+")
+                           .replace(re.escape("<name>"), r"[^.\[\]]+") + "$") for key in keys]
+    missing = [path for path in paths if not any(p.match(path) for p in patterns)]
+    assert not missing, f"keys missing from the reference: {missing}"
+    assert len(keys) == len(set(keys))  # each object's keys once
+
+
+def test_the_inventory_reference_shows_types_defaults_and_required_keys() -> None:
+    reference = inventory_reference()
+    assert reference.startswith("# Inventory reference\n")
+    assert "`bluegreen schema --markdown`" in reference and "do not edit it by hand" in reference
+    rows = _rows(reference)
+    assert rows["app.drain_timeout"][:2] == ["number (0–604800)", "`30`"]
+    assert rows["app.signal"][:2] == ["non-empty string", '`"kill -s {{ signal }} {{ pid }}"`']
+    assert rows["service"][1] == "*required*"
+    assert rows["app.root"][1] == "*required*"
+    assert rows["ssh.port"][:2] == ["integer (1–65535)", "`null`"]
+    assert rows["ssh.config_file"][0] == "string or null"  # null means something else there
+    assert rows["balancer.kind"][0] == 'one of `"caddy"` | `"haproxy"` | `"nginx"`'
+    assert rows["hosts.app"][0] == "non-empty list of (string or [mapping](#hostspec))"
+    assert rows["secrets"][0] == "map of string to [mapping](#secretref)"
+    assert rows["deploy.max_unhealthy"][:2] == [
+        "integer (≥ 0) or string (matching `^(100|[1-9]?[0-9])%$`)", "`0`"]
+    assert rows["colours.*.port"][1] == "*required*"
+    assert "The keys below apply to each of `colours.blue`, `colours.green`." in reference
+    assert "| `deploy.max_unhealthy` | integer (≥ 0) or string (matching `^(100\\|" in reference
+    for anchor in re.findall(r"\]\(#([a-z0-9-]+)\)", reference):  # every link has a target
+        assert f'<a id="{anchor}"></a>' in reference
 
 
 @pytest.mark.parametrize("app", APPS)
