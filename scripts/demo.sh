@@ -2,10 +2,21 @@
 # The bluegreen demo, on this machine only: installs what is missing, starts nginx with its own
 # prefix on 127.0.0.1:8480, then runs deploy v1 → deploy v2 → rollback → status with the real CLI,
 # fetching a page through nginx after each step. `bash scripts/demo.sh stop` stops what it started.
+# BLUEGREEN_BIN_DIR=DIR runs it with the `bluegreen` in DIR (e.g. one installed from the wheel, as
+# scripts/package-check.sh does): DIR, an absolute path, goes first on PATH instead of .venv/bin, so
+# DIR must also hold the `gunicorn` that serves the demo app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=/var/tmp/bluegreen-demo
-export PATH="$PWD/.venv/bin:$PATH"
+if [ -n "${BLUEGREEN_BIN_DIR:-}" ]; then
+  if [ ! -x "$BLUEGREEN_BIN_DIR/bluegreen" ]; then
+    echo "demo: BLUEGREEN_BIN_DIR=$BLUEGREEN_BIN_DIR holds no bluegreen command" >&2
+    exit 2
+  fi
+  export PATH="$BLUEGREEN_BIN_DIR:$PATH"
+else
+  export PATH="$PWD/.venv/bin:$PATH"
+fi
 export BLUEGREEN_INVENTORY="$PWD/inventories/demo.yml"
 
 stop_demo() {
