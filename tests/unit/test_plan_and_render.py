@@ -100,6 +100,32 @@ def test_a_broken_template_is_found_before_any_network_call(tmp_path: Path) -> N
         check_templates(validate_inventory(bad_command, path=Path("inv.yml"), environ={}))
 
 
+def test_app_drain_may_use_the_pid_only_with_a_pid_file() -> None:
+    from bluegreen.app import AppStack, instance_specs
+    from bluegreen.plan import check_templates
+
+    def with_app(**app: str) -> Any:
+        data = {**INVENTORY, "app": {**INVENTORY["app"], **app}}
+        return validate_inventory(data, path=Path("inv.yml"), environ={})
+
+    no_pid_file = with_app(drain="kill -s URG {{ pid }}")
+    with pytest.raises(TemplateError) as caught:
+        check_templates(no_pid_file)
+    assert caught.value.exit_code == 2 and caught.value.where == "app.drain"
+    assert "app.pid_file" in str(caught.value)
+    check_templates(with_app(drain='kill -s URG "$(cat /run/{{ colour }}.pid)"'))
+
+    inventory = with_app(drain="kill -s URG {{ pid }}", pid_file="/run/shop/{{ colour }}.pid")
+    check_templates(inventory)
+    stack = AppStack(inventory, inventory.app)
+    spec = instance_specs(inventory, Colour.GREEN)[0]
+    assert stack.drain_needs_pid()
+    assert stack.pid_file(spec, "v1") == "/run/shop/green.pid"
+    assert stack.drain_command(spec, "v1", pid=4242).argv[-1] == "kill -s URG 4242"
+    with pytest.raises(TemplateError):  # a typo in the signal template is found up front too
+        check_templates(with_app(pid_file="/run/x.pid", signal="kill -s {{ sig }} {{ pid }}"))
+
+
 def test_rollback_refuses_a_colour_a_failed_deploy_changed() -> None:
     from bluegreen.errors import RollbackImpossible
     from bluegreen.operations import _require_rollback_target
