@@ -9,13 +9,24 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from bluegreen import __version__
 from bluegreen.cli import check as check_command
 from bluegreen.cli import lifecycle, operations, queries, setup
+from bluegreen.cli.argv import click_lookup, hoist_global_options
 from bluegreen.cli.common import AppContext
 
+
+class _Commands(TyperGroup):
+    """The root command: global options are also accepted after the command name."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        return super().parse_args(ctx, hoist_global_options(args, click_lookup(self)))
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="bluegreen",
     help="Zero-downtime blue/green deployments over plain SSH.",
     add_completion=False,

@@ -35,3 +35,36 @@ def test_help_does_not_import_heavy_libraries() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_global_options_are_accepted_after_the_command() -> None:
+    for args in (["status", "--json"], ["lock", "status", "--json", "-v"],
+                 ["canary", "abort", "--reason", "bad release", "--json"]):
+        result = run_cli("-i", "/nonexistent/inventory.yml", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert json.loads(result.stdout)["error"]["code"] == "inventory_error"
+    after = run_cli("status", "-i", "/nonexistent/after.yml")  # -i after the command too
+    assert after.returncode == 2 and "/nonexistent/after.yml" in after.stderr
+
+
+def test_hoisting_keeps_the_values_of_the_commands_own_options() -> None:
+    from bluegreen.cli.argv import CommandShape, hoist_global_options
+
+    shapes = {("deploy",): CommandShape(group=False,
+                                        options_with_value=frozenset({"--release"})),
+              ("canary",): CommandShape(group=True),
+              ("canary", "abort"): CommandShape(group=False,
+                                                options_with_value=frozenset({"--reason"}))}
+
+    def hoist(*args: str) -> list[str]:
+        return hoist_global_options(args, lambda path: shapes.get(tuple(path)))
+
+    assert hoist("deploy", "--json", "--release", "v2") == ["--json", "deploy", "--release", "v2"]
+    assert hoist("-i", "a.yml", "deploy", "-v", "-i", "b.yml") == [
+        "-i", "a.yml", "-v", "-i", "b.yml", "deploy"]  # the parser's last -i wins, as typed
+    assert hoist("canary", "abort", "--reason", "-v", "-y") == [
+        "-y", "canary", "abort", "--reason", "-v"]  # "-v" is the reason here
+    assert hoist("deploy", "--", "--json") == ["deploy", "--", "--json"]
+    assert hoist("nosuch", "--json") == ["nosuch", "--json"]  # the parser reports it
+    assert hoist("deploy", "--inventory=c.yml") == ["--inventory=c.yml", "deploy"]
+    assert hoist("--json", "deploy") == ["--json", "deploy"]
