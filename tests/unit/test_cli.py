@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from bluegreen import __version__
 from tests.conftest import run_cli
@@ -68,3 +72,31 @@ def test_hoisting_keeps_the_values_of_the_commands_own_options() -> None:
     assert hoist("nosuch", "--json") == ["nosuch", "--json"]  # the parser reports it
     assert hoist("deploy", "--inventory=c.yml") == ["--inventory=c.yml", "deploy"]
     assert hoist("--json", "deploy") == ["--json", "deploy"]
+
+
+def test_bash_completion_completes_commands_options_and_colours(tmp_path: Path) -> None:
+    """The script `--show-completion bash` prints, sourced in a real bash, completes through the
+    installed `bluegreen` command (as a user's shell would)."""
+    command = Path(sys.executable).parent / "bluegreen"
+    assert command.is_file(), "bluegreen is installed in the test environment"
+    script = run_cli("--show-completion", "bash")
+    assert script.returncode == 0 and "complete " in script.stdout, script.stderr
+    (tmp_path / "completion.bash").write_text(script.stdout)
+    driver = (
+        "source \"$1\"\n"
+        "complete_words() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(( $# - 1 )); COMPREPLY=();\n"
+        "  _bluegreen_completion bluegreen; printf '%s\\n' \"${COMPREPLY[@]}\" ''; }\n"
+        "complete_words bluegreen de\n"
+        "complete_words bluegreen canary ''\n"
+        "complete_words bluegreen deploy --re\n"
+        "complete_words bluegreen switch --to ''\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+    env["PATH"] = f"{command.parent}{os.pathsep}{env.get('PATH', '')}"
+    result = subprocess.run(["bash", "-c", driver, "bash", str(tmp_path / "completion.bash")],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    answers = [block.split("\n") for block in result.stdout.split("\n\n")]
+    assert answers[0] == ["deploy"]
+    assert {"status", "promote", "abort"} <= set(answers[1])
+    assert set(answers[2]) >= {"--release", "--retire-after"}
+    assert [a for a in answers[3] if a] == ["blue", "green"]
