@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bluegreen.app import listener, listeners
 from bluegreen.balancer import site_for
+from bluegreen.balancer.base import parse_version
 from bluegreen.errors import BluegreenError, ConnectError, FanOutError
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
@@ -25,9 +26,11 @@ class CheckRow:
     ok: bool
     detail: str
     category: str = HOST
+    version: str | None = None  # of the software the row found (the balancer's)
 
     def to_dict(self) -> dict[str, object]:
-        return {"host": self.host, "check": self.check, "ok": self.ok, "detail": self.detail}
+        found = {"host": self.host, "check": self.check, "ok": self.ok, "detail": self.detail}
+        return {**found, "version": self.version} if self.version else found
 
 
 def exit_code_for(rows: list[CheckRow]) -> int:
@@ -158,10 +161,15 @@ def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport
     rows: list[CheckRow] = []
     if inventory.balancer is not None:
         balancer = site_for(inventory, host).driver
-        found = transport.run(Command("sh", "-c", 'command -v "$1"', "sh", balancer.binary))
+        found = transport.run(Command.script(
+            'command -v "$1" || exit; shift; "$@" 2>&1 | head -n 1',
+            balancer.binary, balancer.binary, *balancer.version_args))
+        path, _, version_line = found.stdout.strip().partition("\n")
+        version = parse_version(version_line)
         rows.append(CheckRow(host.name, f"{balancer.kind} installed", found.ok,
-                             found.stdout.strip() or f"{balancer.binary} not found on PATH",
-                             BALANCER))
+                             (f"{path} ({balancer.kind} {version})" if version else path)
+                             or f"{balancer.binary} not found on PATH", BALANCER,
+                             version=version))
         if found.ok:
             valid = transport.run(balancer.validate_main_config())
             detail = "valid" if valid.ok else tail(valid.stderr or valid.stdout, 2)

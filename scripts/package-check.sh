@@ -42,6 +42,7 @@ cd "$work"
 "$installed" --help >/dev/null || fail "bluegreen --help failed"
 expected="bluegreen $(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$project/bluegreen/__init__.py")"
 version=$("$installed" --version) || fail "bluegreen --version failed"
+version=${version%%$'\n'*}  # its first line; then Python, libraries and drivers
 [ "$version" = "$expected" ] || fail "bluegreen --version says '$version', expected '$expected'"
 module=$("$venv_python" -c 'import bluegreen; print(bluegreen.__file__)')
 module=$(realpath "$module")

@@ -63,6 +63,13 @@ def parse_header(text: str | None) -> Header | None:
                   {"blue": int(match["blue"]), "green": int(match["green"])})
 
 
+def parse_version(output: str) -> str | None:
+    """The first version number in what `nginx -v`, `haproxy -v` or `caddy version` print
+    ("nginx version: nginx/1.22.1", "HAProxy version 2.6.12-1+deb12u1 …", "v2.6.2 h1:…")."""
+    match = re.search(r"(?<![\d.])(\d+\.\d+(?:\.\d+)?)", output)
+    return match[1] if match else None
+
+
 class Balancer(Protocol):
     """What the orchestrator asks of a balancer driver — nothing else: how a driver reloads,
     or which processes it runs, stays inside the driver and its `Activation`."""
@@ -71,6 +78,7 @@ class Balancer(Protocol):
     binary: str
     settings: BalancerSettings
     weighted: bool  # can split traffic between the colours by weight (a canary)
+    version_args: tuple[str, ...]  # what makes the binary print its version
 
     def render(self, upstream: Upstream) -> str: ...
     def validate(self) -> Command: ...
@@ -88,6 +96,7 @@ class MasterWorkerBalancer:
     kind: str
     default_pid_file: str
     weighted = True
+    version_args: tuple[str, ...] = ("-v",)
 
     def __init__(self, settings: BalancerSettings):
         self.settings = settings

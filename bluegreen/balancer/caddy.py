@@ -26,6 +26,7 @@ DEFAULT_MAIN_CONFIG = "/etc/caddy/Caddyfile"
 class CaddyBalancer:
     kind = "caddy"
     weighted = False  # Caddy 2.6's reverse_proxy has no weighted load balancing
+    version_args: tuple[str, ...] = ("version",)
 
     def __init__(self, settings: BalancerSettings):
         self.settings = settings

@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from bluegreen import __version__
 from bluegreen.cli import check as check_command
 from bluegreen.cli import lifecycle, operations, queries, setup
 from bluegreen.cli.argv import click_lookup, hoist_global_options
@@ -38,7 +37,10 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"bluegreen {__version__}")
+        from bluegreen.versions import version_lines
+
+        for line in version_lines():
+            typer.echo(line)
         raise typer.Exit()
 
 

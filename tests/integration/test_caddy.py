@@ -5,9 +5,11 @@ config changes behind bluegreen's back."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from typing import Any
 
+from bluegreen.balancer.base import parse_version
 from tests.integration.service import Caddy, LoadDuring, Service
 
 
@@ -83,3 +85,13 @@ def test_a_config_changed_through_the_admin_api_is_drift(caddy_service: Service)
     ok(service.cli("switch", "--to", "green"))  # reconciles: the file is loaded again
     assert service.fetch().startswith("release v2 (green)")
     assert json.loads(service.cli("--json", "status").stdout)["data"]["drift"] is None
+
+
+def test_check_reports_the_version_of_caddy_on_the_balancer(caddy_service: Service) -> None:
+    local = subprocess.run(["caddy", "version"], capture_output=True, text=True,
+                           check=True).stdout  # the same binary the balancer host runs
+    result = caddy_service.cli("--json", "check")
+    rows = {(r["host"], r["check"]): r for r in json.loads(result.stdout)["data"]["checks"]}
+    installed = rows["lb1", "caddy installed"]
+    assert installed["ok"] and installed["version"] == parse_version(local)
+    assert f"(caddy {installed['version']})" in installed["detail"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bluegreen.balancer.base import parse_version
 from tests.integration.service import HAProxy, LoadDuring, Service
 
 
@@ -117,6 +120,20 @@ def test_runtime_flip_lets_a_long_request_finish_before_maintenance(
 def test_runtime_needs_haproxy_and_an_admin_socket(service: Service) -> None:
     result = service.cli("check", inventory=service.inventory(balancer={"flip": "runtime"}))
     assert result.returncode == 2 and "balancer.flip" in result.stderr
+
+
+def test_check_reports_the_version_of_each_balancer(mixed_balancers: Service) -> None:
+    def local(*argv: str) -> str | None:  # the binaries the balancer hosts run
+        run = subprocess.run(argv, capture_output=True, text=True, check=True)
+        return parse_version((run.stdout + run.stderr).strip())
+
+    result = mixed_balancers.cli("--json", "check")
+    rows = {(r["host"], r["check"]): r for r in json.loads(result.stdout)["data"]["checks"]}
+    assert rows["lb1", "nginx installed"]["version"] == local("nginx", "-v")
+    assert rows["lb2", "haproxy installed"]["version"] == local("haproxy", "-v")
+    assert all(rows[key]["ok"] for key in (("lb1", "nginx installed"),
+                                           ("lb2", "haproxy installed")))
+    assert rows["lb2", "haproxy installed"]["version"].startswith("2.")
 
 
 def test_second_balancer_invalid_means_neither_flips(mixed_balancers: Service,

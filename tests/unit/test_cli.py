@@ -11,7 +11,11 @@ from tests.conftest import run_cli
 
 
 def test_version_and_help() -> None:
-    assert run_cli("--version").stdout.strip() == f"bluegreen {__version__}"
+    version = run_cli("--version").stdout.splitlines()
+    assert version[0] == f"bluegreen {__version__}"  # the line scripts compare
+    assert version[1].startswith("Python 3.") and "paramiko " in version[1]
+    assert "missing" not in version[1]
+    assert version[2].startswith("balancer drivers: nginx, haproxy, caddy")
     help_text = run_cli("--help").stdout
     for option in ("--inventory", "--json", "--verbose", "--no-color", "check"):
         assert option in help_text

@@ -69,3 +69,17 @@ def test_lock_files(output: str, owner: str, age: float | None, stale: bool) -> 
     info = parse_lock(output)
     assert (info.owner, info.heartbeat_age) == (owner, age)
     assert is_stale(info, 300) is stale
+
+
+@pytest.mark.parametrize(("output", "version"), [
+    ("nginx version: nginx/1.22.1", "1.22.1"),
+    ("HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/", "2.6.12"),
+    ("2.6.2", "2.6.2"),
+    ("v2.7.6 h1:w0NymbG2m9PcvKWsrXO6EEkY9Ru4FJK8uQbYcev1p3A=", "2.7.6"),
+    ("sh: 1: nginx: not found", None),
+])
+def test_balancer_versions_are_read_from_what_the_binaries_print(output: str,
+                                                                 version: str | None) -> None:
+    from bluegreen.balancer.base import parse_version
+
+    assert parse_version(output) == version
