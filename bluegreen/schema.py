@@ -1,7 +1,8 @@
 """The inventory's JSON Schema, generated from the inventory model itself (so it cannot drift
 from what `check` accepts): editors that speak the YAML language server complete and flag keys
 while typing, through a `# yaml-language-server: $schema=…` first line. The same schema renders
-docs/inventory.md, the reference of every key."""
+docs/inventory.md, the reference of every key. What each key means comes from
+bluegreen/inventory_descriptions.py, merged in where the model says nothing itself."""
 
 from __future__ import annotations
 
@@ -23,7 +24,23 @@ def inventory_schema() -> dict[str, Any]:
     definitions = schema["$defs"]
     definitions["Inventory"]["description"] = (
         "A bluegreen inventory: one service in one environment. See inventories/example.yml.")
+    describe(definitions)
     return {"$schema": SCHEMA_DRAFT, "title": "bluegreen inventory", **schema}
+
+
+def describe(definitions: dict[str, Any]) -> None:
+    """Give every object and key of `$defs` its description from
+    bluegreen/inventory_descriptions.py, where the model has none of its own. An entry naming
+    no object or key is skipped here (a unit test flags it)."""
+    from bluegreen.inventory_descriptions import FIELDS, OBJECTS
+
+    for name, definition in definitions.items():
+        if name in OBJECTS:
+            definition.setdefault("description", OBJECTS[name])
+        properties: dict[str, Any] = definition.get("properties", {})
+        for key, text in FIELDS.get(name, {}).items():
+            if key in properties:
+                properties[key].setdefault("description", text)
 
 
 def schema_text() -> str:
@@ -33,10 +50,11 @@ def schema_text() -> str:
 # --- docs/inventory.md -------------------------------------------------------------------------
 
 INTRO = (
-    "Every key of a bluegreen inventory, with its type and its default. This file is generated "
-    "from the inventory model (the one `bluegreen check` validates with, and the one "
-    "`docs/inventory.schema.json` is generated from) by `bluegreen schema --markdown`: do not "
-    "edit it by hand, regenerate it with `bluegreen schema --markdown > docs/inventory.md`. "
+    "Every key of a bluegreen inventory, with its type, its default and what it does. This file "
+    "is generated from the inventory model (the one `bluegreen check` validates with, and the "
+    "one `docs/inventory.schema.json` is generated from) and the descriptions in "
+    "`bluegreen/inventory_descriptions.py` by `bluegreen schema --markdown`: do not edit it by "
+    "hand, regenerate it with `bluegreen schema --markdown > docs/inventory.md`. "
     "There is one section per mapping, in the order the file nests them; a key marked "
     "*required* must be set whenever its section is written. In a key, `[]` stands for any "
     "entry of a list, `<name>` for any key of a map, and `*` for each of the keys a section "

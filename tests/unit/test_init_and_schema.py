@@ -38,6 +38,38 @@ def test_the_committed_inventory_reference_is_the_one_the_model_generates() -> N
     assert result.stdout == committed
 
 
+def test_every_key_and_object_of_the_schema_has_a_description() -> None:
+    definitions = inventory_schema()["$defs"]
+    undescribed = [f"{name}.{key}" for name, definition in definitions.items()
+                   for key, prop in definition.get("properties", {}).items()
+                   if not str(prop.get("description", "")).strip()]
+    assert not undescribed, (
+        "keys without a description (add them to bluegreen/inventory_descriptions.py): "
+        f"{undescribed}")
+    assert [name for name, d in definitions.items() if not d.get("description")] == []
+    reference = inventory_reference()
+    assert "| Key | Type | Default | Description |" in reference
+    assert all(cells[2] for cells in _rows(reference).values())  # every row has one
+
+
+def test_every_description_names_a_real_object_and_key_and_is_used() -> None:
+    from bluegreen.inventory import json_schema
+    from bluegreen.inventory_descriptions import FIELDS, OBJECTS
+
+    model = json_schema()["$defs"]  # before the descriptions are merged in
+    stale = [name for name in {*FIELDS, *OBJECTS} if name not in model]
+    stale += [f"{name}.{key}" for name, keys in FIELDS.items() if name in model
+              for key in keys if key not in model[name].get("properties", {})]
+    assert not stale, f"descriptions of objects or keys the model does not have: {stale}"
+    # a description the model already gives wins, so an entry for it would never show
+    shadowed = [name for name in OBJECTS if model[name].get("description")]
+    shadowed += [f"{name}.{key}" for name, keys in FIELDS.items() for key in keys
+                 if model[name]["properties"][key].get("description")]
+    assert not shadowed, f"descriptions the model's own replace: {shadowed}"
+    texts = [*OBJECTS.values(), *(text for keys in FIELDS.values() for text in keys.values())]
+    assert all(text.strip() and "\n" not in text for text in texts)
+
+
 def _rows(markdown: str) -> dict[str, list[str]]:
     """The reference's table rows by key (the first cell, its code span unwrapped)."""
     rows = {}

@@ -1,0 +1,372 @@
+"""What every inventory key means, kept apart from the model so that bluegreen/inventory.py stays
+readable: `inventory_schema()` merges these into the JSON Schema (editors show them on hover) and
+so into docs/inventory.md. Keyed by the schema's `$defs` names, then by key."""
+
+from __future__ import annotations
+
+APP_VARIABLES = ", ".join(f"`{name}`" for name in (
+    "service", "colour", "port", "address", "host", "release", "release_dir", "current_dir",
+    "app_root"))
+
+# Descriptions of the objects the model gives none (a docstring there wins).
+OBJECTS: dict[str, str] = {
+    "HostSpec": "A host written as a mapping: its name, how to reach it, and its own overrides.",
+    "SSHSettings": (
+        "How hosts are reached. What is left out here comes from `~/.ssh/config` "
+        "(`ssh.config_file`), then from ssh's defaults; per-host keys under `hosts` win over "
+        "these."),
+    "Colours": "Where the two colours run, and on which ports.",
+    "ColourSpec": "One colour: its port and, in host mode, its app hosts.",
+    "ReleaseSettings": (
+        "What is deployed: a release is uploaded to `<app root>/releases/<release>/` on every "
+        "app host of the target colour."),
+    "AppSettings": (
+        "How a colour's server is started, stopped, checked and reloaded on an app host. "
+        "Commands are jinja2 templates run by `/bin/sh` on the app host, with the variables "
+        f"{APP_VARIABLES} (every substituted value is shell-quoted)."),
+    "HealthSettings": (
+        "The health check every instance of the target colour must pass before it gets "
+        "traffic."),
+    "BalancerSettings": (
+        "The load balancer in front of the colours, the same on every host under "
+        "`hosts.balancer` unless that host overrides it."),
+    "VerifySettings": "Verification of a flip through the public URL(s).",
+    "DeploySettings": (
+        "How a deploy treats its target's unhealthy instances and an idle colour that still "
+        "holds connections."),
+    "LockSettings": "The operation lock, kept in the state directory of the first balancer.",
+    "Hooks": (
+        "Commands run inside the lock at fixed points of an operation, each point a list run in "
+        "order. They see `BLUEGREEN_SERVICE`, `BLUEGREEN_COMMAND`, `BLUEGREEN_HOOK`, "
+        "`BLUEGREEN_RELEASE`, `BLUEGREEN_FROM`, `BLUEGREEN_TO`, `BLUEGREEN_APP_HOSTS`, "
+        "`BLUEGREEN_BALANCER_HOSTS`, `BLUEGREEN_CI_JOB` and, after the operation, "
+        "`BLUEGREEN_RESULT` (ok/failed) and `BLUEGREEN_ERROR`. A failing `pre_*` hook stops the "
+        "operation at that point (exit 10); a failing `post_*` or `on_failure` hook is reported "
+        "and recorded, and undoes nothing."),
+    "SecretRef": "Where a secret's value comes from.",
+}
+
+
+def _override(key: str) -> str:
+    return f"This balancer host's own `balancer.{key}`; unset, the `balancer:` section's applies."
+
+
+FIELDS: dict[str, dict[str, str]] = {
+    "Inventory": {
+        "service": (
+            "The service's name: letters, digits, `.`, `_` and `-`. It names files and headers, "
+            "the default upstream (`balancer.upstream_name`) and the default state directory."),
+        "hosts": "The hosts, by role: app hosts run the colours, balancer hosts the load balancer.",
+        "ssh": "How hosts are reached over SSH.",
+        "colours": "Where the two colours run, and on which ports.",
+        "release": "What is deployed, and how many releases each app host keeps.",
+        "app": (
+            "How a colour's server is started, stopped, checked and reloaded; `deploy`, "
+            "`retire`, `reload` and `rollback --restart` need it."),
+        "health": "The health check of every instance before it gets traffic.",
+        "balancer": "The load balancer in front of the colours: nginx, HAProxy or Caddy.",
+        "verify": "Verification of a flip through the public URL(s).",
+        "deploy": "How a deploy treats unhealthy instances and an idle colour's connections.",
+        "lock": "When an operation's lock counts as stale.",
+        "hooks": "Commands run at fixed points of an operation.",
+        "secrets": (
+            "Secrets passed to `app.start` as environment variables: each key is the variable's "
+            "name there, read from the variable its `env` names on the machine running bluegreen. "
+            "Their values are never printed or logged."),
+    },
+    "Hosts": {
+        "app": (
+            "The app hosts, which run the colours: each a name (resolved through `~/.ssh/config` "
+            "or DNS) or a mapping, each host listed once."),
+        "balancer": (
+            "The balancer hosts: every flip validates on all of them, then activates them all at "
+            "once. Each keeps the state and history, and the first also the lock. A host that is "
+            "also an app host must be written the same in both lists."),
+    },
+    "HostSpec": {
+        "name": (
+            "The host's name, unique in its list: it is shown in output, referred to by "
+            "`colours.*.hosts`, and connected to (through `~/.ssh/config` or DNS) when `address` "
+            "is not set."),
+        "address": (
+            "The address to connect to (default: the name); also the address the balancer sends "
+            "traffic to, unless `balancer.upstream_address` is set."),
+        "port": "This host's SSH port, instead of `ssh.port`.",
+        "user": "This host's SSH user, instead of `ssh.user`.",
+        "jump": (
+            "This host's jump host(s), instead of `ssh.jump`: `[user@]host[:port]`, "
+            "comma-chained; `none` for no jump host."),
+        "sudo": "Whether this host's commands run through `sudo -n`; null: as `ssh.sudo`.",
+        "connection": (
+            "`ssh`, or `local`: run this host's commands on the machine running bluegreen, "
+            "without SSH."),
+        "app_root": "This app host's own app root (an absolute path), instead of `app.root`.",
+        "balancer": (
+            "This balancer host's overrides of the `balancer:` section, for mixed balancers or "
+            "other paths (read for hosts under `hosts.balancer`)."),
+    },
+    "BalancerOverride": {
+        key: _override(key)
+        for key in ("kind", "managed_file", "main_config", "prefix", "pid_file", "binary",
+                    "template", "reload", "state_dir", "flip", "admin_socket", "admin_address")
+    },
+    "SSHSettings": {
+        "user": "The SSH user. Default: `~/.ssh/config`'s User, else your local user name.",
+        "port": "The SSH port. Default: `~/.ssh/config`'s Port, else 22.",
+        "identity_file": (
+            "The private key to log in with. Default: `~/.ssh/config`'s IdentityFile, else ssh's "
+            "usual keys."),
+        "known_hosts": (
+            "The known_hosts file host keys are checked against (and where "
+            "`ssh.trust_on_first_use` records new ones)."),
+        "strict_host_keys": (
+            "true: a host key that is unknown or differs from `ssh.known_hosts` stops the "
+            "operation (exit 3); false: host keys are not checked at all."),
+        "trust_on_first_use": (
+            "true: the keys of hosts not yet in `ssh.known_hosts` are recorded there on the first "
+            "connection (a changed key is still refused). Needs `ssh.strict_host_keys: true`."),
+        "config_file": (
+            "The ssh config whose HostName, User, Port, IdentityFile and ProxyJump fill what the "
+            "inventory leaves out; null: ignore it."),
+        "jump": (
+            "A jump host for every host: `[user@]host[:port]`, comma-chained for several hops; "
+            "`none` for none. Default: `~/.ssh/config`'s ProxyJump."),
+        "use_agent": "Offer the keys held by ssh-agent.",
+        "sudo": (
+            "Run every command on the hosts through `sudo -n` (passwordless sudo needed); "
+            "`hosts.*[].sudo` overrides it per host."),
+        "connect_timeout": (
+            "Seconds allowed for each of the TCP connect, the SSH banner and the "
+            "authentication."),
+        "command_timeout": (
+            "Seconds any one command on a host may take, unless its step has a limit of its own "
+            "(such as `app.start_timeout`); past it the command is killed and the operation fails "
+            "(exit 3)."),
+        "parallelism": "How many hosts are worked on at once.",
+    },
+    "Colours": {
+        "mode": (
+            "`port`: both colours run on every app host, on different ports; `host`: each "
+            "colour runs on its own app hosts (`colours.*.hosts`), and the ports may be equal."),
+        "blue": "The blue colour's port (and, in host mode, its hosts).",
+        "green": "The green colour's port (and, in host mode, its hosts).",
+    },
+    "ColourSpec": {
+        "port": (
+            "The port this colour's instances listen on (`{{ port }}` in the app commands); in "
+            "port mode blue and green need different ports."),
+        "hosts": (
+            "Host mode only, and required there: the names of the `hosts.app` entries that run "
+            "this colour; a host runs one colour."),
+    },
+    "ReleaseSettings": {
+        "source": (
+            "The release a deploy uploads when `--source` is not given: a local directory or "
+            "`.tar.gz`, relative to the inventory's directory unless absolute. Null: `--source` "
+            "is required."),
+        "keep": (
+            "Releases kept on each app host after a deploy: this many of the newest, plus any a "
+            "colour points at; older ones are deleted."),
+    },
+    "AppSettings": {
+        "root": (
+            "Absolute path on the app hosts holding `releases/` and each colour's pointer "
+            "(`<root>/blue`, `<root>/green`); `hosts.app[].app_root` overrides it per host."),
+        "start": (
+            "Command template that starts the colour, run in the release directory with its "
+            "output captured; the server must daemonize (or be backgrounded), since bluegreen "
+            "waits for the command to exit. Its environment holds `app.env`, the secrets and "
+            "`BLUEGREEN_SERVICE`, `BLUEGREEN_COLOUR`, `BLUEGREEN_PORT`, `BLUEGREEN_RELEASE` and "
+            "`BLUEGREEN_CURRENT` (the colour's pointer)."),
+        "stop": (
+            "Command template that stops the colour, run only when it is running; bluegreen "
+            "then waits for its port to be free (and `app.status` to say stopped)."),
+        "status": (
+            "Command template that exits 0 while the colour runs. Null: the colour counts as "
+            "running while something listens on its address and port."),
+        "log": (
+            "Command template that prints the tail of the colour's log, shown when a health "
+            "check or a reload fails (a reload also reads Swoole's forced worker exits in it). "
+            "Null: no log is shown."),
+        "env": (
+            "Extra environment variables for `app.start`, as plain values (secret ones belong "
+            "under `secrets`)."),
+        "start_timeout": "Seconds `app.start` may take.",
+        "stop_timeout": (
+            "Seconds `app.stop` may take, and then again for the stopped colour to go away."),
+        "pid_file": (
+            "Path template of the master's pid file (Swoole: master or manager), with the same "
+            "variables as the commands. `bluegreen reload` needs it, and so does `{{ pid }}` in "
+            "`app.drain`."),
+        "reload_signal": (
+            "The signal `bluegreen reload` sends the master, with or without SIG: gunicorn HUP, "
+            "Swoole USR1. `reload --signal` overrides it."),
+        "task_reload_signal": (
+            "The signal `bluegreen reload --task-workers` sends the master (Swoole's task "
+            "workers)."),
+        "reload_timeout": (
+            "Seconds for every old worker to be replaced by as many new ones after the reload "
+            "signal (Swoole: at least max_wait_time plus boot time)."),
+        "signal": (
+            "Command template that signals the master, with the variables of the app commands plus "
+            "`{{ signal }}` (a name without SIG, or 0 to test the right to) and `{{ pid }}`. "
+            "A service running as another user than the deploy user needs e.g. "
+            "`sudo -n -u shop kill -s {{ signal }} {{ pid }}`."),
+        "worker_pattern": (
+            "Regex searched in the command lines of the master's processes, matching those a "
+            "reload replaces; a Swoole user process (addProcess) is never replaced, so must not "
+            "match. Null: every process under the master that has no children."),
+        "task_worker_pattern": (
+            "The same as `app.worker_pattern`, for `reload --task-workers`. Null: the reload "
+            "completes once some of the master's leaf processes are replaced."),
+        "reload_settle": (
+            "Seconds the new workers must keep running after a reload; workers that keep dying "
+            "within it are a crash loop and fail the reload."),
+        "drain": (
+            "Command template that asks an instance to let its long-lived connections go (a "
+            "signal, an HTTP call), run before `retire` or a deploy stops a colour that still "
+            "holds connections. It has the variables of the app commands, plus `{{ pid }}` (the "
+            "master's pid, read from `app.pid_file`, which must then be set). Null: bluegreen "
+            "only waits."),
+        "drain_timeout": (
+            "Seconds a deploy waits for the idle colour's connections to end before stopping it "
+            "(none with `deploy.drain: false` or `deploy --no-drain`; `retire` takes "
+            "`--drain-timeout` instead)."),
+        "server_mode": (
+            "A Swoole server's mode, `process` or `base`; with `base`, `bluegreen reload` warns "
+            "that the reload closes every client connection. Null: no such warning."),
+    },
+    "HealthSettings": {
+        "path": (
+            "The URL path requested from each instance; it starts with `/` and holds no spaces or "
+            "control characters (percent-encode them)."),
+        "expect_status": "The HTTP status a healthy answer has (redirects are not followed).",
+        "expect_body": (
+            "Text a healthy answer's body must contain, a template that may use "
+            "`{{ release }}`, `{{ colour }}` and `{{ service }}`. Null: any body."),
+        "timeout": "Seconds per request.",
+        "interval": "Seconds between attempts.",
+        "retries": (
+            "Attempts before an instance counts as unhealthy (the quick check before a `switch` or "
+            "`rollback` flip makes at most 3)."),
+        "successes": "Consecutive successful attempts an instance needs to count as healthy.",
+        "via": (
+            "`ssh`: through a port forwarded over the SSH connection (the host's sshd must allow "
+            "TCP forwarding); `direct`: from the machine running bluegreen to the instance's "
+            "address and port."),
+    },
+    "BalancerSettings": {
+        "managed_file": (
+            "The file bluegreen owns entirely on the balancer host: nginx's upstream block, "
+            "HAProxy's backend or a Caddyfile snippet, included from your own configuration."),
+        "kind": "The balancer: `nginx`, `haproxy` or `caddy`.",
+        "main_config": (
+            "The main configuration the managed file is validated with (`nginx -c`, `haproxy -f`, "
+            "`caddy --config`). Default: nginx's own, `/etc/haproxy/haproxy.cfg`, "
+            "`/etc/caddy/Caddyfile`."),
+        "prefix": "nginx's prefix (`nginx -p`), for an nginx with a prefix of its own.",
+        "pid_file": (
+            "The pid file of nginx's or HAProxy's master, through which bluegreen confirms that a "
+            "reload took (and HAProxy's default reload signals it). Default: `/run/nginx.pid` or "
+            "`/run/haproxy.pid`."),
+        "binary": "The balancer's executable. Default: `nginx`, `haproxy` or `caddy` on PATH.",
+        "template": (
+            "Your own jinja2 template of the managed file (a file on the machine running "
+            "bluegreen), instead of the shipped one. Variables: `service`, `upstream_name`, "
+            "`colour`, `generation`, `weights` and `servers` (each with `host`, `name`, "
+            "`address`, `port`, `dial`, `colour`, `weight`)."),
+        "upstream_name": (
+            "The nginx upstream, HAProxy backend or Caddy snippet (`<name>_upstream`) the "
+            "managed file defines. Default: the service's name."),
+        "reload": (
+            "A command template run instead of the default reload (nginx: `nginx -s reload`, "
+            "with `balancer.prefix` and `balancer.main_config`; HAProxy: SIGUSR2 to the master), "
+            "e.g. `systemctl reload haproxy`; `{{ pid_file }}` is available. Not used by Caddy."),
+        "state_dir": (
+            "Directory on each balancer host holding the state, the history, the lock and the "
+            "managed file's backup. Default: `/var/lib/bluegreen/<service>`."),
+        "upstream_address": (
+            "One address the balancer reaches every app host's instances at (e.g. `127.0.0.1` "
+            "when they share a machine), also used for health checks. Default: each app host's "
+            "address, else its name."),
+        "reload_timeout": (
+            "Seconds the balancer's reload (or Caddy's config load) may take to take effect."),
+        "flip": (
+            "How traffic moves: `reload` the balancer, or `runtime`: through HAProxy's runtime "
+            "API on `balancer.admin_socket`, with no reload, so no connection is closed (HAProxy "
+            "only)."),
+        "admin_socket": (
+            "HAProxy's stats socket at level admin, reached with socat on the balancer host: "
+            "needed by `flip: runtime`, and read by `status`."),
+        "admin_address": (
+            "Caddy's admin API, reached with curl on the balancer host. Default: "
+            "`localhost:2019`."),
+        "drain_timeout": (
+            "Seconds the old colour's sessions may take, in a runtime flip, before its servers "
+            "go to maintenance anyway; `bluegreen reload` waits as long for a host taken out of "
+            "traffic."),
+    },
+    "VerifySettings": {
+        "urls": (
+            "Public http(s) URLs fetched after a flip (and after `reload` moves the live colour "
+            "to a new release) until each answers 200 with `verify.expect_body` and "
+            "`verify.expect_header`; otherwise traffic is flipped back (exit 7). Empty: no "
+            "verification."),
+        "expect_body": (
+            "Text the body must contain, a template that may use `{{ release }}`, "
+            "`{{ colour }}` and `{{ service }}`. Null: any body."),
+        "expect_header": (
+            "A `Header: value` the answer must carry (the header's value must contain `value`), "
+            "a template with the same variables as `verify.expect_body`."),
+        "timeout": "Seconds per request.",
+        "attempts": "Attempts per URL, 0.2 s apart, before the verification fails.",
+    },
+    "DeploySettings": {
+        "max_unhealthy": (
+            "How many target instances may fail their health check with the deploy still "
+            "flipping (they stay out of traffic, named in the result and history): a count, or "
+            "a percentage of the instances such as `\"25%\"` (rounded down). At least one "
+            "instance must pass."),
+        "drain": (
+            "Drain an idle colour that still holds connections before a deploy stops it "
+            "(`app.drain`, up to `app.drain_timeout`); false: stop it at once, as "
+            "`deploy --no-drain`. The connections its stop cuts are counted either way."),
+    },
+    "LockSettings": {
+        "stale_after": (
+            "Seconds without a heartbeat after which a lock counts as stale: `lock release` "
+            "removes it without `--force`, and `--lock-wait` stops waiting for it."),
+    },
+    "Hooks": {
+        "pre_deploy": "Run before a deploy changes anything.",
+        "post_deploy": "Run after a deploy succeeded.",
+        "pre_flip": (
+            "Run before each flip of traffic (deploy, canary, switch, rollback); a failure "
+            "stops the operation before the flip."),
+        "post_flip": "Run after each flip, once traffic has moved and the new state is recorded.",
+        "post_rollback": "Run after a rollback succeeded.",
+        "pre_reload": "Run before `bluegreen reload` changes anything.",
+        "post_reload": "Run after `bluegreen reload` succeeded.",
+        "pre_retire": "Run before `bluegreen retire` changes anything.",
+        "post_retire": "Run after `bluegreen retire` succeeded.",
+        "on_failure": (
+            "Run when an operation fails, with `BLUEGREEN_RESULT=failed` and `BLUEGREEN_ERROR` "
+            "set."),
+    },
+    "Hook": {
+        "run": (
+            "A shell command, run by `sh -c` (not a template), with the `BLUEGREEN_*` variables "
+            "in its environment; a non-zero exit fails the hook. On a host it needs `setsid`."),
+        "on": (
+            "Where it runs: `local` (the machine running bluegreen), or on every `app` or "
+            "`balancer` host."),
+        "timeout": (
+            "Seconds the hook may take; past it, it is killed (with what it started) and "
+            "counts as failed."),
+    },
+    "SecretRef": {
+        "env": (
+            "The environment variable, on the machine running bluegreen, that holds the value; "
+            "it must be set."),
+    },
+}
