@@ -202,7 +202,9 @@ def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
             if stack.layout(spec.host).is_present(transport, artifact):
                 reporter.step(spec.host.name, f"release {artifact.release} already present")
                 return
-            stack.layout(spec.host).upload(transport, artifact)
+            with reporter.transfer(spec.host.name, f"upload {artifact.release}",
+                                   len(artifact.data)) as sent:
+                stack.layout(spec.host).upload(transport, artifact, sent)
         reporter.step(spec.host.name, f"uploaded release {artifact.release} "
                       f"({len(artifact.data) // 1024} KiB, checksum verified)")
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 from bluegreen.errors import BluegreenError
@@ -24,23 +25,42 @@ class Reporter(Protocol):
     def warn(self, message: str) -> None: ...
     def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None: ...
     def error(self, error: BluegreenError, *, details: str | None = None) -> None: ...
+    def transfer(self, host: str, what: str, total: int
+                 ) -> AbstractContextManager[Callable[[int], None]]: ...
+    def close(self) -> None: ...
 
 
 class HumanReporter:
     json_mode = False
 
-    def __init__(self, *, color: bool = True, verbose: bool = False):
+    def __init__(self, *, color: bool = True, verbose: bool = False, progress: bool = True):
         from rich.console import Console
+
+        from bluegreen.progress import LiveProgress
 
         self.err = Console(stderr=True, no_color=not color, highlight=False,
                            soft_wrap=True)
         self.out = Console(no_color=not color, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self._lock = threading.Lock()
+        # a spinner and upload rates, only where someone watches: stderr is a terminal
+        self._live = LiveProgress(self.err) if progress and self.err.is_terminal else None
 
     def phase(self, name: str) -> None:
         with self._lock:
             self.err.print(f"[bold]» {name}[/bold]")
+        if self._live is not None:
+            self._live.phase(name)
+
+    def transfer(self, host: str, what: str, total: int
+                 ) -> AbstractContextManager[Callable[[int], None]]:
+        if self._live is None:
+            return _ignored_progress()
+        return self._live.transfer(host, what, total)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.close()
 
     def step(self, host: str, message: str, *, ok: bool | None = None) -> None:
         mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "·"}[ok]
@@ -53,12 +73,14 @@ class HumanReporter:
             self.err.print(f"[yellow]warning:[/yellow] {_escape(redact(message))}")
 
     def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None:
+        self.close()
         if human is not None:
             human(self.out)
         elif data is not None:
             self.out.print(_escape(json.dumps(data, indent=2, default=str)))
 
     def error(self, error: BluegreenError, *, details: str | None = None) -> None:
+        self.close()
         if details and self.verbose:
             self.err.print(redact(details), markup=False)
         self.err.print(f"[bold red]error[/bold red] ({error.code}, exit {error.exit_code}): "
@@ -104,6 +126,13 @@ class JsonReporter:
             self._progress(details)
         self._emit({"error": error.to_dict()})
 
+    def transfer(self, host: str, what: str, total: int
+                 ) -> AbstractContextManager[Callable[[int], None]]:
+        return _ignored_progress()
+
+    def close(self) -> None:
+        pass
+
     def _emit(self, document: dict[str, Any]) -> None:
         if self._printed:
             return
@@ -115,6 +144,11 @@ class JsonReporter:
         with self._lock:
             sys.stderr.write(redact(line) + "\n")
             sys.stderr.flush()
+
+
+@contextmanager
+def _ignored_progress() -> Iterator[Callable[[int], None]]:
+    yield lambda done: None
 
 
 def ci_annotation(error: BluegreenError) -> None:

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,8 @@ class ReleaseLayout:
             )
         return True
 
-    def upload(self, transport: Transport, artifact: Artifact) -> None:
+    def upload(self, transport: Transport, artifact: Artifact,
+               sent: Callable[[int], None] | None = None) -> None:
         """Upload, verify the checksum on the host, unpack next to the final place, then rename
         into place, so a release directory is either complete or absent."""
         script = (
@@ -160,7 +162,8 @@ class ReleaseLayout:
             'rm -rf -- "$releases/$2"; mv -- "$tmp/files" "$releases/$2"'
         )
         result = transport.run(Command.script(script, self.root, artifact.release,
-                                              artifact.sha256), stdin=artifact.data)
+                                              artifact.sha256), stdin=artifact.data,
+                               sent=sent)
         if not result.ok:
             raise BluegreenError(
                 f"upload of release {artifact.release} failed: "

@@ -28,6 +28,7 @@ class AppContext:
     yes: bool
     verbose: bool
     color: bool
+    progress: bool = True  # a spinner and upload rates on a terminal (not under a live view)
     _reporter: Reporter | None = field(default=None, repr=False)
 
     @property
@@ -36,7 +37,8 @@ class AppContext:
             from bluegreen.output import HumanReporter, JsonReporter
 
             self._reporter = (JsonReporter(verbose=self.verbose) if self.json_output
-                              else HumanReporter(color=self.color, verbose=self.verbose))
+                              else HumanReporter(color=self.color, verbose=self.verbose,
+                                                 progress=self.progress))
         return self._reporter
 
     def inventory(self) -> Inventory:
@@ -87,6 +89,7 @@ def reported_errors(context: AppContext) -> Iterator[None]:
         reporter.error(error, details=traceback.format_exc())
         raise typer.Exit(1) from None
     finally:
+        reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.stdout.flush()

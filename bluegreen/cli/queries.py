@@ -46,6 +46,7 @@ def _watch(context: AppContext) -> None:
         sys.stdout.write(redact(json.dumps({"data": data}, default=str)) + "\n")
         sys.stdout.flush()
 
+    context.progress = False  # the live view is the progress
     try:
         with reported_errors(context):
             inventory = context.inventory()

@@ -3,6 +3,7 @@ shares (they are plain shell commands, so they work the same with sudo)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -61,7 +62,8 @@ class Transport(Protocol):
     host: str
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None
+        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        sent: Callable[[int], None] | None = None,  # told how much of stdin went, as it goes
     ) -> CommandResult: ...
 
     def tunnel(self, port: int, *, address: str = "127.0.0.1") -> AbstractContextManager[

@@ -26,10 +26,13 @@ class FakeTransport:
     closed: bool = False
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None
+        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        sent: Callable[[int], None] | None = None,
     ) -> CommandResult:
         self.calls.append(command)
         status, stdout, stderr = self.handler(command, stdin)
+        if sent is not None and stdin:
+            sent(len(stdin))
         return CommandResult(self.host, str(command), status, stdout, stderr)
 
     @contextmanager

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from bluegreen.errors import CommandTimeout, ConnectError
@@ -24,7 +24,8 @@ class LocalTransport:
         self._command_timeout = command_timeout
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None
+        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        sent: Callable[[int], None] | None = None,
     ) -> CommandResult:
         if self._sudo:
             command = command.with_sudo()
@@ -45,6 +46,8 @@ class LocalTransport:
             ) from None
         try:
             stdout, stderr = process.communicate(stdin or b"", timeout=limit)
+            if sent is not None and stdin:
+                sent(len(stdin))
         except BaseException as exc:
             # a timeout, or Ctrl-C/SIGTERM: the command and everything it started go with it
             _kill_group(process)

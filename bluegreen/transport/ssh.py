@@ -18,7 +18,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +161,8 @@ class SSHTransport:
         return cls(target, settings, client, jump_clients)
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None
+        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        sent: Callable[[int], None] | None = None,
     ) -> CommandResult:
         import paramiko
 
@@ -188,7 +189,7 @@ class SSHTransport:
                 channel.exec_command(text + " </dev/null")
             else:
                 channel.exec_command(text)
-                if not _send_all(channel, stdin, deadline):
+                if not _send_all(channel, stdin, deadline, sent):
                     channel.close()
                     raise CommandTimeout(
                         f"`{command}` stopped reading its input ({len(stdin)} bytes) and did "
@@ -435,7 +436,8 @@ _ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open fa
 _SEND_CHUNK = 1 << 18  # each chunk is still re-sliced per packet: keep it small
 
 
-def _send_all(channel: Any, data: bytes, deadline: float) -> bool:
+def _send_all(channel: Any, data: bytes, deadline: float,
+              sent: Callable[[int], None] | None = None) -> bool:
     """`channel.sendall` in bounded chunks (paramiko's sendall re-slices what remains after
     every packet, which copies the rest each time — quadratic in the size of a release), each
     bounded by the command's deadline: a host that stops reading cannot hang an upload. False
@@ -450,6 +452,8 @@ def _send_all(channel: Any, data: bytes, deadline: float) -> bool:
             channel.sendall(view[offset:offset + _SEND_CHUNK].tobytes())
         except TimeoutError:
             return False
+        if sent is not None:
+            sent(min(offset + _SEND_CHUNK, len(view)))
     channel.settimeout(None)
     return True
 
