@@ -15,7 +15,7 @@ ONLY_IMPORTERS = {
     "msgspec": {"inventory.py"},
     "yaml": {"inventory.py"},
     "typer": {"cli/"},
-    "rich": {"cli/", "output.py"},
+    "rich": {"cli/", "output.py", "progress.py"},
     "bluegreen.balancer.nginx": {"balancer/"},
     "bluegreen.balancer.haproxy": {"balancer/"},
     "bluegreen.balancer.caddy": {"balancer/"},
