@@ -38,9 +38,10 @@ class HumanReporter:
 
         from bluegreen.progress import LiveProgress
 
-        self.err = Console(stderr=True, no_color=not color, highlight=False,
-                           soft_wrap=True)
-        self.out = Console(no_color=not color, highlight=False, soft_wrap=True)
+        # None, not False, when colour is allowed: rich then honours NO_COLOR itself
+        no_color = None if color else True
+        self.err = Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True)
+        self.out = Console(no_color=no_color, highlight=False, soft_wrap=True)
         self.verbose = verbose
         self._lock = threading.Lock()
         # a spinner and upload rates, only where someone watches: stderr is a terminal

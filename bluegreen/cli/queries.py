@@ -56,7 +56,7 @@ def _watch(context: AppContext) -> None:
             from rich.console import Console, Group
             from rich.live import Live
 
-            console = Console(no_color=not context.color)
+            console = Console(no_color=None if context.color else True)  # None: NO_COLOR
             with Live(console=console, auto_refresh=False, screen=False) as live:
                 def show(data: dict[str, Any]) -> None:
                     collected = _Collected()

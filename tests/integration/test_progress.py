@@ -25,13 +25,14 @@ def big_release(service: Service, name: str) -> Path:
     return path
 
 
-def run_on_terminal(*args: str, timeout: float = 180) -> tuple[int, str, str]:
+def run_on_terminal(*args: str, timeout: float = 180, **extra_env: str) -> tuple[int, str, str]:
     """The CLI with stderr on a pseudo-terminal (stdout piped): exit code, stdout, and what the
     terminal received."""
     main, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
     env.update(TERM="xterm-256color", COLUMNS="160")
     env.pop("NO_COLOR", None)
+    env.update(extra_env)
     process = subprocess.Popen([sys.executable, "-m", "bluegreen", *args], stdout=subprocess.PIPE,
                                stderr=terminal, stdin=subprocess.DEVNULL, env=env)
     os.close(terminal)
@@ -94,3 +95,16 @@ def test_no_progress_with_json_or_without_a_terminal(service: Service) -> None:
     assert piped.returncode == 0, piped.stderr
     assert "MB/s" not in piped.stderr and "\x1b[" not in piped.stderr
     assert "uploaded release v2" in piped.stderr
+
+
+def test_no_color_is_honoured_on_a_terminal(service: Service) -> None:
+    inventory = str(service.inventory())
+    colour_codes = re.compile(r"\x1b\[(?:[0-9;]*;)?3[0-9](?:;[0-9;]*)?m")
+    code, _, coloured = run_on_terminal("-i", inventory, "deploy", "--source",
+                                        str(service.release("v1")), "--release", "v1")
+    assert code == 0 and colour_codes.search(coloured), coloured[-2000:]
+    for args, env in ((("--no-color", "rollback"), {}), (("rollback",), {"NO_COLOR": "1"})):
+        # each rollback fails the same way (nothing to roll back to): only the colours differ
+        code, _, shown = run_on_terminal("-i", inventory, *args, **env)
+        assert code != 0 and "error" in shown
+        assert not colour_codes.search(shown), (args, env, shown[-2000:])
