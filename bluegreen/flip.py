@@ -10,16 +10,16 @@ from collections.abc import Callable
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite
 from bluegreen.balancer.base import Upstream
-from bluegreen.connections import Connections
 from bluegreen.errors import BalancerError, BluegreenError, FanOutError, Interrupted
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
 from bluegreen.plan import FlipPlan
+from bluegreen.transport.base import Transports
 
 
 class Flipper:
-    def __init__(self, inventory: Inventory, connections: Connections, reporter: Reporter, *,
+    def __init__(self, inventory: Inventory, connections: Transports, reporter: Reporter, *,
                  sites: dict[str, BalancerSite]):
         self.inventory = inventory
         self.connections = connections

@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -27,6 +26,7 @@ from bluegreen.errors import BluegreenError, DriftError, LockHeld, RemoteCommand
 from bluegreen.model import Colour
 from bluegreen.shell import Command, redact
 from bluegreen.transport.base import Transport, get_file, put_file
+from bluegreen.waiting import poll_until
 
 ColourStatus = Literal["running", "stopped", "retired", "starting", "stopping", "failed"]
 
@@ -309,35 +309,47 @@ class Lock:
         self._thread: threading.Thread | None = None
 
     def acquire(self, *, wait: float = 0.0, on_wait: Any = None) -> None:
-        deadline = time.monotonic() + wait
+        """Take the lock, waiting up to `wait` seconds for its holder to release it (not for a
+        holder that is gone: a stale lock fails at once, with how to clear it)."""
         owner = {"owner": actor(), "pid": os.getpid(), "host": socket.gethostname(),
                  "command": self.command, "started": now(), "token": self.token}
         announced = False
-        while True:
+
+        def attempt() -> LockInfo | bool | None:
+            """True: taken; else who holds it."""
+            nonlocal announced
             result = self.store.transport.run(
                 Command.script(_ACQUIRE, self.store.dir, self.store.lock_dir),
                 stdin=json.dumps(owner).encode())
             if result.ok:
-                self.held = True
-                self._start_heartbeat()
-                return
+                return True
             if result.exit_status != _LOCK_BUSY:
                 with _state_errors("take the lock"):
                     result.check("take the lock")
             info = read_lock(self.store)
-            # waiting for a holder that is gone would only run out the clock
-            # (no heartbeat yet: a holder between its mkdir and its first heartbeat)
-            if time.monotonic() >= deadline or (info is not None and info.heartbeat_age is not
-                                                None and is_stale(info, self.stale_after)):
-                raise LockHeld(
-                    f"another operation holds the lock: {info.describe() if info else 'unknown'}.",
-                    where=f"{self.store.transport.host}:{self.store.lock_dir}",
-                    hint=_lock_hint(info, self.stale_after),
-                )
-            if on_wait and not announced:
+            if on_wait and wait > 0 and not announced and not self._stale(info):
                 on_wait(info)
                 announced = True
-            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.05)))
+            return info
+
+        # waiting for a holder that is gone would only run out the clock
+        outcome = poll_until(attempt, lambda got: got is True or self._stale(got),
+                             timeout=wait, interval=1.0)
+        if outcome is True:
+            self.held = True
+            self._start_heartbeat()
+            return
+        info = outcome if isinstance(outcome, LockInfo) else None
+        raise LockHeld(
+            f"another operation holds the lock: {info.describe() if info else 'unknown'}.",
+            where=f"{self.store.transport.host}:{self.store.lock_dir}",
+            hint=_lock_hint(info, self.stale_after),
+        )
+
+    def _stale(self, info: LockInfo | bool | None) -> bool:
+        # no heartbeat yet: a holder between its mkdir and its first heartbeat
+        return (isinstance(info, LockInfo) and info.heartbeat_age is not None
+                and is_stale(info, self.stale_after))
 
     def _start_heartbeat(self) -> None:
         interval = max(min(self.stale_after / 4, 30.0), 0.5)

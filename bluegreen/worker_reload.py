@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from bluegreen.session import Session
 from bluegreen.shell import Command
 from bluegreen.state import Operation, State, actor, now
 from bluegreen.transport.base import Transport
+from bluegreen.waiting import poll_until
 
 COLOUR_CHOICES = ("live", "idle", "blue", "green")
 # what Swoole (6.2) logs when a worker still busy at max_wait_time is terminated: the manager
@@ -386,8 +388,9 @@ def _replaced(stack: AppStack, transport: Transport, spec: InstanceSpec, run: Re
               master: int, old: set[int], started: float, where: str) -> set[int]:
     """Wait until the reload replaced the old workers; their set then."""
     timeout = stack.settings.reload_timeout
-    while True:
-        cancel.check_cancelled()
+    partial = run.task_workers and not run.pattern
+
+    def workers() -> set[int]:
         table = _processes(transport)
         if not table.alive(master):
             raise ReloadFailed(
@@ -396,20 +399,21 @@ def _replaced(stack: AppStack, transport: Transport, spec: InstanceSpec, run: Re
                 where=where,
                 hint=f"Fix the code, then `bluegreen deploy`; rollback to {spec.colour.other} "
                      "also works if it still runs.")
-        current = table.workers(master, run.pattern)
-        if reload_complete(old, current, partial=run.task_workers and not run.pattern):
-            return current
-        if time.monotonic() - started > timeout:
-            replaced = old - current
-            raise ReloadFailed(
-                f"after SIG{run.signal}, {len(old) - len(replaced)} of {len(old)} old worker(s) "
-                f"were still running and {len(current - old)} new one(s) had started after "
-                f"{timeout:g} s.",
-                where=where,
-                hint="Raise app.reload_timeout (Swoole: above max_wait_time plus boot time); a "
-                     "process no reload replaces (a Swoole user process) must not match "
-                     "app.worker_pattern." + _log_tail(stack, transport, spec, run.loads))
-        cancel.sleep(0.05)
+        return table.workers(master, run.pattern)
+
+    current = poll_until(workers, lambda found: reload_complete(old, found, partial=partial),
+                         timeout=max(0.0, started + timeout - time.monotonic()), interval=0.05)
+    if reload_complete(old, current, partial=partial):
+        return current
+    replaced = old - current
+    raise ReloadFailed(
+        f"after SIG{run.signal}, {len(old) - len(replaced)} of {len(old)} old worker(s) "
+        f"were still running and {len(current - old)} new one(s) had started after "
+        f"{timeout:g} s.",
+        where=where,
+        hint="Raise app.reload_timeout (Swoole: above max_wait_time plus boot time); a "
+             "process no reload replaces (a Swoole user process) must not match "
+             "app.worker_pattern." + _log_tail(stack, transport, spec, run.loads))
 
 
 def reload_complete(old: set[int], current: set[int], *, partial: bool) -> bool:
@@ -428,13 +432,13 @@ def _settle(stack: AppStack, transport: Transport, master: int, run: ReloadRun,
     worker dies at start): their count. Fewer — a worker of the old code dying late, e.g. after
     a crash loop this reload repairs — starts the window again, until `app.reload_timeout`."""
     settings = stack.settings
+
+    def sample() -> set[int]:
+        table = _processes(transport)
+        return table.workers(master, run.pattern) if table.alive(master) else set()
+
     while True:
-        window_end = time.monotonic() + settings.reload_settle
-        samples = [current]
-        while time.monotonic() < window_end:
-            cancel.sleep(0.1)
-            table = _processes(transport)
-            samples.append(table.workers(master, run.pattern) if table.alive(master) else set())
+        samples = [current, *_window(sample, settings.reload_settle)]
         died = churn(samples)
         if died == 0:
             return 0
@@ -442,6 +446,17 @@ def _settle(stack: AppStack, transport: Transport, master: int, run: ReloadRun,
                 time.monotonic() - started > settings.reload_timeout):
             return died
         current = samples[-1]
+
+
+def _window(sample: Callable[[], set[int]], seconds: float) -> list[set[int]]:
+    """A sample every 0.1 s for `seconds` (the whole window: no sample ends it early)."""
+    samples: list[set[int]] = []
+
+    def take() -> None:
+        samples.append(sample())
+
+    poll_until(take, lambda _: False, timeout=seconds, interval=0.1)
+    return samples
 
 
 def churn(samples: list[set[int]]) -> int:

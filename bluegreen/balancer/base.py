@@ -217,6 +217,23 @@ _RESTORE = (
 )
 WITHDRAWN = 70  # the exit status of `take` when the staged file was already withdrawn
 
+# Backs up the managed file, puts the new text (stdin) in its place and arms the watchdog.
+_STAGE = (
+    'set -e; f=$1; prev=$2; dir=$(dirname -- "$f"); '
+    'mkdir -p -m 700 -- "$(dirname -- "$prev")"; '
+    'rm -f -- "$prev.absent" "$prev".pending.*; '  # older watchdogs now do nothing
+    'if [ -e "$f" ]; then cp -p -- "$f" "$prev"; mode=$(stat -c %a -- "$f"); '
+    'else rm -f -- "$prev"; : > "$prev.absent"; mode=644; fi; '
+    'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+    'cat > "$tmp"; chmod "$mode" "$tmp"; marker="$prev.pending.$(basename -- "$tmp")"; '
+    ': > "$marker"; mv -f -- "$tmp" "$f"; trap - EXIT; '
+    # the watchdog restores unless the flip took the marker first (one rename wins)
+    'setsid sh -c \'sleep "$1"; mv -- "$2" "$2.expired" 2>/dev/null || exit 0; '
+    'rm -f -- "$2.expired"; sh -c "$3" bluegreen "$4" "$5"\' '
+    'bluegreen "$3" "$marker" "$4" "$f" "$prev" </dev/null >/dev/null 2>&1 & '
+    'printf %s "$marker"'
+)
+
 
 class ManagedFile:
     """The one balancer file bluegreen owns, and its backup under the state directory.
@@ -240,32 +257,15 @@ class ManagedFile:
     def stage(self, transport: Transport, text: str) -> None:
         """Back up the live file byte for byte (or note that there was none), put the new text
         in its place atomically with the old file's mode, and arm the watchdog."""
-        script = (
-            'set -e; f=$1; prev=$2; dir=$(dirname -- "$f"); '
-            'mkdir -p -m 700 -- "$(dirname -- "$prev")"; '
-            'rm -f -- "$prev.absent" "$prev".pending.*; '  # older watchdogs now do nothing
-            'if [ -e "$f" ]; then cp -p -- "$f" "$prev"; mode=$(stat -c %a -- "$f"); '
-            'else rm -f -- "$prev"; : > "$prev.absent"; mode=644; fi; '
-            'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
-            'cat > "$tmp"; chmod "$mode" "$tmp"; marker="$prev.pending.$(basename -- "$tmp")"; '
-            ': > "$marker"; mv -f -- "$tmp" "$f"; trap - EXIT; '
-            # the watchdog restores unless the flip took the marker first (one rename wins)
-            'setsid sh -c \'sleep "$1"; mv -- "$2" "$2.expired" 2>/dev/null || exit 0; '
-            'rm -f -- "$2.expired"; sh -c "$3" bluegreen "$4" "$5"\' '
-            'bluegreen "$3" "$marker" "$4" "$f" "$prev" </dev/null >/dev/null 2>&1 & '
-            'printf %s "$marker"'
-        )
-        result = transport.run(Command.script(script, self.path, self.backup,
-                                              f"{self.lifetime:g}", _RESTORE),
-                               stdin=text.encode()).check(f"stage {self.path}")
+        result = transport.run(self.stage_command(), stdin=text.encode()).check(
+            f"stage {self.path}")
         self._staged[transport.host] = result.stdout.strip()
 
     def take(self, transport: Transport) -> None:
         """Claim the staged file for activation, so the watchdog leaves it; BalancerError when
         the watchdog already withdrew it (the flip took longer than the file's lifetime)."""
         marker = self._staged.pop(transport.host, "")
-        result = transport.run(Command.script(
-            '[ -n "$1" ] && mv -- "$1" "$2.taken" 2>/dev/null || exit 70', marker, self.backup))
+        result = transport.run(self.take_command(marker))
         if result.exit_status == WITHDRAWN:
             from bluegreen.errors import BalancerError
 
@@ -281,6 +281,17 @@ class ManagedFile:
         """Put the backed-up file back, byte-identical (or remove the file if there was none),
         and disarm the watchdog."""
         self._staged.pop(transport.host, None)
-        transport.run(Command.script(
-            'rm -f -- "$2".pending.*; ' + _RESTORE, self.path, self.backup)).check(
-            f"restore {self.path}")
+        transport.run(self.restore_command()).check(f"restore {self.path}")
+
+    # its commands, each built in one place
+
+    def stage_command(self) -> Command:
+        """Reads the new text on stdin; prints the marker `take` must claim."""
+        return Command.script(_STAGE, self.path, self.backup, f"{self.lifetime:g}", _RESTORE)
+
+    def take_command(self, marker: str) -> Command:
+        return Command.script('[ -n "$1" ] && mv -- "$1" "$2.taken" 2>/dev/null || exit 70',
+                              marker, self.backup)
+
+    def restore_command(self) -> Command:
+        return Command.script('rm -f -- "$2".pending.*; ' + _RESTORE, self.path, self.backup)

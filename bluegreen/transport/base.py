@@ -73,6 +73,12 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class Transports(Protocol):
+    """The open transports of an operation, by host name (`Connections`, or a dict in tests)."""
+
+    def __getitem__(self, name: str) -> Transport: ...
+
+
 # Written to a temp file in the target's own directory (so the final rename is atomic: readers see
 # the old file or the new one, never half of one), with the mode set before the rename.
 _PUT_SCRIPT = (
