@@ -3,6 +3,7 @@ pure plans, inside a session (connections + lock), always ending in a history re
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -51,7 +52,22 @@ class Options:
     lock_wait: float = 0.0
     retire_after: float | None = None  # deploy: retire the old colour after this drain timeout
     drain: bool = True  # deploy: drain the idle colour's connections before stopping it
-    canary: int | None = None  # deploy: give the new release this share of traffic, no more
+    # deploy: give the new release this share of traffic, then (promote) each next one
+    canary: tuple[int, ...] | None = None
+    full: bool = False  # canary promote: all traffic now, skipping the remaining steps
+
+
+def canary_steps(text: str) -> tuple[int, ...]:
+    """`--canary 5,25,50`: the canary's weights, each a percentage from 1 to 99, rising."""
+    try:
+        steps = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        steps = ()
+    if not steps or any(not 1 <= step <= 99 for step in steps) or any(
+            later <= earlier for earlier, later in itertools.pairwise(steps)):
+        raise UsageError(f"{text!r} is not a list of rising percentages from 1 to 99.",
+                         where="--canary", hint="E.g. --canary 10, or --canary 5,25,50.")
+    return steps
 
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
@@ -87,7 +103,7 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
             stack: AppStack, *, retire_after: float | None, drain_idle: bool,
-            record: dict[str, Any], canary: int | None = None) -> dict[str, Any]:
+            record: dict[str, Any], canary: tuple[int, ...] | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     specs = [steps.spec for steps in plan.instances]
@@ -122,9 +138,13 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     if unhealthy:
         record["out_of_traffic"] = list(unhealthy)
     if canary is not None:
-        record["canary"] = canary
-        new_state = _canary_flip(session, state, target, release=artifact.release,
-                                 weight=canary, out=unhealthy)
+        record["canary"] = canary[0]
+        record["canary_steps"] = list(canary)
+        state = state.with_colour(target, status="running", release=artifact.release,
+                                  since=now(), replaced=None, error=None, out=unhealthy)
+        new_state = _canary_flip(session, state, Canary(
+            colour=target.value, release=artifact.release, weight=canary[0], since=now(),
+            by=actor(), steps=canary))
         _prune(session, stack, specs)
         return {**_summary(new_state, flip, release=artifact.release),
                 "previous": None,  # nothing left traffic: the live colour keeps its share
@@ -488,15 +508,49 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
 
 def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
                    ) -> dict[str, Any]:
-    """All traffic to the canary's colour: it becomes the live colour, the stable one stays
-    running for rollback — a normal flip, verified through the public URL(s)."""
+    """The canary's next step: its next weight, or — after the last step, or with `full` — all
+    the traffic: its colour becomes the live colour and the stable one stays running for
+    rollback (a normal flip, verified through the public URL(s))."""
     check_templates(inventory)
     with Session(inventory, reporter, command="canary promote", lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
         canary = _require_canary(state)
-        return _flip_to(session, state, current, Colour(canary.colour),
-                        operation="canary promote", options=options)
+        weight = None if options.full else canary.next_weight
+        if weight is None:
+            return _flip_to(session, state, current, Colour(canary.colour),
+                            operation="canary promote", options=options)
+        return _canary_step(session, state, canary, weight=weight, options=options)
+
+
+def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
+                 options: Options) -> dict[str, Any]:
+    """Move the canary to `weight` after a quick health check of its instances; the stable
+    colour keeps the rest."""
+    inventory, reporter = session.inventory, session.reporter
+    assert state.live is not None
+    colour = Colour(canary.colour)
+    moved = replace(canary, weight=weight)
+    step = f"canary step {moved.step}: {colour} {canary.weight}% → {weight}%"
+    if options.dry_run:
+        return _dry_run([step, f"1. quick health check of every {colour} instance",
+                         f"2. flip every balancer to {state.live} {100 - weight}% / {colour} "
+                         f"{weight}%, then record it"])
+    record = {"operation": "canary promote", "from": state.live.value, "to": colour.value,
+              "release": canary.release, "canary": weight}
+
+    def run() -> dict[str, Any]:
+        specs = [s for s in instance_specs(inventory, colour)
+                 if s.host.name not in state.colour(colour).out]
+        _require_running(session, specs, colour, release=canary.release,
+                         operation="canary promote")
+        reporter.phase(f"{step}: quick health check of {len(specs)} {colour} instance(s)")
+        check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
+                        release_of={s.host.name: canary.release for s in specs})
+        new_state = _canary_flip(session, state, moved)
+        return {**_summary(new_state, None, release=canary.release), "canary": asdict(moved)}
+
+    return recorded(session, record, run)
 
 
 def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
@@ -519,28 +573,24 @@ def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
                         options=options, adjust=mark_aborted)
 
 
-def _canary_flip(session: Session, state: State, target: Colour, *, release: str, weight: int,
-                 out: tuple[str, ...]) -> State:
-    """Give `target` (just stood up and healthy) `weight` per cent of the traffic and the live
+def _canary_flip(session: Session, state: State, canary: Canary) -> State:
+    """Give the canary's colour (running and healthy) its weight of the traffic and the live
     colour the rest; recorded as the canary. No public-URL verification: most requests still
     reach the live colour."""
     inventory, reporter = session.inventory, session.reporter
     assert state.live is not None
-    stable = state.live
+    stable, target, weight = state.live, Colour(canary.colour), canary.weight
     weights = {stable.value: 100 - weight, target.value: weight}
     plan = build_flip_plan(inventory, state=state, target=stable, current={},
-                           weights=weights, other_out=out)
+                           weights=weights, other_out=state.colour(target).out)
     flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
-        canary = Canary(colour=target.value, release=release, weight=weight, since=now(),
-                        by=actor())
         new_state = replace(
-            state.with_colour(target, status="running", release=release, since=now(),
-                              replaced=None, error=None, out=out),
-            generation=plan.generation, weights=weights, canary=canary, updated_at=now(),
-            updated_by=actor(), managed_sha256={h: sha256_text(t) for h, t in plan.configs.items()})
+            state, generation=plan.generation, weights=weights, canary=canary,
+            updated_at=now(), updated_by=actor(),
+            managed_sha256={h: sha256_text(t) for h, t in plan.configs.items()})
         try:
             new_state = session.finish_change(new_state)
         except BluegreenError:
@@ -549,8 +599,9 @@ def _canary_flip(session: Session, state: State, target: Colour, *, release: str
             raise
         session.flipped = new_state
     reporter.step(inventory.primary_balancer.name,
-                  f"canary: {target} (release {release}) takes {weight}% of the traffic, "
-                  f"{stable} {100 - weight}% (generation {new_state.generation})", ok=True)
+                  f"canary: {target} (release {canary.release}) takes {weight}% of the traffic, "
+                  f"{stable} {100 - weight}% (generation {new_state.generation})"
+                  + (f", step {canary.step}" if len(canary.steps) > 1 else ""), ok=True)
     session.hooks.run("post_flip")
     return new_state
 
@@ -701,8 +752,9 @@ def _require_app(inventory: Inventory) -> Any:
     return inventory.app
 
 
-def _summary(state: State, plan: FlipPlan, *, release: str | None) -> dict[str, Any]:
-    return {"live": state.live.value if state.live else None, "previous": _name(plan.previous),
+def _summary(state: State, plan: FlipPlan | None, *, release: str | None) -> dict[str, Any]:
+    return {"live": state.live.value if state.live else None,
+            "previous": _name(plan.previous) if plan else None,
             "release": release, "generation": state.generation, "colours": _colours(state)}
 
 

@@ -66,17 +66,36 @@ class Operation:
 @dataclass(frozen=True)
 class Canary:
     """A release taking part of the traffic: `colour` runs `release` and gets `weight` per cent,
-    the live colour the rest, until `canary promote` or `canary abort`."""
+    the live colour the rest, until `canary promote` or `canary abort`. `steps`: the weights
+    planned (`deploy --canary 5,25,50`); each `canary promote` moves to the next, then to all."""
 
     colour: str
     release: str | None
     weight: int
     since: str
     by: str
+    steps: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))  # a list when read from JSON
+
+    @property
+    def next_weight(self) -> int | None:
+        """The next step's weight; None when the next promote gives the canary everything."""
+        return next((step for step in self.steps if step > self.weight), None)
+
+    @property
+    def step(self) -> str:
+        """"2/3" (the second of three steps), for people."""
+        if self.weight not in self.steps:
+            return "1/1"
+        return f"{self.steps.index(self.weight) + 1}/{len(self.steps)}"
 
     def describe(self) -> str:
         return (f"{self.colour} runs release {self.release} with {self.weight}% of the traffic "
-                f"since {self.since} (by {self.by})")
+                f"since {self.since} (by {self.by})"
+                + (f", step {self.step} of {'/'.join(map(str, self.steps))}%"
+                   if len(self.steps) > 1 else ""))
 
 
 @dataclass(frozen=True)

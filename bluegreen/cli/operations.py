@@ -26,10 +26,11 @@ def deploy(
         "--retire-after", metavar="DURATION",
         help="Then retire the old colour, draining its connections for up to DURATION "
              "(300, 90s, 5m).")] = None,
-    canary: Annotated[Optional[int], typer.Option(  # noqa: UP045
-        "--canary", min=1, max=99, metavar="PERCENT",
-        help="Give the new release only this share of the traffic; `bluegreen canary promote` "
-             "or `abort` ends it.")] = None,
+    canary: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--canary", metavar="PERCENT[,PERCENT…]",
+        help="Give the new release only this share of the traffic (5), or the first of rising "
+             "steps (5,25,50); each `bluegreen canary promote` moves to the next step, then to "
+             "all of it; `abort` ends it.")] = None,
     no_drain: Annotated[bool, typer.Option(
         "--no-drain", help="Stop the idle colour at once, cutting the connections it still "
                            "holds (they are counted), instead of draining them first "
@@ -40,16 +41,17 @@ def deploy(
     """Deploy a release to the idle colour, health-check it, flip traffic, verify."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
+        from bluegreen.operations import Options, canary_steps
         from bluegreen.operations import deploy as run_deploy
         from bluegreen.retire import parse_duration
 
         drain = parse_duration(retire_after, option="--retire-after") if retire_after else None
+        steps = canary_steps(canary) if canary is not None else None
         result = run_deploy(context.inventory(), context.reporter, source=source,
                             release=release, to=to,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait,
                                             retire_after=drain, drain=not no_drain,
-                                            canary=canary))
+                                            canary=steps))
         context.reporter.result(result, human=operation_result(result))
 
 
@@ -137,24 +139,37 @@ def canary_status(ctx: typer.Context) -> None:
 
         def show(console: Any) -> None:
             canary = result["canary"]
+            if canary is None:
+                console.print("no canary in progress", markup=False)
+                return
+            steps = canary.get("steps") or [canary["weight"]]
+            later = [step for step in steps if step > canary["weight"]]
             console.print(f"canary: {canary['colour']} runs release {canary['release']} with "
                           f"{canary['weight']}% of the traffic since {canary['since']}"
-                          if canary else "no canary in progress", markup=False)
+                          + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1
+                             else ""), markup=False)
+            console.print("next: `bluegreen canary promote` gives it "
+                          + (f"{later[0]}%" if later else "all the traffic")
+                          + "; `bluegreen canary abort` sends it all back", markup=False)
 
         context.reporter.result(result, human=show)
 
 
 @canary_app.command("promote")
 def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
-                   lock_wait: LockWait = 0.0) -> None:
-    """Give the canary all the traffic: its colour becomes live (verified)."""
+                   lock_wait: LockWait = 0.0,
+                   full: Annotated[bool, typer.Option(
+                       "--full", help="All the traffic now, skipping the steps left.")] = False,
+                   ) -> None:
+    """The canary's next step; after the last one (or with --full), all the traffic: its colour
+    becomes live (verified)."""
     context = app_context(ctx)
     with reported_errors(context):
         from bluegreen.operations import Options
         from bluegreen.operations import canary_promote as run_promote
 
         result = run_promote(context.inventory(), context.reporter,
-                             options=Options(dry_run=dry_run, lock_wait=lock_wait))
+                             options=Options(dry_run=dry_run, lock_wait=lock_wait, full=full))
         context.reporter.result(result, human=operation_result(result))
 
 

@@ -15,6 +15,18 @@ def operation_result(data: dict[str, Any]) -> Any:
                          else None)
                 console.print(line, style=style, markup=False, highlight=False)
             return
+        canary = data.get("canary")
+        if canary:
+            steps = canary.get("steps") or [canary["weight"]]
+            later = [step for step in steps if step > canary["weight"]]
+            console.print(f"[bold yellow]canary:[/bold yellow] {canary['colour']} runs release "
+                          f"{canary['release']} with {canary['weight']}% of the traffic, "
+                          f"{data['live']} (live) {100 - canary['weight']}%; generation "
+                          f"{data['generation']}")
+            console.print("next: `bluegreen canary promote` gives it "
+                          + (f"{later[0]}%" if later else "all the traffic")
+                          + ", `bluegreen canary abort` sends it all back")
+            return
         console.print(f"[bold green]{data['live']} is live[/bold green] — release "
                       f"{data['release']}, generation {data['generation']}"
                       + (f"; {data['previous']} keeps running for rollback"
@@ -54,10 +66,12 @@ def status_result(data: dict[str, Any]) -> Any:
                               markup=True, highlight=False)
         if data.get("canary"):
             canary = data["canary"]
+            steps = canary.get("steps") or [canary["weight"]]
             console.print(f"[yellow]canary:[/yellow] {escape(canary['colour'])} runs release "
                           f"{escape(str(canary['release']))} with {canary['weight']}% of the "
-                          f"traffic since {canary['since']} — `bluegreen canary promote` or "
-                          "`abort`")
+                          f"traffic since {canary['since']}"
+                          + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1 else "")
+                          + " — `bluegreen canary promote` or `abort`")
         colours = Table(title="colours (recorded)", title_justify="left")
         for column in ("colour", "status", "release", "since", "note"):
             colours.add_column(column)

@@ -3,12 +3,17 @@ HAProxy (runtime API); promote and abort; deploy and rollback wait for it; drift
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
+import time
 import urllib.request
 from collections import Counter
 from typing import Any
 
-from tests.integration.service import Service
+from tests.integration.service import LoadDuring, Service
+
+STEP_REQUESTS = 400  # per step: smooth weighted round robin is exact to a request or two
 
 
 def ok(result: Any) -> None:
@@ -79,3 +84,130 @@ def test_a_canary_on_haproxy_runtime_then_abort(haproxy_service: Service) -> Non
     refused = service.cli("rollback", inventory=inventory)  # never back to an aborted canary
     assert refused.returncode == 8
     assert service.cli("canary", "abort", inventory=inventory).returncode == 2  # none running
+
+
+class KeepAliveClient:
+    """One strict keep-alive client, in its own thread: requests on one connection for as long
+    as it lasts, never retried — a request that fails counts as failed (bounded in time and
+    count)."""
+
+    def __init__(self, host: str, port: int, *, limit: float = 120, max_requests: int = 60000):
+        self.address = (host, port)
+        self.limit, self.max_requests = limit, max_requests
+        self.ok = self.failed = self.connections = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> KeepAliveClient:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        connection: http.client.HTTPConnection | None = None
+        while not self.stop.is_set() and time.monotonic() < deadline and (
+                self.ok + self.failed < self.max_requests):
+            if connection is None:
+                connection = http.client.HTTPConnection(*self.address, timeout=5)
+                self.connections += 1
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(f"status {response.status}")
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException) as exc:
+                self.failed += 1
+                self.errors.append(repr(exc))
+                connection.close()
+                connection = None
+            time.sleep(0.002)
+        if connection is not None:
+            connection.close()
+
+
+def figures(name: str, **values: Any) -> None:
+    """What the test measured, on stdout (`pytest -s` shows it), for docs/benchmarks.md."""
+    print(f"\nFIGURES {name}: {json.dumps(values, sort_keys=True)}")
+
+
+def canary_share(service: Service) -> float:
+    """The canary release's share, in points, of `STEP_REQUESTS` new-connection requests."""
+    return 100 * served(service, STEP_REQUESTS)["v2"] / STEP_REQUESTS
+
+
+def test_canary_steps_5_25_50_then_all_under_load_with_the_shares_of_their_weights(
+        service: Service) -> None:
+    ok(service.deploy("v1"))  # blue
+    url = service.nginx["lb1"].url
+    shares: dict[int, float] = {}
+    with LoadDuring(url) as load:
+        started = service.cli("--json", "deploy", "--canary", "5,25,50", "--source",
+                              str(service.release("v2")), "--release", "v2")
+        ok(started)
+        canary = json.loads(started.stdout)["data"]["canary"]
+        assert (canary["colour"], canary["weight"], canary["steps"]) == ("green", 5, [5, 25, 50])
+        for weight in (5, 25, 50):
+            if weight != 5:
+                promoted = service.cli("--json", "canary", "promote")
+                ok(promoted)
+                assert json.loads(promoted.stdout)["data"]["canary"]["weight"] == weight
+            state = service.state()
+            assert state["live"] == "blue" and state["canary"]["weight"] == weight
+            assert state["weights"] == {"blue": 100 - weight, "green": weight}
+            shares[weight] = canary_share(service)
+        shown = service.cli("canary", "status")
+        assert "with 50% of the traffic" in shown.stdout and "gives it all the traffic" in (
+            shown.stdout)
+        ok(service.cli("canary", "promote"))  # after the last step: all of it, verified
+        load.wait_for_body("release v2 (green)")
+    for weight, share in shares.items():
+        assert abs(share - weight) <= 3, shares
+    assert load.results["failed"] == 0, load.results["errors"][:5]
+    assert served(service, 20) == Counter({"v2": 20})
+    state = service.state()
+    assert (state["live"], state["canary"]) == ("green", None)
+    steps = [(r["operation"], r.get("canary")) for r in service.history()[-4:]]
+    assert steps == [("deploy", 5), ("canary promote", 25), ("canary promote", 50),
+                     ("canary promote", None)]
+    figures("canary steps on nginx", shares=shares, requests_per_step=STEP_REQUESTS,
+            load_ok=load.results["ok"], load_failed=load.results["failed"])
+
+
+def test_canary_steps_on_haproxy_runtime_keep_strict_keep_alive_clients_whole(
+        haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = service.inventory(balancer={"flip": "runtime", "drain_timeout": 5})
+    for release in ("v0", "v1"):  # both colours become known to HAProxy; v1 live on green
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    server = service.nginx["lb1"]
+    shares: dict[int, float] = {}
+    with KeepAliveClient(server.address, server.port) as client:
+        ok(service.cli("deploy", "--canary", "10,50", "--source", str(service.release("v2")),
+                       "--release", "v2", inventory=inventory))
+        shares[10] = canary_share(service)
+        promoted = service.cli("canary", "promote", inventory=inventory)
+        ok(promoted)
+        assert "runtime API" in promoted.stderr and "reload" not in promoted.stderr.lower()
+        shares[50] = canary_share(service)
+        ok(service.cli("canary", "promote", "--full", inventory=inventory))
+        time.sleep(0.5)  # the client keeps going on its connection after the last flip
+    assert client.failed == 0, client.errors[:5]
+    assert client.ok > 100 and client.connections == 1  # one connection, never cut
+    for weight, share in shares.items():
+        assert abs(share - weight) <= 3, shares
+    assert served(service, 20) == Counter({"v2": 20})
+    figures("canary steps on HAProxy runtime", shares=shares, keep_alive_ok=client.ok,
+            keep_alive_failed=client.failed, connections=client.connections)
