@@ -146,6 +146,21 @@ class CanaryInProgress(BluegreenError):
     code = "canary_in_progress"
 
 
+class CanaryNotJudged(CanaryInProgress):
+    """`canary promote` with analysis configured, before the canary answered enough requests
+    to be judged: it stays where it is."""
+
+    code = "canary_not_judged"
+
+
+class CanaryAborted(BluegreenError):
+    """The analysis found the canary over a threshold: all traffic went back to the stable
+    colour and the canary's colour was marked failed."""
+
+    exit_code = 13
+    code = "canary_aborted"
+
+
 class Interrupted(BluegreenError):
     exit_code = 130
     code = "interrupted"

@@ -231,6 +231,19 @@ class SecretRef(_Strict, frozen=True):
     env: Text
 
 
+class CanarySettings(_Strict, frozen=True):
+    # at most this per cent of the canary's requests may be answered 5xx
+    max_error_rate: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
+    # the canary's mean response time at most this many times the stable colour's
+    max_latency_ratio: Annotated[float, msgspec.Meta(ge=1, le=1000)] | None = None
+    # the canary is judged only once it answered this many requests since its step began
+    min_requests: Annotated[int, msgspec.Meta(ge=1)] = 20
+
+    @property
+    def analysed(self) -> bool:
+        return self.max_error_rate is not None or self.max_latency_ratio is not None
+
+
 class Inventory(_Mutable):
     """The validated inventory. `path` and `resolved_secrets` are set after decoding (they are
     not keys of the file)."""
@@ -245,6 +258,7 @@ class Inventory(_Mutable):
     balancer: BalancerSettings | None = None
     verify: VerifySettings = VerifySettings()
     deploy: DeploySettings = DeploySettings()
+    canary: CanarySettings = CanarySettings()
     lock: LockSettings = LockSettings()
     hooks: Hooks = Hooks()
     secrets: dict[str, SecretRef] = {}

@@ -31,6 +31,9 @@ OBJECTS: dict[str, str] = {
         "The load balancer in front of the colours, the same on every host under "
         "`hosts.balancer` unless that host overrides it."),
     "VerifySettings": "Verification of a flip through the public URL(s).",
+    "CanarySettings": (
+        "How a canary is judged: thresholds the analysis checks at each step, from the "
+        "balancer's own per-server counters."),
     "DeploySettings": (
         "How a deploy treats its target's unhealthy instances and an idle colour that still "
         "holds connections."),
@@ -67,6 +70,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "balancer": "The load balancer in front of the colours: nginx, HAProxy or Caddy.",
         "verify": "Verification of a flip through the public URL(s).",
         "deploy": "How a deploy treats unhealthy instances and an idle colour's connections.",
+        "canary": "Thresholds of the automatic analysis of a canary (`deploy --canary`).",
         "lock": "When an operation's lock counts as stale.",
         "hooks": "Commands run at fixed points of an operation.",
         "secrets": (
@@ -331,6 +335,20 @@ FIELDS: dict[str, dict[str, str]] = {
             "Drain an idle colour that still holds connections before a deploy stops it "
             "(`app.drain`, up to `app.drain_timeout`); false: stop it at once, as "
             "`deploy --no-drain`. The connections its stop cuts are counted either way."),
+    },
+    "CanarySettings": {
+        "max_error_rate": (
+            "Automatic analysis of a canary (`deploy --canary`): at most this per cent of the "
+            "canary's requests since its step began may be answered 5xx, as HAProxy counts "
+            "them per server (`show stat`, through `balancer.admin_socket`); above it the "
+            "canary is aborted automatically (exit 13). Null: not judged."),
+        "max_latency_ratio": (
+            "Automatic analysis of a canary: its servers' mean response time (HAProxy's "
+            "`rtime`) at most this many times the stable colour's; above it the canary is "
+            "aborted automatically (exit 13). Null: not judged."),
+        "min_requests": (
+            "How many requests the canary must have answered since its step began before the "
+            "analysis judges it; with fewer, `canary promote` waits for more traffic."),
     },
     "LockSettings": {
         "stale_after": (

@@ -12,9 +12,12 @@ from typing import Any
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
+from bluegreen.canary_analysis import Verdict, baseline_of, judge
 from bluegreen.errors import (
     BluegreenError,
+    CanaryAborted,
     CanaryInProgress,
+    CanaryNotJudged,
     FanOutError,
     HealthCheckFailed,
     Interrupted,
@@ -55,6 +58,7 @@ class Options:
     # deploy: give the new release this share of traffic, then (promote) each next one
     canary: tuple[int, ...] | None = None
     full: bool = False  # canary promote: all traffic now, skipping the remaining steps
+    skip_analysis: bool = False  # canary promote: without judging the canary first
 
 
 def canary_steps(text: str) -> tuple[int, ...]:
@@ -82,6 +86,13 @@ def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, rele
         target = to or (state.live.other if state.live else Colour.BLUE)
         if options.canary is not None:
             _require_weights(session, state)
+            if inventory.canary.analysed and not session.traffic():
+                raise InventoryError(
+                    "the canary's analysis (canary.max_error_rate, canary.max_latency_ratio) "
+                    "reads per-server counters, and none of the balancers keeps them.",
+                    where=f"{inventory.path}: canary",
+                    hint="It needs HAProxy with balancer.admin_socket; remove the thresholds "
+                         "to run the canary without analysis.")
         if target is state.live:
             raise UsageError(
                 f"{target} is live; deploy never touches the live colour.",
@@ -396,7 +407,8 @@ def _retire(session: Session, state: State, *, drain_timeout: float
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
              *, operation: str, options: Options,
              prepare: Callable[[], None] | None = None,
-             adjust: Callable[[State], State] | None = None) -> dict[str, Any]:
+             adjust: Callable[[State], State] | None = None,
+             note: dict[str, Any] | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     plan = build_flip_plan(inventory, state=state, target=target, current=current)
     if options.dry_run:
@@ -404,7 +416,7 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
                          "1. check that every instance of the target is running and healthy",
                          *describe_flip(plan, start=2)])
     record = {"operation": operation, "from": _name(state.live), "to": target.value,
-              "release": state.colour(target).release}
+              "release": state.colour(target).release, **(note or {})}
 
     def run() -> dict[str, Any]:
         if prepare is not None:
@@ -516,15 +528,46 @@ def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
         canary = _require_canary(state)
+        verdict = None
+        if inventory.canary.analysed and not options.skip_analysis and not options.dry_run:
+            verdict = _analyse(session, state, canary)
+            if verdict.breach:
+                _abort_canary(session, state, current, canary, options=options,
+                              why=f"canary aborted by its analysis: {verdict.breach}",
+                              note={"analysis": verdict.to_dict()})
+                raise CanaryAborted(
+                    f"the canary failed its analysis — {verdict.describe()} — so all traffic "
+                    f"went back to {state.live} and {canary.colour} (release {canary.release}) "
+                    "was marked failed.",
+                    hint="`bluegreen status` shows it; fix the release and deploy it again.")
+            if not verdict.judged:
+                raise CanaryNotJudged(
+                    f"the canary cannot be judged yet: {verdict.requests} request(s) since its "
+                    f"step began, {inventory.canary.min_requests} needed "
+                    "(canary.min_requests); nothing changed.",
+                    hint="Promote again once it has served more traffic (`bluegreen canary "
+                         "status` shows the count), or `canary promote --skip-analysis`.")
+        note = {"analysis": verdict.to_dict()} if verdict else {}
         weight = None if options.full else canary.next_weight
         if weight is None:
             return _flip_to(session, state, current, Colour(canary.colour),
-                            operation="canary promote", options=options)
-        return _canary_step(session, state, canary, weight=weight, options=options)
+                            operation="canary promote", options=options, note=note)
+        return _canary_step(session, state, canary, weight=weight, options=options, note=note)
+
+
+def _analyse(session: Session, state: State, canary: Canary) -> Verdict:
+    """The canary against the inventory's thresholds, from the balancers' counters now."""
+    assert state.live is not None
+    verdict = judge(session.inventory.canary, canary.baseline, session.traffic(),
+                    canary=canary.colour, stable=state.live.value)
+    session.reporter.step(session.inventory.primary_balancer.name,
+                          f"canary analysis: {verdict.describe()}",
+                          ok=None if not verdict.judged else verdict.passed)
+    return verdict
 
 
 def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
-                 options: Options) -> dict[str, Any]:
+                 options: Options, note: dict[str, Any]) -> dict[str, Any]:
     """Move the canary to `weight` after a quick health check of its instances; the stable
     colour keeps the rest."""
     inventory, reporter = session.inventory, session.reporter
@@ -537,7 +580,7 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
                          f"2. flip every balancer to {state.live} {100 - weight}% / {colour} "
                          f"{weight}%, then record it"])
     record = {"operation": "canary promote", "from": state.live.value, "to": colour.value,
-              "release": canary.release, "canary": weight}
+              "release": canary.release, "canary": weight, **note}
 
     def run() -> dict[str, Any]:
         specs = [s for s in instance_specs(inventory, colour)
@@ -562,15 +605,21 @@ def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
         canary = _require_canary(state)
-        assert state.live is not None
-        why = f"canary aborted{f': {reason}' if reason else ''}"
+        return _abort_canary(session, state, current, canary, options=options,
+                             why=f"canary aborted{f': {reason}' if reason else ''}")
 
-        def mark_aborted(after: State) -> State:
-            return after.with_colour(Colour(canary.colour), status="failed", error=why,
-                                     since=now())
 
-        return _flip_to(session, state, current, state.live, operation="canary abort",
-                        options=options, adjust=mark_aborted)
+def _abort_canary(session: Session, state: State, current: dict[str, str | None],
+                  canary: Canary, *, options: Options, why: str,
+                  note: dict[str, Any] | None = None) -> dict[str, Any]:
+    assert state.live is not None
+
+    def mark_aborted(after: State) -> State:
+        return after.with_colour(Colour(canary.colour), status="failed", error=why,
+                                 since=now())
+
+    return _flip_to(session, state, current, state.live, operation="canary abort",
+                    options=options, adjust=mark_aborted, note={"reason": why, **(note or {})})
 
 
 def _canary_flip(session: Session, state: State, canary: Canary) -> State:
@@ -587,6 +636,8 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
+        if inventory.canary.analysed:  # the step's analysis counts from here
+            canary = replace(canary, baseline=baseline_of(session.traffic()))
         new_state = replace(
             state, generation=plan.generation, weights=weights, canary=canary,
             updated_at=now(), updated_by=actor(),

@@ -11,6 +11,7 @@ from typing import Any
 from bluegreen import cancel
 from bluegreen.app import AppStack, instance_specs
 from bluegreen.balancer.base import parse_header
+from bluegreen.canary_analysis import judge
 from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.fanout import fan_out
 from bluegreen.health import HealthChecker
@@ -48,8 +49,13 @@ def watch_status(inventory: Inventory, reporter: Reporter, *,
 def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
     with Session(inventory, reporter, command="canary status", lock=False) as session:
         state = ensure_consistent(session.read_states())
+        analysis = None
+        if state.canary is not None and state.live is not None and inventory.canary.analysed:
+            verdict = judge(inventory.canary, state.canary.baseline, session.traffic(),
+                            canary=state.canary.colour, stable=state.live.value)
+            analysis = {**verdict.to_dict(), "described": verdict.describe()}
     return {"live": state.live.value if state.live else None, "weights": state.weights,
-            "canary": asdict(state.canary) if state.canary else None}
+            "canary": asdict(state.canary) if state.canary else None, "analysis": analysis}
 
 
 def status_in(session: Session) -> dict[str, Any]:

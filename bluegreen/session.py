@@ -12,7 +12,7 @@ from typing import Any
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
-from bluegreen.balancer.base import file_loaded, parse_header
+from bluegreen.balancer.base import ServerTraffic, file_loaded, parse_header
 from bluegreen.connections import Connections
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
@@ -152,6 +152,18 @@ class Session:
         found = fan_out(self.balancers, read, step="read balancer workers",
                         name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
         return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
+
+    def traffic(self) -> dict[str, dict[str, ServerTraffic]]:
+        """Per balancer that keeps per-server counters (HAProxy with its admin socket), what
+        it counted; balancers without them are left out."""
+        def read(host: HostSpec) -> dict[str, ServerTraffic] | None:
+            return self.sites[host.name].driver.traffic(self.connections[host.name],
+                                                        self.inventory.upstream_name)
+
+        found = fan_out(self.balancers, read, step="read balancer counters",
+                        name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
+        return {b.name: value for b, value in zip(self.balancers, found, strict=True)
+                if value is not None}
 
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when

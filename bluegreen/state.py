@@ -75,6 +75,9 @@ class Canary:
     since: str
     by: str
     steps: tuple[int, ...] = ()
+    # the balancers' counters when this step began (balancer → server → [requests, 5xx]),
+    # what the analysis compares with; empty when the canary is not analysed
+    baseline: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))  # a list when read from JSON

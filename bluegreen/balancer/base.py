@@ -70,6 +70,16 @@ def parse_version(output: str) -> str | None:
     return match[1] if match else None
 
 
+@dataclass(frozen=True)
+class ServerTraffic:
+    """What a balancer counted for one server since it started counting: requests answered,
+    those answered 5xx, and the mean response time of the recent ones (ms)."""
+
+    requests: int
+    errors: int
+    response_ms: int
+
+
 class Balancer(Protocol):
     """What the orchestrator asks of a balancer driver — nothing else: how a driver reloads,
     or which processes it runs, stays inside the driver and its `Activation`."""
@@ -87,6 +97,8 @@ class Balancer(Protocol):
     def activation(self) -> Activation: ...
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
+    def traffic(self, transport: Transport, upstream_name: str
+                ) -> dict[str, ServerTraffic] | None: ...
 
 
 class MasterWorkerBalancer:
@@ -140,6 +152,12 @@ class MasterWorkerBalancer:
     def serving(self, transport: Transport, upstream_name: str) -> str | None:
         """What the running balancer serves, read from its runtime ("blue", "green",
         "blue+green", "none"); None when it has no runtime to ask."""
+        return None
+
+    def traffic(self, transport: Transport, upstream_name: str
+                ) -> dict[str, ServerTraffic] | None:
+        """Per server (by `server_name`), what the balancer counted; None when it keeps no such
+        counters (nginx)."""
         return None
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:

@@ -10,7 +10,13 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bluegreen.balancer.base import MasterWorkerBalancer, Upstream, render_upstream, server_name
+from bluegreen.balancer.base import (
+    MasterWorkerBalancer,
+    ServerTraffic,
+    Upstream,
+    render_upstream,
+    server_name,
+)
 from bluegreen.inventory import BalancerSettings
 from bluegreen.shell import Command
 from bluegreen.transport.base import Transport
@@ -25,6 +31,9 @@ class ServerStat:
     status: str  # UP, DOWN, MAINT, DRAIN, "no check", …
     sessions: int
     weight: int
+    requests: int = 0  # req_tot
+    errors: int = 0  # hrsp_5xx
+    response_ms: int = 0  # rtime: the mean over the last 1024 requests
 
     @property
     def serving(self) -> bool:
@@ -70,6 +79,15 @@ class HAProxyBalancer(MasterWorkerBalancer):
         if stats is None:
             return None
         return "+".join(sorted(self.serving_colours(stats))) or "none"
+
+    def traffic(self, transport: Transport, upstream_name: str
+                ) -> dict[str, ServerTraffic] | None:
+        stats = self.read_stats(transport, upstream_name) if self.settings.admin_socket \
+            else None
+        if stats is None:
+            return None
+        return {name: ServerTraffic(s.requests, s.errors, s.response_ms)
+                for name, s in stats.items()}
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
         """Beside old workers: the sessions each colour's servers still hold (runtime API)."""
@@ -124,5 +142,6 @@ class HAProxyBalancer(MasterWorkerBalancer):
                 continue
             servers[row["svname"]] = ServerStat(
                 row["svname"], row.get("status", ""), int(row.get("scur") or 0),
-                int(row.get("weight") or 0))
+                int(row.get("weight") or 0), requests=int(row.get("req_tot") or 0),
+                errors=int(row.get("hrsp_5xx") or 0), response_ms=int(row.get("rtime") or 0))
         return servers

@@ -148,6 +148,8 @@ def canary_status(ctx: typer.Context) -> None:
                           f"{canary['weight']}% of the traffic since {canary['since']}"
                           + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1
                              else ""), markup=False)
+            if result.get("analysis"):
+                console.print(f"analysis: {result['analysis']['described']}", markup=False)
             console.print("next: `bluegreen canary promote` gives it "
                           + (f"{later[0]}%" if later else "all the traffic")
                           + "; `bluegreen canary abort` sends it all back", markup=False)
@@ -160,6 +162,9 @@ def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
                    lock_wait: LockWait = 0.0,
                    full: Annotated[bool, typer.Option(
                        "--full", help="All the traffic now, skipping the steps left.")] = False,
+                   skip_analysis: Annotated[bool, typer.Option(
+                       "--skip-analysis", help="Do not judge the canary against the "
+                       "canary: thresholds first.")] = False,
                    ) -> None:
     """The canary's next step; after the last one (or with --full), all the traffic: its colour
     becomes live (verified)."""
@@ -169,7 +174,8 @@ def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
         from bluegreen.operations import canary_promote as run_promote
 
         result = run_promote(context.inventory(), context.reporter,
-                             options=Options(dry_run=dry_run, lock_wait=lock_wait, full=full))
+                             options=Options(dry_run=dry_run, lock_wait=lock_wait, full=full,
+                                             skip_analysis=skip_analysis))
         context.reporter.result(result, human=operation_result(result))
 
 

@@ -4,7 +4,8 @@ file next to it, so two colours running two releases answer differently.
 Routes: ``/`` (the release, also in the X-Release header), ``/health``, ``/slow?seconds=N`` (a
 long-lived response, for drain tests). A file named FAIL_HEALTH next to it — or at the path in
 the FAIL_HEALTH_FILE environment variable, e.g. under one host's app root — makes /health answer
-500; a file named CRASH makes the app fail at start-up."""
+500; a file named CRASH makes the app fail at start-up; a file named ERROR_EVERY holding N makes
+every Nth request to ``/`` of each worker answer 500 (a release that fails 1/N of its requests)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,18 @@ STARTED = time.time()
 
 if (HERE / "CRASH").exists():
     raise RuntimeError("CRASH file present: refusing to start (simulated broken release)")
+ERROR_EVERY = int((HERE / "ERROR_EVERY").read_text()) if (HERE / "ERROR_EVERY").exists() else 0
+served = 0
 
 
 def app(environ: dict, start_response):  # type: ignore[no-untyped-def]
+    global served
     path = environ.get("PATH_INFO", "/")
     status, body = "200 OK", f"release {RELEASE} ({COLOUR}) pid {os.getpid()}\n"
+    if path == "/" and ERROR_EVERY:
+        served += 1
+        if served % ERROR_EVERY == 0:
+            status, body = "500 Internal Server Error", f"simulated error in {RELEASE}\n"
     if path == "/health":
         fail_file = os.environ.get("FAIL_HEALTH_FILE")
         if (HERE / "FAIL_HEALTH").exists() or (fail_file and Path(fail_file).exists()):

@@ -260,7 +260,7 @@ class Service:
         return self.root / f"srv-{host}"
 
     def release(self, name: str, *, fail_health: bool = False, crash: bool = False,
-                slow_start: float = 0) -> Path:
+                slow_start: float = 0, error_every: int = 0) -> Path:
         path = self.root / "releases" / name
         path.mkdir(parents=True, exist_ok=True)
         source = DEMO_APP.read_text()
@@ -272,6 +272,8 @@ class Service:
             (path / "FAIL_HEALTH").write_text("")
         if crash:
             (path / "CRASH").write_text("")
+        if error_every:
+            (path / "ERROR_EVERY").write_text(f"{error_every}\n")
         return path
 
     def inventory(self, **changes: Any) -> Path:

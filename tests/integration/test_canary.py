@@ -7,6 +7,7 @@ import http.client
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -211,3 +212,82 @@ def test_canary_steps_on_haproxy_runtime_keep_strict_keep_alive_clients_whole(
     assert served(service, 20) == Counter({"v2": 20})
     figures("canary steps on HAProxy runtime", shares=shares, keep_alive_ok=client.ok,
             keep_alive_failed=client.failed, connections=client.connections)
+
+
+def served_with_errors(service: Service, count: int) -> tuple[Counter[str], Counter[str]]:
+    """`count` new-connection requests: how many each release answered, and how many it
+    answered with an error (5xx)."""
+    answered: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for _ in range(count):
+        try:
+            with urllib.request.urlopen(service.nginx["lb1"].url, timeout=5) as response:
+                answered[response.headers["X-Release"]] += 1
+        except urllib.error.HTTPError as error:
+            release = error.headers.get("X-Release") or "balancer"
+            answered[release] += 1
+            failed[release] += 1
+    return answered, failed
+
+
+def analysed(service: Service, **canary: Any) -> Any:
+    """HAProxy flipped through its runtime API, both colours known to it, v1 live on green;
+    the canary judged against `canary`."""
+    inventory = service.inventory(balancer={"flip": "runtime", "drain_timeout": 5},
+                                  canary=canary)
+    for release in ("v0", "v1"):
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    return inventory
+
+
+def test_a_canary_answering_5_percent_errors_is_aborted_by_its_analysis(
+        haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = analysed(service, max_error_rate=1, min_requests=100)
+    ok(service.cli("deploy", "--canary", "20,50", "--source",
+                   str(service.release("v2", error_every=20)), "--release", "v2",
+                   inventory=inventory))
+    early = service.cli("--json", "canary", "promote", inventory=inventory)
+    assert early.returncode == 12, early.stderr  # nothing served yet: not judged
+    assert json.loads(early.stdout)["error"]["code"] == "canary_not_judged"
+    assert service.state()["canary"]["weight"] == 20
+    answered, failed = served_with_errors(service, 1000)
+    status = json.loads(service.cli("--json", "canary", "status",
+                                    inventory=inventory).stdout)["data"]
+    assert status["analysis"]["judged"] and status["analysis"]["breach"].startswith("error rate")
+    result = service.cli("--json", "canary", "promote", inventory=inventory)
+    assert result.returncode == 13, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "canary_aborted" and "error rate" in error["message"]
+    assert "> 1%" in error["message"]
+    assert served(service, 20) == Counter({"v1": 20})  # all back on the stable colour
+    state = service.state()
+    assert state["canary"] is None and state["live"] == "green"
+    assert state["colours"]["blue"]["status"] == "failed"
+    assert "canary aborted by its analysis: error rate" in state["colours"]["blue"]["error"]
+    record = service.history()[-1]
+    assert (record["operation"], record["result"]) == ("canary abort", "ok")
+    assert record["analysis"]["breach"].startswith("error rate")
+    assert 150 <= answered["v2"] <= 250 and failed["v1"] == 0 and failed["balancer"] == 0
+    assert failed["v2"] == record["analysis"]["errors"]  # every error the canary's, counted
+    figures("canary analysis aborts a release failing 5%", canary_requests=answered["v2"],
+            canary_errors=failed["v2"], stable_requests=answered["v1"],
+            stable_errors=failed["v1"], error_rate=record["analysis"]["error_rate"],
+            threshold=1)
+
+
+def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = analysed(service, max_error_rate=1, max_latency_ratio=20, min_requests=50)
+    ok(service.cli("deploy", "--canary", "25,50", "--source", str(service.release("v2")),
+                   "--release", "v2", inventory=inventory))
+    served(service, 400)
+    ok(service.cli("canary", "promote", inventory=inventory))  # 25 → 50
+    record = service.history()[-1]
+    assert record["canary"] == 50 and record["analysis"]["passed"]
+    assert record["analysis"]["errors"] == 0 and record["analysis"]["requests"] >= 50
+    served(service, 200)
+    ok(service.cli("canary", "promote", inventory=inventory))  # all of it
+    assert service.history()[-1]["analysis"]["passed"]
+    assert served(service, 20) == Counter({"v2": 20})

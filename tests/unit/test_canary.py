@@ -7,7 +7,10 @@ from dataclasses import asdict
 
 import pytest
 
+from bluegreen.balancer.base import ServerTraffic
+from bluegreen.canary_analysis import baseline_of, judge
 from bluegreen.errors import UsageError
+from bluegreen.inventory import CanarySettings
 from bluegreen.model import Colour
 from bluegreen.operations import canary_steps
 from bluegreen.state import Canary, State
@@ -53,3 +56,57 @@ def test_a_canary_with_steps_round_trips_and_older_states_read_without_them() ->
     del older["canary"]["steps"]
     read = State.from_json(json.dumps(older), service="shop")
     assert read.canary is not None and read.canary.steps == () and read.canary.next_weight is None
+
+
+def counts(**servers: tuple[int, int, int]) -> dict[str, dict[str, ServerTraffic]]:
+    return {"lb1": {name.replace("_", "-"): ServerTraffic(*values)
+                    for name, values in servers.items()}}
+
+
+def test_the_analysis_counts_the_canary_since_its_step_began() -> None:
+    settings = CanarySettings(max_error_rate=1, min_requests=100)
+    baseline = baseline_of(counts(green_app1=(1000, 3, 5), blue_app1=(5000, 0, 5)))
+    # since the baseline: 200 canary requests, 10 of them 5xx
+    verdict = judge(settings, baseline, counts(green_app1=(1200, 13, 5), blue_app1=(5800, 0, 5)),
+                    canary="green", stable="blue")
+    assert (verdict.requests, verdict.errors, verdict.error_rate) == (200, 10, 5.0)
+    assert verdict.judged and not verdict.passed
+    assert verdict.breach == "error rate 5.0% > 1%"
+    assert verdict.describe().startswith("error rate 5.0% > 1%: 10 of 200 request(s)")
+
+
+def test_too_few_requests_are_not_judged_and_a_reset_counter_counts_from_zero() -> None:
+    settings = CanarySettings(max_error_rate=1, min_requests=100)
+    baseline = baseline_of(counts(green_app1=(1000, 3, 5)))
+    few = judge(settings, baseline, counts(green_app1=(1050, 3, 5)), canary="green",
+                stable="blue")
+    assert not few.judged and few.breach is None and few.requests == 50
+    assert few.describe().startswith("not judged yet")
+    reloaded = judge(settings, baseline, counts(green_app1=(120, 0, 5)), canary="green",
+                     stable="blue")  # a reload reset HAProxy's counters
+    assert reloaded.requests == 120 and reloaded.passed
+
+
+def test_a_slow_canary_breaches_the_latency_ratio() -> None:
+    settings = CanarySettings(max_latency_ratio=2, min_requests=10)
+    verdict = judge(settings, {}, counts(green_app1=(100, 0, 90), green_app2=(100, 0, 110),
+                                         blue_app1=(100, 0, 20), blue_app2=(100, 0, 30)),
+                    canary="green", stable="blue")
+    assert verdict.latency_ratio == 4.0 and verdict.breach is not None
+    assert verdict.breach.startswith("response time 4.00×")
+    fine = judge(CanarySettings(max_latency_ratio=5, min_requests=10), {},
+                 counts(green_app1=(100, 0, 90), blue_app1=(100, 0, 20)), canary="green",
+                 stable="blue")
+    assert fine.passed and fine.to_dict()["latency_ratio"] == 4.5
+
+
+def test_haproxy_stats_give_each_servers_requests_errors_and_response_time() -> None:
+    from bluegreen.balancer.haproxy import HAProxyBalancer
+
+    header = ("# pxname,svname,scur,status,weight,req_tot,hrsp_5xx,rtime\n")
+    rows = ("shop,blue-app1,0,UP,100,812,0,3\nshop,green-app1,0,UP,0,204,11,4\n"
+            "shop,BACKEND,0,UP,100,1016,11,3\n")
+    stats = HAProxyBalancer.parse_stats(header + rows, "shop")
+    assert set(stats) == {"blue-app1", "green-app1"}
+    green = stats["green-app1"]
+    assert (green.requests, green.errors, green.response_ms) == (204, 11, 4)
