@@ -59,6 +59,7 @@ class Options:
     canary: tuple[int, ...] | None = None
     full: bool = False  # canary promote: all traffic now, skipping the remaining steps
     skip_analysis: bool = False  # canary promote: without judging the canary first
+    step_pause: float | None = None  # deploy --canary: promote by itself after each pause
 
 
 def canary_steps(text: str) -> tuple[int, ...]:
@@ -76,6 +77,51 @@ def canary_steps(text: str) -> tuple[int, ...]:
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
            to: Colour | None, options: Options) -> dict[str, Any]:
+    result = _deploy_once(inventory, reporter, source=source, release=release, to=to,
+                          options=options)
+    if options.step_pause is None or not result.get("canary"):
+        return result
+    return _step_through(inventory, reporter, options, result)
+
+
+def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
+                  started: dict[str, Any]) -> dict[str, Any]:
+    """`deploy --canary … --step-pause`: after each pause, `canary promote` — its analysis,
+    then the next step, and after the last step all the traffic — until the canary is live or
+    aborted. Between steps no lock is held and the state records the canary, so `canary
+    abort` or `promote` from another terminal (or a killed bluegreen) leaves nothing half-done;
+    a canary ended meanwhile ends the stepping."""
+    assert options.step_pause is not None
+    result = started
+    waited_unjudged = 0
+    while result.get("canary"):
+        weight = result["canary"]["weight"]
+        reporter.phase(f"canary at {weight}%: pause {options.step_pause:g} s before the next "
+                       "step")
+        cancel.sleep(options.step_pause)
+        try:
+            result = canary_promote(inventory, reporter, options=replace(options, full=False))
+        except CanaryNotJudged:
+            waited_unjudged += 1
+            if waited_unjudged > _UNJUDGED_PAUSES:
+                raise
+            reporter.warn("too few requests to judge the canary yet: one more pause")
+            continue
+        except UsageError as error:
+            if "no canary is in progress" not in error.message:
+                raise
+            reporter.warn("the canary was ended by another operation (see `bluegreen "
+                          "history`): stepping stops")
+            return {**result, "ended_elsewhere": True}
+        waited_unjudged = 0
+    return result
+
+
+_UNJUDGED_PAUSES = 3  # pauses a stepping canary waits for enough traffic to be judged
+
+
+def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None,
+                 release: str | None, to: Colour | None, options: Options) -> dict[str, Any]:
     app = _require_app(inventory)
     artifact = artifact_from(inventory, source=source, release=release)
     check_templates(inventory)

@@ -31,6 +31,11 @@ def deploy(
         help="Give the new release only this share of the traffic (5), or the first of rising "
              "steps (5,25,50); each `bluegreen canary promote` moves to the next step, then to "
              "all of it; `abort` ends it.")] = None,
+    step_pause: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--step-pause", metavar="DURATION",
+        help="With --canary: after each step, wait DURATION (30s, 5m), then promote by "
+             "itself — judged first when canary: thresholds are set — until the canary is live "
+             "or aborted.")] = None,
     no_drain: Annotated[bool, typer.Option(
         "--no-drain", help="Stop the idle colour at once, cutting the connections it still "
                            "holds (they are counted), instead of draining them first "
@@ -47,11 +52,17 @@ def deploy(
 
         drain = parse_duration(retire_after, option="--retire-after") if retire_after else None
         steps = canary_steps(canary) if canary is not None else None
+        pause = parse_duration(step_pause, option="--step-pause") if step_pause else None
+        if pause is not None and steps is None:
+            from bluegreen.errors import UsageError
+
+            raise UsageError("--step-pause steps a canary: give --canary too.",
+                             where="--step-pause", hint="E.g. --canary 10,50 --step-pause 5m.")
         result = run_deploy(context.inventory(), context.reporter, source=source,
                             release=release, to=to,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait,
                                             retire_after=drain, drain=not no_drain,
-                                            canary=steps))
+                                            canary=steps, step_pause=pause))
         context.reporter.result(result, human=operation_result(result))
 
 

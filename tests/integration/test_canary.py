@@ -291,3 +291,69 @@ def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service
     ok(service.cli("canary", "promote", inventory=inventory))  # all of it
     assert service.history()[-1]["analysis"]["passed"]
     assert served(service, 20) == Counter({"v2": 20})
+
+
+class ReleaseLoad:
+    """Bounded background load (new connections, ~100/s): per release, requests and errors."""
+
+    def __init__(self, service: Service, limit: float = 90):
+        self.service, self.limit = service, limit
+        self.answered: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReleaseLoad:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            answered, failed = served_with_errors(self.service, 10)
+            self.answered.update(answered)
+            self.failed.update(failed)
+            time.sleep(0.05)
+
+
+def test_a_stepping_canary_failing_5_percent_is_aborted_at_its_first_step_by_itself(
+        haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = analysed(service, max_error_rate=1, min_requests=60)
+    with ReleaseLoad(service) as load:
+        result = service.cli("--json", "deploy", "--canary", "20,50", "--step-pause", "4s",
+                             "--source", str(service.release("v2", error_every=20)),
+                             "--release", "v2", inventory=inventory)
+        after = served(service, 20)
+    assert result.returncode == 13, result.stderr
+    assert json.loads(result.stdout)["error"]["code"] == "canary_aborted"
+    assert "canary at 20%: pause 4 s" in result.stderr
+    assert after == Counter({"v1": 20})
+    operations = [(r["operation"], r.get("canary")) for r in service.history()[-2:]]
+    assert operations == [("deploy", 20), ("canary abort", None)]
+    assert service.state()["canary"] is None
+    assert load.failed["v1"] == 0 and load.failed["balancer"] == 0  # only the canary failed
+    assert load.failed["v2"] > 0
+    figures("stepping canary aborted by itself", load_answered=dict(load.answered),
+            load_failed=dict(load.failed), analysis=service.history()[-1]["analysis"])
+
+
+def test_a_good_stepping_canary_goes_live_by_itself(haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = analysed(service, max_error_rate=1, min_requests=30)
+    with ReleaseLoad(service) as load:
+        result = service.cli("--json", "deploy", "--canary", "20,50", "--step-pause", "3s",
+                             "--source", str(service.release("v2")), "--release", "v2",
+                             inventory=inventory)
+    ok(result)
+    data = json.loads(result.stdout)["data"]
+    assert data["live"] == "blue" and data["release"] == "v2"
+    assert served(service, 20) == Counter({"v2": 20})
+    steps = [(r["operation"], r.get("canary")) for r in service.history()[-3:]]
+    assert steps == [("deploy", 20), ("canary promote", 50), ("canary promote", None)]
+    assert all(r["analysis"]["passed"] for r in service.history()[-2:])
+    assert sum(load.failed.values()) == 0
