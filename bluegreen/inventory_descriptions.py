@@ -1,6 +1,6 @@
-"""What every inventory key means, kept apart from the model so that bluegreen/inventory.py stays
-readable: `inventory_schema()` merges these into the JSON Schema (editors show them on hover) and
-so into docs/inventory.md. Keyed by the schema's `$defs` names, then by key."""
+"""What every inventory key means, kept apart from the model so that inventory/model.py stays
+readable: `inventory_schema()` merges these into the JSON Schema (editors show them on hover)
+and so into docs/inventory.md. Keyed by the schema's `$defs` names, then by key."""
 
 from __future__ import annotations
 
