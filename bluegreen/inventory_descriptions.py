@@ -367,6 +367,17 @@ FIELDS: dict[str, dict[str, str]] = {
         "post_reload": "Run after `bluegreen reload` succeeded.",
         "pre_retire": "Run before `bluegreen retire` changes anything.",
         "post_retire": "Run after `bluegreen retire` succeeded.",
+        "pre_step": (
+            "Run before each change of a canary's weight (its first step at `deploy --canary`, "
+            "then each `canary promote` to a next step), with `BLUEGREEN_CANARY_WEIGHT` set to "
+            "the weight it is about to get; a failure stops the step before the flip."),
+        "post_step": (
+            "Run after each change of a canary's weight, once recorded "
+            "(`BLUEGREEN_CANARY_WEIGHT`: the weight it now has)."),
+        "on_abort": (
+            "Run after a canary was aborted (`canary abort`, or its analysis), traffic back on "
+            "the stable colour, with `BLUEGREEN_REASON` set to why and `BLUEGREEN_CANARY_WEIGHT` "
+            "to the weight it had."),
         "on_failure": (
             "Run when an operation fails, with `BLUEGREEN_RESULT=failed` and `BLUEGREEN_ERROR` "
             "set."),

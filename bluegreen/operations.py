@@ -664,8 +664,12 @@ def _abort_canary(session: Session, state: State, current: dict[str, str | None]
         return after.with_colour(Colour(canary.colour), status="failed", error=why,
                                  since=now())
 
-    return _flip_to(session, state, current, state.live, operation="canary abort",
-                    options=options, adjust=mark_aborted, note={"reason": why, **(note or {})})
+    result = _flip_to(session, state, current, state.live, operation="canary abort",
+                      options=options, adjust=mark_aborted, note={"reason": why, **(note or {})})
+    if not options.dry_run:
+        session.hooks.describe(reason=why, canary_weight=str(canary.weight))
+        _run_hooks(session.hooks, "on_abort")
+    return result
 
 
 def _canary_flip(session: Session, state: State, canary: Canary) -> State:
@@ -679,6 +683,8 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     plan = build_flip_plan(inventory, state=state, target=stable, current={},
                            weights=weights, other_out=state.colour(target).out)
     flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
+    session.hooks.describe(canary_weight=str(weight))
+    session.hooks.run("pre_step")
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
@@ -700,6 +706,7 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
                   f"{stable} {100 - weight}% (generation {new_state.generation})"
                   + (f", step {canary.step}" if len(canary.steps) > 1 else ""), ok=True)
     session.hooks.run("post_flip")
+    session.hooks.run("post_step")
     return new_state
 
 

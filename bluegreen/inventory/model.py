@@ -219,6 +219,9 @@ class Hooks(_Strict, frozen=True):
     post_reload: list[Hook] = []
     pre_retire: list[Hook] = []
     post_retire: list[Hook] = []
+    pre_step: list[Hook] = []
+    post_step: list[Hook] = []
+    on_abort: list[Hook] = []
     on_failure: list[Hook] = []
 
 

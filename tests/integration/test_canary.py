@@ -357,3 +357,20 @@ def test_a_good_stepping_canary_goes_live_by_itself(haproxy_service: Service) ->
     assert steps == [("deploy", 20), ("canary promote", 50), ("canary promote", None)]
     assert all(r["analysis"]["passed"] for r in service.history()[-2:])
     assert sum(load.failed.values()) == 0
+
+
+def test_step_and_abort_hooks_run_around_each_weight_change(service: Service) -> None:
+    log = service.root / "hooks.log"
+    line = f'echo "$BLUEGREEN_HOOK ${{BLUEGREEN_CANARY_WEIGHT:-}} ${{BLUEGREEN_REASON:-}}" >> {log}'
+    hooks = {point: [{"run": line}] for point in ("pre_step", "post_step", "on_abort")}
+    inventory = service.inventory(hooks=hooks)
+    ok(service.cli("deploy", "--source", str(service.release("v1")), "--release", "v1",
+                   inventory=inventory))
+    ok(service.cli("deploy", "--canary", "10,50", "--source", str(service.release("v2")),
+                   "--release", "v2", inventory=inventory))
+    ok(service.cli("canary", "promote", inventory=inventory))
+    ok(service.cli("canary", "abort", "--reason", "enough", inventory=inventory))
+    assert [entry.strip() for entry in log.read_text().splitlines()] == [
+        "pre_step 10", "post_step 10", "pre_step 50", "post_step 50",
+        "on_abort 50 canary aborted: enough"]
+    assert served(service, 20) == Counter({"v1": 20})
