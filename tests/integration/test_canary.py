@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -374,3 +378,53 @@ def test_step_and_abort_hooks_run_around_each_weight_change(service: Service) ->
         "pre_step 10", "post_step 10", "pre_step 50", "post_step 50",
         "on_abort 50 canary aborted: enough"]
     assert served(service, 20) == Counter({"v1": 20})
+
+
+def stepping(service: Service, inventory: Any, pause: str) -> subprocess.Popen[str]:
+    """`deploy --canary 20,50 --step-pause PAUSE` of v2, started in the background; returns
+    once the canary is recorded at its first step (bounded)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "-i", str(inventory), "--json", "deploy",
+         "--canary", "20,50", "--step-pause", pause, "--source", str(service.release("v2")),
+         "--release", "v2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")})
+    deadline = time.monotonic() + 60
+    while (service.state().get("canary") or {}).get("weight") != 20:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    return process
+
+
+def test_a_stepping_canary_killed_in_its_pause_is_read_and_finished_from_another_terminal(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    inventory = service.inventory()
+    process = stepping(service, inventory, "60s")
+    time.sleep(0.5)  # into the pause
+    os.kill(process.pid, signal.SIGKILL)  # the process this test started
+    process.communicate(timeout=30)
+    status = service.cli("--json", "canary", "status", inventory=inventory)
+    ok(status)
+    canary = json.loads(status.stdout)["data"]["canary"]
+    assert (canary["colour"], canary["weight"], canary["steps"]) == ("green", 20, [20, 50])
+    assert json.loads(service.cli("--json", "lock", "status").stdout)["data"]["lock"] is None
+    ok(service.cli("canary", "promote", inventory=inventory))  # finishes what it started
+    assert service.state()["canary"]["weight"] == 50
+    ok(service.cli("canary", "promote", inventory=inventory))
+    assert served(service, 20) == Counter({"v2": 20})
+
+
+def test_an_abort_from_another_terminal_during_a_pause_ends_the_stepping(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    inventory = service.inventory()
+    process = stepping(service, inventory, "4s")
+    ok(service.cli("canary", "abort", "--reason", "from a second terminal",
+                   inventory=inventory))  # no lock is held during the pause
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "the canary was ended by another operation" in stderr
+    assert json.loads(stdout)["data"]["ended_elsewhere"] is True
+    assert served(service, 20) == Counter({"v1": 20})
+    assert [r["operation"] for r in service.history()[-2:]] == ["deploy", "canary abort"]
