@@ -1,32 +1,38 @@
 """Judging a canary from the balancer's own counters (pure): the canary's servers against the
-stable colour's, counted since the canary's step began (a baseline taken right after its flip),
-against the inventory's `canary:` thresholds."""
+stable colour's, against the inventory's `canary:` thresholds. Requests and 5xx are counted
+since the canary's step began (a baseline read right after its flip; a balancer reloaded since
+counts from its reload). Response times are HAProxy's `rtime`, a rolling mean over each
+server's last 1024 requests, averaged per colour."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from bluegreen.balancer.base import ServerTraffic
+from bluegreen.balancer.base import BalancerTraffic
 from bluegreen.inventory import CanarySettings
 
-# balancer host → server name → [requests, errors] when the step began
-Baseline = dict[str, dict[str, list[int]]]
-Counts = dict[str, dict[str, ServerTraffic]]  # balancer host → server name → counters now
+# balancer host → {"epoch": who counted, "servers": {server name: [requests, 5xx]}} when the
+# step began (plain JSON: it is kept in the state)
+Baseline = dict[str, dict[str, Any]]
 
 
-def baseline_of(counts: Counts) -> Baseline:
-    return {host: {name: [t.requests, t.errors] for name, t in servers.items()}
-            for host, servers in counts.items()}
+def baseline_of(counts: dict[str, BalancerTraffic]) -> Baseline:
+    return {host: {"epoch": traffic.epoch,
+                   "servers": {name: [t.requests, t.errors]
+                               for name, t in traffic.servers.items()}}
+            for host, traffic in counts.items()}
 
 
 @dataclass(frozen=True)
 class Verdict:
-    judged: bool  # enough requests to judge (`canary.min_requests`)
+    judged: bool  # enough requests to judge (`canary.min_requests`), a baseline to judge from
     requests: int  # answered by the canary since its step began
     errors: int  # of those, answered 5xx
     error_rate: float  # per cent
     latency_ratio: float | None  # the canary's mean response time / the stable colour's
     breach: str | None  # which threshold, with the value: "error rate 5.0% > 1%"
+    unbased: tuple[str, ...] = ()  # balancers whose counters were not read when the step began
 
     @property
     def passed(self) -> bool:
@@ -37,6 +43,9 @@ class Verdict:
                     f"({self.error_rate:.1f}%)"
                     + (f", response time {self.latency_ratio:.2f}× the stable colour's"
                        if self.latency_ratio is not None else ""))
+        if self.unbased:
+            return (f"not judged: the counters of {', '.join(self.unbased)} were not read when "
+                    "the step began")
         if self.breach:
             return f"{self.breach}: {measured}"
         return measured if self.judged else f"not judged yet: {measured}"
@@ -46,41 +55,42 @@ class Verdict:
                 "errors": self.errors, "error_rate": round(self.error_rate, 2),
                 "latency_ratio": (round(self.latency_ratio, 2)
                                   if self.latency_ratio is not None else None),
-                "breach": self.breach}
+                "breach": self.breach, "unbased": list(self.unbased)}
 
 
-def judge(settings: CanarySettings, baseline: Baseline, now: Counts, *, canary: str,
-          stable: str) -> Verdict:
-    """The canary (`canary`: its colour) since `baseline`, on every balancer that counts. A
-    counter lower than its baseline was reset (a reload): it counts from zero."""
+def judge(settings: CanarySettings, baseline: Baseline, now: dict[str, BalancerTraffic], *,
+          canary: str, stable: str) -> Verdict:
+    """The canary (`canary`: its colour) since `baseline`, on every balancer that counts."""
     requests = errors = 0
     latency: dict[str, list[int]] = {canary: [], stable: []}
-    for host, servers in now.items():
+    unbased = tuple(sorted(host for host in now if host not in baseline))
+    for host, traffic in now.items():
         before = baseline.get(host, {})
-        for name, traffic in servers.items():
+        reloaded = before.get("epoch") != traffic.epoch  # its counters restarted from zero
+        start_of: dict[str, list[int]] = {} if reloaded else before.get("servers", {})
+        for name, counted in traffic.servers.items():
             colour = name.split("-", 1)[0]
             if colour not in latency:
                 continue
-            start = before.get(name, [0, 0])
-            if traffic.requests < start[0] or traffic.errors < start[1]:
-                start = [0, 0]
-            answered = traffic.requests - start[0]
-            if answered and traffic.response_ms:
-                latency[colour].append(traffic.response_ms)
+            start = start_of.get(name, [0, 0])
+            answered = counted.requests - start[0]
+            if answered > 0:
+                latency[colour].append(counted.response_ms)
             if colour == canary:
                 requests += answered
-                errors += traffic.errors - start[1]
+                errors += counted.errors - start[1]
     rate = 100.0 * errors / requests if requests else 0.0
     ratio = None
     if latency[canary] and latency[stable]:
         stable_ms = sum(latency[stable]) / len(latency[stable])
         canary_ms = sum(latency[canary]) / len(latency[canary])
-        ratio = canary_ms / max(stable_ms, 1.0)
-    judged = requests >= settings.min_requests
+        ratio = canary_ms / max(stable_ms, 1.0)  # rtime is in whole ms: 0 means "under 1 ms"
+    judged = requests >= settings.min_requests and not unbased
     breach = None
     if judged and settings.max_error_rate is not None and rate > settings.max_error_rate:
         breach = f"error rate {rate:.1f}% > {settings.max_error_rate:g}%"
     elif (judged and settings.max_latency_ratio is not None and ratio is not None
           and ratio > settings.max_latency_ratio):
-        breach = f"response time {ratio:.2f}× the stable colour's > {settings.max_latency_ratio:g}×"
-    return Verdict(judged, requests, errors, rate, ratio, breach)
+        breach = (f"response time {ratio:.2f}× the stable colour's > "
+                  f"{settings.max_latency_ratio:g}×")
+    return Verdict(judged, requests, errors, rate, ratio, breach, unbased)

@@ -146,6 +146,10 @@ class CanaryInProgress(BluegreenError):
     code = "canary_in_progress"
 
 
+class NoCanary(UsageError):
+    """A canary command with no canary in progress (or not the one it was about)."""
+
+
 class CanaryNotJudged(CanaryInProgress):
     """`canary promote` with analysis configured, before the canary answered enough requests
     to be judged: it stays where it is."""

@@ -1,10 +1,11 @@
 """Hooks: the inventory's commands run at fixed points of an operation — pre_deploy,
-post_deploy, pre_flip, post_flip, post_rollback, pre/post_reload, pre/post_retire, on_failure —
+post_deploy, pre_flip, post_flip, post_rollback, pre/post_reload, pre/post_retire, pre/post_step
+(a canary's weight changes), on_abort (a canary aborted), on_failure —
 on this machine or on every host of a role, with environment variables describing the
 operation. They run inside the lock.
 
-A failing pre_* hook stops the operation before it changes anything (exit 10); a failing post_*
-or on_failure hook is reported and recorded, and undoes nothing."""
+A failing pre_* hook stops the operation before it changes anything (exit 10); a failing post_*,
+on_abort or on_failure hook is reported and recorded, and undoes nothing."""
 
 from __future__ import annotations
 

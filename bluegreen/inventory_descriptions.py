@@ -348,7 +348,8 @@ FIELDS: dict[str, dict[str, str]] = {
             "aborted automatically (exit 13). Null: not judged."),
         "min_requests": (
             "How many requests the canary must have answered since its step began before the "
-            "analysis judges it; with fewer, `canary promote` waits for more traffic."),
+            "analysis judges it; with fewer, `canary promote` changes nothing and exits 12 "
+            "(`deploy --step-pause` waits up to three more pauses for them)."),
     },
     "LockSettings": {
         "stale_after": (

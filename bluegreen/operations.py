@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
+from bluegreen.balancer.base import BalancerTraffic
 from bluegreen.canary_analysis import Verdict, baseline_of, judge
 from bluegreen.errors import (
     BluegreenError,
@@ -22,6 +23,7 @@ from bluegreen.errors import (
     HealthCheckFailed,
     Interrupted,
     InventoryError,
+    NoCanary,
     RemoteCommandFailed,
     RollbackImpossible,
     StartFailed,
@@ -59,6 +61,8 @@ class Options:
     canary: tuple[int, ...] | None = None
     full: bool = False  # canary promote: all traffic now, skipping the remaining steps
     skip_analysis: bool = False  # canary promote: without judging the canary first
+    # canary promote: only the canary with this (colour, release, since), else NoCanary
+    expect_canary: tuple[str, str | None, str] | None = None
     step_pause: float | None = None  # deploy --canary: promote by itself after each pause
 
 
@@ -93,6 +97,9 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
     a canary ended meanwhile ends the stepping."""
     assert options.step_pause is not None
     result = started
+    canary = started["canary"]
+    ours = replace(options, full=False,
+                   expect_canary=(canary["colour"], canary["release"], canary["since"]))
     waited_unjudged = 0
     while result.get("canary"):
         weight = result["canary"]["weight"]
@@ -100,19 +107,17 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
                        "step")
         cancel.sleep(options.step_pause)
         try:
-            result = canary_promote(inventory, reporter, options=replace(options, full=False))
+            result = canary_promote(inventory, reporter, options=ours)
         except CanaryNotJudged:
             waited_unjudged += 1
             if waited_unjudged > _UNJUDGED_PAUSES:
                 raise
             reporter.warn("too few requests to judge the canary yet: one more pause")
             continue
-        except UsageError as error:
-            if "no canary is in progress" not in error.message:
-                raise
+        except NoCanary:
             reporter.warn("the canary was ended by another operation (see `bluegreen "
                           "history`): stepping stops")
-            return {**result, "ended_elsewhere": True}
+            return {"ended_elsewhere": True, "release": canary["release"], "canary": None}
         waited_unjudged = 0
     return result
 
@@ -205,7 +210,7 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
         _prune(session, stack, specs)
         return {**_summary(new_state, flip, release=artifact.release),
                 "previous": None,  # nothing left traffic: the live colour keeps its share
-                "canary": asdict(new_state.canary) if new_state.canary else None,
+                "canary": new_state.canary.to_dict() if new_state.canary else None,
                 "out_of_traffic": list(unhealthy)}
     new_state = _flip_verify_record(session, state, flip, release=artifact.release)
     _prune(session, stack, specs)
@@ -574,6 +579,10 @@ def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
         canary = _require_canary(state)
+        if options.expect_canary and options.expect_canary != (canary.colour, canary.release,
+                                                               canary.since):
+            raise NoCanary("the canary this deploy started was ended, and another one started, "
+                           "by another operation.")
         verdict = None
         if inventory.canary.analysed and not options.skip_analysis and not options.dry_run:
             verdict = _analyse(session, state, canary)
@@ -599,6 +608,17 @@ def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
             return _flip_to(session, state, current, Colour(canary.colour),
                             operation="canary promote", options=options, note=note)
         return _canary_step(session, state, canary, weight=weight, options=options, note=note)
+
+
+def _counters(session: Session) -> dict[str, BalancerTraffic]:
+    """The balancers' counters for a step's baseline; none (the step is then not judged, and
+    says why) when they cannot be read — the flip itself is done and must be recorded."""
+    try:
+        return session.traffic()
+    except BluegreenError as error:
+        session.reporter.warn(f"the balancers' counters could not be read ({error.message}); "
+                              "this step of the canary will not be judged")
+        return {}
 
 
 def _analyse(session: Session, state: State, canary: Canary) -> Verdict:
@@ -637,7 +657,9 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
                         release_of={s.host.name: canary.release for s in specs})
         new_state = _canary_flip(session, state, moved)
-        return {**_summary(new_state, None, release=canary.release), "canary": asdict(moved)}
+        assert new_state.canary is not None
+        return {**_summary(new_state, None, release=canary.release),
+                "canary": new_state.canary.to_dict()}
 
     return recorded(session, record, run)
 
@@ -689,7 +711,7 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     with cancel.deferred_interrupts():
         flipper.flip(plan)
         if inventory.canary.analysed:  # the step's analysis counts from here
-            canary = replace(canary, baseline=baseline_of(session.traffic()))
+            canary = replace(canary, baseline=baseline_of(_counters(session)))
         new_state = replace(
             state, generation=plan.generation, weights=weights, canary=canary,
             updated_at=now(), updated_by=actor(),
@@ -722,7 +744,7 @@ def _require_weights(session: Session, state: State) -> None:
 
 def _require_canary(state: State) -> Canary:
     if state.canary is None:
-        raise UsageError("no canary is in progress.",
+        raise NoCanary("no canary is in progress.",
                          hint="Start one with `bluegreen deploy --canary PERCENT`.")
     return state.canary
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from bluegreen import cancel
@@ -55,7 +54,7 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
                             canary=state.canary.colour, stable=state.live.value)
             analysis = {**verdict.to_dict(), "described": verdict.describe()}
     return {"live": state.live.value if state.live else None, "weights": state.weights,
-            "canary": asdict(state.canary) if state.canary else None, "analysis": analysis}
+            "canary": state.canary.to_dict() if state.canary else None, "analysis": analysis}
 
 
 def status_in(session: Session) -> dict[str, Any]:
@@ -120,7 +119,7 @@ def status_in(session: Session) -> dict[str, Any]:
                     for name, c in agreed.colours.items()},
         "operation": operation,
         "weights": agreed.weights,
-        "canary": asdict(agreed.canary) if agreed.canary else None,
+        "canary": agreed.canary.to_dict() if agreed.canary else None,
         "lock": None if lock is None else _lock_data(lock, inventory),
     }
 

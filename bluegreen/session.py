@@ -12,7 +12,7 @@ from typing import Any
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
-from bluegreen.balancer.base import ServerTraffic, file_loaded, parse_header
+from bluegreen.balancer.base import BalancerTraffic, file_loaded, parse_header
 from bluegreen.connections import Connections
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
@@ -153,10 +153,10 @@ class Session:
                         name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
         return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
 
-    def traffic(self) -> dict[str, dict[str, ServerTraffic]]:
+    def traffic(self) -> dict[str, BalancerTraffic]:
         """Per balancer that keeps per-server counters (HAProxy with its admin socket), what
-        it counted; balancers without them are left out."""
-        def read(host: HostSpec) -> dict[str, ServerTraffic] | None:
+        it counted; balancers without them, or whose counters cannot be read, are left out."""
+        def read(host: HostSpec) -> BalancerTraffic | None:
             return self.sites[host.name].driver.traffic(self.connections[host.name],
                                                         self.inventory.upstream_name)
 

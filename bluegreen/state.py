@@ -75,9 +75,13 @@ class Canary:
     since: str
     by: str
     steps: tuple[int, ...] = ()
-    # the balancers' counters when this step began (balancer → server → [requests, 5xx]),
-    # what the analysis compares with; empty when the canary is not analysed
-    baseline: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # the balancers' counters when this step began (`canary_analysis.Baseline`), what the
+    # analysis compares with; empty when the canary is not analysed
+    baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For results and `status`: without the raw counters."""
+        return {k: v for k, v in asdict(self).items() if k != "baseline"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))  # a list when read from JSON

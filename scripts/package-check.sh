@@ -4,8 +4,9 @@
 # imports bluegreen from its own environment (not this source tree) and holds every file of
 # bluegreen/ and templates/, then runs the demo (scripts/demo.sh) with that installed `bluegreen`
 # first on PATH — so the nginx include is rendered from the templates inside the wheel. A file
-# missing from the wheel fails here. The demo is stopped and the temporary directory removed at
-# the end, pass or fail; nothing outside them changes (beyond what scripts/setup.sh installs).
+# missing from the wheel fails here. Like scripts/demo.sh itself, it replaces a demo already
+# running (its directory and ports); the demo is stopped and the temporary directory removed at
+# the end, pass or fail. Beyond that and what scripts/setup.sh installs, nothing changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 project=$PWD

@@ -80,6 +80,15 @@ class ServerTraffic:
     response_ms: int
 
 
+@dataclass(frozen=True)
+class BalancerTraffic:
+    """A balancer's per-server counters, by `server_name`. `epoch` names the process counting
+    (HAProxy's worker pid): when it changes, a reload restarted every counter from zero."""
+
+    epoch: str
+    servers: dict[str, ServerTraffic]
+
+
 class Balancer(Protocol):
     """What the orchestrator asks of a balancer driver — nothing else: how a driver reloads,
     or which processes it runs, stays inside the driver and its `Activation`."""
@@ -97,8 +106,7 @@ class Balancer(Protocol):
     def activation(self) -> Activation: ...
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
-    def traffic(self, transport: Transport, upstream_name: str
-                ) -> dict[str, ServerTraffic] | None: ...
+    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None: ...
 
 
 class MasterWorkerBalancer:
@@ -154,10 +162,8 @@ class MasterWorkerBalancer:
         "blue+green", "none"); None when it has no runtime to ask."""
         return None
 
-    def traffic(self, transport: Transport, upstream_name: str
-                ) -> dict[str, ServerTraffic] | None:
-        """Per server (by `server_name`), what the balancer counted; None when it keeps no such
-        counters (nginx)."""
+    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None:
+        """What the balancer counted per server; None when it keeps no such counters (nginx)."""
         return None
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from bluegreen.balancer.base import ServerTraffic, Upstream, dial, render_upstream
+from bluegreen.balancer.base import BalancerTraffic, Upstream, dial, render_upstream
 from bluegreen.errors import BalancerError
 from bluegreen.inventory import BalancerSettings
 from bluegreen.shell import Arg, Command
@@ -78,8 +78,7 @@ class CaddyBalancer:
         wanted = snippet_dials(text)
         return header.colour.value if wanted in proxied_dials(config) else "none"
 
-    def traffic(self, transport: Transport, upstream_name: str
-                ) -> dict[str, ServerTraffic] | None:
+    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None:
         return None  # Caddy 2.6 keeps no per-upstream counters in its admin API
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bluegreen.balancer.base import (
+    BalancerTraffic,
     MasterWorkerBalancer,
     ServerTraffic,
     Upstream,
@@ -80,14 +82,26 @@ class HAProxyBalancer(MasterWorkerBalancer):
             return None
         return "+".join(sorted(self.serving_colours(stats))) or "none"
 
-    def traffic(self, transport: Transport, upstream_name: str
-                ) -> dict[str, ServerTraffic] | None:
-        stats = self.read_stats(transport, upstream_name) if self.settings.admin_socket \
-            else None
-        if stats is None:
+    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None:
+        """The backend's per-server counters and the pid of the worker keeping them, in one
+        round trip (`show info; show stat`)."""
+        if not self.settings.admin_socket:
             return None
-        return {name: ServerTraffic(s.requests, s.errors, s.response_ms)
-                for name, s in stats.items()}
+        command, stdin = self.runtime("show info", "show stat")
+        result = transport.run(command, stdin=stdin)
+        if not result.ok:
+            return None
+        return self.parse_traffic(result.stdout, upstream_name)
+
+    @classmethod
+    def parse_traffic(cls, output: str, backend: str) -> BalancerTraffic | None:
+        info, found, stats = output.partition("# pxname")
+        pid = re.search(r"^Pid:\s*(\d+)", info, re.MULTILINE)
+        if not found or pid is None:
+            return None
+        servers = cls.parse_stats(found + stats, backend)
+        return BalancerTraffic(pid[1], {name: ServerTraffic(s.requests, s.errors, s.response_ms)
+                                        for name, s in servers.items()})
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
         """Beside old workers: the sessions each colour's servers still hold (runtime API)."""

@@ -15,12 +15,19 @@ def operation_result(data: dict[str, Any]) -> Any:
                          else None)
                 console.print(line, style=style, markup=False, highlight=False)
             return
+        from rich.markup import escape
+
+        if data.get("ended_elsewhere"):
+            console.print(f"the canary of release {escape(str(data['release']))} was ended by "
+                          "another operation; `bluegreen status` shows where traffic goes")
+            return
         canary = data.get("canary")
         if canary:
             steps = canary.get("steps") or [canary["weight"]]
             later = [step for step in steps if step > canary["weight"]]
             console.print(f"[bold yellow]canary:[/bold yellow] {canary['colour']} runs release "
-                          f"{canary['release']} with {canary['weight']}% of the traffic, "
+                          f"{escape(str(canary['release']))} with {canary['weight']}% of the "
+                          "traffic, "
                           f"{data['live']} (live) {100 - canary['weight']}%; generation "
                           f"{data['generation']}")
             console.print("next: `bluegreen canary promote` gives it "
@@ -28,7 +35,7 @@ def operation_result(data: dict[str, Any]) -> Any:
                           + ", `bluegreen canary abort` sends it all back")
             return
         console.print(f"[bold green]{data['live']} is live[/bold green] — release "
-                      f"{data['release']}, generation {data['generation']}"
+                      f"{escape(str(data['release']))}, generation {data['generation']}"
                       + (f"; {data['previous']} keeps running for rollback"
                          if data.get("previous") and data["previous"] != data["live"] else ""))
         if data.get("out_of_traffic"):

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 import pytest
 
-from bluegreen.balancer.base import ServerTraffic
+from bluegreen.balancer.base import BalancerTraffic, ServerTraffic
 from bluegreen.canary_analysis import baseline_of, judge
 from bluegreen.errors import UsageError
 from bluegreen.inventory import CanarySettings
@@ -58,9 +58,9 @@ def test_a_canary_with_steps_round_trips_and_older_states_read_without_them() ->
     assert read.canary is not None and read.canary.steps == () and read.canary.next_weight is None
 
 
-def counts(**servers: tuple[int, int, int]) -> dict[str, dict[str, ServerTraffic]]:
-    return {"lb1": {name.replace("_", "-"): ServerTraffic(*values)
-                    for name, values in servers.items()}}
+def counts(epoch: str = "100", **servers: tuple[int, int, int]) -> dict[str, BalancerTraffic]:
+    return {"lb1": BalancerTraffic(epoch, {name.replace("_", "-"): ServerTraffic(*values)
+                                           for name, values in servers.items()})}
 
 
 def test_the_analysis_counts_the_canary_since_its_step_began() -> None:
@@ -75,29 +75,45 @@ def test_the_analysis_counts_the_canary_since_its_step_began() -> None:
     assert verdict.describe().startswith("error rate 5.0% > 1%: 10 of 200 request(s)")
 
 
-def test_too_few_requests_are_not_judged_and_a_reset_counter_counts_from_zero() -> None:
+def test_too_few_requests_are_not_judged() -> None:
     settings = CanarySettings(max_error_rate=1, min_requests=100)
     baseline = baseline_of(counts(green_app1=(1000, 3, 5)))
     few = judge(settings, baseline, counts(green_app1=(1050, 3, 5)), canary="green",
                 stable="blue")
     assert not few.judged and few.breach is None and few.requests == 50
     assert few.describe().startswith("not judged yet")
-    reloaded = judge(settings, baseline, counts(green_app1=(120, 0, 5)), canary="green",
-                     stable="blue")  # a reload reset HAProxy's counters
-    assert reloaded.requests == 120 and reloaded.passed
+
+
+def test_a_balancer_reloaded_since_the_baseline_counts_from_its_reload() -> None:
+    settings = CanarySettings(max_error_rate=1, min_requests=100)
+    baseline = baseline_of(counts("100", green_app1=(1000, 0, 5)))
+    # reloaded (a new worker, pid 200): 1500 requests, 300 of them 5xx, since the reload
+    verdict = judge(settings, baseline, counts("200", green_app1=(1500, 300, 5)),
+                    canary="green", stable="blue")
+    assert (verdict.requests, verdict.errors, verdict.error_rate) == (1500, 300, 20.0)
+
+
+def test_without_a_baseline_the_canary_is_not_judged() -> None:
+    settings = CanarySettings(max_error_rate=1, min_requests=10)
+    verdict = judge(settings, {}, counts(green_app1=(900, 400, 5)), canary="green",
+                    stable="blue")  # e.g. thresholds added after the canary started
+    assert not verdict.judged and verdict.breach is None and verdict.unbased == ("lb1",)
+    assert "were not read when the step began" in verdict.describe()
 
 
 def test_a_slow_canary_breaches_the_latency_ratio() -> None:
     settings = CanarySettings(max_latency_ratio=2, min_requests=10)
-    verdict = judge(settings, {}, counts(green_app1=(100, 0, 90), green_app2=(100, 0, 110),
-                                         blue_app1=(100, 0, 20), blue_app2=(100, 0, 30)),
+    base = baseline_of(counts(green_app1=(0, 0, 0), green_app2=(0, 0, 0), blue_app1=(0, 0, 0),
+                              blue_app2=(0, 0, 0)))
+    verdict = judge(settings, base, counts(green_app1=(100, 0, 90), green_app2=(100, 0, 110),
+                                           blue_app1=(100, 0, 20), blue_app2=(100, 0, 30)),
                     canary="green", stable="blue")
     assert verdict.latency_ratio == 4.0 and verdict.breach is not None
     assert verdict.breach.startswith("response time 4.00×")
-    fine = judge(CanarySettings(max_latency_ratio=5, min_requests=10), {},
-                 counts(green_app1=(100, 0, 90), blue_app1=(100, 0, 20)), canary="green",
-                 stable="blue")
-    assert fine.passed and fine.to_dict()["latency_ratio"] == 4.5
+    # a stable colour answering in under a millisecond (rtime 0) still counts
+    fast = judge(settings, base, counts(green_app1=(100, 0, 800), blue_app1=(100, 0, 0)),
+                 canary="green", stable="blue")
+    assert fast.latency_ratio == 800.0 and fast.breach is not None
 
 
 def test_haproxy_stats_give_each_servers_requests_errors_and_response_time() -> None:
@@ -110,3 +126,15 @@ def test_haproxy_stats_give_each_servers_requests_errors_and_response_time() -> 
     assert set(stats) == {"blue-app1", "green-app1"}
     green = stats["green-app1"]
     assert (green.requests, green.errors, green.response_ms) == (204, 11, 4)
+
+
+def test_haproxy_traffic_reads_the_worker_pid_and_the_servers_in_one_answer() -> None:
+    from bluegreen.balancer.haproxy import HAProxyBalancer
+
+    output = ("Name: HAProxy\nVersion: 2.6.12-1+deb12u4\nPid: 4242\nUptime_sec: 12\n\n"
+              "# pxname,svname,scur,status,weight,req_tot,hrsp_5xx,rtime\n"
+              "shop,blue-app1,0,UP,100,812,0,3\nshop,green-app1,0,UP,0,204,11,4\n\n")
+    traffic = HAProxyBalancer.parse_traffic(output, "shop")
+    assert traffic is not None and traffic.epoch == "4242"
+    assert traffic.servers["green-app1"] == ServerTraffic(204, 11, 4)
+    assert HAProxyBalancer.parse_traffic("Unknown command\n", "shop") is None
