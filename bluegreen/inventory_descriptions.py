@@ -335,6 +335,12 @@ FIELDS: dict[str, dict[str, str]] = {
             "Drain an idle colour that still holds connections before a deploy stops it "
             "(`app.drain`, up to `app.drain_timeout`); false: stop it at once, as "
             "`deploy --no-drain`. The connections its stop cuts are counted either way."),
+        "batch": (
+            "Start the target colour this many instances at a time — a count, or a percentage "
+            "of them such as `\"25%\"` (rounded down, at least one) — each batch health-checked "
+            "before the next starts, for apps that must not all boot at once (migrations, cache "
+            "warm-up); a batch over `deploy.max_unhealthy` stops the deploy before the next "
+            "batch starts. Null: all at once."),
     },
     "CanarySettings": {
         "max_error_rate": (

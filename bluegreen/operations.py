@@ -173,8 +173,9 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     # Nothing ran on the target colour until here; from here on it changes, so say so first.
     state = session.begin_change(state, target, status="starting", release=artifact.release,
                                  step=f"start {target} with release {artifact.release}")
+    batches = plan.batches
     reporter.phase(f"start {target} with release {artifact.release} on {len(specs)} app "
-                   "host(s)")
+                   "host(s)" + (f", {len(batches)} batches" if len(batches) > 1 else ""))
 
     cut: dict[str, int] = {}
 
@@ -191,10 +192,29 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
             stack.start(transport, spec, artifact.release, command=steps.start)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
-    fan_out(plan.instances, stand_up, step="start", name=lambda s: s.spec.host.name,
-            parallelism=inventory.ssh.parallelism)
-    reporter.phase(f"health-check {len(specs)} {target} instance(s)")
-    unhealthy = _unhealthy_within_limit(session, specs, release=artifact.release)
+    if len(batches) > 1:
+        record["batches"] = [[steps.spec.host.name for steps in batch] for batch in batches]
+    unhealthy: tuple[str, ...] = ()
+    for number, batch in enumerate(batches, start=1):
+        label = (f" — batch {number} of {len(batches)}: "
+                 f"{', '.join(steps.spec.host.name for steps in batch)}"
+                 if len(batches) > 1 else "")
+        if len(batches) > 1:
+            reporter.phase(f"start {target} with release {artifact.release}{label}")
+        fan_out(batch, stand_up, step="start", name=lambda s: s.spec.host.name,
+                parallelism=inventory.ssh.parallelism)
+        reporter.phase(f"health-check {len(batch)} {target} instance(s){label}")
+        try:
+            unhealthy += _unhealthy_within_limit(
+                session, [steps.spec for steps in batch], release=artifact.release,
+                total=len(specs), already=unhealthy)
+        except BluegreenError as error:
+            if number < len(batches):
+                error.message += (f" Batch {len(batches)} was not started (deploy.batch)."
+                                  if number + 1 == len(batches) else
+                                  f" Batches {number + 1} to {len(batches)} were not started "
+                                  "(deploy.batch).")
+            raise
     flip = plan.flip if not unhealthy else build_flip_plan(
         inventory, state=state, target=target, current=plan.flip.current, out=unhealthy)
     if unhealthy:
@@ -229,9 +249,10 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
     return summary
 
 
-def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, release: str
-                            ) -> tuple[str, ...]:
-    """Health-check every instance. Failing ones within `deploy.max_unhealthy` are returned, to
+def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, release: str,
+                            total: int, already: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Health-check `specs` (all `total` target instances, or one batch of them after the
+    ones found unhealthy `already`). Failing ones within `deploy.max_unhealthy` are returned, to
     be kept out of traffic (the deploy goes on); beyond it — or when none would be left — the
     failure stands and nothing flips."""
     inventory = session.inventory
@@ -239,19 +260,20 @@ def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, rele
         check_instances(inventory, session.connections, specs, reporter=session.reporter,
                         release_of={s.host.name: release for s in specs})
     except FanOutError as error:
-        unhealthy = tuple(f.host for f in error.failures)
-        allowed = inventory.deploy.allowed_unhealthy(len(specs))
+        failing = tuple(f.host for f in error.failures)
+        unhealthy = already + failing
+        allowed = inventory.deploy.allowed_unhealthy(total)
         if (any(not isinstance(f.error, HealthCheckFailed) for f in error.failures)
-                or len(unhealthy) > allowed or len(unhealthy) == len(specs)):
+                or len(unhealthy) > allowed or len(unhealthy) == total):
             if allowed:
                 error.message += (f" That is more than deploy.max_unhealthy allows "
-                                  f"({allowed} of {len(specs)}).")
+                                  f"({allowed} of {total}).")
             raise
         session.reporter.warn(
-            f"{len(unhealthy)} of {len(specs)} instance(s) failed their health check "
+            f"{len(unhealthy)} of {total} instance(s) failed their health check "
             f"({', '.join(unhealthy)}), within deploy.max_unhealthy ({allowed}): they stay out "
             "of traffic.")
-        return unhealthy
+        return failing
     return ()
 
 

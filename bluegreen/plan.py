@@ -57,6 +57,13 @@ class DeployPlan:
     instances: tuple[InstanceSteps, ...]
     flip: FlipPlan
     max_unhealthy: int = 0  # instances that may fail their health check (kept out of traffic)
+    batch_size: int = 0  # instances started at a time (deploy.batch); 0: all at once
+
+    @property
+    def batches(self) -> list[tuple[InstanceSteps, ...]]:
+        size = self.batch_size or len(self.instances) or 1
+        return [self.instances[start:start + size]
+                for start in range(0, len(self.instances), size)]
 
     def describe(self) -> list[str]:
         lines = [
@@ -66,15 +73,20 @@ class DeployPlan:
             f"{self.release} unless present (checksum verified)",
             f"   then record {self.target} as starting {self.release} on every balancer "
             "(written ahead; marked failed if anything below fails)",
-            "   then on every app host, in parallel:",
+            "   then on every app host, in parallel:" if len(self.batches) == 1 else
+            f"   then in {len(self.batches)} batches (deploy.batch), each started in parallel "
+            "and health-checked before the next starts:",
         ]
-        for steps in self.instances:
-            host = steps.spec.host.name
-            lines += [
-                f"   {host}: stop {self.target} if running: {steps.stop}",
-                f"   {host}: point {self.target} at releases/{self.release}",
-                f"   {host}: start: {steps.start}",
-            ]
+        for number, batch in enumerate(self.batches, start=1):
+            if len(self.batches) > 1:
+                lines.append(f"   batch {number}:")
+            for steps in batch:
+                host = steps.spec.host.name
+                lines += [
+                    f"   {host}: stop {self.target} if running: {steps.stop}",
+                    f"   {host}: point {self.target} at releases/{self.release}",
+                    f"   {host}: start: {steps.start}",
+                ]
         lines.append(f"2. health-check {len(self.instances)} {self.target} instance(s)"
                      + (f"; up to {self.max_unhealthy} may fail and stay out of traffic"
                         if self.max_unhealthy else "; any failure stops the deploy"))
@@ -179,4 +191,5 @@ def build_deploy_plan(inventory: Inventory, *, state: State, release: str, targe
                       flip=build_flip_plan(inventory, state=state, target=target,
                                            current=current, out=()),
                       max_unhealthy=min(inventory.deploy.allowed_unhealthy(len(instances)),
-                                        len(instances) - 1))
+                                        len(instances) - 1),
+                      batch_size=inventory.deploy.batch_size(len(instances)))

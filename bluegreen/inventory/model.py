@@ -190,6 +190,17 @@ class DeploySettings(_Strict, frozen=True):
     # drain an idle colour that still holds connections before stopping it (false: stop it at
     # once, as `deploy --no-drain`; what it cuts is still counted)
     drain: bool = True
+    # start the target colour this many instances at a time (a count, or a percentage of them),
+    # each batch health-checked before the next starts; null: all at once
+    batch: Annotated[int, msgspec.Meta(ge=1)] | Annotated[
+        str, msgspec.Meta(pattern=r"^(100|[1-9]?[0-9])%$")] | None = None
+
+    def batch_size(self, instances: int) -> int:
+        if self.batch is None:
+            return max(instances, 1)
+        if isinstance(self.batch, int):
+            return self.batch
+        return max(1, instances * int(self.batch[:-1]) // 100)
 
     def allowed_unhealthy(self, instances: int) -> int:
         if isinstance(self.max_unhealthy, int):

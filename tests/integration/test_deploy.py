@@ -268,3 +268,42 @@ def test_a_status_command_that_hangs_is_bounded_by_the_command_timeout(service: 
     assert result.returncode == 3, result.stderr
     assert "sleep 60" in result.stderr and "did not finish within 3 s" in result.stderr
     assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_deploy_batch_starts_and_checks_one_batch_before_the_next(service: Service) -> None:
+    ok(service.deploy("v1"))  # blue
+    batched = service.inventory(deploy={"batch": 1})
+    dry = service.cli("deploy", "--dry-run", "--source", str(service.release("v2")),
+                      "--release", "v2", inventory=batched)
+    ok(dry)
+    assert "in 2 batches (deploy.batch)" in dry.stdout and "batch 2:" in dry.stdout
+    result = service.cli("--json", "deploy", "--source", str(service.release("v2")),
+                         "--release", "v2", inventory=batched)
+    ok(result)
+    lines = result.stderr.splitlines()
+
+    def at(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    # app1's batch is started and healthy before app2's batch starts
+    first, second = "batch 1 of 2: app1", "batch 2 of 2: app2"
+    assert at(f"health-check 1 green instance(s) — {first}") < at(
+        f"start green with release v2 — {second}")
+    assert at("app1 green:") < at(f"start green with release v2 — {second}") < at(
+        "app2 green started")
+    assert service.history()[-1]["batches"] == [["app1"], ["app2"]]
+    assert all(service.fetch().startswith("release v2 (green)") for _ in range(4))
+
+
+def test_a_batch_that_fails_its_health_check_leaves_the_next_batches_unstarted(
+        service: Service) -> None:
+    ok(service.deploy("v1"))  # blue
+    result = service.cli("deploy", "--source", str(service.release("v2", fail_health=True)),
+                         "--release", "v2",
+                         inventory=service.inventory(deploy={"batch": "50%"},
+                                                     health={"retries": 3}))
+    assert result.returncode == 5, result.stderr
+    assert "Batch 2 was not started (deploy.batch)" in result.stderr
+    assert "app2 green started" not in result.stderr
+    assert not (service.app_root("app2") / "green.pid").exists()  # never started there
+    assert service.fetch().startswith("release v1 (blue)")  # live traffic untouched
