@@ -168,6 +168,13 @@ FIELDS: dict[str, dict[str, str]] = {
             "The release a deploy uploads when `--source` is not given: a local directory or "
             "`.tar.gz`, relative to the inventory's directory unless absolute. Null: `--source` "
             "is required."),
+        "url": (
+            "Where each app host fetches a release itself (with `curl`, credentials from its "
+            "`~/.netrc`), instead of receiving it through the machine running bluegreen: a "
+            "template with `{{ release }}` and `{{ service }}`, e.g. "
+            "`https://artifacts.example.com/shop/{{ release }}.tar.gz`. Used unless `--source` "
+            "is given; `deploy --release ID --sha256 HEX` names the release and the checksum "
+            "of its `.tar.gz`, verified on every host."),
         "keep": (
             "Releases kept on each app host after a deploy: this many of the newest, plus any a "
             "colour points at; older ones are deleted."),

@@ -4,6 +4,7 @@ pure plans, inside a session (connections + lock), always ending in a history re
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -46,6 +47,7 @@ from bluegreen.plan import (
     describe_flip,
 )
 from bluegreen.release import Artifact, package, validate_release_id
+from bluegreen.render import render_text
 from bluegreen.retire import Retired, drain, retire_idle
 from bluegreen.session import Session
 from bluegreen.state import Canary, State, actor, now, sha256_text
@@ -80,9 +82,9 @@ def canary_steps(text: str) -> tuple[int, ...]:
 
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
-           to: Colour | None, options: Options) -> dict[str, Any]:
+           to: Colour | None, options: Options, sha256: str | None = None) -> dict[str, Any]:
     result = _deploy_once(inventory, reporter, source=source, release=release, to=to,
-                          options=options)
+                          options=options, sha256=sha256)
     if options.step_pause is None or not result.get("canary"):
         return result
     return _step_through(inventory, reporter, options, result)
@@ -126,9 +128,10 @@ _UNJUDGED_PAUSES = 3  # pauses a stepping canary waits for enough traffic to be 
 
 
 def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None,
-                 release: str | None, to: Colour | None, options: Options) -> dict[str, Any]:
+                 release: str | None, to: Colour | None, options: Options,
+                 sha256: str | None) -> dict[str, Any]:
     app = _require_app(inventory)
-    artifact = artifact_from(inventory, source=source, release=release)
+    artifact = artifact_from(inventory, source=source, release=release, sha256=sha256)
     check_templates(inventory)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
@@ -295,9 +298,13 @@ def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
 
 def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
                    artifact: Artifact) -> None:
-    """Upload the release to every host of `specs` that lacks it (checksum verified)."""
+    """Upload the release to every host of `specs` that lacks it — or have each fetch it from
+    its URL — checksum verified on the host."""
     reporter = session.reporter
-    reporter.phase(f"upload release {artifact.release} to {len(specs)} app host(s)")
+    reporter.phase(f"upload release {artifact.release} to {len(specs)} app host(s)"
+                   if artifact.url is None else
+                   f"fetch release {artifact.release} on {len(specs)} app host(s) from "
+                   f"{artifact.url}")
 
     def upload(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
@@ -306,11 +313,16 @@ def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
             if stack.layout(spec.host).is_present(transport, artifact):
                 reporter.step(spec.host.name, f"release {artifact.release} already present")
                 return
-            with reporter.transfer(spec.host.name, f"upload {artifact.release}",
-                                   len(artifact.data)) as sent:
-                stack.layout(spec.host).upload(transport, artifact, sent)
-        reporter.step(spec.host.name, f"uploaded release {artifact.release} "
-                      f"({len(artifact.data) // 1024} KiB, checksum verified)")
+            if artifact.url is not None:
+                stack.layout(spec.host).upload(transport, artifact)
+            else:
+                with reporter.transfer(spec.host.name, f"upload {artifact.release}",
+                                       artifact.size) as sent:
+                    stack.layout(spec.host).upload(transport, artifact, sent)
+        reporter.step(spec.host.name, f"fetched release {artifact.release} from its URL "
+                      "(checksum verified)" if artifact.url is not None else
+                      f"uploaded release {artifact.release} "
+                      f"({artifact.size // 1024} KiB, checksum verified)")
 
     fan_out(specs, upload, step="upload", name=lambda s: s.host.name,
             parallelism=session.inventory.ssh.parallelism)
@@ -878,7 +890,15 @@ def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None
             session.reporter.step(spec.host.name, f"pruned {len(pruned)} old release(s)")
 
 
-def artifact_from(inventory: Inventory, *, source: str | None, release: str | None) -> Artifact:
+def artifact_from(inventory: Inventory, *, source: str | None, release: str | None,
+                  sha256: str | None = None) -> Artifact:
+    if source is None and inventory.release.url is not None:
+        return _fetched_artifact(inventory, inventory.release.url, release=release,
+                                 sha256=sha256)
+    if sha256 is not None:
+        raise UsageError("--sha256 names the checksum of a release the hosts fetch from "
+                         "release.url; a release from --source is checksummed here.",
+                         where="--sha256")
     chosen = source or inventory.release.source
     if chosen is None:
         raise UsageError("no release source given.", where="--source",
@@ -891,6 +911,24 @@ def artifact_from(inventory: Inventory, *, source: str | None, release: str | No
         raise UsageError(f"release source {path} does not exist.",
                          where="--source" if source else "release.source")
     return package(path, release=validate_release_id(release) if release is not None else None)
+
+
+def _fetched_artifact(inventory: Inventory, url: str, *, release: str | None,
+                      sha256: str | None) -> Artifact:
+    """A release each host fetches from `release.url` itself (not through this machine's
+    uplink), checked against the checksum the build reported."""
+    if release is None or sha256 is None:
+        raise UsageError("a release fetched from release.url needs its id and checksum.",
+                         where="--release" if release is None else "--sha256",
+                         hint="Pass --release ID --sha256 HEX (the sha256 of the .tar.gz, as "
+                              "your build computed it), or --source to upload one from here.")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256.lower()):
+        raise UsageError(f"{sha256!r} is not a sha256 checksum (64 hex digits).",
+                         where="--sha256")
+    release = validate_release_id(release)
+    rendered = render_text(url, {"release": release, "service": inventory.service},
+                           where="release.url")
+    return Artifact(release, b"", sha256.lower(), url=rendered)
 
 
 def _require_app(inventory: Inventory) -> Any:

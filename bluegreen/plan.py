@@ -155,7 +155,8 @@ def check_templates(inventory: Inventory) -> None:
     values = {"release": "release", "colour": "blue", "service": inventory.service}
     for name, text in (("verify.expect_body", inventory.verify.expect_body),
                        ("verify.expect_header", inventory.verify.expect_header),
-                       ("health.expect_body", inventory.health.expect_body)):
+                       ("health.expect_body", inventory.health.expect_body),
+                       ("release.url", inventory.release.url)):
         if text:
             render_text(text, values, where=name)
     if inventory.app is not None:

@@ -20,14 +20,41 @@ from bluegreen.shell import Command
 from bluegreen.transport.base import Transport
 
 MARKER = ".bluegreen-release"
+
+# $1 app root, $2 release, $3 expected sha256, $4 URL to fetch from (empty: the tarball on stdin)
+_RECEIVE = (
+    'set -e; releases="$1/releases"; mkdir -p -- "$releases"; '
+    # what an interrupted upload left (its trap never ran): under the lock, no other upload of
+    # this service runs
+    'find "$releases" -maxdepth 1 -name ".incoming.*" -exec rm -rf -- {} + 2>/dev/null || :; '
+    'tmp=$(mktemp -d -- "$releases/.incoming.XXXXXX"); trap \'rm -rf -- "$tmp"\' EXIT; '
+    'if [ -n "$4" ]; then '
+    'curl -fsSL --netrc-optional --proto =https,http --retry 2 -o "$tmp/release.tar.gz" '
+    '-- "$4"; else cat > "$tmp/release.tar.gz"; fi; '
+    'got=$(sha256sum "$tmp/release.tar.gz" | cut -d" " -f1); '
+    'if [ "$got" != "$3" ]; then echo "checksum mismatch: got $got, expected $3" >&2; '
+    'exit 65; fi; '
+    'mkdir "$tmp/files"; umask 022; '  # modes from the archive, minus setuid/setgid
+    'tar --no-same-owner --no-same-permissions -xzf "$tmp/release.tar.gz" -C "$tmp/files"; '
+    'printf %s "$3" > "$tmp/files/.bluegreen-release"; chmod 755 "$tmp/files"; '
+    'rm -rf -- "$releases/$2"; mv -- "$tmp/files" "$releases/$2"'
+)
 _FORBIDDEN = re.compile(r"[/\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
 class Artifact:
+    """A release to put on the hosts: its bytes (a gzipped tarball) sent from here, or — with
+    `url` — fetched by each host itself (`release.url`); either way checked against `sha256`."""
+
     release: str
     data: bytes
     sha256: str
+    url: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
 
 def validate_release_id(release: str) -> str:
@@ -142,35 +169,28 @@ class ReleaseLayout:
 
     def upload(self, transport: Transport, artifact: Artifact,
                sent: Callable[[int], None] | None = None) -> None:
-        """Upload, verify the checksum on the host, unpack next to the final place, then rename
-        into place, so a release directory is either complete or absent."""
-        script = (
-            'set -e; releases="$1/releases"; mkdir -p -- "$releases"; '
-            # what an interrupted upload left (its trap never ran): under the lock, no other
-            # upload of this service runs
-            'find "$releases" -maxdepth 1 -name ".incoming.*" '
-            '-exec rm -rf -- {} + 2>/dev/null || :; '
-            'tmp=$(mktemp -d -- "$releases/.incoming.XXXXXX"); trap \'rm -rf -- "$tmp"\' EXIT; '
-            'cat > "$tmp/release.tar.gz"; '
-            'got=$(sha256sum "$tmp/release.tar.gz" | cut -d" " -f1); '
-            'if [ "$got" != "$3" ]; then echo "checksum mismatch: got $got, sent $3" >&2; '
-            'exit 65; fi; '
-            'mkdir "$tmp/files"; umask 022; '  # modes from the archive, minus setuid/setgid
-            'tar --no-same-owner --no-same-permissions -xzf "$tmp/release.tar.gz" '
-            '-C "$tmp/files"; '
-            'printf %s "$3" > "$tmp/files/.bluegreen-release"; chmod 755 "$tmp/files"; '
-            'rm -rf -- "$releases/$2"; mv -- "$tmp/files" "$releases/$2"'
-        )
-        result = transport.run(Command.script(script, self.root, artifact.release,
-                                              artifact.sha256), stdin=artifact.data,
-                               sent=sent)
+        """Upload (or, for an artifact with a URL, have the host fetch it), verify the checksum
+        on the host, unpack next to the final place, then rename into place, so a release
+        directory is either complete or absent."""
+        fetched = artifact.url is not None
+        result = transport.run(self.upload_command(artifact),
+                               stdin=None if fetched else artifact.data, sent=sent)
         if not result.ok:
+            what = f"fetching {artifact.url}" if fetched else "upload"
             raise BluegreenError(
-                f"upload of release {artifact.release} failed: "
+                f"{what} of release {artifact.release} failed: "
                 f"{result.stderr.strip() or result.stdout.strip()}",
                 where=transport.host,
-                hint="Check free disk space and permissions under the app root.",
+                hint=("Check that the host can reach the URL (curl, DNS, credentials in its "
+                      "~/.netrc) and that --sha256 is the artifact's; also free disk space."
+                      if fetched else
+                      "Check free disk space and permissions under the app root."),
             )
+
+    def upload_command(self, artifact: Artifact) -> Command:
+        """Reads the tarball on stdin, or fetches it from the artifact's URL on the host."""
+        return Command.script(_RECEIVE, self.root, artifact.release, artifact.sha256,
+                              artifact.url or "")
 
     def point(self, transport: Transport, colour: Colour, release: str) -> None:
         """Swap the colour's pointer atomically (a new symlink renamed over the old one)."""

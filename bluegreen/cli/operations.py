@@ -21,6 +21,10 @@ def deploy(
         "--release", "-r", help="Release id (default: a checksum of the source).")] = None,
     source: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--source", help="Release directory or .tar.gz (default: release.source).")] = None,
+    sha256: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--sha256", metavar="HEX",
+        help="With release.url: the checksum of the .tar.gz the hosts fetch (with --release)."
+    )] = None,
     to: ColourChoice = None,
     retire_after: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--retire-after", metavar="DURATION",
@@ -59,7 +63,7 @@ def deploy(
             raise UsageError("--step-pause steps a canary: give --canary too.",
                              where="--step-pause", hint="E.g. --canary 10,50 --step-pause 5m.")
         result = run_deploy(context.inventory(), context.reporter, source=source,
-                            release=release, to=to,
+                            release=release, to=to, sha256=sha256,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait,
                                             retire_after=drain, drain=not no_drain,
                                             canary=steps, step_pause=pause))

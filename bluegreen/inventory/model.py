@@ -113,6 +113,9 @@ class Colours(_Strict, frozen=True):
 
 class ReleaseSettings(_Strict, frozen=True):
     source: str | None = None
+    # where the hosts fetch a release themselves (`deploy --release ID --sha256 HEX`):
+    # a template with {{ release }} and {{ service }}
+    url: Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None = None
     keep: Annotated[int, msgspec.Meta(ge=2)] = 5
 
 

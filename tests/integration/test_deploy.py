@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import threading
 from pathlib import Path
 
 from tests.integration.service import Service
@@ -307,3 +310,42 @@ def test_a_batch_that_fails_its_health_check_leaves_the_next_batches_unstarted(
     assert "app2 green started" not in result.stderr
     assert not (service.app_root("app2") / "green.pid").exists()  # never started there
     assert service.fetch().startswith("release v1 (blue)")  # live traffic untouched
+
+
+def test_hosts_fetch_a_release_from_release_url_and_verify_its_checksum(
+        service: Service, tmp_path: Path) -> None:
+    from bluegreen.release import package
+
+    ok(service.deploy("v1"))  # blue, uploaded from here
+    store = tmp_path / "artifacts"
+    store.mkdir()
+    artifact = package(service.release("v2"), release="v2")
+    (store / "shop-v2.tar.gz").write_bytes(artifact.data)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store))
+    address = service.fleet["lb1"].address  # an artifact store the app hosts can reach
+    server = http.server.ThreadingHTTPServer((address, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://{address}:{server.server_port}/{{{{ service }}}}-{{{{ release }}}}.tar.gz"
+        inventory = service.inventory(release={"url": url})
+        wrong = service.cli("deploy", "--release", "v2", "--sha256", "0" * 64,
+                            inventory=inventory)
+        assert wrong.returncode == 5 and "checksum mismatch" in wrong.stderr, wrong.stderr
+        assert service.fetch().startswith("release v1 (blue)")  # nothing flipped
+        result = service.cli("--json", "deploy", "--release", "v2", "--sha256",
+                             artifact.sha256, inventory=inventory)
+        ok(result)
+        assert f"fetch release v2 on 2 app host(s) from http://{address}" in result.stderr
+        assert "fetched release v2 from its URL (checksum verified)" in result.stderr
+        missing = service.cli("deploy", "--release", "v3", "--sha256", artifact.sha256,
+                              inventory=inventory)
+        assert missing.returncode == 5 and "404" in missing.stderr, missing.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    for host in ("app1", "app2"):
+        release_dir = service.app_root(host) / "releases" / "v2"
+        assert (release_dir / "RELEASE").read_text() == "v2\n"
+        assert (release_dir / ".bluegreen-release").read_text() == artifact.sha256
+    assert all(service.fetch().startswith("release v2 (green)") for _ in range(4))
+    assert service.fetch().startswith("release v2 (green)")

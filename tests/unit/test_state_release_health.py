@@ -143,3 +143,30 @@ def test_a_release_id_that_is_no_directory_name_is_refused(tmp_path: Path, relea
     with pytest.raises(UsageError) as caught:  # "" is not "no id": it never means the checksum
         package(tmp_path, release=release)
     assert caught.value.where == "--release"
+
+
+def test_a_release_from_release_url_is_fetched_by_the_hosts_with_its_checksum() -> None:
+    from bluegreen.errors import UsageError
+    from bluegreen.inventory import validate_inventory
+    from bluegreen.operations import artifact_from
+    from bluegreen.release import ReleaseLayout
+
+    data = {"service": "shop", "hosts": {"app": ["app1"], "balancer": ["lb1"]},
+            "release": {"url": "https://artifacts.example/{{ service }}/{{ release }}.tar.gz"}}
+    inventory = validate_inventory(data, path=Path("inv.yml"), environ={})
+    sha = "ab" * 32
+    artifact = artifact_from(inventory, source=None, release="v2", sha256=sha.upper())
+    assert (artifact.url, artifact.sha256, artifact.size) == (
+        "https://artifacts.example/shop/v2.tar.gz", sha, 0)
+    command = ReleaseLayout("/srv/shop").upload_command(artifact)
+    assert command.argv[-4:] == ("/srv/shop", "v2", sha, "https://artifacts.example/shop/v2.tar.gz")
+    assert "curl -fsSL" in command.argv[2]
+    for release, checksum, where in (("v2", None, "--sha256"), (None, sha, "--release"),
+                                     ("v2", "not-a-sha", "--sha256")):
+        with pytest.raises(UsageError) as caught:
+            artifact_from(inventory, source=None, release=release, sha256=checksum)
+        assert caught.value.where == where
+    plain = validate_inventory({**data, "release": {}}, path=Path("inv.yml"), environ={})
+    with pytest.raises(UsageError) as caught:  # a checksum only means something with a URL
+        artifact_from(plain, source="/nonexistent", release="v2", sha256=sha)
+    assert caught.value.where == "--sha256"
