@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "bluegreen"
 
 ONLY_IMPORTERS = {
-    "paramiko": {"transport/ssh.py"},
+    "paramiko": {"transport/ssh/"},
     "httpx": {"health.py"},
     "jinja2": {"render.py"},
     "msgspec": {"inventory/model.py", "inventory/validate.py"},
@@ -44,3 +44,11 @@ def test_each_library_and_driver_has_its_only_importers() -> None:
                         for a in allowed):
                     offenders.append(f"{where} imports {name}")
     assert offenders == []
+
+
+def test_the_ssh_transport_reads_inventory_structs_only_to_resolve_its_target() -> None:
+    readers = sorted(path.relative_to(PACKAGE).as_posix()
+                     for path in (PACKAGE / "transport" / "ssh").glob("*.py")
+                     if any(name == "bluegreen.inventory" or name.startswith("bluegreen.inventory.")
+                            for name in imports(path)))
+    assert readers == ["transport/ssh/target.py"]

@@ -1,0 +1,101 @@
+"""One command on an open connection: its input sent in bounded chunks, its output read from
+both streams until it exits, a lost connection told apart from a killed command."""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bluegreen.errors import (
+    BluegreenError,
+    ConnectError,
+    ForwardingRefused,
+)
+from bluegreen.waiting import poll_until
+
+if TYPE_CHECKING:
+    pass
+
+
+def forwarding_error(exc: Any, host: str, address: str, port: int) -> BluegreenError:
+    """What sshd said when it would not open a forwarded channel, in words that say what to do."""
+    if exc.code == _ADMINISTRATIVELY_PROHIBITED:
+        return ForwardingRefused(
+            f"sshd on {host} refused port forwarding (AllowTcpForwarding?), so the health "
+            f"check cannot reach {address}:{port} through SSH.",
+            where=host,
+            hint="Set health.via: direct in the inventory, or allow TCP forwarding for the "
+                 "deploy user in the host's sshd_config.")
+    if exc.code == _CONNECT_FAILED:
+        return ConnectError(f"connection refused: nothing accepts connections on "
+                            f"{address}:{port} on {host}.", where=host)
+    return ConnectError(f"sshd on {host} could not open a channel to {address}:{port}: "
+                        f"{exc.text}.", where=host)
+
+_ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open failure codes
+
+_SEND_CHUNK = 1 << 18  # each chunk is still re-sliced per packet: keep it small
+
+def send_all(channel: Any, data: bytes, deadline: float,
+              sent: Callable[[int], None] | None = None) -> bool:
+    """`channel.sendall` in bounded chunks (paramiko's sendall re-slices what remains after
+    every packet, which copies the rest each time — quadratic in the size of a release), each
+    bounded by the command's deadline: a host that stops reading cannot hang an upload. False
+    when the deadline passed."""
+    view = memoryview(data)
+    for offset in range(0, len(view), _SEND_CHUNK):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        channel.settimeout(remaining)
+        try:
+            channel.sendall(view[offset:offset + _SEND_CHUNK].tobytes())
+        except TimeoutError:
+            return False
+        if sent is not None:
+            sent(min(offset + _SEND_CHUNK, len(view)))
+    channel.settimeout(None)
+    return True
+
+NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off
+
+def connection_lost(transport: Any) -> bool:
+    """Whether the connection died (rather than the command being killed by a signal, which
+    also leaves no exit status). paramiko closes the channels just before it marks the
+    connection inactive, so give it a moment."""
+    return poll_until(lambda: not transport.is_active(), timeout=1.0, interval=0.01,
+                      interruptible=False)
+
+def collect(channel: Any, deadline: float) -> tuple[bytes, bytes, int | None]:
+    """Read stdout and stderr together until the command exits (reading only one stream, or
+    calling recv_exit_status() first, deadlocks once the other stream's window fills)."""
+    stdout: list[bytes] = []
+    stderr: list[bytes] = []
+    try:
+        while True:
+            drained = False
+            while channel.recv_ready():
+                stdout.append(channel.recv(65536))
+                drained = True
+            while channel.recv_stderr_ready():
+                stderr.append(channel.recv_stderr(65536))
+                drained = True
+            if drained:
+                continue
+            remaining = deadline - time.monotonic()
+            if channel.eof_received or channel.closed:
+                if channel.status_event.wait(max(remaining, 0)):
+                    # data that raced the exit status is still buffered: take it
+                    while channel.recv_ready():
+                        stdout.append(channel.recv(65536))
+                    while channel.recv_stderr_ready():
+                        stderr.append(channel.recv_stderr(65536))
+                    return b"".join(stdout), b"".join(stderr), channel.recv_exit_status()
+                return b"".join(stdout), b"".join(stderr), None
+            if remaining <= 0:
+                return b"".join(stdout), b"".join(stderr), None
+            select.select([channel], [], [], remaining)
+    finally:
+        channel.close()

@@ -1,0 +1,167 @@
+"""`SSHTransport`: one connection per host for the whole operation, every command run on it
+bounded on the host too (GNU timeout)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from bluegreen.errors import (
+    BluegreenError,
+    CommandTimeout,
+    ConnectError,
+    ForwardingRefused,
+)
+from bluegreen.shell import Command
+from bluegreen.transport.base import CommandResult, with_environment
+from bluegreen.transport.ssh.channel import (
+    NO_EXIT_STATUS,
+    collect,
+    connection_lost,
+    forwarding_error,
+    send_all,
+)
+from bluegreen.transport.ssh.connect import ConnectOptions, direct_tcpip, open_client
+from bluegreen.transport.ssh.target import SSHTarget
+from bluegreen.transport.tunnel import PortForwarder, Tunnel
+
+if TYPE_CHECKING:
+    import paramiko
+
+
+class SSHTransport:
+    """One authenticated connection to one host, reused for every command of an operation."""
+
+    def __init__(self, target: SSHTarget, settings: ConnectOptions, client: paramiko.SSHClient,
+                 jump_clients: list[paramiko.SSHClient]):
+        self.host = target.name
+        self.target = target
+        self._settings = settings
+        self._client = client
+        self._jump_clients = jump_clients
+
+    @classmethod
+    def connect(cls, target: SSHTarget, settings: ConnectOptions) -> SSHTransport:
+        jump_clients: list[paramiko.SSHClient] = []
+        try:
+            sock: Any = None
+            hops = (*target.jumps, target)
+            for hop, next_hop in itertools.pairwise(hops):
+                client = open_client(hop, settings, sock=sock, label=f"jump host of {target.name}")
+                jump_clients.append(client)
+                sock = direct_tcpip(client, hop, next_hop, settings)
+            client = open_client(target, settings, sock=sock, label=target.name)
+        except BaseException:
+            for opened in jump_clients:
+                opened.close()
+            raise
+        return cls(target, settings, client, jump_clients)
+
+    def run(
+        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        sent: Callable[[int], None] | None = None,
+    ) -> CommandResult:
+        import paramiko
+
+        if self.target.sudo:
+            command = command.with_sudo()
+        stdin = with_environment(command, stdin)
+        limit = self._settings.command_timeout if timeout is None else timeout
+        started = time.monotonic()
+        deadline = started + limit
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectError("the SSH connection was lost.", where=self.host,
+                               hint="Check that the host and its sshd are still up, then retry.")
+        try:
+            channel = transport.open_session(timeout=self._settings.connect_timeout)
+            # On the host too the command is bounded: GNU timeout runs it in a process group
+            # of its own and kills that group a second after we stop waiting, so a command
+            # given up on is not left running (daemons it started have left the group).
+            text = f"timeout -k 5 {limit + 1:g} {command.render()}"
+            if stdin is None:
+                # No EOF is sent on a command without input: paramiko can send it after its own
+                # reply to the server's CLOSE when the command ends first, and sshd then drops
+                # the whole connection ("ieof packet referred to nonexistent channel").
+                channel.exec_command(text + " </dev/null")
+            else:
+                channel.exec_command(text)
+                if not send_all(channel, stdin, deadline, sent):
+                    channel.close()
+                    raise CommandTimeout(
+                        f"`{command}` stopped reading its input ({len(stdin)} bytes) and did "
+                        f"not finish within {limit:g} s; it is killed on the host.",
+                        where=self.host,
+                        hint="Check the host's disk and load; raise ssh.command_timeout if a "
+                             "large upload is legitimately slow.")
+                channel.shutdown_write()
+            stdout, stderr, status = collect(channel, deadline)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise ConnectError(f"the SSH connection failed while running `{command}`: {exc}.",
+                               where=self.host,
+                               hint="Check that the host and its sshd are still up, then retry."
+                               ) from None
+        if status == NO_EXIT_STATUS and connection_lost(transport):
+            raise ConnectError(
+                f"the SSH connection was lost while running `{command}`: it ended without an "
+                "exit status, so whether it did its work is unknown.",
+                where=self.host,
+                hint="Check that the host and its sshd are still up, then run `bluegreen "
+                     "status` to see what the operation left.")
+        if status is None:
+            raise CommandTimeout(
+                f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
+                where=self.host,
+                hint="Raise ssh.command_timeout in the inventory if the step is legitimately slow.",
+            )
+        return CommandResult(
+            host=self.host,
+            command=str(command),
+            exit_status=status,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"),
+            duration=time.monotonic() - started,
+        )
+
+    @contextmanager
+    def tunnel(self, port: int, *, address: str = "127.0.0.1") -> Iterator[Tunnel]:
+        """A local port forwarded to `address:port` as seen from the host. The first channel is
+        opened right away, so an sshd that refuses forwarding fails here, at once and by name."""
+        import paramiko
+
+        transport = self._client.get_transport()
+        if transport is None:
+            raise ConnectError("the SSH connection was lost.", where=self.host)
+
+        def open_channel(origin: tuple[str, int]) -> Any:
+            try:
+                return transport.open_channel("direct-tcpip", (address, port), origin,
+                                              timeout=self._settings.connect_timeout)
+            except paramiko.ChannelException as exc:
+                raise forwarding_error(exc, self.host, address, port) from None
+
+        try:
+            first = open_channel(("127.0.0.1", 0))
+        except ForwardingRefused:
+            raise
+        except (BluegreenError, paramiko.SSHException, OSError):
+            first = None  # nothing listens yet, say: each request tries again
+        with PortForwarder(open_channel, first_channel=first) as local:
+            yield local
+
+    def close(self) -> None:
+        transport = self._client.get_transport()
+        sock = getattr(transport, "sock", None)
+        if isinstance(sock, socket.socket):
+            # wakes paramiko's reader thread now instead of at its next 0.1 s poll, so the
+            # process does not linger at exit joining it
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._client.close()
+        for client in reversed(self._jump_clients):
+            client.close()
