@@ -928,7 +928,7 @@ def _fetched_artifact(inventory: Inventory, url: str, *, release: str | None,
     release = validate_release_id(release)
     rendered = render_text(url, {"release": release, "service": inventory.service},
                            where="release.url")
-    return Artifact(release, b"", sha256.lower(), url=rendered)
+    return Artifact(release, None, sha256.lower(), url=rendered)
 
 
 def _require_app(inventory: Inventory) -> Any:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 import re
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from bluegreen.errors import BluegreenError, UsageError
 from bluegreen.model import Colour
@@ -42,19 +43,35 @@ _RECEIVE = (
 _FORBIDDEN = re.compile(r"[/\x00-\x1f\x7f]")
 
 
+class FilePayload:
+    """A release's tarball in a file, never held whole in memory: each host's upload reads it
+    by offset (`os.pread`, so parallel uploads need no shared position)."""
+
+    def __init__(self, file: BinaryIO, size: int):
+        self._file = file
+        self.size = size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return os.pread(self._file.fileno(), length, offset)
+
+
 @dataclass(frozen=True)
 class Artifact:
-    """A release to put on the hosts: its bytes (a gzipped tarball) sent from here, or — with
+    """A release to put on the hosts: its gzipped tarball sent from here (`payload`), or — with
     `url` — fetched by each host itself (`release.url`); either way checked against `sha256`."""
 
     release: str
-    data: bytes
+    payload: FilePayload | None
     sha256: str
     url: str | None = None
 
     @property
     def size(self) -> int:
-        return len(self.data)
+        return self.payload.size if self.payload else 0
+
+    def read_bytes(self) -> bytes:
+        """The whole tarball (for tests and small uses; uploads stream it)."""
+        return self.payload.read_at(0, self.payload.size) if self.payload else b""
 
 
 def validate_release_id(release: str) -> str:
@@ -72,22 +89,33 @@ def validate_release_id(release: str) -> str:
 
 
 def package(source: Path, *, release: str | None) -> Artifact:
-    """A deterministic .tar.gz of a directory (same content → same bytes → same checksum), or the
-    bytes of an existing .tar.gz/.tgz."""
+    """A deterministic .tar.gz of a directory (same content → same bytes → same checksum), or an
+    existing .tar.gz/.tgz as it is — streamed through a file, so memory does not grow with the
+    release's size."""
     if source.is_dir():
-        data = _tar_directory(source)
+        file: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 - the payload owns it
+        digest = _tar_directory(source, file)
     elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
-        data = source.read_bytes()
-        _check_archive(data, source)
+        file = source.open("rb")
+        _check_archive(file, source)
+        digest = _sha256(file)
     else:
         raise UsageError(
             f"release source {source} is neither a directory nor a .tar.gz file.",
             where="release.source",
             hint="Point release.source (or --source) at a build directory or a .tar.gz.",
         )
-    digest = hashlib.sha256(data).hexdigest()
-    return Artifact(validate_release_id(digest[:12] if release is None else release), data,
+    payload = FilePayload(file, os.fstat(file.fileno()).st_size)
+    return Artifact(validate_release_id(digest[:12] if release is None else release), payload,
                     digest)
+
+
+def _sha256(file: BinaryIO) -> str:
+    file.seek(0)
+    digest = hashlib.sha256()
+    while chunk := file.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _refuse(source: Path, name: str, why: str) -> UsageError:
@@ -98,11 +126,12 @@ def _refuse(source: Path, name: str, why: str) -> UsageError:
              "unpacking it on a host (often as root) cannot create them.")
 
 
-def _check_archive(data: bytes, source: Path) -> None:
+def _check_archive(file: BinaryIO, source: Path) -> None:
     """Refuse what an archive could do when unpacked: absolute or `..` paths, links leading
     outside, device files and FIFOs (setuid bits are dropped when it is unpacked)."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        file.seek(0)
+        with tarfile.open(fileobj=file, mode="r|gz") as tar:
             for member in tar:
                 if member.name.startswith("/"):
                     raise _refuse(source, member.name, "is an absolute path")
@@ -115,10 +144,28 @@ def _check_archive(data: bytes, source: Path) -> None:
                          where="--source") from None
 
 
-def _tar_directory(source: Path) -> bytes:
-    raw = io.BytesIO()
+class _Hashing:
+    """A file to write to that also hashes what it is given."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _tar_directory(source: Path, file: BinaryIO) -> str:
+    """Write the directory to `file` as a gzipped tarball, the same bytes for the same content
+    (sorted names, no times or owners, no name or time in the gzip header); its sha256."""
     root = source.resolve()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    hashing = _Hashing(file)
+    with gzip.GzipFile(filename="", fileobj=hashing, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(source.rglob("*")):
             if "__pycache__" in path.parts:
                 continue
@@ -137,10 +184,8 @@ def _tar_directory(source: Path) -> bytes:
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
-    compressed = io.BytesIO()
-    with gzip.GzipFile(fileobj=compressed, mode="wb", mtime=0) as gz:
-        gz.write(raw.getvalue())
-    return compressed.getvalue()
+    file.flush()
+    return hashing.digest.hexdigest()
 
 
 class ReleaseLayout:
@@ -174,7 +219,7 @@ class ReleaseLayout:
         directory is either complete or absent."""
         fetched = artifact.url is not None
         result = transport.run(self.upload_command(artifact),
-                               stdin=None if fetched else artifact.data, sent=sent)
+                               stdin=None if fetched else artifact.payload, sent=sent)
         if not result.ok:
             what = f"fetching {artifact.url}" if fetched else "upload"
             raise BluegreenError(

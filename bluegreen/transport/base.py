@@ -42,7 +42,27 @@ class CommandResult:
         return self
 
 
-def with_environment(command: Command, stdin: bytes | None) -> bytes | None:
+class Payload(Protocol):
+    """Input too large to hold in memory (a release), read by offset from any thread."""
+
+    @property
+    def size(self) -> int: ...
+    def read_at(self, offset: int, length: int) -> bytes: ...
+
+
+Input = bytes | Payload  # what a command may read on its stdin
+
+
+def input_bytes(stdin: Input) -> bytes:
+    """All of it, for transports that cannot stream."""
+    return stdin if isinstance(stdin, bytes) else stdin.read_at(0, stdin.size)
+
+
+def input_size(stdin: Input) -> int:
+    return len(stdin) if isinstance(stdin, bytes) else stdin.size
+
+
+def with_environment(command: Command, stdin: Input | None) -> Input | None:
     """The stdin to send: the command's environment (see `Command.input`), or `stdin`; one
     command cannot take both."""
     environment = command.input()
@@ -62,7 +82,7 @@ class Transport(Protocol):
     host: str
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
         sent: Callable[[int], None] | None = None,  # told how much of stdin went, as it goes
     ) -> CommandResult: ...
 

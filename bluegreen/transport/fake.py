@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bluegreen.shell import Command
-from bluegreen.transport.base import CommandResult
+from bluegreen.transport.base import CommandResult, Input, input_bytes
 from bluegreen.transport.tunnel import Tunnel
 
 Handler = Callable[[Command, bytes | None], tuple[int, str, str]]
@@ -26,13 +26,14 @@ class FakeTransport:
     closed: bool = False
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
         sent: Callable[[int], None] | None = None,
     ) -> CommandResult:
         self.calls.append(command)
-        status, stdout, stderr = self.handler(command, stdin)
-        if sent is not None and stdin:
-            sent(len(stdin))
+        data = input_bytes(stdin) if stdin is not None else None
+        status, stdout, stderr = self.handler(command, data)
+        if sent is not None and data:
+            sent(len(data))
         return CommandResult(self.host, str(command), status, stdout, stderr)
 
     @contextmanager

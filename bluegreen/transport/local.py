@@ -13,7 +13,13 @@ from contextlib import contextmanager
 
 from bluegreen.errors import CommandTimeout, ConnectError
 from bluegreen.shell import Command
-from bluegreen.transport.base import CommandResult, with_environment
+from bluegreen.transport.base import (
+    CommandResult,
+    Input,
+    input_bytes,
+    input_size,
+    with_environment,
+)
 from bluegreen.transport.tunnel import Tunnel
 
 
@@ -24,7 +30,7 @@ class LocalTransport:
         self._command_timeout = command_timeout
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
         sent: Callable[[int], None] | None = None,
     ) -> CommandResult:
         if self._sudo:
@@ -45,9 +51,9 @@ class LocalTransport:
                 f"cannot run `{command}`: {exc.strerror}.", where=self.host
             ) from None
         try:
-            stdout, stderr = process.communicate(stdin or b"", timeout=limit)
+            stdout, stderr = process.communicate(input_bytes(stdin or b""), timeout=limit)
             if sent is not None and stdin:
-                sent(len(stdin))
+                sent(input_size(stdin))
         except BaseException as exc:
             # a timeout, or Ctrl-C/SIGTERM: the command and everything it started go with it
             _kill_group(process)

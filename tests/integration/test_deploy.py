@@ -320,7 +320,7 @@ def test_hosts_fetch_a_release_from_release_url_and_verify_its_checksum(
     store = tmp_path / "artifacts"
     store.mkdir()
     artifact = package(service.release("v2"), release="v2")
-    (store / "shop-v2.tar.gz").write_bytes(artifact.data)
+    (store / "shop-v2.tar.gz").write_bytes(artifact.read_bytes())
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(store))
     address = service.fleet["lb1"].address  # an artifact store the app hosts can reach
     server = http.server.ThreadingHTTPServer((address, 0), handler)

@@ -13,6 +13,7 @@ from bluegreen.errors import (
     ConnectError,
     ForwardingRefused,
 )
+from bluegreen.transport.base import Input, input_size
 from bluegreen.waiting import poll_until
 
 if TYPE_CHECKING:
@@ -38,26 +39,33 @@ _ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open fa
 
 _SEND_CHUNK = 1 << 18  # each chunk is still re-sliced per packet: keep it small
 
-def send_all(channel: Any, data: bytes, deadline: float,
-              sent: Callable[[int], None] | None = None) -> bool:
+def send_all(channel: Any, data: Input, deadline: float,
+             sent: Callable[[int], None] | None = None) -> bool:
     """`channel.sendall` in bounded chunks (paramiko's sendall re-slices what remains after
     every packet, which copies the rest each time — quadratic in the size of a release), each
-    bounded by the command's deadline: a host that stops reading cannot hang an upload. False
-    when the deadline passed."""
-    view = memoryview(data)
-    for offset in range(0, len(view), _SEND_CHUNK):
+    bounded by the command's deadline: a host that stops reading cannot hang an upload. A
+    payload is read a chunk at a time, never whole. False when the deadline passed."""
+    size = input_size(data)
+    for offset in range(0, size, _SEND_CHUNK):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
+        chunk = _chunk(data, offset)
         channel.settimeout(remaining)
         try:
-            channel.sendall(view[offset:offset + _SEND_CHUNK].tobytes())
+            channel.sendall(chunk)
         except TimeoutError:
             return False
         if sent is not None:
-            sent(min(offset + _SEND_CHUNK, len(view)))
+            sent(min(offset + _SEND_CHUNK, size))
     channel.settimeout(None)
     return True
+
+def _chunk(data: Input, offset: int) -> bytes:
+    if isinstance(data, bytes):
+        return data[offset:offset + _SEND_CHUNK]
+    return data.read_at(offset, _SEND_CHUNK)
+
 
 NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off
 

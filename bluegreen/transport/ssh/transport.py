@@ -18,7 +18,7 @@ from bluegreen.errors import (
     ForwardingRefused,
 )
 from bluegreen.shell import Command
-from bluegreen.transport.base import CommandResult, with_environment
+from bluegreen.transport.base import CommandResult, Input, input_size, with_environment
 from bluegreen.transport.ssh.channel import (
     NO_EXIT_STATUS,
     collect,
@@ -63,7 +63,7 @@ class SSHTransport:
         return cls(target, settings, client, jump_clients)
 
     def run(
-        self, command: Command, *, timeout: float | None = None, stdin: bytes | None = None,
+        self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
         sent: Callable[[int], None] | None = None,
     ) -> CommandResult:
         import paramiko
@@ -94,7 +94,8 @@ class SSHTransport:
                 if not send_all(channel, stdin, deadline, sent):
                     channel.close()
                     raise CommandTimeout(
-                        f"`{command}` stopped reading its input ({len(stdin)} bytes) and did "
+                        f"`{command}` stopped reading its input ({input_size(stdin)} bytes) and "
+                        "did "
                         f"not finish within {limit:g} s; it is killed on the host.",
                         where=self.host,
                         hint="Check the host's disk and load; raise ssh.command_timeout if a "
