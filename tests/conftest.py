@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ def write_inventory(path: Path, data: dict[str, Any]) -> Path:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+    # what `check` remembers goes to a cache of the tests', not the user's
+    full_env["XDG_CACHE_HOME"] = str(Path(tempfile.gettempdir()) / "bluegreen-tests-cache")
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "bluegreen", *args],

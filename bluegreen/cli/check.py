@@ -18,6 +18,11 @@ def check(ctx: typer.Context) -> None:
         reporter.phase(f"checking {len(inventory.all_hosts)} host(s) of {inventory.service}")
         rows = run_checks(inventory)
         code = exit_code_for(rows)
+        from bluegreen.versions import remember_drivers
+
+        remember_drivers(inventory.service, {
+            row.host: f"{row.check.removesuffix(' installed')} {row.version}"
+            for row in rows if row.version})
         data = {"service": inventory.service, "ok": code == 0, "exit_code": code,
                 "checks": [row.to_dict() for row in rows]}
         human = None

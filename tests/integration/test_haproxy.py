@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bluegreen.balancer.base import parse_version
+from tests.conftest import run_cli
 from tests.integration.service import HAProxy, LoadDuring, Service
 
 
@@ -131,6 +132,10 @@ def test_check_reports_the_version_of_each_balancer(mixed_balancers: Service) ->
     rows = {(r["host"], r["check"]): r for r in json.loads(result.stdout)["data"]["checks"]}
     assert rows["lb1", "nginx installed"]["version"] == local("nginx", "-v")
     assert rows["lb2", "haproxy installed"]["version"] == local("haproxy", "-v")
+    # and `--version` shows what this check found
+    version = run_cli("--version").stdout
+    assert ("found by `check` (shop, " in version and f"lb1 nginx {local('nginx', '-v')}, "
+            f"lb2 haproxy {local('haproxy', '-v')}" in version), version
     assert all(rows[key]["ok"] for key in (("lb1", "nginx installed"),
                                            ("lb2", "haproxy installed")))
     assert rows["lb2", "haproxy installed"]["version"].startswith("2.")
