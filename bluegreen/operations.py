@@ -100,7 +100,8 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
     assert options.step_pause is not None
     result = started
     canary = started["canary"]
-    ours = replace(options, full=False,
+    # another terminal may hold the lock for a moment (its own promote or abort): wait for it
+    ours = replace(options, full=False, lock_wait=max(options.lock_wait, options.step_pause),
                    expect_canary=(canary["colour"], canary["release"], canary["since"]))
     waited_unjudged = 0
     while result.get("canary"):
