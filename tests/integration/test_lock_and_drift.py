@@ -36,7 +36,9 @@ def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 
 
 def test_a_second_deploy_is_refused_then_queues_with_lock_wait(service: Service) -> None:
     assert service.deploy("v1").returncode == 0
-    slow = service.release("v2", slow_start=4)
+    # slow enough that the refusal, the lock status and the queued deploy below all happen
+    # while it holds the lock, also with the CPUs busy
+    slow = service.release("v2", slow_start=12)
     first = start_cli(service, "deploy", "--source", str(slow), "--release", "v2")
     try:
         wait_for_line(first, "health-check")
