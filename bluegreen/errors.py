@@ -152,9 +152,14 @@ class NoCanary(UsageError):
 
 class CanaryNotJudged(CanaryInProgress):
     """`canary promote` with analysis configured, before the canary answered enough requests
-    to be judged: it stays where it is."""
+    to be judged (or without the counters to judge from): it stays where it is."""
 
     code = "canary_not_judged"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 waiting_helps: bool = True):
+        super().__init__(message, where=where, hint=hint)
+        self.waiting_helps = waiting_helps  # more traffic can make it judgeable
 
 
 class CanaryAborted(BluegreenError):

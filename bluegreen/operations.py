@@ -111,9 +111,9 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
         cancel.sleep(options.step_pause)
         try:
             result = canary_promote(inventory, reporter, options=ours)
-        except CanaryNotJudged:
+        except CanaryNotJudged as error:
             waited_unjudged += 1
-            if waited_unjudged > _UNJUDGED_PAUSES:
+            if not error.waiting_helps or waited_unjudged > _UNJUDGED_PAUSES:
                 raise
             reporter.warn("too few requests to judge the canary yet: one more pause")
             continue
@@ -630,6 +630,11 @@ def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
                     f"went back to {state.live} and {canary.colour} (release {canary.release}) "
                     "was marked failed.",
                     hint="`bluegreen status` shows it; fix the release and deploy it again.")
+            if verdict.unbased:
+                raise CanaryNotJudged(
+                    f"the canary cannot be judged: {verdict.describe()}; nothing changed.",
+                    hint="`canary promote --skip-analysis` moves it on; the next step is judged "
+                         "again.", waiting_helps=False)
             if not verdict.judged:
                 raise CanaryNotJudged(
                     f"the canary cannot be judged yet: {verdict.requests} request(s) since its "
