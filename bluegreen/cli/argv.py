@@ -4,6 +4,7 @@ kubectl). The parser only knows them before it, so they are moved there first.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,7 +60,8 @@ def hoist_global_options(args: Sequence[str], lookup: Lookup) -> list[str]:
         elif token in GLOBAL_WITH_VALUE and index + 1 < len(tokens):
             moved.extend(tokens[index:index + 2])
             index += 1
-        elif token.startswith("--inventory="):
+        elif (token.startswith("--inventory=") or _attached_inventory(token, shape)
+              or _SHORT_GLOBAL_CLUSTER.fullmatch(token)):  # -vy
             moved.append(token)
         elif token in shape.options_with_value and index + 1 < len(tokens):
             rest.extend(tokens[index:index + 2])
@@ -71,6 +73,17 @@ def hoist_global_options(args: Sequence[str], lookup: Lookup) -> list[str]:
         return list(args)
     command_at = len(before) - 1  # the command name is the last token read before the rest
     return before[:command_at] + moved + before[command_at:] + rest
+
+
+# short global flags written together (`-vy`); a cluster with any of the command's own flags
+# stays where it is (the parser reports it)
+_SHORT_GLOBAL_CLUSTER = re.compile(r"-[vy]{2,}")
+
+
+def _attached_inventory(token: str, shape: CommandShape) -> bool:
+    """`-iFILE`, unless the command has an `-i…` option of its own."""
+    return (token.startswith("-i") and len(token) > 2 and not token.startswith("--")
+            and "-i" not in shape.options_with_value)
 
 
 def click_lookup(root: Any) -> Lookup:

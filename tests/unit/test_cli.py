@@ -76,6 +76,8 @@ def test_hoisting_keeps_the_values_of_the_commands_own_options() -> None:
     assert hoist("nosuch", "--json") == ["nosuch", "--json"]  # the parser reports it
     assert hoist("deploy", "--inventory=c.yml") == ["--inventory=c.yml", "deploy"]
     assert hoist("--json", "deploy") == ["--json", "deploy"]
+    assert hoist("deploy", "-vy", "-iprod.yml") == ["-vy", "-iprod.yml", "deploy"]
+    assert hoist("deploy", "-vn") == ["deploy", "-vn"]  # not all global: left to the parser
 
 
 def test_bash_completion_completes_commands_options_and_colours(tmp_path: Path) -> None:
