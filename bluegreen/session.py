@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
-from bluegreen.balancer.base import BalancerTraffic, file_loaded, parse_header
+from bluegreen.balancer.base import Balancer, BalancerTraffic, file_loaded, parse_header
 from bluegreen.connections import Connections
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
@@ -32,6 +33,9 @@ from bluegreen.state import (
     now,
     sha256_text,
 )
+from bluegreen.transport.base import Transport
+
+T = TypeVar("T")
 
 
 class Session:
@@ -134,36 +138,36 @@ class Session:
     def runtime_serving(self) -> dict[str, str | None]:
         """What each balancer with a runtime to ask really serves ("blue", "green",
         "blue+green", "none"; None when it cannot be read); the others are left out."""
-        def read(host: HostSpec) -> str | None:
-            return self.sites[host.name].driver.serving(self.connections[host.name],
-                                                        self.inventory.upstream_name)
-
-        serving = fan_out(self.balancers, read, step="read balancer runtime",
-                          name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
-        return {b.name: value for b, value in zip(self.balancers, serving, strict=True)
-                if value is not None}
+        serving = self._ask_drivers(lambda driver, transport, upstream:
+                                    driver.serving(transport, upstream),
+                                    step="read balancer runtime")
+        return {host: value for host, value in serving.items() if value is not None}
 
     def lingering(self) -> dict[str, dict[str, object]]:
         """Per balancer, what earlier flips left running (old workers, sessions per colour)."""
-        def read(host: HostSpec) -> dict[str, object]:
-            return self.sites[host.name].driver.lingering(self.connections[host.name],
-                                                          self.inventory.upstream_name)
-
-        found = fan_out(self.balancers, read, step="read balancer workers",
-                        name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
-        return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
+        return self._ask_drivers(lambda driver, transport, upstream:
+                                 driver.lingering(transport, upstream),
+                                 step="read balancer workers")
 
     def traffic(self) -> dict[str, BalancerTraffic]:
         """Per balancer that keeps per-server counters (HAProxy with its admin socket), what
         it counted; balancers without them, or whose counters cannot be read, are left out."""
-        def read(host: HostSpec) -> BalancerTraffic | None:
-            return self.sites[host.name].driver.traffic(self.connections[host.name],
-                                                        self.inventory.upstream_name)
+        found = self._ask_drivers(lambda driver, transport, upstream:
+                                  driver.traffic(transport, upstream),
+                                  step="read balancer counters")
+        return {host: value for host, value in found.items() if value is not None}
 
-        found = fan_out(self.balancers, read, step="read balancer counters",
-                        name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
-        return {b.name: value for b, value in zip(self.balancers, found, strict=True)
-                if value is not None}
+    def _ask_drivers(self, ask: Callable[[Balancer, Transport, str], T], *, step: str
+                     ) -> dict[str, T]:
+        """Ask every balancer's driver, in parallel, with its connection and the upstream's
+        name; the answers by balancer."""
+        def read(host: HostSpec) -> T:
+            return ask(self.sites[host.name].driver, self.connections[host.name],
+                       self.inventory.upstream_name)
+
+        found = fan_out(self.balancers, read, step=step, name=lambda b: b.name,
+                        parallelism=self.inventory.ssh.parallelism)
+        return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
 
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.integration.service import LoadDuring, Service
 
@@ -91,26 +91,41 @@ def test_a_canary_on_haproxy_runtime_then_abort(haproxy_service: Service) -> Non
     assert service.cli("canary", "abort", inventory=inventory).returncode == 2  # none running
 
 
-class KeepAliveClient:
-    """One strict keep-alive client, in its own thread: requests on one connection for as long
-    as it lasts, never retried — a request that fails counts as failed (bounded in time and
-    count)."""
+BackgroundT = TypeVar("BackgroundT", bound="Background")
 
-    def __init__(self, host: str, port: int, *, limit: float = 120, max_requests: int = 60000):
-        self.address = (host, port)
-        self.limit, self.max_requests = limit, max_requests
-        self.ok = self.failed = self.connections = 0
-        self.errors: list[str] = []
+
+class Background:
+    """`with Subclass(…) as load:` runs its `_run` in a thread for the block's span (`_run`
+    itself bounds it, by `limit` seconds)."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> KeepAliveClient:
+    def __enter__(self: BackgroundT) -> BackgroundT:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class KeepAliveClient(Background):
+    """One strict keep-alive client, in its own thread: requests on one connection for as long
+    as it lasts, never retried — a request that fails counts as failed (bounded in time and
+    count)."""
+
+    def __init__(self, host: str, port: int, *, limit: float = 120, max_requests: int = 60000):
+        super().__init__(limit)
+        self.address = (host, port)
+        self.max_requests = max_requests
+        self.ok = self.failed = self.connections = 0
+        self.errors: list[str] = []
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
@@ -297,23 +312,14 @@ def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service
     assert served(service, 20) == Counter({"v2": 20})
 
 
-class ReleaseLoad:
+class ReleaseLoad(Background):
     """Bounded background load (new connections, ~100/s): per release, requests and errors."""
 
     def __init__(self, service: Service, limit: float = 90):
-        self.service, self.limit = service, limit
+        super().__init__(limit)
+        self.service = service
         self.answered: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ReleaseLoad:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
