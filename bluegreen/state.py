@@ -80,8 +80,9 @@ class Canary:
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """For results and `status`: without the raw counters."""
-        return {k: v for k, v in asdict(self).items() if k != "baseline"}
+        """For results and `status`: without the raw counters, with the next step's weight."""
+        return {**{k: v for k, v in asdict(self).items() if k != "baseline"},
+                "next_weight": self.next_weight}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))  # a list when read from JSON

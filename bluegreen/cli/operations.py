@@ -8,7 +8,7 @@ import typer
 
 from bluegreen.cli.common import app_context, reported_errors
 from bluegreen.cli.options import DryRun, LockWait
-from bluegreen.cli.render import operation_result
+from bluegreen.cli.render import canary_next, operation_result
 from bluegreen.model import Colour
 
 ColourChoice = Annotated[Optional[Colour],  # noqa: UP045 - typer reads the annotation
@@ -158,16 +158,13 @@ def canary_status(ctx: typer.Context) -> None:
                 console.print("no canary in progress", markup=False)
                 return
             steps = canary.get("steps") or [canary["weight"]]
-            later = [step for step in steps if step > canary["weight"]]
             console.print(f"canary: {canary['colour']} runs release {canary['release']} with "
                           f"{canary['weight']}% of the traffic since {canary['since']}"
                           + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1
                              else ""), markup=False)
             if result.get("analysis"):
                 console.print(f"analysis: {result['analysis']['described']}", markup=False)
-            console.print("next: `bluegreen canary promote` gives it "
-                          + (f"{later[0]}%" if later else "all the traffic")
-                          + "; `bluegreen canary abort` sends it all back", markup=False)
+            console.print(canary_next(canary), markup=False)
 
         context.reporter.result(result, human=show)
 

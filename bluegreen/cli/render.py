@@ -23,16 +23,12 @@ def operation_result(data: dict[str, Any]) -> Any:
             return
         canary = data.get("canary")
         if canary:
-            steps = canary.get("steps") or [canary["weight"]]
-            later = [step for step in steps if step > canary["weight"]]
             console.print(f"[bold yellow]canary:[/bold yellow] {canary['colour']} runs release "
                           f"{escape(str(canary['release']))} with {canary['weight']}% of the "
                           "traffic, "
                           f"{data['live']} (live) {100 - canary['weight']}%; generation "
                           f"{data['generation']}")
-            console.print("next: `bluegreen canary promote` gives it "
-                          + (f"{later[0]}%" if later else "all the traffic")
-                          + ", `bluegreen canary abort` sends it all back")
+            console.print(canary_next(canary), markup=False)
             return
         console.print(f"[bold green]{data['live']} is live[/bold green] — release "
                       f"{escape(str(data['release']))}, generation {data['generation']}"
@@ -43,6 +39,14 @@ def operation_result(data: dict[str, Any]) -> Any:
                           f"{', '.join(data['out_of_traffic'])}")
 
     return show
+
+
+def canary_next(canary: dict[str, Any]) -> str:
+    """What the canary commands would do next (`canary` as `Canary.to_dict` gives it)."""
+    weight = canary.get("next_weight")
+    return ("next: `bluegreen canary promote` gives it "
+            + (f"{weight}%" if weight else "all the traffic")
+            + "; `bluegreen canary abort` sends it all back")
 
 
 def status_result(data: dict[str, Any]) -> Any:
