@@ -32,8 +32,9 @@ OBJECTS: dict[str, str] = {
         "`hosts.balancer` unless that host overrides it."),
     "VerifySettings": "Verification of a flip through the public URL(s).",
     "CanarySettings": (
-        "How a canary is judged: thresholds the analysis checks at each step, from the "
-        "balancer's own per-server counters."),
+        "A canary's steps, and how it is judged: thresholds the analysis checks at each step, "
+        "from the balancer's own per-server counters."),
+    "CanaryStep": "One step of a canary: its share of the traffic and how long it lasts.",
     "DeploySettings": (
         "How a deploy treats its target's unhealthy instances and an idle colour that still "
         "holds connections."),
@@ -70,7 +71,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "balancer": "The load balancer in front of the colours: nginx, HAProxy or Caddy.",
         "verify": "Verification of a flip through the public URL(s).",
         "deploy": "How a deploy treats unhealthy instances and an idle colour's connections.",
-        "canary": "Thresholds of the automatic analysis of a canary (`deploy --canary`).",
+        "canary": ("Canary deploys: their steps and the thresholds of their automatic "
+                   "analysis."),
         "lock": "When an operation's lock counts as stale.",
         "hooks": "Commands run at fixed points of an operation.",
         "secrets": (
@@ -350,6 +352,11 @@ FIELDS: dict[str, dict[str, str]] = {
             "batch starts. Null: all at once."),
     },
     "CanarySettings": {
+        "steps": (
+            "Makes every `deploy` a canary through these steps: the new release takes the "
+            "first step's share of the traffic, and each next step comes after its pause (and "
+            "the analysis), then all the traffic. `deploy --canary` replaces the steps, "
+            "`--step-pause` every pause, `--no-canary` deploys straight. Empty: no canary."),
         "max_error_rate": (
             "Automatic analysis of a canary (`deploy --canary`): at most this per cent of the "
             "canary's requests since its step began may be answered 5xx, as HAProxy counts "
@@ -362,7 +369,14 @@ FIELDS: dict[str, dict[str, str]] = {
         "min_requests": (
             "How many requests the canary must have answered since its step began before the "
             "analysis judges it; with fewer, `canary promote` changes nothing and exits 12 "
-            "(`deploy --step-pause` waits up to three more pauses for them)."),
+            "(a step with a timed pause waits up to three more pauses for them)."),
+    },
+    "CanaryStep": {
+        "weight": "The canary's share of the traffic at this step, in per cent (1–99), rising.",
+        "pause": (
+            "How long this step lasts, in seconds, before its analysis and the next step, taken "
+            "by the running `deploy` or `canary promote`; `manual` (the default): until "
+            "`bluegreen canary promote`."),
     },
     "LockSettings": {
         "stale_after": (

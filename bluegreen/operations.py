@@ -65,7 +65,10 @@ class Options:
     skip_analysis: bool = False  # canary promote: without judging the canary first
     # canary promote: only the canary with this (colour, release, since), else NoCanary
     expect_canary: tuple[str, str | None, str] | None = None
-    step_pause: float | None = None  # deploy --canary: promote by itself after each pause
+    step_pause: float | None = None  # deploy: every canary step lasts this long (--step-pause)
+    no_canary: bool = False  # deploy: straight to all the traffic despite canary.steps
+    canary_pauses: tuple[float | None, ...] = ()  # each step's pause (None: manual)
+    canary_from_inventory: bool = False  # canary.steps: a first deploy goes straight live
 
 
 def canary_steps(text: str) -> tuple[int, ...]:
@@ -81,36 +84,63 @@ def canary_steps(text: str) -> tuple[int, ...]:
     return steps
 
 
+def canary_schedule(inventory: Inventory, options: Options
+                    ) -> tuple[tuple[int, ...], tuple[float | None, ...]] | None:
+    """A deploy's canary steps and their pauses: `--canary` (each step lasting `--step-pause`,
+    or until `canary promote`), else the inventory's `canary.steps` (their pauses, unless
+    `--step-pause`), else none — and none with `--no-canary`."""
+    if options.no_canary:
+        if options.canary is not None or options.step_pause is not None:
+            raise UsageError("--no-canary deploys straight to all the traffic; it does not go "
+                             "with --canary or --step-pause.", where="--no-canary")
+        return None
+    if options.canary is not None:
+        return options.canary, (options.step_pause,) * len(options.canary)
+    if inventory.canary.steps:
+        steps = inventory.canary.steps
+        return (tuple(step.weight for step in steps),
+                tuple(options.step_pause if options.step_pause is not None
+                      else step.pause_seconds for step in steps))
+    if options.step_pause is not None:
+        raise UsageError("--step-pause steps a canary: give --canary too, or set canary.steps "
+                         "in the inventory.", where="--step-pause",
+                         hint="E.g. --canary 10,50 --step-pause 5m.")
+    return None
+
+
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
            to: Colour | None, options: Options, sha256: str | None = None) -> dict[str, Any]:
+    schedule = canary_schedule(inventory, options)
+    options = replace(options, canary=schedule[0] if schedule else None,
+                      canary_pauses=schedule[1] if schedule else (),
+                      canary_from_inventory=bool(schedule) and options.canary is None)
     result = _deploy_once(inventory, reporter, source=source, release=release, to=to,
                           options=options, sha256=sha256)
-    if options.step_pause is None or not result.get("canary"):
+    if options.dry_run or not result.get("canary"):
         return result
     return _step_through(inventory, reporter, options, result)
 
 
 def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
                   started: dict[str, Any]) -> dict[str, Any]:
-    """`deploy --canary … --step-pause`: after each pause, `canary promote` — its analysis,
-    then the next step, and after the last step all the traffic — until the canary is live or
-    aborted. Between steps no lock is held and the state records the canary, so `canary
-    abort` or `promote` from another terminal (or a killed bluegreen) leaves nothing half-done;
-    a canary ended meanwhile ends the stepping."""
-    assert options.step_pause is not None
+    """A canary's timed steps: after each step's pause, `canary promote` — its analysis, then
+    the next step, and after the last step all the traffic — until the canary is live, aborted,
+    or at a step that waits for a manual `canary promote`. Between steps no lock is held and
+    the state records the canary, so `canary abort` or `promote` from another terminal (or a
+    killed bluegreen) leaves nothing half-done; a canary ended meanwhile ends the stepping."""
     result = started
     canary = started["canary"]
-    # another terminal may hold the lock for a moment (its own promote or abort): wait for it
-    ours = replace(options, full=False, lock_wait=max(options.lock_wait, options.step_pause),
+    ours = replace(options, full=False,
                    expect_canary=(canary["colour"], canary["release"], canary["since"]))
     waited_unjudged = 0
-    while result.get("canary"):
-        weight = result["canary"]["weight"]
-        reporter.phase(f"canary at {weight}%: pause {options.step_pause:g} s before the next "
-                       "step")
-        cancel.sleep(options.step_pause)
+    while result.get("canary") and result["canary"]["pause"] is not None:
+        weight, pause = result["canary"]["weight"], result["canary"]["pause"]
+        reporter.phase(f"canary at {weight}%: pause {pause:g} s before the next step")
+        cancel.sleep(pause)
         try:
-            result = canary_promote(inventory, reporter, options=ours)
+            # another terminal may hold the lock for a moment (its own promote or abort)
+            result = _promote_once(inventory, reporter,
+                                   options=replace(ours, lock_wait=max(options.lock_wait, pause)))
         except CanaryNotJudged as error:
             waited_unjudged += 1
             if not error.waiting_helps or waited_unjudged > _UNJUDGED_PAUSES:
@@ -139,6 +169,10 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
         state, current = session.agreed_state()
         _refuse_during_canary(state, "deploy")
         target = to or (state.live.other if state.live else Colour.BLUE)
+        if options.canary_from_inventory and state.live is None:
+            reporter.warn("nothing is live yet, so this first deploy takes all the traffic; "
+                          "canary.steps apply from the next one")
+            options = replace(options, canary=None, canary_pauses=())
         if options.canary is not None:
             _require_weights(session, state)
             if inventory.canary.analysed and not session.traffic():
@@ -157,19 +191,21 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
         plan = build_deploy_plan(inventory, state=state, release=artifact.release, target=target,
                                  current=current)
         if options.dry_run:
-            return _dry_run(plan.describe())
+            return _dry_run(plan.describe() + _describe_canary(options))
         record = {"operation": "deploy", "from": _name(state.live), "to": target.value,
                   "release": artifact.release}
         return recorded(session, record, lambda: _deploy(
             session, state, plan, artifact, AppStack(inventory, app),
             retire_after=options.retire_after,
             drain_idle=options.drain and inventory.deploy.drain, record=record,
-            canary=options.canary), pre="pre_deploy", post="post_deploy")
+            canary=options.canary, pauses=options.canary_pauses),
+            pre="pre_deploy", post="post_deploy")
 
 
 def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
             stack: AppStack, *, retire_after: float | None, drain_idle: bool,
-            record: dict[str, Any], canary: tuple[int, ...] | None = None) -> dict[str, Any]:
+            record: dict[str, Any], canary: tuple[int, ...] | None = None,
+            pauses: tuple[float | None, ...] = ()) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     target = plan.target
     specs = [steps.spec for steps in plan.instances]
@@ -230,7 +266,7 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
                                   since=now(), replaced=None, error=None, out=unhealthy)
         new_state = _canary_flip(session, state, Canary(
             colour=target.value, release=artifact.release, weight=canary[0], since=now(),
-            by=actor(), steps=canary))
+            by=actor(), steps=canary, pauses=pauses))
         _prune(session, stack, specs)
         return {**_summary(new_state, flip, release=artifact.release),
                 "previous": None,  # nothing left traffic: the live colour keeps its share
@@ -606,6 +642,27 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
 
 def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
                    ) -> dict[str, Any]:
+    """The canary's next step, then — while the steps it reaches have a timed pause — the ones
+    after it, as `deploy` steps them."""
+    result = _promote_once(inventory, reporter, options=options)
+    if options.dry_run or not result.get("canary"):
+        return result
+    return _step_through(inventory, reporter, options, result)
+
+
+def _describe_canary(options: Options) -> list[str]:
+    if not options.canary:
+        return []
+    steps = ", ".join(
+        f"{weight}% ({'until `canary promote`' if pause is None else f'{pause:g} s'})"
+        for weight, pause in itertools.zip_longest(options.canary, options.canary_pauses))
+    return [f"then a canary instead of the flip above: the live colour keeps the rest of the "
+            f"traffic while the new release takes {steps}; each next "
+            "step after the canary's analysis, then all the traffic"]
+
+
+def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
+                  ) -> dict[str, Any]:
     """The canary's next step: its next weight, or — after the last step, or with `full` — all
     the traffic: its colour becomes the live colour and the stable one stays running for
     rollback (a normal flip, verified through the public URL(s))."""

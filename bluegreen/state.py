@@ -67,7 +67,9 @@ class Operation:
 class Canary:
     """A release taking part of the traffic: `colour` runs `release` and gets `weight` per cent,
     the live colour the rest, until `canary promote` or `canary abort`. `steps`: the weights
-    planned (`deploy --canary 5,25,50`); each `canary promote` moves to the next, then to all."""
+    planned (`deploy --canary 5,25,50`); each `canary promote` moves to the next, then to all.
+    `pauses`: how long each step lasts before the next is taken by itself (seconds), None (or
+    missing) for a step that waits for `canary promote`."""
 
     colour: str
     release: str | None
@@ -75,6 +77,7 @@ class Canary:
     since: str
     by: str
     steps: tuple[int, ...] = ()
+    pauses: tuple[float | None, ...] = ()
     # the balancers' counters when this step began (`canary_analysis.Baseline`), what the
     # analysis compares with; empty when the canary is not analysed
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -82,10 +85,20 @@ class Canary:
     def to_dict(self) -> dict[str, Any]:
         """For results and `status`: without the raw counters, with the next step's weight."""
         return {**{k: v for k, v in asdict(self).items() if k != "baseline"},
-                "next_weight": self.next_weight}
+                "next_weight": self.next_weight, "pause": self.pause}
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", tuple(self.steps))  # a list when read from JSON
+        object.__setattr__(self, "steps", tuple(self.steps))  # lists when read from JSON
+        object.__setattr__(self, "pauses", tuple(self.pauses))
+
+    @property
+    def pause(self) -> float | None:
+        """How long this step lasts before the next one is taken by itself; None: until
+        `canary promote`."""
+        if self.weight not in self.steps:
+            return None
+        index = self.steps.index(self.weight)
+        return self.pauses[index] if index < len(self.pauses) else None
 
     @property
     def next_weight(self) -> int | None:

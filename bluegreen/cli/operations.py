@@ -37,9 +37,12 @@ def deploy(
              "all of it; `abort` ends it.")] = None,
     step_pause: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--step-pause", metavar="DURATION",
-        help="With --canary: after each step, wait DURATION (30s, 5m), then promote by "
-             "itself — judged first when canary: thresholds are set — until the canary is live "
-             "or aborted.")] = None,
+        help="With a canary (--canary, or canary.steps): each step lasts DURATION (30s, 5m), "
+             "then the next is taken by itself — judged first when canary: thresholds are set "
+             "— until the canary is live or aborted.")] = None,
+    no_canary: Annotated[bool, typer.Option(
+        "--no-canary", help="Deploy straight to all the traffic, without the inventory's "
+                            "canary.steps.")] = False,
     no_drain: Annotated[bool, typer.Option(
         "--no-drain", help="Stop the idle colour at once, cutting the connections it still "
                            "holds (they are counted), instead of draining them first "
@@ -57,16 +60,12 @@ def deploy(
         drain = parse_duration(retire_after, option="--retire-after") if retire_after else None
         steps = canary_steps(canary) if canary is not None else None
         pause = parse_duration(step_pause, option="--step-pause") if step_pause else None
-        if pause is not None and steps is None:
-            from bluegreen.errors import UsageError
-
-            raise UsageError("--step-pause steps a canary: give --canary too.",
-                             where="--step-pause", hint="E.g. --canary 10,50 --step-pause 5m.")
         result = run_deploy(context.inventory(), context.reporter, source=source,
                             release=release, to=to, sha256=sha256,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait,
                                             retire_after=drain, drain=not no_drain,
-                                            canary=steps, step_pause=pause))
+                                            canary=steps, step_pause=pause,
+                                            no_canary=no_canary))
         context.reporter.result(result, human=operation_result(result))
 
 
@@ -179,7 +178,8 @@ def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
                        "canary: thresholds first.")] = False,
                    ) -> None:
     """The canary's next step; after the last one (or with --full), all the traffic: its colour
-    becomes live (verified)."""
+    becomes live (verified). Steps with a timed pause (canary.steps, --step-pause) then follow
+    by themselves."""
     context = app_context(ctx)
     with reported_errors(context):
         from bluegreen.operations import Options

@@ -43,8 +43,10 @@ def operation_result(data: dict[str, Any]) -> Any:
 
 def canary_next(canary: dict[str, Any]) -> str:
     """What the canary commands would do next (`canary` as `Canary.to_dict` gives it)."""
-    weight = canary.get("next_weight")
-    return ("next: `bluegreen canary promote` gives it "
+    weight, pause = canary.get("next_weight"), canary.get("pause")
+    timed = (f"this step lasts {pause:g} s while a `deploy` or `canary promote` steps it; "
+             if pause is not None else "")
+    return (f"next: {timed}`bluegreen canary promote` gives it "
             + (f"{weight}%" if weight else "all the traffic")
             + "; `bluegreen canary abort` sends it all back")
 

@@ -12,6 +12,7 @@ from bluegreen.inventory.model import (
     BalancerOverride,
     BalancerSettings,
     CanarySettings,
+    CanaryStep,
     Colours,
     ColourSpec,
     DeploySettings,
@@ -32,9 +33,9 @@ from bluegreen.inventory.validate import key_path, validate_inventory
 from bluegreen.inventory.yaml_text import parse_yaml
 
 __all__ = [
-    "AppSettings", "BalancerOverride", "BalancerSettings", "CanarySettings", "ColourSpec",
-    "Colours", "DeploySettings", "HealthSettings", "Hook", "Hooks", "HostSpec", "Hosts",
-    "Inventory", "LockSettings", "ReleaseSettings", "SSHSettings", "SecretRef",
+    "AppSettings", "BalancerOverride", "BalancerSettings", "CanarySettings", "CanaryStep",
+    "ColourSpec", "Colours", "DeploySettings", "HealthSettings", "Hook", "Hooks", "HostSpec",
+    "Hosts", "Inventory", "LockSettings", "ReleaseSettings", "SSHSettings", "SecretRef",
     "VerifySettings", "json_schema", "key_path", "load_inventory", "parse_yaml",
     "validate_inventory",
 ]

@@ -243,7 +243,20 @@ class SecretRef(_Strict, frozen=True):
     env: Text
 
 
+class CanaryStep(_Strict, frozen=True):
+    weight: Annotated[int, msgspec.Meta(ge=1, le=99)]  # per cent of the traffic
+    # seconds this step lasts before its analysis and the next step, or "manual": until
+    # `bluegreen canary promote`
+    pause: NonNegative | Literal["manual"] = "manual"
+
+    @property
+    def pause_seconds(self) -> float | None:
+        return None if self.pause == "manual" else float(self.pause)
+
+
 class CanarySettings(_Strict, frozen=True):
+    # every deploy is a canary through these steps (unless `deploy --canary`/`--no-canary`)
+    steps: tuple[CanaryStep, ...] = ()
     # at most this per cent of the canary's requests may be answered 5xx
     max_error_rate: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
     # the canary's mean response time at most this many times the stable colour's

@@ -5,6 +5,7 @@ secrets resolved from the environment."""
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,14 @@ def _translate(text: str, path: Path) -> InventoryError:
         loc = (*loc, field.group(1))
         message = "this key is required."
         hint = "See inventories/example.yml for what it holds."
+    elif message.startswith("Invalid enum value") and _literals_at(loc):
+        allowed = _literals_at(loc)
+        given = message.split(" ", 3)[3]
+        message = f"{given} is not one of the words this key accepts."
+        close = difflib.get_close_matches(given.strip("'"), [str(v) for v in allowed], n=1)
+        hint = f"Did you mean '{close[0]}'?" if close else (
+            f"Write {' or '.join(repr(value) for value in allowed)}"
+            + (", or a number." if _accepts_number_at(loc) else "."))
     else:
         message = _TYPE_NAME.sub(lambda m: _TYPE_NAMES.get(m[1], m[1]), message)
         message = message[0].lower() + message[1:] + "."
@@ -91,8 +100,8 @@ _TYPE_NAMES = {
 }
 
 
-def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys a mapping accepts at `loc`, found by walking the structs' type information."""
+def _type_at(loc: tuple[int | str, ...]) -> Any:
+    """The type the model expects at `loc`, found by walking the structs' type information."""
     from msgspec import inspect
 
     node: Any = inspect.type_info(Inventory)
@@ -100,12 +109,42 @@ def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
         node = _unwrap(node)
         if isinstance(part, str) and isinstance(node, inspect.StructType):
             node = next((f.type for f in node.fields if f.encode_name == part), None)
-        elif isinstance(node, (inspect.ListType, inspect.DictType)):
-            node = node.item_type if isinstance(node, inspect.ListType) else node.value_type
+        elif isinstance(node, (inspect.ListType, inspect.VarTupleType)):
+            node = node.item_type
+        elif isinstance(node, inspect.DictType):
+            node = node.value_type
         else:
-            return []
-    node = _unwrap(node)
+            return None
+    return node
+
+
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a mapping accepts at `loc`."""
+    from msgspec import inspect
+
+    node = _unwrap(_type_at(loc))
     return [f.encode_name for f in node.fields] if isinstance(node, inspect.StructType) else []
+
+
+def _alternatives_at(loc: tuple[int | str, ...]) -> list[Any]:
+    from msgspec import inspect
+
+    node = _type_at(loc)
+    return list(node.types) if isinstance(node, inspect.UnionType) else [node]
+
+
+def _literals_at(loc: tuple[int | str, ...]) -> list[Any]:
+    from msgspec import inspect
+
+    return [value for node in _alternatives_at(loc) if isinstance(node, inspect.LiteralType)
+            for value in node.values]
+
+
+def _accepts_number_at(loc: tuple[int | str, ...]) -> bool:
+    from msgspec import inspect
+
+    return any(isinstance(node, (inspect.FloatType, inspect.IntType))
+               for node in _alternatives_at(loc))
 
 
 def _unwrap(node: Any) -> Any:
@@ -193,6 +232,12 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                 f"host '{host.name}' is also an app host but with different settings.",
                 "A host that is both app and balancer must be described identically in both lists.",
             )
+    weights = [step.weight for step in inventory.canary.steps]
+    for index, (earlier, later) in enumerate(itertools.pairwise(weights), start=1):
+        if later <= earlier:
+            fail(f"canary.steps[{index}].weight",
+                 f"{later} does not rise above the step before it ({earlier}).",
+                 "Steps give the canary a rising share of the traffic, e.g. 5, 25, 50.")
     colours = inventory.colours
     if colours.mode == "port":
         if colours.blue.port == colours.green.port:

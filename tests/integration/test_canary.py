@@ -369,6 +369,40 @@ def test_a_good_stepping_canary_goes_live_by_itself(haproxy_service: Service) ->
     assert sum(load.failed.values()) == 0
 
 
+def test_the_inventory_steps_make_deploys_canaries_timed_and_manual(service: Service) -> None:
+    inventory = service.inventory(canary={"steps": [{"weight": 20, "pause": 1},
+                                                    {"weight": 50},
+                                                    {"weight": 80, "pause": 1}]})
+    first = service.cli("deploy", "--source", str(service.release("v1")), "--release", "v1",
+                        inventory=inventory)
+    ok(first)  # nothing live to share the traffic with: straight to all of it
+    assert "first deploy takes all the traffic" in first.stderr
+    assert service.state()["canary"] is None
+    planned = service.cli("deploy", "--dry-run", "--source", str(service.release("v2")),
+                          "--release", "v2", inventory=inventory)
+    ok(planned)
+    assert "takes 20% (1 s), 50% (until `canary promote`), 80% (1 s)" in planned.stdout
+    result = service.cli("--json", "deploy", "--source", str(service.release("v2")),
+                         "--release", "v2", inventory=inventory)
+    ok(result)  # 20 % for its pause, then 50 %, which waits for a promote
+    canary = json.loads(result.stdout)["data"]["canary"]
+    assert (canary["weight"], canary["pause"], canary["next_weight"]) == (50, None, 80)
+    assert service.state()["weights"] == {"blue": 50, "green": 50}
+    assert [(r["operation"], r.get("canary")) for r in service.history()[-2:]] == [
+        ("deploy", 20), ("canary promote", 50)]
+    ok(service.cli("canary", "promote", inventory=inventory))  # 80 %, its pause, then all
+    assert [(r["operation"], r.get("canary")) for r in service.history()[-2:]] == [
+        ("canary promote", 80), ("canary promote", None)]
+    state = service.state()
+    assert (state["live"], state["canary"]) == ("green", None)
+    assert served(service, 20) == Counter({"v2": 20})
+    straight = service.cli("--json", "deploy", "--no-canary", "--source",
+                           str(service.release("v3")), "--release", "v3", inventory=inventory)
+    ok(straight)
+    assert json.loads(straight.stdout)["data"].get("canary") is None
+    assert served(service, 20) == Counter({"v3": 20})
+
+
 def test_step_and_abort_hooks_run_around_each_weight_change(service: Service) -> None:
     log = service.root / "hooks.log"
     line = f'echo "$BLUEGREEN_HOOK ${{BLUEGREEN_CANARY_WEIGHT:-}} ${{BLUEGREEN_REASON:-}}" >> {log}'
@@ -406,18 +440,20 @@ def test_a_stepping_canary_killed_in_its_pause_is_read_and_finished_from_another
         service: Service) -> None:
     ok(service.deploy("v1"))
     inventory = service.inventory()
-    process = stepping(service, inventory, "60s")
+    process = stepping(service, inventory, "4s")
     time.sleep(0.5)  # into the pause
     os.kill(process.pid, signal.SIGKILL)  # the process this test started
     process.communicate(timeout=30)
     status = service.cli("--json", "canary", "status", inventory=inventory)
     ok(status)
     canary = json.loads(status.stdout)["data"]["canary"]
-    assert (canary["colour"], canary["weight"], canary["steps"]) == ("green", 20, [20, 50])
+    assert (canary["colour"], canary["weight"], canary["steps"], canary["pause"]) == (
+        "green", 20, [20, 50], 4)
     assert json.loads(service.cli("--json", "lock", "status").stdout)["data"]["lock"] is None
-    ok(service.cli("canary", "promote", inventory=inventory))  # finishes what it started
-    assert service.state()["canary"]["weight"] == 50
+    # the schedule is in the state: a promote takes the next step, and the ones after it
     ok(service.cli("canary", "promote", inventory=inventory))
+    assert [(r["operation"], r.get("canary")) for r in service.history()[-3:]] == [
+        ("deploy", 20), ("canary promote", 50), ("canary promote", None)]
     assert served(service, 20) == Counter({"v2": 20})
 
 

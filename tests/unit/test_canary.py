@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+import msgspec
 import pytest
 
 from bluegreen.balancer.base import BalancerTraffic, ServerTraffic
 from bluegreen.canary_analysis import baseline_of, judge
 from bluegreen.errors import UsageError
-from bluegreen.inventory import CanarySettings
+from bluegreen.inventory import CanarySettings, CanaryStep, Inventory
 from bluegreen.model import Colour
-from bluegreen.operations import canary_steps
+from bluegreen.operations import Options, canary_schedule, canary_steps
 from bluegreen.state import Canary, State
 from tests.conftest import run_cli
 
@@ -56,6 +57,42 @@ def test_a_canary_with_steps_round_trips_and_older_states_read_without_them() ->
     del older["canary"]["steps"]
     read = State.from_json(json.dumps(older), service="shop")
     assert read.canary is not None and read.canary.steps == () and read.canary.next_weight is None
+
+
+def inventory_with_steps(*steps: CanaryStep) -> Inventory:
+    return msgspec.convert({"service": "shop", "hosts": {"app": ["app1"], "balancer": ["lb1"]},
+                            "canary": {"steps": [msgspec.to_builtins(s) for s in steps]}},
+                           Inventory)
+
+
+def test_the_inventory_steps_make_every_deploy_a_canary_unless_told_otherwise() -> None:
+    stepped = inventory_with_steps(CanaryStep(weight=10, pause=60), CanaryStep(weight=50))
+    plain = inventory_with_steps()
+    assert canary_schedule(stepped, Options()) == ((10, 50), (60.0, None))
+    assert canary_schedule(stepped, Options(step_pause=5)) == ((10, 50), (5.0, 5.0))
+    assert canary_schedule(stepped, Options(canary=(30,))) == ((30,), (None,))
+    assert canary_schedule(stepped, Options(no_canary=True)) is None
+    assert canary_schedule(plain, Options()) is None
+    assert canary_schedule(plain, Options(canary=(5, 25), step_pause=9)) == ((5, 25), (9, 9))
+    for refused in (Options(no_canary=True, canary=(5,)), Options(no_canary=True, step_pause=1)):
+        with pytest.raises(UsageError, match="--no-canary"):
+            canary_schedule(stepped, refused)
+    with pytest.raises(UsageError, match=r"canary\.steps") as caught:
+        canary_schedule(plain, Options(step_pause=30))
+    assert caught.value.where == "--step-pause"
+
+
+def test_each_step_has_its_own_pause_and_older_canaries_wait_for_promote() -> None:
+    canary = Canary(colour="green", release="v2", weight=5, since="t", by="me",
+                    steps=(5, 25, 50), pauses=(30.0, None, 60.0))
+    assert [Canary(**{**asdict(canary), "weight": w}).pause for w in (5, 25, 50)] == [
+        30.0, None, 60.0]
+    again = State.from_json(State(service="shop", canary=canary).to_json(), service="shop")
+    assert again.canary == canary and again.canary.to_dict()["pause"] == 30.0
+    older = json.loads(State(service="shop", canary=canary).to_json())
+    del older["canary"]["pauses"]
+    read = State.from_json(json.dumps(older), service="shop")
+    assert read.canary is not None and read.canary.pause is None
 
 
 def counts(epoch: str = "100", **servers: tuple[int, int, int]) -> dict[str, BalancerTraffic]:

@@ -140,6 +140,11 @@ HOSTS = "service: shop\nhosts: {app: [app1], balancer: [lb1]}\n"
     (HOSTS + "verify: {urls: [shop.example.com/]}\n", "verify.urls[0]", "not an http"),
     (HOSTS + 'health: {path: "/health\\r\\nX-Evil: 1"}\n', "health.path",
      "control characters"),
+    (HOSTS + "canary: {steps: [{weight: 25}, {weight: 10}]}\n", "canary.steps[1].weight",
+     "does not rise above the step before it (25)"),
+    (HOSTS + "canary: {steps: [{weight: 5, pause: soon}]}\n", "canary.steps[0].pause",
+     "'soon' is not one of the words this key accepts"),
+    (HOSTS + "canary: {steps: [{weight: 100}]}\n", "canary.steps[0].weight", "99"),
 ])
 def test_broken_yaml_names_the_line(tmp_path: Path, text: str, where: str, expected: str) -> None:
     path = tmp_path / "inv.yml"
@@ -205,3 +210,18 @@ def test_the_shipped_swoole_and_gunicorn_example_inventories_validate() -> None:
     swoole = load_inventory(ROOT / "examples" / "swoole" / "inventory.yml", environ={})
     assert swoole.app is not None and swoole.app.reload_signal == "USR1"
     assert swoole.app.server_mode == "process"
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("canary: {steps: [{weight: 5, pause: soon}]}\n", "Write 'manual', or a number."),
+    ("balancer: {kind: ngnix}\n", "Did you mean 'nginx'?"),
+    ("colours: {mode: colour}\n", "Write "),
+])
+def test_a_word_a_key_does_not_accept_gets_the_words_it_does(tmp_path: Path, text: str,
+                                                             hint: str) -> None:
+    path = tmp_path / "inv.yml"
+    path.write_text(HOSTS + text)
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path, environ={})
+    assert "is not one of the words this key accepts" in caught.value.message
+    assert (caught.value.hint or "").startswith(hint)
