@@ -187,8 +187,8 @@ def _type(schema: dict[str, Any], anchors: dict[str, str], *, null: bool = True)
     if "const" in schema:
         return _code(_literal(schema["const"]))
     if "enum" in schema:
-        values = [_code(_literal(value)) for value in schema["enum"]]
-        return values[0] if len(values) == 1 else "one of " + " | ".join(values)
+        words = [_code(_literal(value)) for value in schema["enum"]]
+        return words[0] if len(words) == 1 else "one of " + " | ".join(words)
     for keyword in ("anyOf", "oneOf"):
         if keyword in schema:
             options = [option for option in schema[keyword]
