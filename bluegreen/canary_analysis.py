@@ -1,8 +1,9 @@
 """Judging a canary from the balancer's own counters (pure): the canary's servers against the
 stable colour's, against the inventory's `canary:` thresholds. Requests and 5xx are counted
-since the canary's step began (a baseline read right after its flip; a balancer reloaded since
-counts from its reload). Response times are HAProxy's `rtime`, a rolling mean over each
-server's last 1024 requests, averaged per colour."""
+since the canary's step began (a baseline read right after its flip; a balancer reloaded since,
+or a log rotated since, counts from then). Response times are each server's mean since the step
+began where the balancer sums them (nginx's access log), else HAProxy's `rtime`, a rolling mean
+over the server's last 1024 requests; averaged per colour."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from typing import Any
 from bluegreen.balancer.base import BalancerTraffic
 from bluegreen.inventory import CanarySettings
 
-# balancer host → {"epoch": who counted, "servers": {server name: [requests, 5xx]}} when the
-# step began (plain JSON: it is kept in the state)
+# balancer host → {"epoch": who counted, "servers": {server name: [requests, 5xx(, total
+# ms)]}} when the step began (plain JSON: it is kept in the state)
 Baseline = dict[str, dict[str, Any]]
 
 
 def baseline_of(counts: dict[str, BalancerTraffic]) -> Baseline:
     return {host: {"epoch": traffic.epoch,
                    "servers": {name: [t.requests, t.errors]
+                               + ([t.total_ms] if t.total_ms is not None else [])
                                for name, t in traffic.servers.items()}}
             for host, traffic in counts.items()}
 
@@ -62,7 +64,7 @@ def judge(settings: CanarySettings, baseline: Baseline, now: dict[str, BalancerT
           canary: str, stable: str) -> Verdict:
     """The canary (`canary`: its colour) since `baseline`, on every balancer that counts."""
     requests = errors = 0
-    latency: dict[str, list[int]] = {canary: [], stable: []}
+    latency: dict[str, list[float]] = {canary: [], stable: []}
     unbased = tuple(sorted(host for host in now if host not in baseline))
     for host, traffic in now.items():
         before = baseline.get(host, {})
@@ -75,7 +77,9 @@ def judge(settings: CanarySettings, baseline: Baseline, now: dict[str, BalancerT
             start = start_of.get(name, [0, 0])
             answered = counted.requests - start[0]
             if answered > 0:
-                latency[colour].append(counted.response_ms)
+                latency[colour].append(
+                    counted.response_ms if counted.total_ms is None
+                    else (counted.total_ms - (start[2] if len(start) > 2 else 0)) / answered)
             if colour == canary:
                 requests += answered
                 errors += counted.errors - start[1]

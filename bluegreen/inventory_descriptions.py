@@ -114,7 +114,8 @@ FIELDS: dict[str, dict[str, str]] = {
     "BalancerOverride": {
         key: _override(key)
         for key in ("kind", "managed_file", "main_config", "prefix", "pid_file", "binary",
-                    "template", "reload", "state_dir", "flip", "admin_socket", "admin_address")
+                    "template", "reload", "state_dir", "flip", "admin_socket", "admin_address",
+                    "access_log")
     },
     "SSHSettings": {
         "user": "The SSH user. Default: `~/.ssh/config`'s User, else your local user name.",
@@ -314,6 +315,12 @@ FIELDS: dict[str, dict[str, str]] = {
         "admin_address": (
             "Caddy's admin API, reached with curl on the balancer host. Default: "
             "`localhost:2019`."),
+        "access_log": (
+            "nginx only: the access log of the service's requests, written in the `bluegreen` "
+            "format (`log_format bluegreen '$upstream_addr|$upstream_status|"
+            "$upstream_response_time';`), from which a canary's analysis counts each server's "
+            "requests, 5xx answers and response times. bluegreen reads it whole at each "
+            "judgement (about 0.5 s per million lines): keep it to this service and rotate it."),
         "drain_timeout": (
             "Seconds the old colour's sessions may take, in a runtime flip, before its servers "
             "go to maintenance anyway; `bluegreen reload` waits as long for a host taken out of "
@@ -360,11 +367,13 @@ FIELDS: dict[str, dict[str, str]] = {
         "max_error_rate": (
             "Automatic analysis of a canary (`deploy --canary`): at most this per cent of the "
             "canary's requests since its step began may be answered 5xx, as HAProxy counts "
-            "them per server (`show stat`, through `balancer.admin_socket`); above it the "
+            "them per server (`show stat`, through `balancer.admin_socket`) or nginx logs them "
+            "(`balancer.access_log`); above it the "
             "canary is aborted automatically (exit 13). Null: not judged."),
         "max_latency_ratio": (
             "Automatic analysis of a canary: its servers' mean response time (HAProxy's "
-            "`rtime`) at most this many times the stable colour's; above it the canary is "
+            "`rtime`, or nginx's `$upstream_response_time` since the step began) at most this "
+            "many times the stable colour's; above it the canary is "
             "aborted automatically (exit 13). Null: not judged."),
         "min_requests": (
             "How many requests the canary must have answered since its step began before the "

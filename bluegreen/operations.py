@@ -180,8 +180,9 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
                     "the canary's analysis (canary.max_error_rate, canary.max_latency_ratio) "
                     "reads per-server counters, and none of the balancers keeps them.",
                     where=f"{inventory.path}: canary",
-                    hint="It needs HAProxy with balancer.admin_socket; remove the thresholds "
-                         "to run the canary without analysis.")
+                    hint="It needs HAProxy with balancer.admin_socket, or nginx writing "
+                         "balancer.access_log; remove the thresholds to run the canary "
+                         "without analysis.")
         if target is state.live:
             raise UsageError(
                 f"{target} is live; deploy never touches the live colour.",

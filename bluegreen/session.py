@@ -21,6 +21,7 @@ from bluegreen.hooks import HookRunner
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
+from bluegreen.plan import build_upstream
 from bluegreen.state import (
     ColourStatus,
     Lock,
@@ -152,8 +153,9 @@ class Session:
     def traffic(self) -> dict[str, BalancerTraffic]:
         """Per balancer that keeps per-server counters (HAProxy with its admin socket), what
         it counted; balancers without them, or whose counters cannot be read, are left out."""
-        found = self._ask_drivers(lambda driver, transport, upstream:
-                                  driver.traffic(transport, upstream),
+        every_server = build_upstream(self.inventory, Colour.BLUE, 0)  # both colours'
+        found = self._ask_drivers(lambda driver, transport, _:
+                                  driver.traffic(transport, every_server),
                                   step="read balancer counters")
         return {host: value for host, value in found.items() if value is not None}
 

@@ -73,11 +73,13 @@ def parse_version(output: str) -> str | None:
 @dataclass(frozen=True)
 class ServerTraffic:
     """What a balancer counted for one server since it started counting: requests answered,
-    those answered 5xx, and the mean response time of the recent ones (ms)."""
+    those answered 5xx, and the mean response time of the recent ones (ms) — or, where it
+    keeps one (nginx's access log), the sum of all their response times (`total_ms`)."""
 
     requests: int
     errors: int
-    response_ms: int
+    response_ms: float
+    total_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Balancer(Protocol):
     def activation(self) -> Activation: ...
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
-    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None: ...
+    def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None: ...
 
 
 class MasterWorkerBalancer:
@@ -162,8 +164,9 @@ class MasterWorkerBalancer:
         "blue+green", "none"); None when it has no runtime to ask."""
         return None
 
-    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None:
-        """What the balancer counted per server; None when it keeps no such counters (nginx)."""
+    def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
+        """What the balancer counted per server of `upstream` (both colours); None when it
+        keeps no such counters."""
         return None
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:

@@ -78,7 +78,7 @@ class CaddyBalancer:
         wanted = snippet_dials(text)
         return header.colour.value if wanted in proxied_dials(config) else "none"
 
-    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None:
+    def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
         return None  # Caddy 2.6 keeps no per-upstream counters in its admin API
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:

@@ -82,7 +82,7 @@ class HAProxyBalancer(MasterWorkerBalancer):
             return None
         return "+".join(sorted(self.serving_colours(stats))) or "none"
 
-    def traffic(self, transport: Transport, upstream_name: str) -> BalancerTraffic | None:
+    def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
         """The backend's per-server counters and the pid of the worker keeping them, in one
         round trip (`show info; show stat`)."""
         if not self.settings.admin_socket:
@@ -91,7 +91,7 @@ class HAProxyBalancer(MasterWorkerBalancer):
         result = transport.run(command, stdin=stdin)
         if not result.ok:
             return None
-        return self.parse_traffic(result.stdout, upstream_name)
+        return self.parse_traffic(result.stdout, upstream.name)
 
     @classmethod
     def parse_traffic(cls, output: str, backend: str) -> BalancerTraffic | None:

@@ -59,6 +59,7 @@ class BalancerOverride(_Strict, frozen=True):
     flip: Literal["reload", "runtime"] | None = None
     admin_socket: str | None = None
     admin_address: str | None = None
+    access_log: str | None = None
 
 
 class HostSpec(_Strict, frozen=True):
@@ -174,6 +175,7 @@ class BalancerSettings(_Strict, frozen=True):
     flip: Literal["reload", "runtime"] = "reload"
     admin_socket: str | None = None  # HAProxy's stats socket (level admin)
     admin_address: str | None = None  # Caddy's admin API (default localhost:2019)
+    access_log: str | None = None  # nginx: the log a canary's analysis reads (NGINX_LOG_FORMAT)
     drain_timeout: NonNegative = 30.0
 
 

@@ -291,6 +291,14 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                      "at level admin).",
                      "Add `stats socket /run/haproxy/admin.sock mode 600 level admin` to "
                      "HAProxy's global section and name that path here.")
+            log = (f"hosts.balancer[{index}].balancer.access_log"
+                   if host.balancer and host.balancer.access_log else "balancer.access_log")
+            if settings.access_log and settings.kind != "nginx":
+                fail(log, f"access_log is read for nginx; {settings.kind} keeps its own "
+                     "counters or none.", "Remove it, or read HAProxy's through admin_socket.")
+            if settings.access_log and not settings.access_log.startswith("/"):
+                fail(log, "must be an absolute path on the balancer host.",
+                     "For example /var/log/nginx/shop-upstream.log.")
     if inventory.ssh.trust_on_first_use and not inventory.ssh.strict_host_keys:
         fail(
             "ssh.trust_on_first_use",

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from bluegreen.balancer.nginx import LOG_FORMAT
 from tests.conftest import fleet_inventory, host_entry, run_cli, write_inventory
 from tests.fleet import Fleet, free_port, wait_for_port
 
@@ -58,13 +59,18 @@ class Nginx(BalancerServer):
     def managed_file(self) -> Path:
         return self.prefix / "conf.d" / "shop-upstream.conf"
 
+    @property
+    def access_log(self) -> Path:
+        """The requests through the balancer, in the format a canary's analysis reads."""
+        return self.prefix / "logs" / "upstream.log"
+
     def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
         (self.prefix / "conf.d").mkdir(parents=True)
         (self.prefix / "logs").mkdir()
         (self.prefix / "nginx.conf").write_text(
             f"pid {self.prefix}/nginx.pid;\nerror_log {self.prefix}/logs/error.log;\n"
             "worker_processes 1;\nevents { worker_connections 256; }\n"
-            "http {\n  access_log off;\n"
+            f"http {{\n  {LOG_FORMAT}\n  access_log {self.access_log} bluegreen;\n"
             + (f"  keepalive_timeout {keepalive_timeout};\n" if keepalive_timeout else "") +
             f"  include {self.prefix}/conf.d/*.conf;\n"
             f"  server {{\n    listen {self.address}:{self.port};\n"

@@ -312,6 +312,44 @@ def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service
     assert served(service, 20) == Counter({"v2": 20})
 
 
+def test_a_canary_on_nginx_is_judged_from_its_access_log(service: Service) -> None:
+    inventory = service.inventory(
+        balancer={"access_log": str(service.nginx["lb1"].access_log)},
+        canary={"max_error_rate": 1, "max_latency_ratio": 20, "min_requests": 100})
+    for release in ("v0", "v1"):
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    ok(service.cli("deploy", "--canary", "20,50", "--source",
+                   str(service.release("v2", error_every=20)), "--release", "v2",
+                   inventory=inventory))
+    early = service.cli("--json", "canary", "promote", inventory=inventory)
+    assert early.returncode == 12, early.stderr  # nothing served since the step: not judged
+    answered, failed = served_with_errors(service, 1000)
+    result = service.cli("--json", "canary", "promote", inventory=inventory)
+    assert result.returncode == 13, result.stderr
+    assert "error rate" in json.loads(result.stdout)["error"]["message"]
+    assert served(service, 20) == Counter({"v1": 20})  # all back on the stable colour
+    record = service.history()[-1]
+    assert (record["operation"], record["analysis"]["breach"][:10]) == (
+        "canary abort", "error rate")
+    # every request and error the canary answered since its step, counted from the log
+    assert (record["analysis"]["requests"], record["analysis"]["errors"]) == (
+        answered["v2"], failed["v2"])
+    assert 150 <= answered["v2"] <= 250 and failed["v1"] == 0 and failed["v2"] > 0
+    # a good release passes, with a response time measured against the stable colour's
+    ok(service.cli("deploy", "--canary", "25", "--source", str(service.release("v3")),
+                   "--release", "v3", inventory=inventory))
+    served(service, 400)
+    ok(service.cli("canary", "promote", inventory=inventory))
+    analysis = service.history()[-1]["analysis"]
+    assert analysis["passed"] and analysis["errors"] == 0 and analysis["requests"] >= 100
+    assert analysis["latency_ratio"] is not None
+    assert served(service, 20) == Counter({"v3": 20})
+    figures("canary analysis from nginx's access log", canary_requests=answered["v2"],
+            canary_errors=failed["v2"], stable_errors=failed["v1"],
+            error_rate=record["analysis"]["error_rate"], good_release=analysis)
+
+
 class ReleaseLoad(Background):
     """Bounded background load (new connections, ~100/s): per release, requests and errors."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 from dataclasses import asdict
 
 import msgspec
@@ -175,3 +177,59 @@ def test_haproxy_traffic_reads_the_worker_pid_and_the_servers_in_one_answer() ->
     assert traffic is not None and traffic.epoch == "4242"
     assert traffic.servers["green-app1"] == ServerTraffic(204, 11, 4)
     assert HAProxyBalancer.parse_traffic("Unknown command\n", "shop") is None
+
+
+NGINX_LOG = """\
+127.0.10.2:8001|200|0.004
+127.0.10.2:8001|200|0.006
+127.0.10.2:8002|500|0.020|2026-11-29T13:40:01+00:00 GET /
+127.0.10.2:8002|200|0.010
+127.0.10.2:8002, 127.0.10.2:8001|502, 200|0.001, 0.003
+-|-|-
+127.0.10.9:8001|200|0.001
+"""
+
+
+def test_the_nginx_access_log_counts_every_server_a_request_tried() -> None:
+    import subprocess
+
+    from bluegreen.balancer.base import Server, Upstream
+    from bluegreen.balancer.nginx import NginxBalancer, parse_log_counts
+    from bluegreen.inventory import BalancerSettings
+
+    driver = NginxBalancer(BalancerSettings(managed_file="/x", access_log="/x"))
+    upstream = Upstream("shop", "shop", Colour.BLUE, 1, {"blue": 100, "green": 0}, (
+        Server("app1", "127.0.10.2", 8001, Colour.BLUE, 100),
+        Server("app1", "127.0.10.2", 8002, Colour.GREEN, 0)))
+    with tempfile.NamedTemporaryFile("w", suffix=".log") as log:
+        log.write(NGINX_LOG)
+        log.flush()
+        command = driver.count_log(log.name)  # the real script, run here by a real awk
+        output = subprocess.run(command.wire_argv(), capture_output=True, text=True,
+                                check=True).stdout
+    traffic = parse_log_counts(output, upstream)
+    assert traffic is not None and re.fullmatch(r"log \d+:\d+", traffic.epoch)
+    assert traffic.servers == {  # 127.0.10.9 is no server of this upstream
+        "blue-app1": ServerTraffic(3, 0, 4.3, 13.0),
+        "green-app1": ServerTraffic(3, 2, 10.3, 31.0)}
+    assert parse_log_counts("stat: cannot stat '/x'\n", upstream) is None
+    missing = subprocess.run(driver.count_log("/nonexistent.log").wire_argv(),
+                             capture_output=True, text=True)
+    assert missing.returncode == 4
+
+
+def test_log_counts_are_judged_since_the_step_with_their_own_response_times() -> None:
+    settings = CanarySettings(max_latency_ratio=2, min_requests=10)
+    before = {"lb1": BalancerTraffic("log 1:2", {
+        "blue-app1": ServerTraffic(1000, 0, 50.0, 50_000.0),  # slow history of the stable one
+        "green-app1": ServerTraffic(0, 0, 0.0, 0.0)})}
+    now = {"lb1": BalancerTraffic("log 1:2", {
+        "blue-app1": ServerTraffic(1090, 0, 46.7, 50_900.0),  # 90 requests of 10 ms since
+        "green-app1": ServerTraffic(10, 1, 30.0, 300.0)})}  # 10 requests of 30 ms
+    verdict = judge(settings, baseline_of(before), now, canary="green", stable="blue")
+    assert (verdict.requests, verdict.errors) == (10, 1)
+    assert verdict.latency_ratio == pytest.approx(3.0)
+    assert verdict.breach is not None and "3.00×" in verdict.breach
+    rotated = {"lb1": BalancerTraffic("log 1:3", now["lb1"].servers)}  # counts from rotation
+    assert judge(settings, baseline_of(before), rotated, canary="green",
+                 stable="blue").requests == 10

@@ -145,6 +145,10 @@ HOSTS = "service: shop\nhosts: {app: [app1], balancer: [lb1]}\n"
     (HOSTS + "canary: {steps: [{weight: 5, pause: soon}]}\n", "canary.steps[0].pause",
      "'soon' is not one of the words this key accepts"),
     (HOSTS + "canary: {steps: [{weight: 100}]}\n", "canary.steps[0].weight", "99"),
+    (HOSTS + "balancer: {kind: haproxy, managed_file: /b.cfg, access_log: /a.log}\n",
+     "balancer.access_log", "read for nginx"),
+    (HOSTS + "balancer: {managed_file: /u.conf, access_log: logs/a.log}\n",
+     "balancer.access_log", "absolute path"),
 ])
 def test_broken_yaml_names_the_line(tmp_path: Path, text: str, where: str, expected: str) -> None:
     path = tmp_path / "inv.yml"
