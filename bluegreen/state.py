@@ -25,7 +25,7 @@ from typing import Any, Literal
 from bluegreen.errors import BluegreenError, DriftError, LockHeld, RemoteCommandFailed, StateError
 from bluegreen.model import Colour
 from bluegreen.shell import Command, redact
-from bluegreen.transport.base import Transport, get_file, put_file
+from bluegreen.transport.base import Transport, get_file
 from bluegreen.waiting import poll_until
 
 ColourStatus = Literal["running", "stopped", "retired", "starting", "stopping", "failed"]
@@ -221,6 +221,9 @@ class StateStore:
         self.transport = transport
         self.dir = state_dir.rstrip("/")
         self.service = service
+        # the revision and checksum of the state file as this store last read or wrote it:
+        # a write that expects that revision replaces exactly those bytes, in one round trip
+        self._seen: tuple[int, str] | None = None
 
     @property
     def state_path(self) -> str:
@@ -237,40 +240,64 @@ class StateStore:
     def read(self) -> State:
         with _state_errors("read the state"):
             text = get_file(self.transport, self.state_path)
+        return self.parse(text)
+
+    def parse(self, text: str | None) -> State:
+        """The state from the text of its file (None: no file yet), remembered as what this
+        store last saw."""
         if text is None:
+            self._seen = (0, _ABSENT)
             return State(service=self.service)
         try:
-            return State.from_json(text, service=self.service)
+            state = State.from_json(text, service=self.service)
         except (ValueError, KeyError, TypeError) as exc:
             raise StateError(
                 f"state file {self.state_path} is not valid: {exc}.",
                 where=self.transport.host,
                 hint="Restore it from history, or fix it by hand; bluegreen will not guess.",
             ) from None
+        self._seen = (state.revision, sha256_text(text))
+        return state
 
     def write(self, state: State, *, expected_revision: int) -> None:
-        current = self.read()
-        if current.revision != expected_revision:
-            raise DriftError(
-                f"state changed under us: revision {current.revision} on disk, "
-                f"{expected_revision} expected.",
-                where=self.transport.host,
-                hint="Another operation wrote the state without the lock; run `bluegreen status`.",
-            )
+        """Replace the state, provided the file still holds `expected_revision`: one round
+        trip when it is exactly what this store last saw (the host compares checksums);
+        otherwise the file is read and its revision compared first."""
+        text = state.to_json()
+        seen = self._seen
+        if seen is None or seen[0] != expected_revision or not self._replace(text, seen[1]):
+            current = self.read()
+            if current.revision != expected_revision:
+                raise DriftError(
+                    f"state changed under us: revision {current.revision} on disk, "
+                    f"{expected_revision} expected.",
+                    where=self.transport.host,
+                    hint="Another operation wrote the state without the lock; run "
+                         "`bluegreen status`.",
+                )
+            assert self._seen is not None
+            if not self._replace(text, self._seen[1]):
+                raise DriftError("state changed under us while it was being written.",
+                                 where=self.transport.host,
+                                 hint="Another operation writes the state without the lock; "
+                                      "run `bluegreen status`.")
+        self._seen = (state.revision, sha256_text(text))
+
+    def _replace(self, text: str, checksum: str) -> bool:
+        """Write `text` as the state file if the file's checksum is still `checksum`."""
         with _state_errors("write the state"):
-            self._ensure_dir()
-            put_file(self.transport, state.to_json().encode(), self.state_path, mode=0o600)
+            result = self.transport.run(
+                Command.script(_WRITE_IF_UNCHANGED, self.state_path, checksum),
+                stdin=text.encode())
+            if result.exit_status == _CHANGED:
+                return False
+            result.check("write the state")
+        return True
 
     def append_history(self, record: dict[str, Any]) -> None:
         line = redact(json.dumps(record, sort_keys=True, default=str)) + "\n"
-        script = (
-            'set -e; tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
-            'if [ -f "$1" ]; then cat -- "$1" > "$tmp"; fi; cat >> "$tmp"; chmod 600 "$tmp"; '
-            'mv -f -- "$tmp" "$1"; trap - EXIT'
-        )
         with _state_errors("append history"):
-            self._ensure_dir()
-            self.transport.run(Command.script(script, self.history_path),
+            self.transport.run(Command.script(_APPEND, self.history_path),
                                stdin=line.encode()).check("append history")
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -284,9 +311,25 @@ class StateStore:
                     continue
         return records[-limit:] if limit else records
 
-    def _ensure_dir(self) -> None:
-        self.transport.run(Command("mkdir", "-p", "-m", "700", "--", self.dir)).check(
-            "create state dir")
+
+_ABSENT = "absent"  # the checksum of a state file that does not exist
+_CHANGED = 73
+# The state file replaced atomically (temp file, mode, rename) only if its checksum is still $2
+# (or it is still absent); exit 73 otherwise. The state directory is created if needed.
+_WRITE_IF_UNCHANGED = (
+    'set -e; mkdir -p -m 700 -- "$(dirname -- "$1")"; '
+    'if [ -e "$1" ]; then seen=$(sha256sum < "$1"); seen=${seen%% *}; else seen=absent; fi; '
+    '[ "$seen" = "$2" ] || exit 73; '
+    'tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+    'cat > "$tmp"; chmod 600 "$tmp"; mv -f -- "$tmp" "$1"; trap - EXIT'
+)
+# A line appended to the history by rewriting it atomically (readers never see half a line).
+_APPEND = (
+    'set -e; mkdir -p -m 700 -- "$(dirname -- "$1")"; '
+    'tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
+    'if [ -f "$1" ]; then cat -- "$1" > "$tmp"; fi; cat >> "$tmp"; chmod 600 "$tmp"; '
+    'mv -f -- "$tmp" "$1"; trap - EXIT'
+)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import pytest
 from bluegreen.errors import DriftError, LockHeld
 from bluegreen.model import Colour
 from bluegreen.shell import Command
-from bluegreen.state import Lock, State, StateStore
+from bluegreen.state import Lock, State, StateStore, sha256_text
 from bluegreen.transport.fake import FakeTransport
 
 
@@ -25,6 +25,12 @@ def answering(files: dict[str, str], *, lock_busy: bool = False) -> FakeTranspor
                                   "command": "deploy v9", "started": "then"}) + "\n3\n", ""
         if "exit 44" in script and "cat" in script:  # get_file
             return (0, files[args[0]], "") if args[0] in files else (44, "", "")
+        if "exit 73" in script:  # the state replaced if its checksum is still args[1]
+            seen = sha256_text(files[args[0]]) if args[0] in files else "absent"
+            if seen != args[1]:
+                return 73, "", ""
+            assert stdin is not None
+            files[args[0]] = stdin.decode()
         return 0, "", ""
 
     return FakeTransport("lb1", handler)
@@ -36,9 +42,30 @@ def test_a_state_write_is_refused_when_the_revision_moved() -> None:
     with pytest.raises(DriftError) as caught:
         store.write(State(service="shop", generation=5, revision=9), expected_revision=8)
     assert "revision 9 on disk, 8 expected" in caught.value.message
+    sent = len(store.transport.calls)  # type: ignore[attr-defined]
     store.write(State(service="shop", generation=6, revision=10), expected_revision=9)
-    put = store.transport.calls[-1]  # type: ignore[attr-defined]
-    assert put.revealed_argv()[4:] == ["/s/state.json", "600"]
+    calls = store.transport.calls[sent:]  # type: ignore[attr-defined]
+    # what the failed write read is what this one replaces: one round trip, no read
+    assert [c.revealed_argv()[4:] for c in calls] == [["/s/state.json", sha256_text(on_disk)]]
+    assert store.read().revision == 10
+
+
+def test_a_state_changed_since_it_was_read_is_never_overwritten() -> None:
+    files = {"/s/state.json": State(service="shop", revision=3).to_json()}
+    store = StateStore(answering(files), "/s", "shop")
+    assert store.read().revision == 3
+    files["/s/state.json"] = State(service="shop", revision=4).to_json()  # written elsewhere
+    with pytest.raises(DriftError) as caught:
+        store.write(State(service="shop", revision=4), expected_revision=3)
+    assert "revision 4 on disk, 3 expected" in caught.value.message
+    # the same revision in other bytes (reformatted by hand): read again, then replaced
+    files["/s/state.json"] = files["/s/state.json"].replace("\n", "\r\n")
+    store.write(State(service="shop", revision=5, generation=1), expected_revision=4)
+    assert json.loads(files["/s/state.json"])["revision"] == 5
+    fresh = StateStore(answering({}), "/t", "shop")  # no file yet: created from absent
+    fresh.write(State(service="shop", revision=1), expected_revision=0)
+    assert fresh.transport.calls[-1].revealed_argv()[4:] == [  # type: ignore[attr-defined]
+        "/t/state.json", "absent"]
 
 
 def test_a_held_lock_names_its_holder() -> None:
