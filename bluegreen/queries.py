@@ -60,8 +60,7 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
 def status_in(session: Session) -> dict[str, Any]:
     """What each balancer serves, every instance, the colours, the operation and the lock."""
     inventory = session.inventory
-    states = session.read_states()
-    managed = session.read_managed()
+    states, managed = session.read_states_and_managed()
     runtime = session.runtime_serving()
     loaded = session.files_loaded()
     lingering = session.lingering()

@@ -112,12 +112,15 @@ class Session:
         self.revisions_read = {name: s.revision for name, s in by_host.items()}
         return by_host
 
-    def read_managed(self) -> dict[str, str | None]:
-        texts = fan_out(self.balancers,
-                        lambda b: self.sites[b.name].managed.read(self.connections[b.name]),
-                        step="read balancer config", name=lambda b: b.name,
-                        parallelism=self.inventory.ssh.parallelism)
-        return {b.name: t for b, t in zip(self.balancers, texts, strict=True)}
+    def read_states_and_managed(self) -> tuple[dict[str, State], dict[str, str | None]]:
+        """Each balancer's state and managed file, read together (one round trip each)."""
+        read = fan_out(self.balancers, lambda b: self.stores[b.name].read_with(
+                           self.sites[b.name].managed.path),
+                       step="read state", name=lambda b: b.name,
+                       parallelism=self.inventory.ssh.parallelism)
+        states = {b.name: state for b, (state, _) in zip(self.balancers, read, strict=True)}
+        self.revisions_read = {name: s.revision for name, s in states.items()}
+        return states, {b.name: text for b, (_, text) in zip(self.balancers, read, strict=True)}
 
     def files_loaded(self) -> dict[str, bool | None]:
         """Per balancer that flips by reload: whether its running workers loaded the managed
@@ -174,8 +177,7 @@ class Session:
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when
         balancers disagree with each other or with their own file, unless `allow_drift`."""
-        states = self.read_states()
-        current = self.read_managed()
+        states, current = self.read_states_and_managed()
         if allow_drift:
             self.state = max(states.values(), key=lambda s: (s.generation, s.revision))
             return self.state, current

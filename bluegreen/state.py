@@ -25,7 +25,7 @@ from typing import Any, Literal
 from bluegreen.errors import BluegreenError, DriftError, LockHeld, RemoteCommandFailed, StateError
 from bluegreen.model import Colour
 from bluegreen.shell import Command, redact
-from bluegreen.transport.base import Transport, get_file
+from bluegreen.transport.base import Transport, get_file, get_files
 from bluegreen.waiting import poll_until
 
 ColourStatus = Literal["running", "stopped", "retired", "starting", "stopping", "failed"]
@@ -241,6 +241,13 @@ class StateStore:
         with _state_errors("read the state"):
             text = get_file(self.transport, self.state_path)
         return self.parse(text)
+
+    def read_with(self, path: str) -> tuple[State, str | None]:
+        """The state and the text of another file on this host (None if it does not exist),
+        in one round trip."""
+        with _state_errors("read the state"):
+            state_text, text = get_files(self.transport, self.state_path, path)
+        return self.parse(state_text), text
 
     def parse(self, text: str | None) -> State:
         """The state from the text of its file (None: no file yet), remembered as what this

@@ -10,11 +10,13 @@ orchestrator only calls `activate`, `move_back` and `serving`, never asking whic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from bluegreen.balancer.base import Upstream, server_name
 from bluegreen.errors import BalancerError
+from bluegreen.shell import Command
 from bluegreen.transport.base import Transport, tail
 from bluegreen.waiting import poll_until
 
@@ -45,10 +47,23 @@ class ReloadActivation:
         self.reload_and_confirm(transport)
 
     def reload_and_confirm(self, transport: Transport) -> None:
-        """Reload, then wait until the workers show the reload took."""
+        """Reload, then wait until the workers show the reload took — watched on the balancer
+        host itself, so a reload costs one round trip (plus a poll from here if the host's
+        watch ran out of time)."""
         driver, timeout = self.driver, self.driver.settings.reload_timeout
-        before = self.workers(transport)
-        transport.run(driver.reload(), timeout=timeout).check("reload")
+        watched = self.reload_and_watch()
+        if watched is None:
+            before = self.workers(transport)
+            transport.run(driver.reload(), timeout=timeout).check("reload")
+        else:
+            result = transport.run(watched, timeout=timeout + 5)
+            if result.exit_status == _NO_MASTER and not result.stdout.strip():
+                raise self.not_running(transport.host)
+            result.check("reload")
+            watched_before, _, watched_after = result.stdout.partition(f"{_AFTER}\n")
+            before = parse_workers(watched_before)
+            if driver.reload_took(before, parse_workers(watched_after)):
+                return
         if not poll_until(lambda: driver.reload_took(before, self.workers(transport)),
                           timeout=timeout, interval=0.01, interruptible=False):
             raise BalancerError(
@@ -56,6 +71,17 @@ class ReloadActivation:
                 where=transport.host,
                 hint=f"Check {driver.kind}'s error log on {transport.host}.",
             )
+
+    def reload_and_watch(self) -> Command | None:
+        """The reload and the watch of its workers as one script on the balancer host; None
+        when the reload command reads its environment on stdin (it is then sent alone)."""
+        driver = self.driver
+        reload = driver.reload()
+        if reload.env:
+            return None
+        return Command.script(_RELOAD_AND_WATCH, driver.pid_file, reload.render(),
+                              str(math.ceil(driver.settings.reload_timeout)),
+                              driver.retired_worker_marker or "", _AFTER)
 
     def workers(self, transport: Transport) -> dict[int, str]:
         """The balancer's worker processes: pid → command line. A master in the middle of a
@@ -65,12 +91,47 @@ class ReloadActivation:
         result = poll_until(lambda: transport.run(driver.workers()), lambda r: r.ok,
                             timeout=1.0, interval=0.02, interruptible=False)
         if not result.ok:
-            raise BalancerError(
-                f"{driver.kind} is not running (no master process behind its pid file).",
-                where=transport.host,
-                hint=f"Start {driver.kind}, or set balancer.pid_file to its pid file.",
-            )
+            raise self.not_running(transport.host)
         return parse_workers(result.stdout)
+
+    def not_running(self, host: str) -> BalancerError:
+        kind = self.driver.kind
+        return BalancerError(f"{kind} is not running (no master process behind its pid file).",
+                             where=host,
+                             hint=f"Start {kind}, or set balancer.pid_file to its pid file.")
+
+
+_NO_MASTER = 3
+_AFTER = "--bluegreen-after-reload--"
+# $1 pid file, $2 the reload command, $3 seconds to watch, $4 what an old worker's command line
+# shows once it stopped accepting (nginx: "shutting down"; empty: nothing to wait for), $5 a
+# separator line. Prints the workers before the reload, $5, then the workers once a new one
+# runs and every old one still alive shows $4 (or once the time is up). No master for a
+# second: exit 3 with nothing printed; the reload command failing: its own exit status.
+_RELOAD_AND_WATCH = r"""
+pid_file=$1
+workers() { pid=$(cat -- "$pid_file" 2>/dev/null) && kill -0 "$pid" 2>/dev/null &&
+            ps -o pid=,args= --ppid "$pid"; }
+i=0
+until before=$(workers); do
+  i=$((i + 1)); [ "$i" -ge 50 ] && exit 3; sleep 0.02
+done
+printf '%s\n' "$before"
+sh -c "$2" >&2 || exit
+printf '%s\n' "$5"
+old=$(printf '%s\n' "$before" | awk '{ print $1 }')
+end=$(( $(date +%s) + $3 ))
+while :; do
+  after=$(workers) && printf '%s\n' "$after" | awk -v old="$old" -v marker="$4" '
+    BEGIN { n = split(old, pids); for (i = 1; i <= n; i++) seen[pids[i]] = 1 }
+    !($1 in seen) { fresh = 1; next }
+    marker != "" && index($0, marker) == 0 { accepting = 1 }
+    END { exit !(fresh && !accepting) }' && break
+  [ "$(date +%s)" -ge "$end" ] && break
+  sleep 0.01
+done
+printf '%s\n' "$after"
+"""
 
 
 def parse_workers(output: str) -> dict[int, str]:

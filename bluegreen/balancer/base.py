@@ -12,7 +12,7 @@ from bluegreen.inventory import BalancerSettings
 from bluegreen.model import Colour
 from bluegreen.render import render_config, shipped_template
 from bluegreen.shell import Command
-from bluegreen.transport.base import Transport, get_file
+from bluegreen.transport.base import Transport
 
 if TYPE_CHECKING:
     from bluegreen.balancer.activation import Activation
@@ -117,6 +117,9 @@ class MasterWorkerBalancer:
 
     kind: str
     default_pid_file: str
+    # what an old worker's command line shows once a reload made it stop accepting (None: it
+    # shows nothing, the new worker is the sign)
+    retired_worker_marker: str | None = None
     weighted = True
     version_args: tuple[str, ...] = ("-v",)
 
@@ -277,9 +280,6 @@ class ManagedFile:
         self.backup = f"{state_dir.rstrip('/')}/managed-file.prev"
         self.lifetime = lifetime
         self._staged: dict[str, str] = {}  # host → the marker of the file staged there
-
-    def read(self, transport: Transport) -> str | None:
-        return get_file(transport, self.path)
 
     def stage(self, transport: Transport, text: str) -> None:
         """Back up the live file byte for byte (or note that there was none), put the new text

@@ -39,6 +39,7 @@ END { for (s in requests) printf "%s %d %d %.0f\n", s, requests[s], errors[s], m
 class NginxBalancer(MasterWorkerBalancer):
     kind = "nginx"
     default_pid_file = "/run/nginx.pid"
+    retired_worker_marker = "shutting down"
 
     def _base_argv(self) -> list[Arg]:
         argv: list[Arg] = [self.binary]

@@ -3,6 +3,7 @@ shares (they are plain shell commands, so they work the same with sudo)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -108,6 +109,10 @@ _PUT_SCRIPT = (
 )
 _GET_SCRIPT = 'if [ -e "$1" ]; then cat -- "$1"; else exit 44; fi'
 _MISSING = 44
+_GET_MANY_SCRIPT = (
+    'sep=$1; shift; for f in "$@"; do if [ -e "$f" ]; then echo present; cat -- "$f" || exit 1; '
+    'else printf absent; fi; printf \'\\n%s\\n\' "$sep"; done'
+)
 
 
 def put_file(
@@ -125,3 +130,20 @@ def get_file(transport: Transport, path: PurePosixPath | str) -> str | None:
     if result.exit_status == _MISSING:
         return None
     return result.check(f"read {path}").stdout
+
+
+def get_files(transport: Transport, *paths: str) -> list[str | None]:
+    """The texts of `paths` (None for one that does not exist), in one round trip."""
+    separator = f"--bluegreen-{uuid.uuid4().hex}--"
+    result = transport.run(Command.script(_GET_MANY_SCRIPT, separator, *paths))
+    return parse_files(result.check(f"read {', '.join(paths)}").stdout, separator, len(paths))
+
+
+def parse_files(output: str, separator: str, count: int) -> list[str | None]:
+    """`_GET_MANY_SCRIPT`'s output: per file "present" and its text, or "absent", each ended by
+    a newline and the separator line."""
+    parts = output.split(f"\n{separator}\n")
+    if len(parts) != count + 1 or parts[-1]:
+        raise ValueError(f"unexpected output reading {count} file(s)")
+    return [part.partition("\n")[2] if part.startswith("present\n") else None
+            for part in parts[:-1]]

@@ -14,6 +14,7 @@ import pytest
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
+from bluegreen.balancer.activation import ReloadActivation
 from bluegreen.errors import BalancerError, Interrupted
 from bluegreen.flip import Flipper
 from bluegreen.inventory import Inventory, validate_inventory
@@ -55,7 +56,8 @@ class FakeNginx:
         if command == driver.validate():
             return self._did("validate", 0 if self.valid else 1, "",
                              "" if self.valid else 'unknown directive "servr"')
-        if command == driver.reload():
+        if command == ReloadActivation(driver).reload_and_watch():  # type: ignore[arg-type]
+            before = self._listed()
             if self.on_reload:
                 self.on_reload()
             if self.reload_takes:
@@ -63,10 +65,13 @@ class FakeNginx:
                                 for pid, args in self.workers.items()}
                 self.workers[max(self.workers) + 1] = "nginx: worker process"
                 self.serving = self.file
-            return self._did("reload")
+            return self._did("reload", 0, f"{before}{command.argv[-1]}\n{self._listed()}")
         if command == driver.workers():
-            return 0, "".join(f"{pid} {args}\n" for pid, args in self.workers.items()), ""
+            return 0, self._listed(), ""
         raise AssertionError(f"{self.site.host.name}: unexpected command {command}")
+
+    def _listed(self) -> str:
+        return "".join(f"{pid} {args}\n" for pid, args in self.workers.items())
 
     def _did(self, what: str, status: int = 0, stdout: str = "", stderr: str = ""
              ) -> tuple[int, str, str]:

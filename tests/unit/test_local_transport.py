@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bluegreen.errors import CommandTimeout
+from bluegreen.errors import CommandTimeout, RemoteCommandFailed
 from bluegreen.shell import Command
-from bluegreen.transport.base import get_file, put_file
+from bluegreen.transport.base import get_file, get_files, put_file
 from bluegreen.transport.local import LocalTransport
 
 
@@ -33,3 +33,16 @@ def test_put_and_get(tmp_path: Path) -> None:
     assert target.read_bytes() == b"data" and target.stat().st_mode & 0o777 == 0o640
     assert get_file(local, str(target)) == "data"
     assert get_file(local, str(tmp_path / "nope")) is None
+
+
+def test_several_files_come_back_in_one_round_trip_byte_for_byte(tmp_path: Path) -> None:
+    local = LocalTransport("here")
+    texts = {"empty": "", "no-newline": "a\nb", "newlines": "\n\nx\n\n", "absent": None,
+             "looks-like-a-marker": "present\nabsent\n--bluegreen-x--\n"}
+    for name, text in texts.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    assert get_files(local, *(str(tmp_path / name) for name in texts)) == list(texts.values())
+    (tmp_path / "unreadable").mkdir()  # cat fails: an error, not a missing file
+    with pytest.raises(RemoteCommandFailed):
+        get_files(local, str(tmp_path / "empty"), str(tmp_path / "unreadable"))
