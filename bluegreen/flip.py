@@ -34,12 +34,13 @@ class Flipper:
         def stage_and_validate(host: HostSpec) -> None:
             transport, site = self.connections[host.name], self.sites[host.name]
             staged.append(host)  # before: a connection lost after the remote rename counts
-            site.managed.stage(transport, plan.configs[host.name])
-            result = transport.run(site.driver.validate())
+            validate = site.driver.validate()
+            result = site.managed.stage_and_validate(transport, plan.configs[host.name],
+                                                     validate)
             if not result.ok:
                 self.reporter.step(host.name, f"{site.driver.kind} config invalid", ok=False)
                 raise BalancerError(
-                    f"the rendered config failed validation (`{result.command}`): "
+                    f"the rendered config failed validation (`{validate}`): "
                     f"{result.tail()}",
                     where=host.name,
                     hint="Fix balancer.template (or the main config); the managed file was put "

@@ -12,7 +12,7 @@ from bluegreen.inventory import BalancerSettings
 from bluegreen.model import Colour
 from bluegreen.render import render_config, shipped_template
 from bluegreen.shell import Command
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import CommandResult, Transport
 
 if TYPE_CHECKING:
     from bluegreen.balancer.activation import Activation
@@ -246,6 +246,12 @@ _RESTORE = (
     'cp -p -- "$prev" "$tmp" && mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 1; }'
 )
 WITHDRAWN = 70  # the exit status of `take` when the staged file was already withdrawn
+INVALID = 65  # the exit status of `stage_and_validate` when the staged file failed validation
+
+# $1 the staging command (reading the new text on stdin), $2 the validation command: stage,
+# print the marker `take` must claim, then validate (its output on stderr).
+_STAGE_AND_VALIDATE = 'marker=$(sh -c "$1") || exit; printf "%s\\n" "$marker"; ' \
+    'sh -c "$2" >&2 || exit 65'
 
 # Backs up the managed file, puts the new text (stdin) in its place and arms the watchdog.
 _STAGE = (
@@ -288,6 +294,16 @@ class ManagedFile:
             f"stage {self.path}")
         self._staged[transport.host] = result.stdout.strip()
 
+    def stage_and_validate(self, transport: Transport, text: str, validate: Command
+                           ) -> CommandResult:
+        """`stage`, then `validate` in the same round trip: the validation's result (its
+        output on stderr); a failure to stage raises."""
+        result = transport.run(self.stage_and_validate_command(validate), stdin=text.encode())
+        if not result.ok and result.exit_status != INVALID:
+            result.check(f"stage {self.path}")
+        self._staged[transport.host] = result.stdout.partition("\n")[0]
+        return result
+
     def take(self, transport: Transport) -> None:
         """Claim the staged file for activation, so the watchdog leaves it; BalancerError when
         the watchdog already withdrew it (the flip took longer than the file's lifetime)."""
@@ -315,6 +331,10 @@ class ManagedFile:
     def stage_command(self) -> Command:
         """Reads the new text on stdin; prints the marker `take` must claim."""
         return Command.script(_STAGE, self.path, self.backup, f"{self.lifetime:g}", _RESTORE)
+
+    def stage_and_validate_command(self, validate: Command) -> Command:
+        return Command.script(_STAGE_AND_VALIDATE, self.stage_command().render(),
+                              validate.render())
 
     def take_command(self, marker: str) -> Command:
         return Command.script('[ -n "$1" ] && mv -- "$1" "$2.taken" 2>/dev/null || exit 70',

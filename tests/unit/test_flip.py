@@ -44,18 +44,17 @@ class FakeNginx:
 
     def __call__(self, command: Command, stdin: bytes | None) -> tuple[int, str, str]:
         managed, driver = self.site.managed, self.site.driver
-        if command == managed.stage_command():
+        if command == managed.stage_and_validate_command(driver.validate()):
             assert stdin is not None
             self.backup, self.file = self.file, stdin.decode()
-            return self._did("stage", 0, MARKER)
+            self._did("stage")
+            return self._did("validate", 0 if self.valid else 65, f"{MARKER}\n",
+                             "" if self.valid else 'unknown directive "servr"')
         if command == managed.take_command(MARKER):
             return self._did("take")
         if command == managed.restore_command():
             self.file = self.backup
             return self._did("restore")
-        if command == driver.validate():
-            return self._did("validate", 0 if self.valid else 1, "",
-                             "" if self.valid else 'unknown directive "servr"')
         if command == ReloadActivation(driver).reload_and_watch():  # type: ignore[arg-type]
             before = self._listed()
             if self.on_reload:
@@ -170,7 +169,8 @@ def test_an_interrupt_before_the_activation_flips_nothing() -> None:
     def interrupted_after_validation(command: Command, stdin: bytes | None
                                      ) -> tuple[int, str, str]:
         answer = original(command, stdin)
-        if command == hosts["lb2"].site.driver.validate():
+        site = hosts["lb2"].site
+        if command == site.managed.stage_and_validate_command(site.driver.validate()):
             cancel.CANCELLED.set()  # Ctrl-C while lb2 validates
         return answer
 

@@ -1,0 +1,178 @@
+"""What a network's round-trip time adds to `deploy`, `rollback` and `status`: each runs on the
+loopback fleet (two app hosts, one nginx balancer) once directly and once through a proxy in front
+of every sshd that holds each chunk of bytes for half the RTT in each direction — a real delay
+on every SSH round trip, health checks through SSH tunnels included. The growth is compared with
+the round trips the busiest host needs one after another (counted as in bench/round_trips.py),
+times the RTT, plus the handful a new SSH connection costs (TCP, key exchange, auth).
+
+    .venv/bin/python bench/latency.py [rtt_ms] [runs]
+
+BLUEGREEN_SOURCE=DIR runs the bluegreen of another checkout (the same inventory and fleet), to
+compare two versions in one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.round_trips import COUNTED_CLI
+from tests.conftest import FLEET_ADDRESSES, write_inventory
+from tests.fleet import Fleet, free_port, start_fleet
+from tests.integration.service import Service, balanced_service
+
+SOURCE = os.environ.get("BLUEGREEN_SOURCE")
+CLI = (f"import sys; sys.path.insert(0, {SOURCE!r}); sys.argv[0] = 'bluegreen'; "
+       "from bluegreen.cli import main; main()") if SOURCE else None
+
+
+class DelayProxy:
+    """Listens on `address:port`, forwards to `address:target`; every chunk of bytes reaches
+    the other side `one_way` seconds after it arrived, in order, in both directions."""
+
+    def __init__(self, address: str, target: int, one_way: float):
+        self.address, self.target, self.one_way = address, target, one_way
+        self.port = free_port(address)
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+
+    def _serve(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, self.address, self.port))
+        started.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            server.close()
+
+    async def _connection(self, client_reader: asyncio.StreamReader,
+                          client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection(self.address, self.target)
+        await asyncio.gather(self._pipe(client_reader, server_writer),
+                             self._pipe(server_reader, client_writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def receive() -> None:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + self.one_way, data))
+            queue.put_nowait((loop.time() + self.one_way, b""))
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        try:
+            await asyncio.gather(receive(), deliver())
+        except (ConnectionError, OSError):
+            writer.close()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def delayed_inventory(service: Service, fleet: Fleet, rtt: float, root: Path
+                      ) -> tuple[Path, list[DelayProxy]]:
+    """The service's inventory with every host reached through a DelayProxy of `rtt`."""
+    data: dict[str, Any] = json.loads(json.dumps(service.data))
+    proxies = []
+    for role in ("app", "balancer"):
+        for entry in data["hosts"][role]:
+            host = fleet[entry["name"]]
+            proxy = DelayProxy(host.address, host.port, rtt / 2)
+            proxies.append(proxy)
+            entry["port"] = proxy.port
+            with fleet.known_hosts.open("a") as handle:  # the same host key behind the proxy
+                handle.write(host.known_hosts_line.replace(f":{host.port} ", f":{proxy.port} "))
+    for key, value in service.overrides.items():
+        data[key] = value
+    return write_inventory(root / "delayed.yml", data), proxies
+
+
+def round_trips(inventory: Path, hosts: list[str], *args: str) -> int:
+    """The busiest host's SSH commands and channels for one run of `args`."""
+    prefix = f"import sys; sys.path.insert(0, {SOURCE!r})\n" if SOURCE else ""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+    result = subprocess.run([sys.executable, "-c", prefix + COUNTED_CLI, "-i", str(inventory),
+                             *args], capture_output=True, text=True, env=env, timeout=300)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    lines = [line.split() for line in result.stderr.splitlines() if line.startswith("[rt] ")]
+    return max(sum(1 for line in lines if line[1] in ("command", "channel") and line[2] == host)
+               for host in hosts)
+
+
+def timed(inventory: Path, *args: str) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLUEGREEN_")}
+    argv = ([sys.executable, "-c", CLI] if CLI else [sys.executable, "-m", "bluegreen"])
+    started = time.perf_counter()
+    result = subprocess.run([*argv, "-i", str(inventory), *args], capture_output=True,
+                            text=True, env=env, timeout=300)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    rtt = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.050
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    with tempfile.TemporaryDirectory() as tmp:
+        fleet = start_fleet(Path(tmp) / "fleet", FLEET_ADDRESSES)
+        service = balanced_service(fleet, Path(tmp) / "svc", "nginx")
+        proxies: list[DelayProxy] = []
+        try:
+            direct = service.inventory()
+            delayed, proxies = delayed_inventory(service, fleet, rtt, Path(tmp))
+            hosts = [*service.app_hosts, *service.balancer_hosts]
+            print(f"{SOURCE or 'this checkout'}: nginx, {', '.join(hosts)}; RTT {rtt * 1000:g} ms "
+                  f"added on every SSH connection; median of {runs}")
+            number = iter(range(2, 1000))
+            operations = {
+                "deploy": lambda: ("deploy", "--source", str(service.release("v1")),
+                                   "--release", f"v{next(number)}"),
+                "rollback": lambda: ("rollback",),
+                "status": lambda: ("status",),
+            }
+            for label, args in operations.items():
+                busiest = round_trips(direct, hosts, *args())
+                plain = statistics.median(timed(direct, *args()) for _ in range(runs))
+                slow = statistics.median(timed(delayed, *args()) for _ in range(runs))
+                print(f"  {label:9} {plain:.2f} s direct, {slow:.2f} s at {rtt * 1000:g} ms: "
+                      f"+{slow - plain:.2f} s = {(slow - plain) / rtt:.1f} RTT; busiest host's "
+                      f"round trips {busiest} (+ connection set-up) × RTT = "
+                      f"{busiest * rtt:.2f} s")
+        finally:
+            for proxy in proxies:
+                proxy.close()
+            service.close()
+            fleet.close()
+
+
+if __name__ == "__main__":
+    main()
