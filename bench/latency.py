@@ -153,9 +153,14 @@ def main() -> None:
             print(f"{SOURCE or 'this checkout'}: nginx, {', '.join(hosts)}; RTT {rtt * 1000:g} ms "
                   f"added on every SSH connection; median of {runs}")
             number = iter(range(2, 1000))
+
+            def deploy() -> tuple[str, ...]:
+                release = f"v{next(number)}"  # each deploy a new release, verified by its body
+                return ("deploy", "--source", str(service.release(release)), "--release",
+                        release)
+
             operations = {
-                "deploy": lambda: ("deploy", "--source", str(service.release("v1")),
-                                   "--release", f"v{next(number)}"),
+                "deploy": deploy,
                 "rollback": lambda: ("rollback",),
                 "status": lambda: ("status",),
             }

@@ -250,10 +250,16 @@ class ReleaseLayout:
         return target.rsplit("/", 1)[-1] if result.ok and target else None
 
     def prune(self, transport: Transport, keep: int) -> list[str]:
+        """Remove the releases beyond the `keep` newest that no colour points at: what the
+        colours point at and the releases, newest first, are read in one round trip."""
         listing = transport.run(Command.script(
-            'cd -- "$1/releases" 2>/dev/null && ls -1t -- . || true', self.root))
-        in_use = {self.current(transport, colour) for colour in Colour}
-        doomed = releases_to_prune(listing.stdout.splitlines(), in_use=in_use, keep=keep)
+            'for pointer in "$2" "$3"; do target=$(readlink -- "$pointer") || target=; '
+            'printf "%s\\n" "${target##*/}"; done; '
+            'cd -- "$1/releases" 2>/dev/null && ls -1t -- . || true',
+            self.root, *(self.pointer(colour) for colour in Colour)))
+        lines = listing.stdout.split("\n")
+        in_use = {name or None for name in lines[:len(Colour)]}
+        doomed = releases_to_prune(lines[len(Colour):], in_use=in_use, keep=keep)
         if doomed:
             transport.run(Command("rm", "-rf", "--", *[self.release_dir(r) for r in doomed])
                           ).check("prune old releases")

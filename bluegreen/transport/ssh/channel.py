@@ -67,6 +67,29 @@ def _chunk(data: Input, offset: int) -> bytes:
     return data.read_at(offset, _SEND_CHUNK)
 
 
+def exec_pipelined(channel: Any, command: str) -> None:
+    """paramiko's `exec_command` without waiting for sshd's answer to the request: the
+    command's input goes right behind it and its output is read as usual, so a command costs
+    one round trip fewer. sshd handles the connection's messages in order; if it refuses the
+    request it closes the channel, which `exec_refused` then tells apart."""
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+    from paramiko.message import Message
+
+    request = Message()
+    request.add_byte(cMSG_CHANNEL_REQUEST)
+    request.add_int(channel.remote_chanid)
+    request.add_string("exec")
+    request.add_boolean(True)  # sshd answers; paramiko closes the channel on a refusal
+    request.add_string(command)
+    channel._event_pending()
+    channel.transport._send_user_message(request)
+
+
+def exec_refused(channel: Any) -> bool:
+    """Whether sshd refused the command's exec request (rather than the command running)."""
+    return bool(channel.event.is_set() and not channel.event_ready)
+
+
 NO_EXIT_STATUS = -1  # paramiko's exit status when none came: killed by a signal, or cut off
 
 def connection_lost(transport: Any) -> bool:

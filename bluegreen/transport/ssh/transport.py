@@ -16,6 +16,7 @@ from bluegreen.errors import (
     CommandTimeout,
     ConnectError,
     ForwardingRefused,
+    RemoteCommandFailed,
 )
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult, Input, input_size, with_environment
@@ -23,6 +24,8 @@ from bluegreen.transport.ssh.channel import (
     NO_EXIT_STATUS,
     collect,
     connection_lost,
+    exec_pipelined,
+    exec_refused,
     forwarding_error,
     send_all,
 )
@@ -88,9 +91,9 @@ class SSHTransport:
                 # No EOF is sent on a command without input: paramiko can send it after its own
                 # reply to the server's CLOSE when the command ends first, and sshd then drops
                 # the whole connection ("ieof packet referred to nonexistent channel").
-                channel.exec_command(text + " </dev/null")
+                exec_pipelined(channel, text + " </dev/null")
             else:
-                channel.exec_command(text)
+                exec_pipelined(channel, text)
                 if not send_all(channel, stdin, deadline, sent):
                     channel.close()
                     raise CommandTimeout(
@@ -107,6 +110,11 @@ class SSHTransport:
                                where=self.host,
                                hint="Check that the host and its sshd are still up, then retry."
                                ) from None
+        if status == NO_EXIT_STATUS and exec_refused(channel):
+            raise RemoteCommandFailed(
+                f"sshd on {self.host} refused to run `{command}`.", where=self.host,
+                hint="Check the deploy user's sshd settings (ForceCommand, a restricted "
+                     "shell).")
         if status == NO_EXIT_STATUS and connection_lost(transport):
             raise ConnectError(
                 f"the SSH connection was lost while running `{command}`: it ended without an "
