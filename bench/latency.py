@@ -92,7 +92,14 @@ class DelayProxy:
             writer.close()
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        async def shut_down() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shut_down(), self.loop)
         self.thread.join(5)
 
 
