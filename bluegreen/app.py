@@ -152,6 +152,29 @@ class AppStack:
         pointer = result.stdout.split("\n", 1)[0]
         return result.ok, pointer or None
 
+    def facts(self, transport: Transport, spec: InstanceSpec) -> InstanceFacts:
+        """The instance's pointer, whether it runs and its connections — in one round trip,
+        unless `app.status` names the release or its directory (it is then checked with the
+        release the pointer names, read first)."""
+        layout = self.layout(spec.host)
+        if self.settings.status and any(uses_variable(self.settings.status, name)
+                                        for name in ("release", "release_dir")):
+            pointer = layout.current(transport, spec.colour)
+            running = self.is_running(transport, spec, pointer)
+            counted = transport.run(Command.script(
+                COUNT_ESTABLISHED, connection_filter(spec.address, spec.port))) if running \
+                else None
+            return InstanceFacts(pointer, running, parse_count(counted.stdout) if counted else 0)
+        result = transport.run(Command.script(
+            'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
+            'if sh -c "$2" >/dev/null 2>&1; then echo running; sh -c "$3" bluegreen "$4"; '
+            'else echo stopped; fi',
+            layout.pointer(spec.colour), self.status_command(spec, None).render(),
+            COUNT_ESTABLISHED, connection_filter(spec.address, spec.port)))
+        named, state, count = ([*result.stdout.split("\n"), "", ""])[:3]
+        runs = state == "running"
+        return InstanceFacts(named or None, runs, parse_count(count) if runs else 0)
+
     def log_tail(self, transport: Transport, spec: InstanceSpec, release: str | None) -> str:
         command = self.log_command(spec, release)
         if command is None:
@@ -235,6 +258,35 @@ def listen_filter(port: int, address: str | None) -> str:
     if ip.version == 6:
         return f"( src [{ip}]:{port} or src [::]:{port} )"
     return f"( src {ip}:{port} or src 0.0.0.0:{port} or src [::]:{port} )"
+
+
+def connection_filter(address: str, port: int) -> str:
+    """An `ss` filter for established connections to the instance: those whose local end is
+    `address:port` when the address is an IP (several instances may share a port on one
+    machine), else any local address on `port`."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"sport = :{port}"
+    return f"src [{ip}]:{port}" if ip.version == 6 else f"src {ip}:{port}"
+
+
+COUNT_ESTABLISHED = 'ss -Htn state established "( $1 )" | grep -c . || true'
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What `status` reports of an instance: the release its colour's pointer names, whether it
+    runs, and its established connections."""
+
+    pointer: str | None
+    running: bool
+    connections: int
+
+
+def parse_count(text: str) -> int:
+    text = text.strip()
+    return int(text) if text.isdigit() else 0
 
 
 def _listening(port: int, address: str | None) -> Command:

@@ -18,7 +18,6 @@ from bluegreen.instances import probe_instance
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
-from bluegreen.retire import established
 from bluegreen.session import Session, drift_between, runtime_drift
 from bluegreen.state import (
     LockInfo,
@@ -158,10 +157,9 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
 
     def inspect(spec: Any) -> dict[str, Any]:
         transport = session.connections[spec.host.name]
-        release = stack.layout(spec.host).current(transport, spec.colour)
-        running = stack.is_running(transport, spec, release)
+        facts = stack.facts(transport, spec)
+        release, running, connections = facts.pointer, facts.running, facts.connections
         healthy = None
-        connections = established(transport, spec.address, spec.port) if running else 0
         if running:
             outcome = probe_instance(inventory, session.connections, spec, checker=checker,
                                      retries=1, release=release)

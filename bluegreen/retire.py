@@ -4,12 +4,18 @@ no rollback target until `bluegreen rollback --restart` starts it again."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bluegreen.app import AppStack, InstanceSpec, instance_specs
+from bluegreen.app import (
+    COUNT_ESTABLISHED,
+    AppStack,
+    InstanceSpec,
+    connection_filter,
+    instance_specs,
+    parse_count,
+)
 from bluegreen.errors import UsageError
 from bluegreen.fanout import fan_out
 from bluegreen.model import Colour
@@ -36,15 +42,8 @@ def established(transport: Transport, address: str, port: int) -> int:
     """Established TCP connections to the instance (clients, balancers' old workers): those whose
     local end is `address:port` when the address is an IP (several instances may share a port on
     one machine), else any local address on `port`."""
-    try:
-        ip = ipaddress.ip_address(address)
-        local = f"src [{ip}]:{port}" if ip.version == 6 else f"src {ip}:{port}"
-    except ValueError:
-        local = f"sport = :{port}"
-    result = transport.run(Command.script(
-        'ss -Htn state established "( $1 )" | grep -c . || true', local))
-    text = result.stdout.strip()
-    return int(text) if text.isdigit() else 0
+    result = transport.run(Command.script(COUNT_ESTABLISHED, connection_filter(address, port)))
+    return parse_count(result.stdout)
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,47 @@ def test_prune_reads_the_pointers_and_releases_in_one_command(tmp_path: Path) ->
     assert len(calls) == 2  # the listing, then the removal
     assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == ["v1", "v5", "v6"]
     assert layout.prune(transport, keep=2) == [] and len(calls) == 3
+
+
+@pytest.mark.parametrize("status", [None, "test -e {{ release_dir }} && exit 0"])
+def test_status_reads_an_instance_in_one_command_unless_app_status_names_the_release(
+        tmp_path: Path, status: str | None) -> None:
+    import socket
+
+    from bluegreen.app import AppStack, instance_specs
+    from bluegreen.inventory import validate_inventory
+    from bluegreen.model import Colour
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    inventory = validate_inventory({
+        "service": "shop",
+        "hosts": {"app": [{"name": "app1", "address": "127.0.0.1"}], "balancer": ["lb1"]},
+        "colours": {"blue": {"port": port}, "green": {"port": port + 1}},
+        "app": {"root": str(tmp_path), "start": "true", "stop": "true",
+                **({"status": status} if status else {})},
+        "balancer": {"managed_file": "/etc/x.conf"},
+    }, path=tmp_path / "inv.yml", environ={})
+    (tmp_path / "releases" / "v3").mkdir(parents=True)
+    (tmp_path / "blue").symlink_to("releases/v3")
+    stack = AppStack(inventory, inventory.app)
+    blue = instance_specs(inventory, Colour.BLUE)[0]
+    green = instance_specs(inventory, Colour.GREEN)[0]
+    calls: list[Command] = []
+
+    class Counting(LocalTransport):
+        def run(self, command: Command, **options: Any) -> Any:
+            calls.append(command)
+            return super().run(command, **options)
+
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        facts = stack.facts(Counting("here"), blue)
+        assert (facts.pointer, facts.running, facts.connections) == ("v3", True, 2)
+        assert len(calls) == (1 if status is None else 3)
+        stopped = stack.facts(Counting("here"), green)  # no pointer, nothing listening
+        assert (stopped.pointer, stopped.running, stopped.connections) == (None, False, 0)
+    finally:
+        for client in clients:
+            client.close()
+        listener.close()
