@@ -1,0 +1,224 @@
+"""A whole `deploy` — lock, state, stand-up, health, flip, verification, history — run by the
+real operation code on fast fakes: two balancers answering the flip's commands by `Command`
+equality (their state directory is a real one, through a local shell), two app hosts that are
+local shells in a temporary directory, and HTTP (instance health checks, the public URL) answered
+by httpx.MockTransport. What each failure leaves is read from the fakes: which balancer commands
+ran, what each balancer serves, the state and the history. The integration tests prove the same
+against real sshd, nginx and app servers."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bluegreen import cancel
+from bluegreen.balancer import site_for
+from bluegreen.errors import (
+    BluegreenError,
+    FanOutError,
+    HealthCheckFailed,
+    Interrupted,
+    VerifyFailed,
+)
+from bluegreen.inventory import Inventory, validate_inventory
+from bluegreen.operations import Options, deploy
+from bluegreen.shell import Command
+from bluegreen.transport.fake import FakeTransport
+from bluegreen.transport.local import LocalTransport
+from tests.unit.test_flip import FakeNginx, Recorder
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+BLUE, GREEN = free_port(), free_port()
+
+
+class Fleet:
+    """The fakes, and what HTTP answers: `health[port]` for an instance, `public` for the URL."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.inventory = inventory(root)
+        self.balancers = {
+            host.name: FakeNginx(site_for(self.inventory, host), file=None, serving=None)
+            for host in self.inventory.hosts.balancer}
+        self.state_shell = LocalTransport("state")
+        self.health = {BLUE: 200, GREEN: 200}
+        self.public = "release v1"
+
+    def transport(self, name: str) -> Any:
+        if name in self.balancers:
+            fake = self.balancers[name]
+
+            managed = Path(fake.site.managed.path)
+
+            def answer(command: Command, stdin: bytes | None) -> tuple[int, str, str]:
+                try:
+                    return fake(command, stdin)
+                except AssertionError:  # not the driver's: the state directory's, run for real
+                    if fake.file is None:  # reads of the managed file see the fake's
+                        managed.unlink(missing_ok=True)
+                    else:
+                        managed.write_text(fake.file)
+                    result = self.state_shell.run(command, stdin=stdin)
+                    return result.exit_status, result.stdout, result.stderr
+
+            return FakeTransport(name, answer)
+        return LocalTransport(name)
+
+    def http(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "shop.test":
+            return httpx.Response(200, text=self.public)
+        status = self.health[request.url.port or 80]
+        return httpx.Response(status, text="ok" if status == 200 else "starting")
+
+    def balancer_commands(self) -> dict[str, list[str]]:
+        return {name: list(fake.done) for name, fake in self.balancers.items()}
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.root / "state" / "lb1" / "state.json").read_text()))
+
+    def history(self) -> list[dict[str, Any]]:
+        lines = (self.root / "state" / "lb1" / "history.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+
+def inventory(root: Path) -> Inventory:
+    return validate_inventory({
+        "service": "shop",
+        "hosts": {
+            "app": [{"name": name, "address": "127.0.0.1", "app_root": str(root / name)}
+                    for name in ("app1", "app2")],
+            "balancer": [{"name": name, "balancer": {
+                "managed_file": str(root / f"{name}.conf"),
+                "state_dir": str(root / "state" / name)}} for name in ("lb1", "lb2")]},
+        "colours": {"blue": {"port": BLUE}, "green": {"port": GREEN}},
+        "app": {"root": str(root / "srv"),  # an instance "runs" while its file exists
+                "start": "touch {{ app_root }}/{{ colour }}.up",
+                "stop": "rm -f {{ app_root }}/{{ colour }}.up",
+                "status": "test -e {{ app_root }}/{{ colour }}.up"},
+        "health": {"interval": 0, "retries": 2},
+        "balancer": {"managed_file": "/unused", "reload_timeout": 0.3},
+        "verify": {"urls": ["http://shop.test/"], "expect_body": "release {{ release }}",
+                   "attempts": 2},
+    }, path=root / "inventory.yml", environ={})
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    import bluegreen.instances
+
+    fleet = Fleet(tmp_path)
+    monkeypatch.setattr("bluegreen.connections.open_transport",
+                        lambda host, inventory: fleet.transport(host.name))
+    real_checker = bluegreen.instances.HealthChecker
+    monkeypatch.setattr(bluegreen.instances, "HealthChecker", lambda **options: real_checker(
+        httpx.Client(transport=httpx.MockTransport(fleet.http)), sleep=lambda _: None))
+    cancel.CANCELLED.clear()
+    yield fleet
+    cancel.CANCELLED.clear()
+
+
+def run_deploy(fleet: Fleet, release: str) -> dict[str, Any]:
+    source = fleet.root / "releases" / release
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "app.txt").write_text(release)
+    return deploy(fleet.inventory, Recorder(), source=str(source), release=release, to=None,
+                  options=Options())  # type: ignore[arg-type]
+
+
+def test_a_deploy_flips_every_balancer_and_records_it(fleet: Fleet) -> None:
+    result = run_deploy(fleet, "v1")
+    assert (result["live"], result["generation"]) == ("blue", 1)
+    for fake in fleet.balancers.values():
+        assert fake.done == ["stage", "validate", "take", "reload"]
+        assert fake.serving is not None and f":{BLUE} " in fake.serving
+    assert fleet.state()["live"] == "blue" and fleet.state()["operation"] is None
+    assert [(r["operation"], r["result"]) for r in fleet.history()] == [("deploy", "ok")]
+    assert not (fleet.root / "state" / "lb1" / "lock").exists()
+
+
+def test_an_unhealthy_target_sends_no_command_to_any_balancer(fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    served = {name: fake.serving for name, fake in fleet.balancers.items()}
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    fleet.health[GREEN] = 503
+    with pytest.raises(FanOutError) as caught:
+        run_deploy(fleet, "v2")
+    assert caught.value.exit_code == 5  # every host's failure, each a failed health check
+    assert [type(f.error) for f in caught.value.failures] == [HealthCheckFailed] * 2
+    assert fleet.balancer_commands() == {"lb1": [], "lb2": []}  # no stage, no reload
+    assert {name: fake.serving for name, fake in fleet.balancers.items()} == served
+    state = fleet.state()
+    assert state["live"] == "blue" and state["colours"]["green"]["status"] == "failed"
+    assert fleet.history()[-1]["result"] == "failed"
+
+
+def test_a_failed_verification_undoes_the_flip_on_every_balancer(fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    served = {name: fake.serving for name, fake in fleet.balancers.items()}
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    with pytest.raises(VerifyFailed) as caught:  # the public URL still shows v1
+        run_deploy(fleet, "v2")
+    assert caught.value.exit_code == 7
+    for name, fake in fleet.balancers.items():
+        assert fake.done == ["stage", "validate", "take", "reload", "restore", "reload"]
+        assert fake.serving == served[name]  # traffic back on blue, byte for byte
+    state = fleet.state()
+    assert (state["live"], state["generation"]) == ("blue", 1)
+    assert state["colours"]["green"]["status"] == "failed"
+    record = fleet.history()[-1]
+    assert (record["operation"], record["result"]) == ("deploy", "failed")
+    assert record["error"]["code"] == "verify_failed"
+
+
+def test_an_invalid_second_balancer_means_nothing_is_flipped(fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    served = {name: fake.serving for name, fake in fleet.balancers.items()}
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    fleet.balancers["lb2"].valid = False
+    fleet.public = "release v2"
+    with pytest.raises(BluegreenError) as caught:
+        run_deploy(fleet, "v2")
+    assert caught.value.exit_code == 6 and "servr" in caught.value.message
+    for name, fake in fleet.balancers.items():
+        assert "reload" not in fake.done and "restore" in fake.done
+        assert fake.file == fake.serving == served[name]
+    assert fleet.state()["live"] == "blue"
+
+
+def test_an_interrupt_during_the_flip_finishes_it_everywhere_then_flips_back_unverified(
+        fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    served = {name: fake.serving for name, fake in fleet.balancers.items()}
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    fleet.balancers["lb2"].on_reload = cancel.CANCELLED.set  # Ctrl-C as lb2 reloads
+    fleet.public = "release v2"
+    with pytest.raises(Interrupted) as caught:
+        run_deploy(fleet, "v2")
+    assert caught.value.exit_code == 130
+    assert "live traffic was left as it was" in caught.value.message
+    for name, fake in fleet.balancers.items():
+        # the activation finished on both balancers (none left half-switched), then the
+        # unverified flip was undone on both
+        assert fake.done == ["stage", "validate", "take", "reload", "restore", "reload"]
+        assert fake.serving == served[name]
+    state = fleet.state()
+    assert (state["live"], state["generation"]) == ("blue", 1)
+    assert state["colours"]["green"]["status"] == "failed"
+    record = fleet.history()[-1]
+    assert (record["result"], record["flipped"]) == ("interrupted", False)
