@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bluegreen.errors import HealthCheckFailed
 from bluegreen.inventory import AppSettings, HostSpec, Inventory
@@ -183,9 +183,10 @@ class AppStack:
         return (result.stdout + result.stderr).strip()
 
     def stop(self, transport: Transport, spec: InstanceSpec, release: str | None, *,
-             command: Command | None = None) -> None:
-        """Stop the colour if it runs (`command`: the stop command a plan rendered)."""
-        if not self.is_running(transport, spec, release):
+             command: Command | None = None, running: bool | None = None) -> None:
+        """Stop the colour if it runs (`command`: the stop command a plan rendered; `running`:
+        whether it runs, when just read)."""
+        if not (self.is_running(transport, spec, release) if running is None else running):
             return
         transport.run(command or self.stop_command(spec, release),
                       timeout=self.settings.stop_timeout).check(f"stop {spec.colour}")
@@ -197,12 +198,25 @@ class AppStack:
                         f"{spec.colour} still running {self.settings.stop_timeout:g} s after "
                         "its stop command", spec)
 
+    def point_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
+                        command: Command | None = None) -> None:
+        """Point the colour at `release` and check that nothing holds its port (one command),
+        then start it (`command`: the start command a plan rendered)."""
+        point = self.layout(spec.host).point_command(spec.colour, release)
+        pointed = transport.run(Command.script(
+            'sh -c "$1" || exit; sh -c "$2" || :', point.render(),
+            listeners(spec.port, spec.address).render()))
+        replace(pointed, command=str(point)).check(f"point {spec.colour} at {release}")
+        self._require_port_free(pointed.stdout, spec)
+        self.start(transport, spec, release, command=command, port_checked=True)
+
     def start(self, transport: Transport, spec: InstanceSpec, release: str, *,
-              command: Command | None = None) -> None:
+              command: Command | None = None, port_checked: bool = False) -> None:
         """Start the colour (`command`: the start command a plan rendered), on a port nothing
         else holds: a stale server still listening there would answer the health check in the
         new release's place."""
-        self.require_port_free(transport, spec)
+        if not port_checked:
+            self.require_port_free(transport, spec)
         result = transport.run(command or self.start_command(spec, release),
                                timeout=self.settings.start_timeout)
         if not result.ok:
@@ -216,9 +230,13 @@ class AppStack:
 
     def require_port_free(self, transport: Transport, spec: InstanceSpec) -> None:
         listening = transport.run(listeners(spec.port, spec.address))
-        if listening.ok and listening.stdout.strip():
+        self._require_port_free(listening.stdout if listening.ok else "", spec)
+
+    def _require_port_free(self, listening: str, spec: InstanceSpec) -> None:
+        """HealthCheckFailed when `listening` (`listeners` output) shows a listener."""
+        if listening.strip():
             raise HealthCheckFailed(
-                f"port {spec.port} is still in use by {listener(listening.stdout)} although "
+                f"port {spec.port} is still in use by {listener(listening)} although "
                 f"{spec.colour} is stopped, so a health check would reach that process instead "
                 "of the new release.",
                 where=f"{spec.host.name} ({spec.colour}:{spec.port})",

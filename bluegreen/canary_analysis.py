@@ -68,8 +68,13 @@ def judge(settings: CanarySettings, baseline: Baseline, now: dict[str, BalancerT
     unbased = tuple(sorted(host for host in now if host not in baseline))
     for host, traffic in now.items():
         before = baseline.get(host, {})
-        reloaded = before.get("epoch") != traffic.epoch  # its counters restarted from zero
-        start_of: dict[str, list[int]] = {} if reloaded else before.get("servers", {})
+        start_of: dict[str, list[int]] = before.get("servers", {})
+        # its counters restarted from zero: a reload (a new epoch), or a log truncated in
+        # place, which some server's count going backwards shows
+        if before.get("epoch") != traffic.epoch or any(
+                counted.requests < start_of.get(name, [0])[0]
+                for name, counted in traffic.servers.items()):
+            start_of = {}
         for name, counted in traffic.servers.items():
             colour = name.split("-", 1)[0]
             if colour not in latency:

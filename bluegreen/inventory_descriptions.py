@@ -319,8 +319,10 @@ FIELDS: dict[str, dict[str, str]] = {
             "nginx only: the access log of the service's requests, written in the `bluegreen` "
             "format (`log_format bluegreen '$upstream_addr|$upstream_status|"
             "$upstream_response_time';`), from which a canary's analysis counts each server's "
-            "requests, 5xx answers and response times. bluegreen reads it whole at each "
-            "judgement (about 0.5 s per million lines): keep it to this service and rotate it."),
+            "requests, 5xx answers and response times; the log names servers by IP, so the app "
+            "hosts (or `balancer.upstream_address`) must be IP addresses. bluegreen reads it "
+            "whole at each judgement (about 0.5 s per million lines): keep it to this service "
+            "and rotate it; a rotated or truncated log counts from then."),
         "drain_timeout": (
             "Seconds the old colour's sessions may take, in a runtime flip, before its servers "
             "go to maintenance anyway; `bluegreen reload` waits as long for a host taken out of "

@@ -65,6 +65,8 @@ class Options:
     skip_analysis: bool = False  # canary promote: without judging the canary first
     # canary promote: only the canary with this (colour, release, since), else NoCanary
     expect_canary: tuple[str, str | None, str] | None = None
+    # canary promote, stepping: only from this weight (another process may have moved it)
+    expect_weight: int | None = None
     step_pause: float | None = None  # deploy: every canary step lasts this long (--step-pause)
     no_canary: bool = False  # deploy: straight to all the traffic despite canary.steps
     canary_pauses: tuple[float | None, ...] = ()  # each step's pause (None: manual)
@@ -130,7 +132,9 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
     killed bluegreen) leaves nothing half-done; a canary ended meanwhile ends the stepping."""
     result = started
     canary = started["canary"]
-    ours = replace(options, full=False,
+    # each step is judged: a --skip-analysis given for the step this started from is not
+    # carried over to the steps after it
+    ours = replace(options, full=False, skip_analysis=False,
                    expect_canary=(canary["colour"], canary["release"], canary["since"]))
     waited_unjudged = 0
     while result.get("canary") and result["canary"]["pause"] is not None:
@@ -139,8 +143,15 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
         cancel.sleep(pause)
         try:
             # another terminal may hold the lock for a moment (its own promote or abort)
-            result = _promote_once(inventory, reporter,
-                                   options=replace(ours, lock_wait=max(options.lock_wait, pause)))
+            result = _promote_once(inventory, reporter, options=replace(
+                ours, lock_wait=max(options.lock_wait, pause), expect_weight=weight))
+        except _MovedElsewhere as moved:
+            # someone else took a step meanwhile: the step it reached lasts its whole pause
+            reporter.warn(f"another operation moved the canary to {moved.canary['weight']}% "
+                          "meanwhile: that step gets its own pause")
+            result = {**result, "canary": moved.canary}
+            waited_unjudged = 0
+            continue
         except CanaryNotJudged as error:
             waited_unjudged += 1
             if not error.waiting_helps or waited_unjudged > _UNJUDGED_PAUSES:
@@ -156,6 +167,14 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
 
 
 _UNJUDGED_PAUSES = 3  # pauses a stepping canary waits for enough traffic to be judged
+
+
+class _MovedElsewhere(Exception):
+    """A stepping canary found at another weight than the one it waited on."""
+
+    def __init__(self, canary: dict[str, Any]):
+        super().__init__(canary["weight"])
+        self.canary = canary
 
 
 def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None,
@@ -174,7 +193,9 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
                           "canary.steps apply from the next one")
             options = replace(options, canary=None, canary_pauses=())
         if options.canary is not None:
-            _require_weights(session, state)
+            _require_weights(session, state,
+                             where="canary.steps" if options.canary_from_inventory
+                             else "--canary")
             if inventory.canary.analysed and not session.traffic():
                 raise InventoryError(
                     "the canary's analysis (canary.max_error_rate, canary.max_latency_ratio) "
@@ -226,11 +247,13 @@ def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact
         cancel.check_cancelled()
         replaced = state.colour(target).replaced
         with _start_failures(spec):
+            idle = stack.facts(transport, spec)  # runs? connections? in one round trip
             cut[spec.host.name] = _drain_before_stop(session, stack, spec, replaced,
-                                                     ask=drain_idle)
-            stack.stop(transport, spec, replaced, command=steps.stop)
-            stack.layout(spec.host).point(transport, target, artifact.release)
-            stack.start(transport, spec, artifact.release, command=steps.start)
+                                                     ask=drain_idle, open_now=idle.connections)
+            # a drain may have ended the instance itself: then ask again before stopping it
+            stack.stop(transport, spec, replaced, command=steps.stop,
+                       running=idle.running if not idle.connections else None)
+            stack.point_and_start(transport, spec, artifact.release, command=steps.start)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
     if len(batches) > 1:
@@ -319,13 +342,13 @@ def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, rele
 
 
 def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
-                       release: str | None, *, ask: bool) -> int:
+                       release: str | None, *, ask: bool, open_now: int | None = None) -> int:
     """A deploy never stops an idle instance that still holds connections (clients of a
     rollback, WebSockets) without draining it first — unless told not to — and always says how
     many it cut."""
     transport, reporter = session.connections[spec.host.name], session.reporter
     timeout = stack.settings.drain_timeout if ask else 0.0  # a stopped colour has none
-    count = drain(stack, transport, spec, release, timeout=timeout, ask=ask,
+    count = drain(stack, transport, spec, release, timeout=timeout, ask=ask, open_now=open_now,
                   report=lambda line: reporter.step(spec.host.name, line))
     if count:
         reporter.warn(f"{spec.host.name}: {count} connection(s) to {spec.colour} still open, "
@@ -676,6 +699,8 @@ def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
                                                                canary.since):
             raise NoCanary("the canary this deploy started was ended, and another one started, "
                            "by another operation.")
+        if options.expect_weight is not None and canary.weight != options.expect_weight:
+            raise _MovedElsewhere(canary.to_dict())
         verdict = None
         if inventory.canary.analysed and not options.skip_analysis and not options.dry_run:
             verdict = _analyse(session, state, canary)
@@ -830,14 +855,16 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     return new_state
 
 
-def _require_weights(session: Session, state: State) -> None:
+def _require_weights(session: Session, state: State, *, where: str) -> None:
     if state.live is None:
         raise UsageError("a canary needs a live colour to share the traffic with.",
-                         where="--canary", hint="Deploy without --canary first.")
+                         where=where, hint="Deploy without --canary first.")
     unweighted = [name for name, site in session.sites.items() if not site.driver.weighted]
     if unweighted:
         raise UsageError(f"{', '.join(unweighted)} cannot split traffic by weight.",
-                         where="--canary", hint="Canaries need nginx or HAProxy.")
+                         where=where, hint="Canaries need nginx or HAProxy"
+                         + ("; `deploy --no-canary` deploys straight." if where != "--canary"
+                            else "."))
 
 
 def _require_canary(state: State) -> Canary:

@@ -49,9 +49,15 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         state = ensure_consistent(session.read_states())
         analysis = None
         if state.canary is not None and state.live is not None and inventory.canary.analysed:
-            verdict = judge(inventory.canary, state.canary.baseline, session.traffic(),
-                            canary=state.canary.colour, stable=state.live.value)
-            analysis = {**verdict.to_dict(), "described": verdict.describe()}
+            try:
+                counted = session.traffic()
+            except BluegreenError as error:  # the canary is still shown, unjudged
+                analysis = {"judged": False, "passed": False, "error": error.message,
+                            "described": f"not judged: {error.message}"}
+            else:
+                verdict = judge(inventory.canary, state.canary.baseline, counted,
+                                canary=state.canary.colour, stable=state.live.value)
+                analysis = {**verdict.to_dict(), "described": verdict.describe()}
     return {"live": state.live.value if state.live else None, "weights": state.weights,
             "canary": state.canary.to_dict() if state.canary else None, "analysis": analysis}
 

@@ -239,10 +239,12 @@ class ReleaseLayout:
 
     def point(self, transport: Transport, colour: Colour, release: str) -> None:
         """Swap the colour's pointer atomically (a new symlink renamed over the old one)."""
-        script = ('set -e; ln -sfn -- "releases/$2" "$1/.$3.next"; '
-                  'mv -Tf -- "$1/.$3.next" "$1/$3"')
-        transport.run(Command.script(script, self.root, release, colour.value)).check(
+        transport.run(self.point_command(colour, release)).check(
             f"point {colour} at {release}")
+
+    def point_command(self, colour: Colour, release: str) -> Command:
+        return Command.script('set -e; ln -sfn -- "releases/$2" "$1/.$3.next"; '
+                              'mv -Tf -- "$1/.$3.next" "$1/$3"', self.root, release, colour.value)
 
     def current(self, transport: Transport, colour: Colour) -> str | None:
         result = transport.run(Command("readlink", "--", self.pointer(colour)))

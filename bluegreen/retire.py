@@ -62,14 +62,16 @@ class Retired:
 
 
 def drain(stack: AppStack, transport: Transport, spec: InstanceSpec, release: str | None, *,
-          timeout: float, report: Callable[[str], None], ask: bool = True) -> int:
+          timeout: float, report: Callable[[str], None], ask: bool = True,
+          open_now: int | None = None) -> int:
     """Let the instance's established connections end: run `app.drain` (when set and `ask`) so
     the app can tell its long-lived clients to go — e.g. a WebSocket close 1001 — then wait up
-    to `timeout` for none to be left. How many were still open at the end (0: drained)."""
+    to `timeout` for none to be left (`open_now`: how many there are, when just read). How many
+    were still open at the end (0: drained)."""
     def count() -> int:
         return established(transport, spec.address, spec.port)
 
-    if count() == 0:
+    if (count() if open_now is None else open_now) == 0:
         return 0
     if ask and stack.settings.drain:
         _ask_to_drain(stack, transport, spec, release, report)

@@ -154,8 +154,9 @@ class Session:
                                  step="read balancer workers")
 
     def traffic(self) -> dict[str, BalancerTraffic]:
-        """Per balancer that keeps per-server counters (HAProxy with its admin socket), what
-        it counted; balancers without them, or whose counters cannot be read, are left out."""
+        """Per balancer that keeps per-server counters (HAProxy with its admin socket, nginx
+        with its access log), what it counted; balancers without them, or whose admin socket
+        does not answer, are left out; an access log that cannot be read raises."""
         every_server = build_upstream(self.inventory, Colour.BLUE, 0)  # both colours'
         found = self._ask_drivers(lambda driver, transport, _:
                                   driver.traffic(transport, every_server),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from bluegreen.balancer.base import Upstream, server_name
@@ -56,16 +57,19 @@ class ReloadActivation:
             before = self.workers(transport)
             transport.run(driver.reload(), timeout=timeout).check("reload")
         else:
-            result = transport.run(watched, timeout=timeout + 5)
+            # the reload may take `timeout` and the watch as long again
+            result = transport.run(watched, timeout=2 * timeout + 5)
             if result.exit_status == _NO_MASTER and not result.stdout.strip():
                 raise self.not_running(transport.host)
-            result.check("reload")
+            replace(result, command=str(driver.reload())).check("reload")
             watched_before, _, watched_after = result.stdout.partition(f"{_AFTER}\n")
             before = parse_workers(watched_before)
             if driver.reload_took(before, parse_workers(watched_after)):
                 return
+        # after the host's own watch ran out of time, one last look from here
         if not poll_until(lambda: driver.reload_took(before, self.workers(transport)),
-                          timeout=timeout, interval=0.01, interruptible=False):
+                          timeout=timeout if watched is None else 1.0, interval=0.01,
+                          interruptible=False):
             raise BalancerError(
                 f"the reload did not take: no new {driver.kind} worker within {timeout:g} s.",
                 where=transport.host,

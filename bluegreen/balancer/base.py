@@ -4,7 +4,7 @@ file (keeping a byte-exact backup in the state directory), restore it, read its 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -300,7 +300,7 @@ class ManagedFile:
         output on stderr); a failure to stage raises."""
         result = transport.run(self.stage_and_validate_command(validate), stdin=text.encode())
         if not result.ok and result.exit_status != INVALID:
-            result.check(f"stage {self.path}")
+            replace(result, command=str(self.stage_command())).check(f"stage {self.path}")
         self._staged[transport.host] = result.stdout.partition("\n")[0]
         return result
 

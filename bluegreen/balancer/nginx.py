@@ -3,6 +3,7 @@ validated with `nginx -t` against the real main config, activated with a gracefu
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from bluegreen.balancer.base import (
@@ -10,7 +11,6 @@ from bluegreen.balancer.base import (
     MasterWorkerBalancer,
     ServerTraffic,
     Upstream,
-    dial,
     render_upstream,
     server_name,
 )
@@ -60,9 +60,9 @@ class NginxBalancer(MasterWorkerBalancer):
 
     def count_log(self, path: str) -> Command:
         """The log's identity (device:inode, new after a rotation), then its counts per server
-        address; exit 4 if it cannot be read."""
-        return Command.script('stat -c %d:%i -- "$1" && exec awk -F"|" "$2" "$1" || exit 4',
-                              path, _COUNT_LOG)
+        address, both from one opening of the file; exit 4 if it cannot be read."""
+        return Command.script('command exec 3< "$1" || exit 4; stat -L -c %d:%i /dev/fd/3 && '
+                              'exec awk -F"|" "$2" <&3 || exit 4', path, _COUNT_LOG)
 
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
         """Each server's requests, 5xx answers and response times, counted from
@@ -70,6 +70,13 @@ class NginxBalancer(MasterWorkerBalancer):
         path = self.settings.access_log
         if not path:
             return None
+        named = [s.address for s in upstream.servers if _ip(s.address) is None]
+        if named:
+            raise BalancerError(
+                f"the access log names servers by IP address, but {named[0]} is a host name, "
+                "so its requests cannot be told apart.", where="balancer.access_log",
+                hint="Give the app hosts (or balancer.upstream_address) as IP addresses to "
+                     "judge a canary from the access log.")
         result = transport.run(self.count_log(path))
         counted = parse_log_counts(result.stdout, upstream) if result.ok else None
         if counted is None:
@@ -97,17 +104,27 @@ def parse_log_counts(output: str, upstream: Upstream) -> BalancerTraffic | None:
     identity, _, counts = output.partition("\n")
     if not re.fullmatch(r"\d+:\d+", identity.strip()):
         return None
-    names = {dial(server.address, server.port): server_name(server)
+    names = {(_ip(server.address), server.port): server_name(server)
              for server in upstream.servers}
     totals: dict[str, list[float]] = {}
     for line in counts.splitlines():
         fields = line.split()
-        if len(fields) != 4 or fields[0] not in names:
+        address, _, port = fields[0].rpartition(":") if fields else ("", "", "")
+        key = (_ip(address.strip("[]")), int(port) if port.isdigit() else 0)
+        if len(fields) != 4 or key not in names:
             continue
-        total = totals.setdefault(names[fields[0]], [0, 0, 0.0])
+        total = totals.setdefault(names[key], [0, 0, 0.0])
         for index, value in enumerate(fields[1:]):
             total[index] += float(value)
     return BalancerTraffic(f"log {identity.strip()}", {
         name: ServerTraffic(int(requests), int(errors),
                             round(ms / requests, 1) if requests else 0.0, ms)
         for name, (requests, errors, ms) in totals.items()})
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address as an IP (so "::1" and "0:0::1" compare equal), None for a host name."""
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError:
+        return None

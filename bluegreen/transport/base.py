@@ -136,7 +136,12 @@ def get_files(transport: Transport, *paths: str) -> list[str | None]:
     """The texts of `paths` (None for one that does not exist), in one round trip."""
     separator = f"--bluegreen-{uuid.uuid4().hex}--"
     result = transport.run(Command.script(_GET_MANY_SCRIPT, separator, *paths))
-    return parse_files(result.check(f"read {', '.join(paths)}").stdout, separator, len(paths))
+    what = f"read {', '.join(paths)}"
+    try:
+        return parse_files(result.check(what).stdout, separator, len(paths))
+    except ValueError as exc:
+        raise RemoteCommandFailed(f"{what}: {exc}.", where=transport.host,
+                                  detail=str(exc)) from None
 
 
 def parse_files(output: str, separator: str, count: int) -> list[str | None]:

@@ -6,6 +6,7 @@ import json
 import re
 import tempfile
 from dataclasses import asdict
+from typing import Any
 
 import msgspec
 import pytest
@@ -187,6 +188,7 @@ NGINX_LOG = """\
 127.0.10.2:8002, 127.0.10.2:8001|502, 200|0.001, 0.003
 -|-|-
 127.0.10.9:8001|200|0.001
+[::1]:8003|503|0.002
 """
 
 
@@ -200,7 +202,8 @@ def test_the_nginx_access_log_counts_every_server_a_request_tried() -> None:
     driver = NginxBalancer(BalancerSettings(managed_file="/x", access_log="/x"))
     upstream = Upstream("shop", "shop", Colour.BLUE, 1, {"blue": 100, "green": 0}, (
         Server("app1", "127.0.10.2", 8001, Colour.BLUE, 100),
-        Server("app1", "127.0.10.2", 8002, Colour.GREEN, 0)))
+        Server("app1", "127.0.10.2", 8002, Colour.GREEN, 0),
+        Server("app2", "0:0::1", 8003, Colour.GREEN, 0)))  # logged as [::1]
     with tempfile.NamedTemporaryFile("w", suffix=".log") as log:
         log.write(NGINX_LOG)
         log.flush()
@@ -211,7 +214,8 @@ def test_the_nginx_access_log_counts_every_server_a_request_tried() -> None:
     assert traffic is not None and re.fullmatch(r"log \d+:\d+", traffic.epoch)
     assert traffic.servers == {  # 127.0.10.9 is no server of this upstream
         "blue-app1": ServerTraffic(3, 0, 4.3, 13.0),
-        "green-app1": ServerTraffic(3, 2, 10.3, 31.0)}
+        "green-app1": ServerTraffic(3, 2, 10.3, 31.0),
+        "green-app2": ServerTraffic(1, 1, 2.0, 2.0)}
     assert parse_log_counts("stat: cannot stat '/x'\n", upstream) is None
     missing = subprocess.run(driver.count_log("/nonexistent.log").wire_argv(),
                              capture_output=True, text=True)
@@ -233,3 +237,39 @@ def test_log_counts_are_judged_since_the_step_with_their_own_response_times() ->
     rotated = {"lb1": BalancerTraffic("log 1:3", now["lb1"].servers)}  # counts from rotation
     assert judge(settings, baseline_of(before), rotated, canary="green",
                  stable="blue").requests == 10
+    truncated = {"lb1": BalancerTraffic("log 1:2", {  # copytruncate: same file, counts restart
+        "blue-app1": ServerTraffic(40, 0, 10.0, 400.0),
+        "green-app1": ServerTraffic(12, 0, 10.0, 120.0)})}
+    verdict = judge(settings, baseline_of(now), truncated, canary="green", stable="blue")
+    assert (verdict.requests, verdict.latency_ratio) == (12, pytest.approx(1.0))
+
+
+def test_stepping_judges_every_step_and_yields_to_a_step_taken_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import bluegreen.operations as operations
+    from tests.unit.test_flip import Recorder
+
+    def at(weight: int) -> dict[str, Any]:
+        canary = Canary(colour="green", release="v2", weight=weight, since="t", by="me",
+                        steps=(5, 25, 50), pauses=(0.0, 0.0, 0.0))
+        return {"canary": canary.to_dict()}
+
+    asked: list[tuple[bool, int | None]] = []
+    answers: list[Any] = [operations._MovedElsewhere(at(25)["canary"]), at(50),
+                          {"canary": None, "live": "green"}]
+
+    def promote(inventory: Any, reporter: Any, *, options: Options) -> dict[str, Any]:
+        asked.append((options.skip_analysis, options.expect_weight))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+    monkeypatch.setattr(operations, "_promote_once", promote)
+    reporter = Recorder()
+    result = operations._step_through(None, reporter,  # type: ignore[arg-type]
+                                      Options(skip_analysis=True), at(5))
+    assert result == {"canary": None, "live": "green"}
+    # never skipping the analysis; from 5, found at 25 (moved elsewhere), then from 25 and 50
+    assert asked == [(False, 5), (False, 25), (False, 50)]
+    assert any("moved the canary to 25%" in line for line in reporter.lines)

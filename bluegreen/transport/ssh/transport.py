@@ -110,11 +110,6 @@ class SSHTransport:
                                where=self.host,
                                hint="Check that the host and its sshd are still up, then retry."
                                ) from None
-        if status == NO_EXIT_STATUS and exec_refused(channel):
-            raise RemoteCommandFailed(
-                f"sshd on {self.host} refused to run `{command}`.", where=self.host,
-                hint="Check the deploy user's sshd settings (ForceCommand, a restricted "
-                     "shell).")
         if status == NO_EXIT_STATUS and connection_lost(transport):
             raise ConnectError(
                 f"the SSH connection was lost while running `{command}`: it ended without an "
@@ -122,6 +117,11 @@ class SSHTransport:
                 where=self.host,
                 hint="Check that the host and its sshd are still up, then run `bluegreen "
                      "status` to see what the operation left.")
+        if status == NO_EXIT_STATUS and exec_refused(channel):
+            raise RemoteCommandFailed(
+                f"sshd on {self.host} refused to run `{command}`.", where=self.host,
+                hint="Check the deploy user's sshd settings (ForceCommand, a restricted "
+                     "shell).")
         if status is None:
             raise CommandTimeout(
                 f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
