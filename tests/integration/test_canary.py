@@ -162,9 +162,43 @@ def figures(name: str, **values: Any) -> None:
     print(f"\nFIGURES {name}: {json.dumps(values, sort_keys=True)}")
 
 
-def canary_share(service: Service) -> float:
-    """The canary release's share, in points, of `STEP_REQUESTS` new-connection requests."""
-    return 100 * served(service, STEP_REQUESTS)["v2"] / STEP_REQUESTS
+def canary_share(service: Service, colour: str = "green") -> float:
+    """The canary's share, in points, of what the balancer sent upstream while this sends
+    `STEP_REQUESTS` new-connection requests: counted from nginx's access log, so the load
+    running beside it is counted too (smooth weighted round robin is exact over all the
+    requests, not over any one client's, whose requests interleave with the others')."""
+    log = service.nginx["lb1"].access_log
+    start = log.stat().st_size
+    served(service, STEP_REQUESTS)
+    with log.open("rb") as handle:
+        handle.seek(start)
+        lines = handle.read().decode().splitlines()
+    ports = [line.split("|")[0].rsplit(":", 1)[-1] for line in lines]
+    return 100 * ports.count(str(service.ports[colour])) / len(ports)
+
+
+def haproxy_share(service: Service, colour: str) -> float:
+    """As `canary_share`, from HAProxy's per-server request counters (`show stat`)."""
+    def requests() -> dict[str, int]:
+        answer = subprocess.run(["socat", "stdio", f"unix-connect:{server.admin_socket}"],
+                                input="show stat\n", capture_output=True, text=True,
+                                timeout=10, check=True).stdout
+        header, *rows = [line for line in answer.splitlines() if line.strip()]
+        columns = header.lstrip("# ").split(",")
+        counted: dict[str, int] = {"blue": 0, "green": 0}
+        for row in rows:
+            fields = dict(zip(columns, row.split(","), strict=False))
+            name = fields.get("svname", "")
+            if name.startswith(("blue-", "green-")) and fields.get("req_tot"):
+                counted[name.split("-", 1)[0]] += int(fields["req_tot"])
+        return counted
+
+    server = service.nginx["lb1"]
+    before = requests()
+    served(service, STEP_REQUESTS)
+    after = requests()
+    sent = {c: after[c] - before[c] for c in after}
+    return 100 * sent[colour] / sum(sent.values())
 
 
 def test_canary_steps_5_25_50_then_all_under_load_with_the_shares_of_their_weights(
@@ -217,11 +251,11 @@ def test_canary_steps_on_haproxy_runtime_keep_strict_keep_alive_clients_whole(
     with KeepAliveClient(server.address, server.port) as client:
         ok(service.cli("deploy", "--canary", "10,50", "--source", str(service.release("v2")),
                        "--release", "v2", inventory=inventory))
-        shares[10] = canary_share(service)
+        shares[10] = haproxy_share(service, "blue")
         promoted = service.cli("canary", "promote", inventory=inventory)
         ok(promoted)
         assert "runtime API" in promoted.stderr and "reload" not in promoted.stderr.lower()
-        shares[50] = canary_share(service)
+        shares[50] = haproxy_share(service, "blue")
         ok(service.cli("canary", "promote", "--full", inventory=inventory))
         time.sleep(0.5)  # the client keeps going on its connection after the last flip
     assert client.failed == 0, client.errors[:5]
