@@ -63,8 +63,12 @@ class DelayProxy:
     async def _connection(self, client_reader: asyncio.StreamReader,
                           client_writer: asyncio.StreamWriter) -> None:
         server_reader, server_writer = await asyncio.open_connection(self.address, self.target)
-        await asyncio.gather(self._pipe(client_reader, server_writer),
-                             self._pipe(server_reader, client_writer))
+        try:
+            await asyncio.gather(self._pipe(client_reader, server_writer),
+                                 self._pipe(server_reader, client_writer))
+        except asyncio.CancelledError:  # the proxy is closing
+            client_writer.close()
+            server_writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
