@@ -179,19 +179,15 @@ def canary_share(service: Service, colour: str = "green") -> float:
 
 def haproxy_share(service: Service, colour: str) -> float:
     """As `canary_share`, from HAProxy's per-server request counters (`show stat`)."""
+    from bluegreen.balancer.haproxy import HAProxyBalancer
+
     def requests() -> dict[str, int]:
         answer = subprocess.run(["socat", "stdio", f"unix-connect:{server.admin_socket}"],
                                 input="show stat\n", capture_output=True, text=True,
                                 timeout=10, check=True).stdout
-        header, *rows = [line for line in answer.splitlines() if line.strip()]
-        columns = header.lstrip("# ").split(",")
-        counted: dict[str, int] = {"blue": 0, "green": 0}
-        for row in rows:
-            fields = dict(zip(columns, row.split(","), strict=False))
-            name = fields.get("svname", "")
-            if name.startswith(("blue-", "green-")) and fields.get("req_tot"):
-                counted[name.split("-", 1)[0]] += int(fields["req_tot"])
-        return counted
+        stats = HAProxyBalancer.parse_stats(answer, "shop")
+        return {c: sum(s.requests for name, s in stats.items() if name.startswith(f"{c}-"))
+                for c in ("blue", "green")}
 
     server = service.nginx["lb1"]
     before = requests()
