@@ -161,10 +161,9 @@ class AppStack:
                                         for name in ("release", "release_dir")):
             pointer = layout.current(transport, spec.colour)
             running = self.is_running(transport, spec, pointer)
-            counted = transport.run(Command.script(
-                COUNT_ESTABLISHED, connection_filter(spec.address, spec.port))) if running \
-                else None
-            return InstanceFacts(pointer, running, parse_count(counted.stdout) if counted else 0)
+            return InstanceFacts(pointer, running,
+                                 established(transport, spec.address, spec.port) if running
+                                 else 0)
         result = transport.run(Command.script(
             'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
             'if sh -c "$2" >/dev/null 2>&1; then echo running; sh -c "$3" bluegreen "$4"; '
@@ -292,10 +291,16 @@ def connection_filter(address: str, port: int) -> str:
 COUNT_ESTABLISHED = 'ss -Htn state established "( $1 )" | grep -c . || true'
 
 
+def established(transport: Transport, address: str, port: int) -> int:
+    """Established TCP connections to the instance (clients, balancers' old workers)."""
+    result = transport.run(Command.script(COUNT_ESTABLISHED, connection_filter(address, port)))
+    return parse_count(result.stdout)
+
+
 @dataclass(frozen=True)
 class InstanceFacts:
-    """What `status` reports of an instance: the release its colour's pointer names, whether it
-    runs, and its established connections."""
+    """An instance as `status` reports it and a deploy finds it before stopping it: the
+    release its colour's pointer names, whether it runs, and its established connections."""
 
     pointer: str | None
     running: bool

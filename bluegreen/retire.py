@@ -8,19 +8,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bluegreen.app import (
-    COUNT_ESTABLISHED,
-    AppStack,
-    InstanceSpec,
-    connection_filter,
-    instance_specs,
-    parse_count,
-)
+from bluegreen.app import AppStack, InstanceSpec, established, instance_specs
 from bluegreen.errors import UsageError
 from bluegreen.fanout import fan_out
 from bluegreen.model import Colour
 from bluegreen.session import Session
-from bluegreen.shell import Command
 from bluegreen.state import State, now
 from bluegreen.transport.base import Transport
 from bluegreen.waiting import poll_until
@@ -36,14 +28,6 @@ def parse_duration(text: str, *, option: str) -> float:
         raise UsageError(f"{text!r} is not a duration.", where=option,
                          hint="Write seconds (300) or a number with s, m or h (5m).")
     return float(match[1]) * _UNIT[match[2]]
-
-
-def established(transport: Transport, address: str, port: int) -> int:
-    """Established TCP connections to the instance (clients, balancers' old workers): those whose
-    local end is `address:port` when the address is an IP (several instances may share a port on
-    one machine), else any local address on `port`."""
-    result = transport.run(Command.script(COUNT_ESTABLISHED, connection_filter(address, port)))
-    return parse_count(result.stdout)
 
 
 @dataclass(frozen=True)
