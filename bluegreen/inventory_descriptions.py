@@ -322,7 +322,9 @@ FIELDS: dict[str, dict[str, str]] = {
             "requests, 5xx answers and response times; the log names servers by IP, so the app "
             "hosts (or `balancer.upstream_address`) must be IP addresses. bluegreen reads it "
             "whole at each judgement (about 0.5 s per million lines): keep it to this service "
-            "and rotate it; a rotated or truncated log counts from then."),
+            "and rotate it; a rotated or truncated log counts from then. Write it unbuffered "
+            "and uncompressed (no `buffer=`, `flush=` or `gzip`), or recent requests are not "
+            "counted."),
         "drain_timeout": (
             "Seconds the old colour's sessions may take, in a runtime flip, before its servers "
             "go to maintenance anyway; `bluegreen reload` waits as long for a host taken out of "

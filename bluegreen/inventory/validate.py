@@ -295,7 +295,9 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                    if host.balancer and host.balancer.access_log else "balancer.access_log")
             if settings.access_log and settings.kind != "nginx":
                 fail(log, f"access_log is read for nginx; {settings.kind} keeps its own "
-                     "counters or none.", "Remove it, or read HAProxy's through admin_socket.")
+                     "counters or none.",
+                     "Remove it (with mixed balancers, set it on each nginx host's own "
+                     "`balancer:` instead); HAProxy's counters are read through admin_socket.")
             if settings.access_log and not settings.access_log.startswith("/"):
                 fail(log, "must be an absolute path on the balancer host.",
                      "For example /var/log/nginx/shop-upstream.log.")
