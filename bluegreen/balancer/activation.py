@@ -83,7 +83,7 @@ class ReloadActivation:
         reload = driver.reload()
         if reload.env:
             return None
-        return Command.script(_RELOAD_AND_WATCH, driver.pid_file, reload.render(),
+        return Command.script(_RELOAD_AND_WATCH, driver.workers().render(), reload.render(),
                               str(math.ceil(driver.settings.reload_timeout)),
                               driver.retired_worker_marker or "", _AFTER)
 
@@ -107,15 +107,15 @@ class ReloadActivation:
 
 _NO_MASTER = 3
 _AFTER = "--bluegreen-after-reload--"
-# $1 pid file, $2 the reload command, $3 seconds to watch, $4 what an old worker's command line
-# shows once it stopped accepting (nginx: "shutting down"; empty: nothing to wait for), $5 a
-# separator line. Prints the workers before the reload, $5, then the workers once a new one
-# runs and every old one still alive shows $4 (or once the time is up). No master for a
-# second: exit 3 with nothing printed; the reload command failing: its own exit status.
+# $1 the driver's `workers` command, $2 the reload command, $3 seconds to watch, $4 what an
+# old worker's command line shows once it stopped accepting (nginx: "shutting down"; empty:
+# nothing to wait for), $5 a separator line. Prints the workers before the reload, $5, then
+# the workers once a new one runs and every old one still alive shows $4 (or once the time is
+# up). No master for a second: exit 3 with nothing printed; the reload command failing: its
+# own exit status.
 _RELOAD_AND_WATCH = r"""
-pid_file=$1
-workers() { pid=$(cat -- "$pid_file" 2>/dev/null) && kill -0 "$pid" 2>/dev/null &&
-            ps -o pid=,args= --ppid "$pid"; }
+list_workers=$1
+workers() { sh -c "$list_workers" 2>/dev/null; }
 i=0
 until before=$(workers); do
   i=$((i + 1)); [ "$i" -ge 50 ] && exit 3; sleep 0.02

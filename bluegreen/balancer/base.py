@@ -287,17 +287,12 @@ class ManagedFile:
         self.lifetime = lifetime
         self._staged: dict[str, str] = {}  # host → the marker of the file staged there
 
-    def stage(self, transport: Transport, text: str) -> None:
-        """Back up the live file byte for byte (or note that there was none), put the new text
-        in its place atomically with the old file's mode, and arm the watchdog."""
-        result = transport.run(self.stage_command(), stdin=text.encode()).check(
-            f"stage {self.path}")
-        self._staged[transport.host] = result.stdout.strip()
-
     def stage_and_validate(self, transport: Transport, text: str, validate: Command
                            ) -> CommandResult:
-        """`stage`, then `validate` in the same round trip: the validation's result (its
-        output on stderr); a failure to stage raises."""
+        """Back up the live file byte for byte (or note that there was none), put the new text
+        in its place atomically with the old file's mode, and arm the watchdog; then run
+        `validate`, in the same round trip: the validation's result (its output on stderr). A
+        failure to stage raises."""
         result = transport.run(self.stage_and_validate_command(validate), stdin=text.encode())
         if not result.ok and result.exit_status != INVALID:
             replace(result, command=str(self.stage_command())).check(f"stage {self.path}")

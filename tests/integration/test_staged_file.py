@@ -9,9 +9,12 @@ from pathlib import Path
 from bluegreen.balancer.base import ManagedFile
 from bluegreen.errors import BalancerError
 from bluegreen.inventory import HostSpec
+from bluegreen.shell import Command
 from bluegreen.transport.ssh import SSHTransport, resolve_target
 from tests.fleet import Fleet
 from tests.integration.test_ssh_transport import settings
+
+VALID = Command("true")  # these tests are about staging: every file passes validation
 
 
 def connect(fleet: Fleet, name: str) -> SSHTransport:
@@ -38,7 +41,7 @@ def test_a_staged_file_not_taken_is_restored_byte_for_byte(fleet: Fleet, tmp_pat
     transport = connect(fleet, "lb1")
     try:
         managed = ManagedFile(str(live), str(tmp_path / "state"), lifetime=1)
-        managed.stage(transport, "upstream shop { server 127.0.0.1:9502; }\n")
+        managed.stage_and_validate(transport, "upstream shop { server 127.0.0.1:9502; }\n", VALID)
         assert live.read_text().endswith("9502; }\n")
         assert wait_for(lambda: live.read_bytes().endswith(b"9501; }\n"))
         assert live.stat().st_mode & 0o777 == 0o640
@@ -48,7 +51,7 @@ def test_a_staged_file_not_taken_is_restored_byte_for_byte(fleet: Fleet, tmp_pat
         except BalancerError as error:
             assert "withdrawn" in error.message
 
-        managed.stage(transport, "upstream shop { server 127.0.0.1:9503; }\n")
+        managed.stage_and_validate(transport, "upstream shop { server 127.0.0.1:9503; }\n", VALID)
         managed.take(transport)  # activated in time: it stays
         time.sleep(2)
         assert live.read_text().endswith("9503; }\n")
@@ -60,7 +63,8 @@ def test_a_staged_file_for_a_new_path_is_removed_again(fleet: Fleet, tmp_path: P
     live = tmp_path / "new.conf"
     transport = connect(fleet, "lb1")
     try:
-        ManagedFile(str(live), str(tmp_path / "state"), lifetime=1).stage(transport, "x\n")
+        ManagedFile(str(live), str(tmp_path / "state"), lifetime=1).stage_and_validate(
+            transport, "x\n", VALID)
         assert live.exists()
         assert wait_for(lambda: not live.exists())
     finally:
