@@ -162,6 +162,13 @@ class CanaryNotJudged(CanaryInProgress):
         self.waiting_helps = waiting_helps  # more traffic can make it judgeable
 
 
+class CanaryHeld(CanaryInProgress):
+    """The analysis found the canary over a threshold, within `canary.failure_limit` breaches
+    in a row: it stays at its weight, to be judged again on the traffic from now on."""
+
+    code = "canary_held"
+
+
 class CanaryAborted(BluegreenError):
     """The analysis found the canary over a threshold: all traffic went back to the stable
     colour and the canary's colour was marked failed."""

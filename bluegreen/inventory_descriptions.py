@@ -372,17 +372,24 @@ FIELDS: dict[str, dict[str, str]] = {
             "Automatic analysis of a canary (`deploy --canary`): at most this per cent of the "
             "canary's requests since its step began may be answered 5xx, as HAProxy counts "
             "them per server (`show stat`, through `balancer.admin_socket`) or nginx logs them "
-            "(`balancer.access_log`); above it the "
-            "canary is aborted automatically (exit 13). Null: not judged."),
+            "(`balancer.access_log`); above it the canary is aborted automatically (exit 13; "
+            "see `canary.failure_limit`). Null: not judged."),
         "max_latency_ratio": (
             "Automatic analysis of a canary: its servers' mean response time (HAProxy's "
             "`rtime`, or nginx's `$upstream_response_time` since the step began) at most this "
-            "many times the stable colour's; above it the canary is "
-            "aborted automatically (exit 13). Null: not judged."),
+            "many times the stable colour's; above it the canary is aborted automatically "
+            "(exit 13; see `canary.failure_limit`). Null: not judged."),
         "min_requests": (
             "How many requests the canary must have answered since its step began before the "
             "analysis judges it; with fewer, `canary promote` changes nothing and exits 12 "
             "(a step with a timed pause waits up to three more pauses for them)."),
+        "failure_limit": (
+            "How many analyses in a row may breach a threshold before the canary is aborted. "
+            "A breach within the limit keeps the canary at its weight, is recorded in the "
+            "history (result `held`), and `canary promote` exits 12 (`canary_held`); the next "
+            "analysis judges only the traffic after it, and a step with a timed pause waits "
+            "one more pause. A passing analysis starts the count again. 0: the first breach "
+            "aborts."),
     },
     "CanaryStep": {
         "weight": "The canary's share of the traffic at this step, in per cent (1–99), rising.",

@@ -18,6 +18,7 @@ from bluegreen.canary_analysis import Verdict, baseline_of, judge
 from bluegreen.errors import (
     BluegreenError,
     CanaryAborted,
+    CanaryHeld,
     CanaryInProgress,
     CanaryNotJudged,
     FanOutError,
@@ -151,6 +152,9 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
                           "meanwhile: that step gets its own pause")
             result = {**result, "canary": moved.canary}
             waited_unjudged = 0
+            continue
+        except CanaryHeld as held:
+            reporter.warn(f"{held.message} One more pause, then it is judged again.")
             continue
         except CanaryNotJudged as error:
             waited_unjudged += 1
@@ -704,14 +708,19 @@ def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
         verdict = None
         if inventory.canary.analysed and not options.skip_analysis and not options.dry_run:
             verdict = _analyse(session, state, canary)
+            limit = inventory.canary.failure_limit
+            if verdict.breach and canary.breaches < limit:
+                _hold_canary(session, state, canary, verdict)
             if verdict.breach:
+                in_a_row = (f" ({canary.breaches + 1} analyses in a row, "
+                            f"canary.failure_limit {limit})" if limit else "")
                 _abort_canary(session, state, current, canary, options=options,
-                              why=f"canary aborted by its analysis: {verdict.breach}",
+                              why=f"canary aborted by its analysis: {verdict.breach}{in_a_row}",
                               note={"analysis": verdict.to_dict()})
                 raise CanaryAborted(
-                    f"the canary failed its analysis — {verdict.describe()} — so all traffic "
-                    f"went back to {state.live} and {canary.colour} (release {canary.release}) "
-                    "was marked failed.",
+                    f"the canary failed its analysis{in_a_row} — {verdict.describe()} — so "
+                    f"all traffic went back to {state.live} and {canary.colour} (release "
+                    f"{canary.release}) was marked failed.",
                     hint="`bluegreen status` shows it; fix the release and deploy it again.")
             if verdict.unbased:
                 raise CanaryNotJudged(
@@ -731,6 +740,31 @@ def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
             return _flip_to(session, state, current, Colour(canary.colour),
                             operation="canary promote", options=options, note=note)
         return _canary_step(session, state, canary, weight=weight, options=options, note=note)
+
+
+def _hold_canary(session: Session, state: State, canary: Canary, verdict: Verdict) -> None:
+    """A breach within `canary.failure_limit`: the canary stays at its weight, counted
+    again from now on (its next analysis judges only the traffic after this one), and the
+    breach is recorded; raises CanaryHeld."""
+    limit = session.inventory.canary.failure_limit
+    held = replace(canary, breaches=canary.breaches + 1,
+                   baseline=baseline_of(_counters(session)))
+    record = {"operation": "canary promote", "from": _name(state.live), "to": canary.colour,
+              "release": canary.release, "canary": canary.weight, "result": "held",
+              "breaches": held.breaches, "analysis": verdict.to_dict()}
+    with cancel.deferred_interrupts():
+        session.finish_change(replace(state, canary=held, updated_at=now(),
+                                      updated_by=actor()))
+        session.record(record)
+    raise CanaryHeld(
+        f"the canary breached its analysis — {verdict.describe()} — which canary.failure_limit "
+        f"allows {limit} time(s) in a row (this is breach {held.breaches}): it stays at "
+        f"{canary.weight}% and is judged again on the traffic from now on; nothing else "
+        "changed.",
+        hint="`bluegreen canary promote` judges it again once it has served more traffic ("
+             + ("one more breach aborts it" if held.breaches == limit
+                else f"{limit + 1} breaches in a row abort it")
+             + "); `bluegreen canary abort` ends it now.")
 
 
 def _counters(session: Session) -> dict[str, BalancerTraffic]:
@@ -762,7 +796,7 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
     inventory, reporter = session.inventory, session.reporter
     assert state.live is not None
     colour = Colour(canary.colour)
-    moved = replace(canary, weight=weight)
+    moved = replace(canary, weight=weight, breaches=0)
     step = f"canary step {moved.step}: {colour} {canary.weight}% → {weight}%"
     if options.dry_run:
         return _dry_run([step, f"1. quick health check of every {colour} instance",

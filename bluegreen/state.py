@@ -81,6 +81,8 @@ class Canary:
     # the balancers' counters when this step began (`canary_analysis.Baseline`), what the
     # analysis compares with; empty when the canary is not analysed
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # analyses of this step in a row that breached a threshold within `canary.failure_limit`
+    breaches: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """For results and `status`: without the raw counters, with the next step's weight."""
@@ -116,7 +118,9 @@ class Canary:
         return (f"{self.colour} runs release {self.release} with {self.weight}% of the traffic "
                 f"since {self.since} (by {self.by})"
                 + (f", step {self.step} of {'/'.join(map(str, self.steps))}%"
-                   if len(self.steps) > 1 else ""))
+                   if len(self.steps) > 1 else "")
+                + (f"; held after {self.breaches} breach(es) of its analysis in a row"
+                   if self.breaches else ""))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,9 @@ def canary_next(canary: dict[str, Any]) -> str:
     weight, pause = canary.get("next_weight"), canary.get("pause")
     timed = (f"this step lasts {pause:g} s while a `deploy` or `canary promote` steps it; "
              if pause is not None else "")
-    return (f"next: {timed}`bluegreen canary promote` gives it "
+    held = (f"held at this weight after {canary['breaches']} breach(es) of its analysis in a "
+            "row (canary.failure_limit); " if canary.get("breaches") else "")
+    return (f"next: {held}{timed}`bluegreen canary promote` gives it "
             + (f"{weight}%" if weight else "all the traffic")
             + "; `bluegreen canary abort` sends it all back")
 

@@ -265,6 +265,9 @@ class CanarySettings(_Strict, frozen=True):
     max_latency_ratio: Annotated[float, msgspec.Meta(ge=1, le=1000)] | None = None
     # the canary is judged only once it answered this many requests since its step began
     min_requests: Annotated[int, msgspec.Meta(ge=1)] = 20
+    # analyses in a row that may breach a threshold before the canary is aborted; each one
+    # within the limit holds the canary at its weight and judges it again on fresh counters
+    failure_limit: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
 
     @property
     def analysed(self) -> bool:

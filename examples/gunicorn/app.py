@@ -5,7 +5,9 @@ Routes: ``/`` (the release, also in the X-Release header), ``/health``, ``/slow?
 long-lived response, for drain tests). A file named FAIL_HEALTH next to it — or at the path in
 the FAIL_HEALTH_FILE environment variable, e.g. under one host's app root — makes /health answer
 500; a file named CRASH makes the app fail at start-up; a file named ERROR_EVERY holding N makes
-every Nth request to ``/`` of each worker answer 500 (a release that fails 1/N of its requests)."""
+every Nth request to ``/`` of each worker answer 500 (a release that fails 1/N of its requests),
+and one named ERROR_FIRST holding N makes the first N requests to ``/`` of each worker answer
+500 (a release that fails while it warms up, then recovers)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ STARTED = time.time()
 if (HERE / "CRASH").exists():
     raise RuntimeError("CRASH file present: refusing to start (simulated broken release)")
 ERROR_EVERY = int((HERE / "ERROR_EVERY").read_text()) if (HERE / "ERROR_EVERY").exists() else 0
+ERROR_FIRST = int((HERE / "ERROR_FIRST").read_text()) if (HERE / "ERROR_FIRST").exists() else 0
 served = 0
 
 
@@ -29,9 +32,9 @@ def app(environ: dict, start_response):  # type: ignore[no-untyped-def]
     global served
     path = environ.get("PATH_INFO", "/")
     status, body = "200 OK", f"release {RELEASE} ({COLOUR}) pid {os.getpid()}\n"
-    if path == "/" and ERROR_EVERY:
+    if path == "/" and (ERROR_EVERY or ERROR_FIRST):
         served += 1
-        if served % ERROR_EVERY == 0:
+        if (ERROR_EVERY and served % ERROR_EVERY == 0) or served <= ERROR_FIRST:
             status, body = "500 Internal Server Error", f"simulated error in {RELEASE}\n"
     if path == "/health":
         fail_file = os.environ.get("FAIL_HEALTH_FILE")

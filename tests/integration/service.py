@@ -266,7 +266,7 @@ class Service:
         return self.root / f"srv-{host}"
 
     def release(self, name: str, *, fail_health: bool = False, crash: bool = False,
-                slow_start: float = 0, error_every: int = 0) -> Path:
+                slow_start: float = 0, error_every: int = 0, error_first: int = 0) -> Path:
         path = self.root / "releases" / name
         path.mkdir(parents=True, exist_ok=True)
         source = DEMO_APP.read_text()
@@ -280,6 +280,8 @@ class Service:
             (path / "CRASH").write_text("")
         if error_every:
             (path / "ERROR_EVERY").write_text(f"{error_every}\n")
+        if error_first:
+            (path / "ERROR_FIRST").write_text(f"{error_first}\n")
         return path
 
     def inventory(self, **changes: Any) -> Path:

@@ -326,6 +326,56 @@ def test_a_canary_answering_5_percent_errors_is_aborted_by_its_analysis(
             threshold=1)
 
 
+def test_failure_limit_holds_a_breaching_canary_then_judges_it_again_on_fresh_traffic(
+        haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = analysed(service, max_error_rate=1, min_requests=100, failure_limit=1)
+    # v2 fails its first 5 requests per worker (warming up), then recovers
+    ok(service.cli("deploy", "--canary", "20,50", "--source",
+                   str(service.release("v2", error_first=5)), "--release", "v2",
+                   inventory=inventory))
+    answered, failed = served_with_errors(service, 1000)
+    assert failed["v2"] > 0 and failed["v1"] == 0
+    held = service.cli("--json", "canary", "promote", inventory=inventory)
+    assert held.returncode == 12, held.stderr
+    error = json.loads(held.stdout)["error"]
+    assert error["code"] == "canary_held" and "error rate" in error["message"]
+    assert "this is breach 1" in error["message"]
+    state = service.state()
+    assert (state["canary"]["weight"], state["canary"]["breaches"]) == (20, 1)
+    record = service.history()[-1]
+    assert (record["result"], record["breaches"], record["canary"]) == ("held", 1, 20)
+    assert (record["analysis"]["requests"], record["analysis"]["errors"]) == (
+        answered["v2"], failed["v2"])
+    status = json.loads(service.cli("--json", "canary", "status",
+                                    inventory=inventory).stdout)["data"]
+    assert status["canary"]["breaches"] == 1
+    assert not status["analysis"]["judged"]  # counted afresh from the breach on
+    # recovered: the traffic after the breach passes, and the next step starts the count again
+    answered, failed = served_with_errors(service, 1000)
+    assert failed["v2"] == 0
+    ok(service.cli("canary", "promote", inventory=inventory))
+    record = service.history()[-1]
+    assert record["analysis"]["passed"] and record["analysis"]["requests"] == answered["v2"]
+    assert (service.state()["canary"]["weight"], service.state()["canary"]["breaches"]) == (
+        50, 0)
+    ok(service.cli("canary", "promote", "--full", "--skip-analysis", inventory=inventory))
+    # a release that keeps failing is held once, then aborted at the second breach in a row
+    ok(service.cli("deploy", "--canary", "20", "--source",
+                   str(service.release("v3", error_every=20)), "--release", "v3",
+                   inventory=inventory))
+    served_with_errors(service, 1000)
+    assert service.cli("canary", "promote", inventory=inventory).returncode == 12
+    served_with_errors(service, 1000)
+    aborted = service.cli("--json", "canary", "promote", inventory=inventory)
+    assert aborted.returncode == 13, aborted.stderr
+    message = json.loads(aborted.stdout)["error"]["message"]
+    assert "2 analyses in a row, canary.failure_limit 1" in message
+    assert served(service, 20) == Counter({"v2": 20})
+    assert [r["result"] for r in service.history()[-3:]] == ["ok", "held", "ok"]
+    assert service.history()[-1]["operation"] == "canary abort"
+
+
 def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service) -> None:
     service = haproxy_service
     inventory = analysed(service, max_error_rate=1, max_latency_ratio=20, min_requests=50)

@@ -13,7 +13,7 @@ import pytest
 
 from bluegreen.balancer.base import BalancerTraffic, ServerTraffic
 from bluegreen.canary_analysis import baseline_of, judge
-from bluegreen.errors import UsageError
+from bluegreen.errors import CanaryHeld, UsageError
 from bluegreen.inventory import CanarySettings, CanaryStep, Inventory
 from bluegreen.model import Colour
 from bluegreen.operations import Options, canary_schedule, canary_steps
@@ -255,7 +255,8 @@ def test_stepping_judges_every_step_and_yields_to_a_step_taken_elsewhere(
         return {"canary": canary.to_dict()}
 
     asked: list[tuple[bool, int | None]] = []
-    answers: list[Any] = [operations._MovedElsewhere(at(25)["canary"]), at(50),
+    answers: list[Any] = [operations._MovedElsewhere(at(25)["canary"]),
+                          CanaryHeld("the canary breached its analysis"), at(50),
                           {"canary": None, "live": "green"}]
 
     def promote(inventory: Any, reporter: Any, *, options: Options) -> dict[str, Any]:
@@ -270,6 +271,8 @@ def test_stepping_judges_every_step_and_yields_to_a_step_taken_elsewhere(
     result = operations._step_through(None, reporter,  # type: ignore[arg-type]
                                       Options(skip_analysis=True), at(5))
     assert result == {"canary": None, "live": "green"}
-    # never skipping the analysis; from 5, found at 25 (moved elsewhere), then from 25 and 50
-    assert asked == [(False, 5), (False, 25), (False, 50)]
+    # never skipping the analysis; from 5, found at 25 (moved elsewhere), held at 25 once
+    # (a breach within canary.failure_limit: one more pause there), then from 25 and 50
+    assert asked == [(False, 5), (False, 25), (False, 25), (False, 50)]
     assert any("moved the canary to 25%" in line for line in reporter.lines)
+    assert any("One more pause" in line for line in reporter.lines)
