@@ -33,8 +33,12 @@ OBJECTS: dict[str, str] = {
     "VerifySettings": "Verification of a flip through the public URL(s).",
     "CanarySettings": (
         "A canary's steps, and how it is judged: thresholds the analysis checks at each step, "
-        "from the balancer's own per-server counters."),
+        "from the balancer's own per-server counters and from Prometheus queries."),
     "CanaryStep": "One step of a canary: its share of the traffic and how long it lasts.",
+    "PrometheusSettings": (
+        "A Prometheus server the canary's analysis asks, at each step, from the machine "
+        "running bluegreen (its HTTP API's instant queries)."),
+    "PrometheusQuery": "One metric of a canary's analysis: a PromQL query and its bounds.",
     "DeploySettings": (
         "How a deploy treats its target's unhealthy instances and an idle colour that still "
         "holds connections."),
@@ -390,6 +394,31 @@ FIELDS: dict[str, dict[str, str]] = {
             "analysis judges only the traffic after it, and a step with a timed pause waits "
             "one more pause. A passing analysis starts the count again. 0: the first breach "
             "aborts."),
+        "prometheus": (
+            "Queries to a Prometheus server, judged at each step together with the counter "
+            "thresholds above (or alone): a query over its bounds is a breach like theirs, and "
+            "a query without a number (no data yet, NaN, the server not answering) keeps the "
+            "canary from being judged yet. Null: none."),
+    },
+    "PrometheusSettings": {
+        "url": (
+            "The Prometheus server's base URL (`http://prometheus.internal:9090`); queries are "
+            "POSTed to its `/api/v1/query`. Credentials in it (`https://user:pass@…`) are never "
+            "shown in messages."),
+        "queries": "The metrics judged at each step; at least one.",
+        "timeout": "Seconds to wait for each query's answer.",
+    },
+    "PrometheusQuery": {
+        "name": "How the analysis names this metric in its verdict and breaches (`error ratio`).",
+        "query": (
+            "PromQL that gives one number (a scalar, or a vector of one sample: aggregate with "
+            "`sum(…)`), as a template with `{{ canary }}` and `{{ stable }}` (the colours), "
+            "`{{ release }}`, `{{ weight }}`, `{{ service }}` and `{{ window }}` — the time "
+            "since the traffic being judged began, as a PromQL duration (`93s`), e.g. "
+            "`increase(errors_total{colour=\"{{ canary }}\"}[{{ window }}])`. An empty vector or "
+            "NaN means no data yet."),
+        "max": "A breach when the query's number is above this.",
+        "min": "A breach when the query's number is below this.",
     },
     "CanaryStep": {
         "weight": "The canary's share of the traffic at this step, in per cent (1–99), rising.",

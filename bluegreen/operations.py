@@ -47,6 +47,7 @@ from bluegreen.plan import (
     check_templates,
     describe_flip,
 )
+from bluegreen.prometheus import canary_metrics
 from bluegreen.release import Artifact, package, validate_release_id
 from bluegreen.render import render_text
 from bluegreen.retire import Retired, drain, retire_idle
@@ -200,7 +201,7 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
             _require_weights(session, state,
                              where="canary.steps" if options.canary_from_inventory
                              else "--canary")
-            if inventory.canary.analysed and not session.traffic():
+            if inventory.canary.counted and not session.traffic():
                 raise InventoryError(
                     "the canary's analysis (canary.max_error_rate, canary.max_latency_ratio) "
                     "reads per-server counters, and none of the balancers keeps them.",
@@ -722,16 +723,21 @@ def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
                     f"all traffic went back to {state.live} and {canary.colour} (release "
                     f"{canary.release}) was marked failed.",
                     hint="`bluegreen status` shows it; fix the release and deploy it again.")
-            if verdict.unbased:
+            if verdict.lasting:
                 raise CanaryNotJudged(
-                    f"the canary cannot be judged: {verdict.describe()}; nothing changed.",
-                    hint="`canary promote --skip-analysis` moves it on; the next step is judged "
-                         "again.", waiting_helps=False)
+                    f"the canary cannot be judged: {verdict.lasting}; nothing changed.",
+                    hint="Fix what keeps it from being judged, or `canary promote "
+                         "--skip-analysis` moves it on (the next step is judged again).",
+                    waiting_helps=False)
             if not verdict.judged:
+                counts = (f"{verdict.requests} request(s) since its step began, "
+                          f"{inventory.canary.min_requests} needed (canary.min_requests)"
+                          if verdict.counted and verdict.requests < inventory.canary.min_requests
+                          else "")
+                metrics = "; ".join(m.describe() for m in verdict.metrics if m.value is None)
                 raise CanaryNotJudged(
-                    f"the canary cannot be judged yet: {verdict.requests} request(s) since its "
-                    f"step began, {inventory.canary.min_requests} needed "
-                    "(canary.min_requests); nothing changed.",
+                    f"the canary cannot be judged yet: {'; '.join(filter(None, (counts, metrics)))}"
+                    "; nothing changed.",
                     hint="Promote again once it has served more traffic (`bluegreen canary "
                          "status` shows the count), or `canary promote --skip-analysis`.")
         note = {"analysis": verdict.to_dict()} if verdict else {}
@@ -747,8 +753,9 @@ def _hold_canary(session: Session, state: State, canary: Canary, verdict: Verdic
     again from now on (its next analysis judges only the traffic after this one), and the
     breach is recorded; raises CanaryHeld."""
     limit = session.inventory.canary.failure_limit
-    held = replace(canary, breaches=canary.breaches + 1,
-                   baseline=baseline_of(_counters(session)))
+    held = replace(canary, breaches=canary.breaches + 1, judged_since=now(),
+                   baseline=baseline_of(_counters(session))
+                   if session.inventory.canary.counted else {})
     record = {"operation": "canary promote", "from": _name(state.live), "to": canary.colour,
               "release": canary.release, "canary": canary.weight, "result": "held",
               "breaches": held.breaches, "analysis": verdict.to_dict()}
@@ -779,10 +786,13 @@ def _counters(session: Session) -> dict[str, BalancerTraffic]:
 
 
 def _analyse(session: Session, state: State, canary: Canary) -> Verdict:
-    """The canary against the inventory's thresholds, from the balancers' counters now."""
+    """The canary against the inventory's thresholds, from the balancers' counters and the
+    Prometheus queries now."""
     assert state.live is not None
-    verdict = judge(session.inventory.canary, canary.baseline, session.traffic(),
-                    canary=canary.colour, stable=state.live.value)
+    settings = session.inventory.canary
+    verdict = judge(settings, canary.baseline, session.traffic() if settings.counted else {},
+                    canary=canary.colour, stable=state.live.value,
+                    metrics=canary_metrics(session.inventory, canary, stable=state.live))
     session.reporter.step(session.inventory.primary_balancer.name,
                           f"canary analysis: {verdict.describe()}",
                           ok=None if not verdict.judged else verdict.passed)
@@ -867,7 +877,8 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
-        if inventory.canary.analysed:  # the step's analysis counts from here
+        canary = replace(canary, judged_since=now())  # the step's analysis counts from here
+        if inventory.canary.counted:
             canary = replace(canary, baseline=baseline_of(_counters(session)))
         new_state = replace(
             state, generation=plan.generation, weights=weights, canary=canary,

@@ -13,6 +13,7 @@ from bluegreen.balancer.base import Server, Upstream
 from bluegreen.errors import TemplateError
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
+from bluegreen.prometheus import rendered_queries
 from bluegreen.render import render_text
 from bluegreen.shell import Command
 from bluegreen.state import State
@@ -159,6 +160,10 @@ def check_templates(inventory: Inventory) -> None:
                        ("release.url", inventory.release.url)):
         if text:
             render_text(text, values, where=name)
+    if inventory.canary.prometheus is not None:
+        rendered_queries(inventory.canary.prometheus, {
+            "canary": "green", "stable": "blue", "release": "release", "weight": 1,
+            "service": inventory.service, "window": "1s"})
     if inventory.app is not None:
         stack = AppStack(inventory, inventory.app)
         for spec in instance_specs(inventory, Colour.BLUE)[:1]:

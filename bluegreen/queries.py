@@ -18,6 +18,7 @@ from bluegreen.instances import probe_instance
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
+from bluegreen.prometheus import canary_metrics
 from bluegreen.session import Session, drift_between, runtime_drift
 from bluegreen.state import (
     LockInfo,
@@ -50,13 +51,15 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         analysis = None
         if state.canary is not None and state.live is not None and inventory.canary.analysed:
             try:
-                counted = session.traffic()
+                counted = session.traffic() if inventory.canary.counted else {}
             except BluegreenError as error:  # the canary is still shown, unjudged
                 analysis = {"judged": False, "passed": False, "error": error.message,
                             "described": f"not judged: {error.message}"}
             else:
                 verdict = judge(inventory.canary, state.canary.baseline, counted,
-                                canary=state.canary.colour, stable=state.live.value)
+                                canary=state.canary.colour, stable=state.live.value,
+                                metrics=canary_metrics(inventory, state.canary,
+                                                       stable=state.live))
                 analysis = {**verdict.to_dict(), "described": verdict.describe()}
     return {"live": state.live.value if state.live else None, "weights": state.weights,
             "canary": state.canary.to_dict() if state.canary else None, "analysis": analysis}

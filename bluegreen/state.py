@@ -83,6 +83,8 @@ class Canary:
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
     # analyses of this step in a row that breached a threshold within `canary.failure_limit`
     breaches: int = 0
+    # when the traffic its analysis judges began: its step's flip, or its last breach
+    judged_since: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """For results and `status`: without the raw counters, with the next step's weight."""

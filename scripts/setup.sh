@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything bluegreen's demo and tests need on a Debian machine (run as root):
-# OpenSSH server and client, nginx, HAProxy, Caddy, Python's venv, pipx, and a virtualenv in .venv
-# holding bluegreen with its test extras. Safe to run again: it only installs what is missing.
+# OpenSSH server and client, nginx, HAProxy, Caddy, Prometheus (the canary tests query it),
+# Python's venv, pipx, and a virtualenv in .venv holding bluegreen with its test extras. Safe to
+# run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-server openssh-client nginx haproxy caddy curl socat iproute2 procps jq python3 python3-venv python3-pip pipx)
+packages=(openssh-server openssh-client nginx haproxy caddy prometheus curl socat iproute2 procps jq python3 python3-venv python3-pip pipx)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -23,6 +23,8 @@ from bluegreen.inventory.model import (
     HostSpec,
     Inventory,
     LockSettings,
+    PrometheusQuery,
+    PrometheusSettings,
     ReleaseSettings,
     SecretRef,
     SSHSettings,
@@ -35,7 +37,7 @@ from bluegreen.inventory.yaml_text import parse_yaml
 __all__ = [
     "AppSettings", "BalancerOverride", "BalancerSettings", "CanarySettings", "CanaryStep",
     "ColourSpec", "Colours", "DeploySettings", "HealthSettings", "Hook", "Hooks", "HostSpec",
-    "Hosts", "Inventory", "LockSettings", "ReleaseSettings", "SSHSettings", "SecretRef",
-    "VerifySettings", "json_schema", "key_path", "load_inventory", "parse_yaml",
-    "validate_inventory",
+    "Hosts", "Inventory", "LockSettings", "PrometheusQuery", "PrometheusSettings",
+    "ReleaseSettings", "SSHSettings", "SecretRef", "VerifySettings", "json_schema", "key_path",
+    "load_inventory", "parse_yaml", "validate_inventory",
 ]

@@ -256,6 +256,22 @@ class CanaryStep(_Strict, frozen=True):
         return None if self.pause == "manual" else float(self.pause)
 
 
+class PrometheusQuery(_Strict, frozen=True):
+    # how the analysis names this metric ("error ratio")
+    name: Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$", max_length=64)]
+    # PromQL giving one number, a template: {{ canary }}, {{ stable }}, {{ release }},
+    # {{ weight }}, {{ service }}, {{ window }} (the time since the step began, "93s")
+    query: Text
+    max: float | None = None  # above it: a breach
+    min: float | None = None  # below it: a breach
+
+
+class PrometheusSettings(_Strict, frozen=True):
+    url: Text  # the server's base URL, e.g. http://prometheus.internal:9090
+    queries: Annotated[tuple[PrometheusQuery, ...], msgspec.Meta(min_length=1)]
+    timeout: Seconds = 5.0
+
+
 class CanarySettings(_Strict, frozen=True):
     # every deploy is a canary through these steps (unless `deploy --canary`/`--no-canary`)
     steps: tuple[CanaryStep, ...] = ()
@@ -268,9 +284,16 @@ class CanarySettings(_Strict, frozen=True):
     # analyses in a row that may breach a threshold before the canary is aborted; each one
     # within the limit holds the canary at its weight and judges it again on fresh counters
     failure_limit: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    # queries to a Prometheus server, judged at each step beside the balancer's counters
+    prometheus: PrometheusSettings | None = None
 
     @property
     def analysed(self) -> bool:
+        return self.counted or self.prometheus is not None
+
+    @property
+    def counted(self) -> bool:
+        """Judged from the balancers' own per-server counters."""
         return self.max_error_rate is not None or self.max_latency_ratio is not None
 
 

@@ -232,6 +232,22 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                 f"host '{host.name}' is also an app host but with different settings.",
                 "A host that is both app and balancer must be described identically in both lists.",
             )
+    prometheus = inventory.canary.prometheus
+    if prometheus is not None:
+        if not re.fullmatch(r"https?://[^\s/?#\x00-\x1f\x7f]+[^\s?#\x00-\x1f\x7f]*",
+                            prometheus.url):
+            fail("canary.prometheus.url", f"{prometheus.url!r} is not an http:// or https:// "
+                 "base URL.", "Write the Prometheus server's URL, e.g. http://prometheus:9090.")
+        query_names: set[str] = set()
+        for index, query in enumerate(prometheus.queries):
+            where = f"canary.prometheus.queries[{index}]"
+            if query.max is None and query.min is None:
+                fail(where, f"query {query.name!r} has neither max nor min: nothing to judge.",
+                     "Give it `max:` (a breach above it), `min:` (below it), or both.")
+            if query.name in query_names:
+                fail(f"{where}.name", f"{query.name!r} names two queries.",
+                     "Each query's name says which metric a breach is about.")
+            query_names.add(query.name)
     weights = [step.weight for step in inventory.canary.steps]
     for index, (earlier, later) in enumerate(itertools.pairwise(weights), start=1):
         if later <= earlier:

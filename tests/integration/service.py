@@ -101,12 +101,19 @@ class HAProxy(BalancerServer):
     def managed_file(self) -> Path:
         return self.prefix / "shop-backend.cfg"
 
+    metrics_port: int = 0  # HAProxy's own Prometheus exporter, at /metrics
+
     @property
     def admin_socket(self) -> Path:
         return self.prefix / "admin.sock"
 
+    @property
+    def metrics_target(self) -> str:
+        return f"{self.address}:{self.metrics_port}"
+
     def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
         self.prefix.mkdir(parents=True)
+        self.metrics_port = free_port(self.address)
         (self.prefix / "haproxy.cfg").write_text(
             "global\n    master-worker\n"
             f"    stats socket {self.admin_socket} mode 600 level admin\n"
@@ -114,7 +121,9 @@ class HAProxy(BalancerServer):
             "    timeout server 60s\n    timeout tunnel 1h\n"
             + ("    option http-server-close\n" if keepalive_timeout == "0" else "")
             + f"frontend web\n    bind {self.address}:{self.port}\n"
-            f"    default_backend {upstream}\n")
+            f"    default_backend {upstream}\n"
+            f"frontend metrics\n    bind {self.metrics_target}\n"
+            "    http-request use-service prometheus-exporter if { path /metrics }\n")
         self.managed_file.write_text(
             f"backend {upstream}\n    server placeholder 127.0.0.1:9 disabled\n")
         log = (self.prefix / "stderr.log").open("ab")

@@ -14,9 +14,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.integration.service import LoadDuring, Service
+from tests.integration.prometheus import prometheus_scraping, wait_for_a_scrape
+from tests.integration.service import HAProxy, LoadDuring, Service
 
 STEP_REQUESTS = 400  # per step: smooth weighted round robin is exact to a request or two
 
@@ -374,6 +376,56 @@ def test_failure_limit_holds_a_breaching_canary_then_judges_it_again_on_fresh_tr
     assert served(service, 20) == Counter({"v2": 20})
     assert [r["result"] for r in service.history()[-3:]] == ["ok", "held", "ok"]
     assert service.history()[-1]["operation"] == "canary abort"
+
+
+# HAProxy's own exporter, scraped by Prometheus: the share of the canary's answers that were
+# 5xx since the traffic being judged began
+ERROR_RATIO = (
+    'sum(increase(haproxy_server_http_responses_total{proxy="{{ service }}",'
+    'server=~"{{ canary }}-.*",code="5xx"}[{{ window }}])) / '
+    'sum(increase(haproxy_server_http_responses_total{proxy="{{ service }}",'
+    'server=~"{{ canary }}-.*"}[{{ window }}]))')
+
+
+def test_a_canary_judged_by_a_prometheus_query_is_aborted_over_its_bound_and_passes_under(
+        haproxy_service: Service, tmp_path: Path) -> None:
+    service = haproxy_service
+    lb1 = service.nginx["lb1"]
+    assert isinstance(lb1, HAProxy)
+    with prometheus_scraping(tmp_path / "prometheus", lb1.metrics_target) as url:
+        inventory = analysed(service, prometheus={"url": url, "queries": [
+            {"name": "error ratio", "query": ERROR_RATIO, "max": 0.01}]})
+        ok(service.cli("deploy", "--canary", "20,50", "--source",
+                       str(service.release("v2", error_every=20)), "--release", "v2",
+                       inventory=inventory))
+        early = service.cli("--json", "canary", "promote", inventory=inventory)
+        assert early.returncode == 12, early.stderr  # no canary traffic yet: no number
+        assert "error ratio: no data yet" in json.loads(early.stdout)["error"]["message"]
+        answered, failed = served_with_errors(service, 1000)
+        wait_for_a_scrape(url)
+        status = json.loads(service.cli("--json", "canary", "status",
+                                        inventory=inventory).stdout)["data"]
+        measured = status["analysis"]["metrics"][0]["value"]
+        assert 0.02 <= measured <= 0.08, status  # every 20th of v2's answers failed
+        result = service.cli("--json", "canary", "promote", inventory=inventory)
+        assert result.returncode == 13, result.stderr
+        message = json.loads(result.stdout)["error"]["message"]
+        assert "error ratio 0.0" in message and "> 0.01" in message
+        assert served(service, 20) == Counter({"v1": 20})
+        assert service.history()[-1]["analysis"]["metrics"][0]["breach"].startswith(
+            "error ratio")
+        assert failed["v1"] == 0 and failed["v2"] > 0
+        # a good release: 0 errors measured, it goes on to its next step
+        ok(service.cli("deploy", "--canary", "25,50", "--source", str(service.release("v3")),
+                       "--release", "v3", inventory=inventory))
+        served(service, 400)
+        wait_for_a_scrape(url)
+        ok(service.cli("canary", "promote", inventory=inventory))
+        record = service.history()[-1]
+        assert record["analysis"]["passed"] and record["canary"] == 50
+        assert record["analysis"]["metrics"][0]["value"] == 0
+    figures("canary judged by a Prometheus query", canary_requests=answered["v2"],
+            canary_errors=failed["v2"], measured_error_ratio=measured, bound=0.01)
 
 
 def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service) -> None:

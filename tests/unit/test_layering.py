@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "bluegreen"
 
 ONLY_IMPORTERS = {
     "paramiko": {"transport/ssh/"},
-    "httpx": {"health.py"},
+    "httpx": {"health.py", "prometheus.py"},
     "jinja2": {"render.py"},
     "msgspec": {"inventory/model.py", "inventory/validate.py"},
     "yaml": {"inventory/yaml_text.py"},
