@@ -51,12 +51,13 @@ class HealthChecker:
         self.sleep = sleep
 
     def probe(self, url: str, spec: HealthSettings, *, expect_body: str | None = None,
-              expect_header: tuple[str, str] | None = None) -> Probe:
+              expect_header: tuple[str, str] | None = None,
+              headers: dict[str, str] | None = None) -> Probe:
         import httpx
 
         started = self.clock()
         try:
-            response = self.client.get(url, timeout=spec.timeout)
+            response = self.client.get(url, timeout=spec.timeout, headers=headers)
         except httpx.HTTPError as exc:
             return Probe(False, f"{type(exc).__name__}: {exc or 'no response'}", answered=False)
         elapsed = (self.clock() - started) * 1000
@@ -76,14 +77,16 @@ class HealthChecker:
 
     def wait_healthy(self, url: str, spec: HealthSettings, *, retries: int | None = None,
                      successes: int | None = None, expect_body: str | None = None,
-                     expect_header: tuple[str, str] | None = None) -> HealthOutcome:
+                     expect_header: tuple[str, str] | None = None,
+                     headers: dict[str, str] | None = None) -> HealthOutcome:
         """Probe until `successes` consecutive successes or `retries` attempts."""
         attempts = retries if retries is not None else spec.retries
         needed = successes if successes is not None else spec.successes
         outcome = HealthOutcome(healthy=False, attempts=0)
         streak = 0
         for attempt in range(1, attempts + 1):
-            probe = self.probe(url, spec, expect_body=expect_body, expect_header=expect_header)
+            probe = self.probe(url, spec, expect_body=expect_body, expect_header=expect_header,
+                               headers=headers)
             outcome.probes.append(probe)
             outcome.attempts = attempt
             streak = streak + 1 if probe.ok else 0
@@ -92,6 +95,25 @@ class HealthChecker:
                 return outcome
             if attempt < attempts:
                 self.sleep(spec.interval)
+        return outcome
+
+    def wait_then_hold(self, url: str, spec: HealthSettings, *, hold: int,
+                       expect_body: str | None = None,
+                       expect_header: tuple[str, str] | None = None,
+                       headers: dict[str, str] | None = None) -> HealthOutcome:
+        """Probe until a first success (within `spec.retries` attempts), then `hold` more
+        probes that must all succeed, at once: what must hold for every request (a tester
+        always reaching the canary), not for one lucky one."""
+        outcome = self.wait_healthy(url, spec, successes=1, expect_body=expect_body,
+                                    expect_header=expect_header, headers=headers)
+        for _ in range(hold if outcome.healthy else 0):
+            probe = self.probe(url, spec, expect_body=expect_body, expect_header=expect_header,
+                               headers=headers)
+            outcome.probes.append(probe)
+            outcome.attempts += 1
+            if not probe.ok:
+                outcome.healthy = False
+                break
         return outcome
 
     def close(self) -> None:

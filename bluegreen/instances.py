@@ -7,11 +7,12 @@ from dataclasses import replace
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec
+from bluegreen.balancer.base import sticky_route_variable
 from bluegreen.connections import Connections
 from bluegreen.errors import HealthCheckFailed, VerifyFailed
 from bluegreen.fanout import fan_out
 from bluegreen.health import HealthChecker, HealthOutcome
-from bluegreen.inventory import HealthSettings, Inventory
+from bluegreen.inventory import CanarySticky, HealthSettings, Inventory
 from bluegreen.output import Reporter
 from bluegreen.render import render_text
 
@@ -75,13 +76,26 @@ def probe_instance(inventory: Inventory, connections: Connections, spec: Instanc
     return outcome
 
 
-def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: Reporter
-           ) -> None:
-    """Fetch every public URL until it shows the new release; VerifyFailed (exit 7) otherwise."""
+# a tester's requests after the first that must all reach the canary: at a 10 % first step, a
+# sticky rule that does not work passes by chance once in 10^10
+_TESTER_PROBES = 10
+
+
+def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: Reporter,
+           tester: CanarySticky | None = None) -> None:
+    """Fetch every public URL until it shows the new release; VerifyFailed (exit 7) otherwise.
+    With `tester`, as a tester marked by canary.sticky: the canary's release, whatever its
+    weight."""
     settings = inventory.verify
     if not settings.urls:
         return
-    reporter.phase(f"verify through {len(settings.urls)} public URL(s)")
+    headers, as_who = None, ""
+    if tester is not None:
+        headers = ({tester.header: tester.value} if tester.header
+                   else {"Cookie": f"{tester.cookie}={tester.value}"})
+        marker = f"header {tester.header}" if tester.header else f"cookie {tester.cookie}"
+        as_who = f" as a tester ({marker}: {tester.value})"
+    reporter.phase(f"verify through {len(settings.urls)} public URL(s){as_who}")
     values = {"release": release or "", "colour": colour, "service": inventory.service}
     body = render_text(settings.expect_body, values, where="verify.expect_body") \
         if settings.expect_body else None
@@ -96,17 +110,26 @@ def verify(inventory: Inventory, *, release: str | None, colour: str, reporter: 
                             verify_tls=any(u.startswith("https:") for u in settings.urls))
     try:
         for url in settings.urls:
-            outcome = checker.wait_healthy(url, spec, expect_body=body, expect_header=header)
+            outcome = (checker.wait_healthy(url, spec, expect_body=body, expect_header=header)
+                       if tester is None else
+                       checker.wait_then_hold(url, spec, hold=_TESTER_PROBES, expect_body=body,
+                                              expect_header=header, headers=headers))
             if not outcome.healthy:
-                reporter.step(url, "does not serve the new release", ok=False)
+                reporter.step(url, "does not serve the new release" + as_who, ok=False)
                 raise VerifyFailed(
-                    f"{url} did not show release {release} of {colour} after "
+                    f"{url} did not show release {release} of {colour}{as_who} after "
                     f"{outcome.attempts} attempt(s); last: {'; '.join(outcome.last())}.",
                     where="verify",
-                    hint="Traffic was flipped back to the previous colour. Check verify.urls "
-                         "and verify.expect_body/expect_header against what the app serves.",
+                    hint=("Traffic was flipped back to the previous colour. Check verify.urls "
+                          "and verify.expect_body/expect_header against what the app serves."
+                          if tester is None else
+                          "The canary's step was undone. With canary.sticky, nginx's "
+                          "proxy_pass must name the upstream through "
+                          f"${sticky_route_variable(inventory.upstream_name)}; a balancer.template "
+                          "of your own must render the `sticky` part as the shipped one does."),
                 )
-            reporter.step(url, f"serves {colour} ({outcome.probes[-1].detail})", ok=True)
+            reporter.step(url, f"serves {colour}{as_who} ({outcome.probes[-1].detail})",
+                          ok=True)
     finally:
         checker.close()
 

@@ -39,6 +39,17 @@ OBJECTS: dict[str, str] = {
         "A Prometheus server the canary's analysis asks, at each step, from the machine "
         "running bluegreen (its HTTP API's instant queries)."),
     "PrometheusQuery": "One metric of a canary's analysis: a PromQL query and its bounds.",
+    "CanarySticky": (
+        "Testers' requests — marked by a header or a cookie — reach the canary whatever its "
+        "weight (the live colour when no canary runs). nginx: the managed file adds an "
+        "upstream `<upstream>_testers` and a `map` setting `$bluegreen_<upstream>` "
+        "(non-word characters as `_`), which the site's `proxy_pass` must name: "
+        "`proxy_pass http://$bluegreen_shop;`. HAProxy: `use-server` rules in the backend, "
+        "which the runtime API cannot change, so with `flip: runtime` a flip that moves the "
+        "testers (a canary's start, an abort) reloads; its weight steps stay on the runtime "
+        "API. Each canary step is verified through `verify.urls` as a tester: every request "
+        "must reach the canary, else the step is undone (exit 7). A `balancer.template` of "
+        "your own must render the `sticky` part as the shipped ones do."),
     "DeploySettings": (
         "How a deploy treats its target's unhealthy instances and an idle colour that still "
         "holds connections."),
@@ -399,6 +410,12 @@ FIELDS: dict[str, dict[str, str]] = {
             "thresholds above (or alone): a query over its bounds is a breach like theirs, and "
             "a query without a number (no data yet, NaN, the server not answering) keeps the "
             "canary from being judged yet. Null: none."),
+        "sticky": "Routes testers to the canary by a header or cookie. Null: none.",
+    },
+    "CanarySticky": {
+        "header": "The request header that marks a tester (`X-Canary`); or give `cookie`.",
+        "cookie": "The cookie that marks a tester (letters, digits, `_`); or give `header`.",
+        "value": "The header's or cookie's value that marks a tester (exact match).",
     },
     "PrometheusSettings": {
         "url": (

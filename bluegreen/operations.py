@@ -877,6 +877,14 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
+        if inventory.canary.sticky is not None:  # testers see the canary through the public URL
+            try:
+                verify(inventory, release=canary.release, colour=target.value,
+                       reporter=reporter, tester=inventory.canary.sticky)
+                cancel.check_cancelled()
+            except BaseException:
+                flipper.undo(plan)
+                raise
         canary = replace(canary, judged_since=now())  # the step's analysis counts from here
         if inventory.canary.counted:
             canary = replace(canary, baseline=baseline_of(_counters(session)))

@@ -5,11 +5,11 @@ re-checking its assumptions (guards) right before each change."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.balancer import site_for
-from bluegreen.balancer.base import Server, Upstream
+from bluegreen.balancer.base import Server, Sticky, Upstream
 from bluegreen.errors import TemplateError
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -122,8 +122,13 @@ def build_upstream(inventory: Inventory, target: Colour, generation: int,
         for colour in (target, target.other)
         for spec in instance_specs(inventory, colour)
     )
+    sticky = inventory.canary.sticky
     return Upstream(inventory.service, inventory.upstream_name, target, generation, weights,
-                    servers)
+                    servers, sticky=Sticky(
+                        sticky.header, sticky.cookie, sticky.value,
+                        # testers reach the canary; with none, the live colour
+                        target.other if weights[target.other.value] > 0 else target)
+                    if sticky else None)
 
 
 def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
@@ -141,6 +146,10 @@ def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
                                state.weights if state.canary else None,
                                state.colour(state.live.other).out if state.canary else ())
                 if state.live else None)
+    if upstream.sticky is not None:
+        upstream = replace(upstream, sticky=replace(
+            upstream.sticky, previous=previous.sticky.colour
+            if previous is not None and previous.sticky is not None else None))
     return FlipPlan(target=target, previous=state.live, generation=generation,
                     configs={s.host.name: s.driver.render(upstream) for s in sites},
                     current=current, paths={s.host.name: s.managed.path for s in sites},

@@ -155,12 +155,19 @@ class RuntimeActivation(ReloadActivation):
         super().__init__(driver)
 
     def activate(self, transport: Transport, upstream: Upstream, report: Report) -> None:
-        if not self.runtime_flip(transport, upstream, report):
+        sticky = upstream.sticky
+        if sticky is not None and sticky.previous is not sticky.colour:
+            # the testers' use-server rules are in the config, out of the runtime API's reach
+            report(f"canary.sticky: testers go to {sticky.colour} now, which takes a reload")
+            super().activate(transport, upstream, report)
+        elif not self.runtime_flip(transport, upstream, report):
             super().activate(transport, upstream, report)
 
     def move_back(self, transport: Transport, previous: Upstream | None, report: Report
                   ) -> None:
-        if previous is None or not self.runtime_flip(transport, previous, report):
+        # with canary.sticky the flip may have reloaded: the testers' rules come back by one
+        if previous is None or previous.sticky is not None \
+                or not self.runtime_flip(transport, previous, report):
             self.reload_and_confirm(transport)
 
     def runtime_flip(self, transport: Transport, upstream: Upstream, report: Report) -> bool:

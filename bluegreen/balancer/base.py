@@ -28,6 +28,21 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Sticky:
+    """Testers' requests — those carrying `header` (or `cookie`) with `value` — go to
+    `colour`'s servers whatever the weights: the canary's, or the live colour's when there is
+    no canary."""
+
+    header: str | None
+    cookie: str | None
+    value: str
+    colour: Colour
+    # where testers went before this flip, as recorded (None: nowhere known); HAProxy's
+    # runtime API cannot move them, so a change of colour is activated by a reload there
+    previous: Colour | None = None
+
+
+@dataclass(frozen=True)
 class Upstream:
     service: str
     name: str
@@ -35,6 +50,16 @@ class Upstream:
     generation: int
     weights: dict[str, int]
     servers: tuple[Server, ...]
+    sticky: Sticky | None = None
+
+    @property
+    def testers_servers(self) -> tuple[Server, ...]:
+        """The servers testers reach (those of the sticky colour in traffic)."""
+        if self.sticky is None:
+            return ()
+        chosen = tuple(s for s in self.servers
+                       if s.colour is self.sticky.colour and s.weight > 0)
+        return chosen or tuple(s for s in self.servers if s.weight > 0)
 
 
 @dataclass(frozen=True)
@@ -228,13 +253,42 @@ def render_upstream(settings: BalancerSettings, upstream: Upstream, default_temp
         "colour": upstream.colour.value,
         "generation": upstream.generation,
         "weights": upstream.weights,
-        "servers": [
-            {"host": s.host, "name": server_name(s), "address": s.address, "port": s.port,
-             "dial": dial(s.address, s.port), "colour": s.colour.value, "weight": s.weight}
-            for s in upstream.servers
-        ],
+        "servers": [_server_values(s) for s in upstream.servers],
+        "sticky": _sticky_values(upstream),
     }
     return render_config(template, values, where=where)
+
+
+def _server_values(server: Server) -> dict[str, object]:
+    return {"host": server.host, "name": server_name(server), "address": server.address,
+            "port": server.port, "dial": dial(server.address, server.port),
+            "colour": server.colour.value, "weight": server.weight}
+
+
+def _sticky_values(upstream: Upstream) -> dict[str, object] | None:
+    """What the templates need to send testers to the sticky colour: nginx's variable for
+    the header or cookie and the one its `proxy_pass` names (`$bluegreen_<upstream>`), HAProxy's
+    sample fetch."""
+    sticky = upstream.sticky
+    if sticky is None:
+        return None
+    return {
+        "colour": sticky.colour.value, "header": sticky.header, "cookie": sticky.cookie,
+        "value": sticky.value,
+        "nginx_variable": (f"$http_{sticky.header.lower().replace('-', '_')}" if sticky.header
+                           else f"$cookie_{sticky.cookie}"),
+        "haproxy_fetch": (f"req.hdr({sticky.header})" if sticky.header
+                          else f"req.cook({sticky.cookie})"),
+        "route_variable": sticky_route_variable(upstream.name),
+        "upstream_name": f"{upstream.name}_testers",
+        "servers": [_server_values(s) for s in upstream.testers_servers],
+    }
+
+
+def sticky_route_variable(upstream_name: str) -> str:
+    """The nginx variable (without `$`) naming the upstream each request goes to, for a
+    `proxy_pass http://$bluegreen_shop;` with `canary.sticky`."""
+    return "bluegreen_" + re.sub(r"\W", "_", upstream_name)
 
 
 # Puts the backup back over the managed file atomically (or removes the file if there was none).

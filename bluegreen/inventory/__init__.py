@@ -13,6 +13,7 @@ from bluegreen.inventory.model import (
     BalancerSettings,
     CanarySettings,
     CanaryStep,
+    CanarySticky,
     Colours,
     ColourSpec,
     DeploySettings,
@@ -36,8 +37,8 @@ from bluegreen.inventory.yaml_text import parse_yaml
 
 __all__ = [
     "AppSettings", "BalancerOverride", "BalancerSettings", "CanarySettings", "CanaryStep",
-    "ColourSpec", "Colours", "DeploySettings", "HealthSettings", "Hook", "Hooks", "HostSpec",
-    "Hosts", "Inventory", "LockSettings", "PrometheusQuery", "PrometheusSettings",
+    "CanarySticky", "ColourSpec", "Colours", "DeploySettings", "HealthSettings", "Hook", "Hooks",
+    "HostSpec", "Hosts", "Inventory", "LockSettings", "PrometheusQuery", "PrometheusSettings",
     "ReleaseSettings", "SSHSettings", "SecretRef", "VerifySettings", "json_schema", "key_path",
     "load_inventory", "parse_yaml", "validate_inventory",
 ]

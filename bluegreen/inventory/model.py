@@ -272,6 +272,14 @@ class PrometheusSettings(_Strict, frozen=True):
     timeout: Seconds = 5.0
 
 
+class CanarySticky(_Strict, frozen=True, kw_only=True):
+    # requests carrying this header (or cookie) with `value` always reach the canary
+    header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$",
+                                        max_length=64)] | None = None
+    cookie: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]+$", max_length=64)] | None = None
+    value: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._~-]+$", max_length=128)]
+
+
 class CanarySettings(_Strict, frozen=True):
     # every deploy is a canary through these steps (unless `deploy --canary`/`--no-canary`)
     steps: tuple[CanaryStep, ...] = ()
@@ -286,6 +294,8 @@ class CanarySettings(_Strict, frozen=True):
     failure_limit: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     # queries to a Prometheus server, judged at each step beside the balancer's counters
     prometheus: PrometheusSettings | None = None
+    # testers' requests (a header or cookie) go to the canary whatever its weight
+    sticky: CanarySticky | None = None
 
     @property
     def analysed(self) -> bool:

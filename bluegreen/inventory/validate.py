@@ -248,6 +248,10 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
                 fail(f"{where}.name", f"{query.name!r} names two queries.",
                      "Each query's name says which metric a breach is about.")
             query_names.add(query.name)
+    sticky = inventory.canary.sticky
+    if sticky is not None and (sticky.header is None) == (sticky.cookie is None):
+        fail("canary.sticky", "give either `header` or `cookie`: what marks a tester's "
+             "request.", "E.g. `sticky: {header: X-Canary, value: \"1\"}`.")
     weights = [step.weight for step in inventory.canary.steps]
     for index, (earlier, later) in enumerate(itertools.pairwise(weights), start=1):
         if later <= earlier:

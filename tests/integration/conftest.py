@@ -28,6 +28,13 @@ def two_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
 
 
 @pytest.fixture
+def sticky_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
+    """Two app hosts behind nginx whose proxy_pass names the upstream through canary.sticky's
+    variable ($bluegreen_shop)."""
+    yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"], sticky_route=True))
+
+
+@pytest.fixture
 def haproxy_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
     """Two app hosts, one HAProxy balancer (reload flips unless the test asks for runtime)."""
     yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],

@@ -64,7 +64,9 @@ class Nginx(BalancerServer):
         """The requests through the balancer, in the format a canary's analysis reads."""
         return self.prefix / "logs" / "upstream.log"
 
-    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
+    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None,
+              sticky_route: bool = False) -> None:
+        """`sticky_route`: proxy_pass names the upstream through canary.sticky's variable."""
         (self.prefix / "conf.d").mkdir(parents=True)
         (self.prefix / "logs").mkdir()
         (self.prefix / "nginx.conf").write_text(
@@ -74,9 +76,13 @@ class Nginx(BalancerServer):
             + (f"  keepalive_timeout {keepalive_timeout};\n" if keepalive_timeout else "") +
             f"  include {self.prefix}/conf.d/*.conf;\n"
             f"  server {{\n    listen {self.address}:{self.port};\n"
-            f"    location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1;\n"
+            f"    location / {{ proxy_pass http://{'$bluegreen_' if sticky_route else ''}"
+            f"{upstream}; proxy_http_version 1.1;\n"
             '      proxy_set_header Connection ""; }\n  }\n}\n')
-        self.managed_file.write_text(f"upstream {upstream} {{ server 127.0.0.1:9 down; }}\n")
+        self.managed_file.write_text(
+            f"upstream {upstream} {{ server 127.0.0.1:9 down; }}\n"
+            + (f"map $http_x_canary $bluegreen_{upstream} {{ default {upstream}; }}\n"
+               if sticky_route else ""))
         log = (self.prefix / "logs" / "stderr.log").open("ab")
         self.process = subprocess.Popen(
             ["nginx", "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
@@ -111,7 +117,8 @@ class HAProxy(BalancerServer):
     def metrics_target(self) -> str:
         return f"{self.address}:{self.metrics_port}"
 
-    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
+    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None,
+              sticky_route: bool = False) -> None:
         self.prefix.mkdir(parents=True)
         self.metrics_port = free_port(self.address)
         (self.prefix / "haproxy.cfg").write_text(
@@ -163,7 +170,8 @@ class Caddy(BalancerServer):
     def admin_address(self) -> str:
         return f"{self.address}:{self.admin_port}"
 
-    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None) -> None:
+    def start(self, *, upstream: str = "shop", keepalive_timeout: str | None = None,
+              sticky_route: bool = False) -> None:
         self.prefix.mkdir(parents=True)
         self.admin_port = free_port(self.address)
         (self.prefix / "Caddyfile").write_text(
@@ -207,6 +215,7 @@ class Service:
     data: dict[str, Any] = field(default_factory=dict)
     nginx_keepalive_timeout: str | None = None
     balancer_kinds: dict[str, str] = field(default_factory=dict)  # host → nginx|haproxy|caddy
+    sticky_route: bool = False  # nginx's proxy_pass goes through canary.sticky's variable
     overrides: dict[str, Any] = field(default_factory=dict)  # applied by every inventory()
 
     def __post_init__(self) -> None:
@@ -219,7 +228,8 @@ class Service:
             server_class = {"haproxy": HAProxy, "caddy": Caddy}.get(kind, Nginx)
             server: Nginx | HAProxy | Caddy = server_class(
                 name, address, free_port(address), self.root / f"{kind}-{name}")
-            server.start(keepalive_timeout=self.nginx_keepalive_timeout)
+            server.start(keepalive_timeout=self.nginx_keepalive_timeout,
+                         sticky_route=self.sticky_route)
             self.nginx[name] = server
         balancer_entries = [
             host_entry(self.fleet, name, balancer=self.nginx[name].balancer_override(

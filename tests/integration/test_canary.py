@@ -428,6 +428,89 @@ def test_a_canary_judged_by_a_prometheus_query_is_aborted_over_its_bound_and_pas
             canary_errors=failed["v2"], measured_error_ratio=measured, bound=0.01)
 
 
+def served_to(service: Service, headers: dict[str, str], count: int = 60) -> Counter[str]:
+    """Which release answers `count` requests carrying `headers` (bounded)."""
+    releases: Counter[str] = Counter()
+    for _ in range(count):
+        request = urllib.request.Request(service.nginx["lb1"].url, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            releases[response.headers["X-Release"]] += 1
+    return releases
+
+
+TESTER = {"X-Canary": "1"}
+
+
+def test_sticky_testers_reach_the_canary_whatever_its_weight_on_nginx(
+        sticky_service: Service) -> None:
+    service = sticky_service
+    inventory = service.inventory(canary={"sticky": {"header": "X-Canary", "value": "1"}})
+    ok(service.cli("deploy", "--source", str(service.release("v1")), "--release", "v1",
+                   inventory=inventory))
+    assert served_to(service, TESTER, 20) == Counter({"v1": 20})  # no canary: the live colour
+    ok(service.cli("deploy", "--canary", "10", "--source", str(service.release("v2")),
+                   "--release", "v2", inventory=inventory))
+    assert served_to(service, TESTER) == Counter({"v2": 60})
+    assert served_to(service, {"X-Canary": "0"}, 100)["v2"] <= 20  # others: ~10 of 100
+    everyone = served(service, 100)
+    assert set(everyone) == {"v1", "v2"} and everyone["v2"] <= 20
+    ok(service.cli("canary", "abort", inventory=inventory))
+    assert served_to(service, TESTER, 20) == Counter({"v1": 20})  # back on the stable colour
+    ok(service.cli("deploy", "--canary", "10", "--source", str(service.release("v3")),
+                   "--release", "v3", inventory=inventory))
+    assert served_to(service, TESTER, 20) == Counter({"v3": 20})
+    ok(service.cli("canary", "promote", inventory=inventory))
+    assert served_to(service, TESTER, 20) == Counter({"v3": 20})
+    assert served(service, 20) == Counter({"v3": 20})
+
+
+def test_a_sticky_canary_testers_cannot_reach_is_undone_with_the_reason(
+        service: Service) -> None:
+    # nginx's proxy_pass names the upstream itself, not through $bluegreen_shop
+    inventory = service.inventory(canary={"sticky": {"header": "X-Canary", "value": "1"}})
+    ok(service.cli("deploy", "--source", str(service.release("v1")), "--release", "v1",
+                   inventory=inventory))
+    result = service.cli("--json", "deploy", "--canary", "10", "--source",
+                         str(service.release("v2")), "--release", "v2", inventory=inventory)
+    assert result.returncode == 7, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert "as a tester (header X-Canary: 1)" in error["message"]
+    assert "$bluegreen_shop" in error["hint"]
+    assert served(service, 40) == Counter({"v1": 40})  # the canary's step was undone
+    state = service.state()
+    assert state["canary"] is None and state["weights"][state["live"]] == 100
+    assert json.loads(service.cli("--json", "status", inventory=inventory).stdout)[
+        "data"]["drift"] is None
+
+
+def haproxy_pid(service: Service) -> str:
+    lb1 = service.nginx["lb1"]
+    assert isinstance(lb1, HAProxy)
+    return next(line.split(":")[1].strip() for line in lb1.runtime("show info").splitlines()
+                if line.startswith("Pid:"))
+
+
+def test_sticky_testers_on_haproxy_runtime_reload_only_when_their_colour_changes(
+        haproxy_service: Service) -> None:
+    service = haproxy_service
+    inventory = analysed(service, sticky={"cookie": "canary", "value": "me"})
+    tester = {"Cookie": "session=1; canary=me"}
+    ok(service.cli("deploy", "--canary", "20,50", "--source", str(service.release("v2")),
+                   "--release", "v2", inventory=inventory))
+    assert served_to(service, tester) == Counter({"v2": 60})
+    assert served_to(service, {"Cookie": "canary=you"}, 100)["v2"] <= 30  # ~20 of 100
+    before = haproxy_pid(service)
+    ok(service.cli("canary", "promote", "--skip-analysis", inventory=inventory))  # 20 → 50
+    assert haproxy_pid(service) == before  # a weight step: the runtime API, no reload
+    assert served_to(service, tester) == Counter({"v2": 60})
+    result = service.cli("canary", "abort", inventory=inventory)
+    ok(result)
+    assert "testers go to green now, which takes a reload" in result.stderr
+    assert haproxy_pid(service) != before
+    assert served_to(service, tester, 20) == Counter({"v1": 20})
+    assert served(service, 20) == Counter({"v1": 20})
+
+
 def test_a_good_canary_passes_its_analysis_at_each_step(haproxy_service: Service) -> None:
     service = haproxy_service
     inventory = analysed(service, max_error_rate=1, max_latency_ratio=20, min_requests=50)
