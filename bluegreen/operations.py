@@ -147,6 +147,10 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
             # another terminal may hold the lock for a moment (its own promote or abort)
             result = _promote_once(inventory, reporter, options=replace(
                 ours, lock_wait=max(options.lock_wait, pause), expect_weight=weight))
+        except _PausedElsewhere as paused:
+            reporter.warn(f"the canary was paused by {paused.canary['paused_by']}: stepping "
+                          "stops here; `bluegreen canary resume` continues it")
+            return {**result, "canary": paused.canary, "paused": True}
         except _MovedElsewhere as moved:
             # someone else took a step meanwhile: the step it reached lasts its whole pause
             reporter.warn(f"another operation moved the canary to {moved.canary['weight']}% "
@@ -180,6 +184,10 @@ class _MovedElsewhere(Exception):
     def __init__(self, canary: dict[str, Any]):
         super().__init__(canary["weight"])
         self.canary = canary
+
+
+class _PausedElsewhere(_MovedElsewhere):
+    """A stepping canary found paused by `canary pause`."""
 
 
 def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None,
@@ -706,6 +714,8 @@ def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
                            "by another operation.")
         if options.expect_weight is not None and canary.weight != options.expect_weight:
             raise _MovedElsewhere(canary.to_dict())
+        if options.expect_weight is not None and canary.paused_at is not None:
+            raise _PausedElsewhere(canary.to_dict())
         verdict = None
         if inventory.canary.analysed and not options.skip_analysis and not options.dry_run:
             verdict = _analyse(session, state, canary)
@@ -806,7 +816,8 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
     inventory, reporter = session.inventory, session.reporter
     assert state.live is not None
     colour = Colour(canary.colour)
-    moved = replace(canary, weight=weight, breaches=0)
+    # a promote by hand is a go: a pause ends with it
+    moved = replace(canary, weight=weight, breaches=0, paused_at=None, paused_by=None)
     step = f"canary step {moved.step}: {colour} {canary.weight}% → {weight}%"
     if options.dry_run:
         return _dry_run([step, f"1. quick health check of every {colour} instance",
@@ -829,6 +840,55 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
                 "canary": new_state.canary.to_dict()}
 
     return recorded(session, record, run)
+
+
+def canary_pause(inventory: Inventory, reporter: Reporter, *, options: Options,
+                 reason: str | None = None) -> dict[str, Any]:
+    """Hold the canary at its weight: its timed steps no longer follow by themselves (a
+    `deploy` or `promote` stepping it stops at its next step) until `canary resume`; `canary
+    promote` still takes the next step by hand."""
+    return _set_paused(inventory, reporter, options=options, pause=True, reason=reason)
+
+
+def canary_resume(inventory: Inventory, reporter: Reporter, *, options: Options
+                  ) -> dict[str, Any]:
+    """End a pause: a canary at a timed step waits that step's whole pause from now, then goes
+    on through its timed steps as `deploy` steps them; at a manual step it waits for `canary
+    promote`."""
+    result = _set_paused(inventory, reporter, options=options, pause=False)
+    if options.dry_run or result["canary"]["pause"] is None:
+        return result
+    return _step_through(inventory, reporter, options, result)
+
+
+def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, pause: bool,
+                reason: str | None = None) -> dict[str, Any]:
+    operation = "canary pause" if pause else "canary resume"
+    with Session(inventory, reporter, command=operation, lock=not options.dry_run,
+                 lock_wait=options.lock_wait) as session:
+        state, _ = session.agreed_state()
+        canary = _require_canary(state)
+        if (canary.paused_at is not None) == pause:
+            reporter.warn(f"the canary is {'already' if pause else 'not'} paused: nothing to do")
+            return {**_summary(state, None, release=canary.release),
+                    "canary": canary.to_dict()}
+        if options.dry_run:
+            return _dry_run([f"{operation}: {canary.describe()}",
+                             "1. record it in the state and the history"])
+        changed = replace(canary, paused_at=now() if pause else None,
+                          paused_by=actor() if pause else None)
+        with cancel.deferred_interrupts():
+            new_state = session.finish_change(replace(state, canary=changed, updated_at=now(),
+                                                      updated_by=actor()))
+            session.record({"operation": operation, "from": _name(state.live),
+                            "to": canary.colour, "release": canary.release,
+                            "canary": canary.weight, "result": "ok",
+                            "generation": new_state.generation,
+                            **({"reason": reason} if reason else {})})
+        reporter.step(inventory.primary_balancer.name,
+                      f"canary {'paused' if pause else 'resumed'} at {canary.weight}%", ok=True)
+        return {**_summary(new_state, None, release=canary.release),
+                "canary": changed.to_dict()}
 
 
 def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,

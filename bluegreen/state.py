@@ -85,6 +85,9 @@ class Canary:
     breaches: int = 0
     # when the traffic its analysis judges began: its step's flip, or its last breach
     judged_since: str | None = None
+    # `canary pause`: timed steps no longer follow by themselves until `canary resume`
+    paused_at: str | None = None
+    paused_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """For results and `status`: without the raw counters, with the next step's weight."""
@@ -122,7 +125,9 @@ class Canary:
                 + (f", step {self.step} of {'/'.join(map(str, self.steps))}%"
                    if len(self.steps) > 1 else "")
                 + (f"; held after {self.breaches} breach(es) of its analysis in a row"
-                   if self.breaches else ""))
+                   if self.breaches else "")
+                + (f"; paused by {self.paused_by} since {self.paused_at}"
+                   if self.paused_at else ""))
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,41 @@ def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
         context.reporter.result(result, human=operation_result(result))
 
 
+@canary_app.command("pause")
+def canary_pause(
+    ctx: typer.Context,
+    reason: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--reason", help="Why, for the history.")] = None,
+    dry_run: DryRun = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Hold the canary at its weight: timed steps wait for `canary resume` (a deploy stepping
+    it stops at its next step); `canary promote` still moves it by hand."""
+    context = app_context(ctx)
+    with reported_errors(context):
+        from bluegreen.operations import Options
+        from bluegreen.operations import canary_pause as run_pause
+
+        result = run_pause(context.inventory(), context.reporter, reason=reason,
+                           options=Options(dry_run=dry_run, lock_wait=lock_wait))
+        context.reporter.result(result, human=operation_result(result))
+
+
+@canary_app.command("resume")
+def canary_resume(ctx: typer.Context, dry_run: DryRun = False,
+                  lock_wait: LockWait = 0.0) -> None:
+    """End a pause: at a timed step, wait its pause from now, then go on through the timed
+    steps as a deploy does (judged first); at a manual step, wait for `canary promote`."""
+    context = app_context(ctx)
+    with reported_errors(context):
+        from bluegreen.operations import Options
+        from bluegreen.operations import canary_resume as run_resume
+
+        result = run_resume(context.inventory(), context.reporter,
+                            options=Options(dry_run=dry_run, lock_wait=lock_wait))
+        context.reporter.result(result, human=operation_result(result))
+
+
 @canary_app.command("abort")
 def canary_abort(
     ctx: typer.Context,

@@ -48,6 +48,10 @@ def canary_next(canary: dict[str, Any]) -> str:
              if pause is not None else "")
     held = (f"held at this weight after {canary['breaches']} breach(es) of its analysis in a "
             "row (canary.failure_limit); " if canary.get("breaches") else "")
+    if canary.get("paused_at"):
+        return (f"paused by {canary['paused_by']} since {canary['paused_at']}: {held}its timed "
+                "steps wait for `bluegreen canary resume`; `bluegreen canary promote` takes the "
+                "next step now; `bluegreen canary abort` sends it all back")
     return (f"next: {held}{timed}`bluegreen canary promote` gives it "
             + (f"{weight}%" if weight else "all the traffic")
             + "; `bluegreen canary abort` sends it all back")

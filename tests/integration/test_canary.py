@@ -723,3 +723,32 @@ def test_an_abort_from_another_terminal_during_a_pause_ends_the_stepping(
     assert json.loads(stdout)["data"]["ended_elsewhere"] is True
     assert served(service, 20) == Counter({"v1": 20})
     assert [r["operation"] for r in service.history()[-2:]] == ["deploy", "canary abort"]
+
+
+def test_a_pause_from_another_terminal_holds_the_stepping_and_resume_continues_it(
+        service: Service) -> None:
+    ok(service.deploy("v1"))
+    inventory = service.inventory()
+    process = stepping(service, inventory, "3s")
+    paused = service.cli("--json", "canary", "pause", "--reason", "looking at the logs",
+                         inventory=inventory)
+    ok(paused)
+    assert json.loads(paused.stdout)["data"]["canary"]["paused_by"]
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "paused by" in stderr and "canary resume" in stderr
+    data = json.loads(stdout)["data"]
+    assert data["paused"] is True and data["canary"]["weight"] == 20
+    time.sleep(3.5)  # longer than the step's pause: nothing follows by itself
+    assert service.state()["canary"]["weight"] == 20
+    status = service.cli("canary", "status", inventory=inventory)
+    assert "canary resume" in status.stdout and "paused by" in status.stdout
+    record = service.history()[-1]
+    assert (record["operation"], record["reason"]) == ("canary pause", "looking at the logs")
+    # resumed: the step's pause from now, then the next step and all the traffic
+    resumed = service.cli("--json", "canary", "resume", inventory=inventory)
+    ok(resumed)
+    assert json.loads(resumed.stdout)["data"]["live"] == "green"
+    assert [(r["operation"], r.get("canary")) for r in service.history()[-3:]] == [
+        ("canary resume", 20), ("canary promote", 50), ("canary promote", None)]
+    assert served(service, 20) == Counter({"v2": 20})
