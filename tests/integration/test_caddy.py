@@ -95,3 +95,18 @@ def test_check_reports_the_version_of_caddy_on_the_balancer(caddy_service: Servi
     installed = rows["lb1", "caddy installed"]
     assert installed["ok"] and installed["version"] == parse_version(local)
     assert f"(caddy {installed['version']})" in installed["detail"]
+
+
+def test_a_canary_is_refused_with_the_reason_and_traffic_untouched(
+        caddy_service: Service) -> None:
+    service = caddy_service
+    ok(service.deploy("v1"))
+    before = service.state()
+    result = service.cli("--json", "deploy", "--canary", "10", "--source",
+                         str(service.release("v2")), "--release", "v2")
+    assert result.returncode == 2, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert "cannot split traffic by weight" in error["message"] and error["where"] == "--canary"
+    assert service.fetch().startswith("release v1 (blue)")
+    assert service.state()["generation"] == before["generation"]
+    assert service.state()["canary"] is None
