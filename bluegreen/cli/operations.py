@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from bluegreen.cli.common import app_context, reported_errors
-from bluegreen.cli.options import DryRun, LockWait
+from bluegreen.cli.options import DryRun, LockWait, Reason
 from bluegreen.cli.render import canary_next, operation_result
 from bluegreen.model import Colour
 
@@ -194,8 +194,7 @@ def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
 @canary_app.command("pause")
 def canary_pause(
     ctx: typer.Context,
-    reason: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--reason", help="Why, for the history.")] = None,
+    reason: Reason = None,
     dry_run: DryRun = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
@@ -229,8 +228,7 @@ def canary_resume(ctx: typer.Context, dry_run: DryRun = False,
 @canary_app.command("abort")
 def canary_abort(
     ctx: typer.Context,
-    reason: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        "--reason", help="Why, for the history.")] = None,
+    reason: Reason = None,
     dry_run: DryRun = False,
     lock_wait: LockWait = 0.0,
 ) -> None:

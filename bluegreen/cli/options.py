@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,3 +12,5 @@ LockWait = Annotated[
     typer.Option("--lock-wait", metavar="SECONDS", min=0,
                  help="Wait this long for a running operation's lock instead of failing."),
 ]
+Reason = Annotated[Optional[str],  # noqa: UP045 (typer reads the annotation at run time)
+                   typer.Option("--reason", help="Why, for the history.")]
