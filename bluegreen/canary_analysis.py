@@ -63,10 +63,10 @@ class Verdict:
                             if self.latency_ratio is not None else ""))
         parts += [m.describe() for m in self.metrics if not m.breach or m.breach != self.breach]
         measured = "; ".join(parts)
+        if self.breach:  # a metric's breach counts even where the counters cannot judge
+            return f"{self.breach}: {measured}" if measured else self.breach
         if self.unbased:
             return f"not judged: {self.lasting}"
-        if self.breach:
-            return f"{self.breach}: {measured}" if measured else self.breach
         return measured if self.judged else f"not judged yet: {measured}"
 
     def to_dict(self) -> dict[str, object]:

@@ -45,11 +45,15 @@ OBJECTS: dict[str, str] = {
         "upstream `<upstream>_testers` and a `map` setting `$bluegreen_<upstream>` "
         "(non-word characters as `_`), which the site's `proxy_pass` must name: "
         "`proxy_pass http://$bluegreen_shop;`. HAProxy: `use-server` rules in the backend, "
-        "which the runtime API cannot change, so with `flip: runtime` a flip that moves the "
-        "testers (a canary's start, an abort) reloads; its weight steps stay on the runtime "
-        "API. Each canary step is verified through `verify.urls` as a tester: every request "
-        "must reach the canary, else the step is undone (exit 7). A `balancer.template` of "
-        "your own must render the `sticky` part as the shipped ones do."),
+        "which the runtime API cannot change, so with `flip: runtime` every flip that changes "
+        "the servers testers reach reloads: a canary's start and abort, and — testers "
+        "following the live colour when no canary runs — every deploy, rollback or switch "
+        "to the other colour, and a worker reload's hold-outs; a canary's weight steps and "
+        "its final promote stay on the runtime API. A change of `canary.sticky` itself "
+        "reaches a running HAProxy at its next reload. Each canary step is verified through "
+        "`verify.urls` as a tester: every request must reach the canary, else the step is "
+        "undone (exit 7). A `balancer.template` of your own must render the `sticky` part as "
+        "the shipped ones do."),
     "DeploySettings": (
         "How a deploy treats its target's unhealthy instances and an idle colour that still "
         "holds connections."),
@@ -415,7 +419,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "CanarySticky": {
         "header": "The request header that marks a tester (`X-Canary`); or give `cookie`.",
         "cookie": "The cookie that marks a tester (letters, digits, `_`); or give `header`.",
-        "value": "The header's or cookie's value that marks a tester (exact match).",
+        "value": (
+            "The header's or cookie's value that marks a tester, compared ignoring case (as "
+            "nginx's `map` does): letters, digits and `._~-`, starting with a letter or digit."),
     },
     "PrometheusSettings": {
         "url": (

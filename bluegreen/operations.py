@@ -160,12 +160,13 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
             continue
         except CanaryHeld as held:
             reporter.warn(f"{held.message} One more pause, then it is judged again.")
+            waited_unjudged = 0
             continue
         except CanaryNotJudged as error:
             waited_unjudged += 1
             if not error.waiting_helps or waited_unjudged > _UNJUDGED_PAUSES:
                 raise
-            reporter.warn("too few requests to judge the canary yet: one more pause")
+            reporter.warn(f"{error.message} One more pause.")
             continue
         except NoCanary:
             reporter.warn("the canary was ended by another operation (see `bluegreen "
@@ -856,7 +857,7 @@ def canary_resume(inventory: Inventory, reporter: Reporter, *, options: Options
     on through its timed steps as `deploy` steps them; at a manual step it waits for `canary
     promote`."""
     result = _set_paused(inventory, reporter, options=options, pause=False)
-    if options.dry_run or result["canary"]["pause"] is None:
+    if options.dry_run or not result.get("changed") or result["canary"]["pause"] is None:
         return result
     return _step_through(inventory, reporter, options, result)
 
@@ -871,7 +872,7 @@ def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, p
         if (canary.paused_at is not None) == pause:
             reporter.warn(f"the canary is {'already' if pause else 'not'} paused: nothing to do")
             return {**_summary(state, None, release=canary.release),
-                    "canary": canary.to_dict()}
+                    "canary": canary.to_dict(), "changed": False}
         if options.dry_run:
             return _dry_run([f"{operation}: {canary.describe()}",
                              "1. record it in the state and the history"])
@@ -888,7 +889,7 @@ def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, p
         reporter.step(inventory.primary_balancer.name,
                       f"canary {'paused' if pause else 'resumed'} at {canary.weight}%", ok=True)
         return {**_summary(new_state, None, release=canary.release),
-                "canary": changed.to_dict()}
+                "canary": changed.to_dict(), "changed": True}
 
 
 def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
@@ -937,6 +938,9 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
+        if inventory.canary.sticky is not None and not inventory.verify.urls:
+            reporter.warn("canary.sticky is not checked: verify.urls is empty, so no request "
+                          "as a tester is sent through the public URL")
         if inventory.canary.sticky is not None:  # testers see the canary through the public URL
             try:
                 verify(inventory, release=canary.release, colour=target.value,

@@ -123,9 +123,14 @@ class PrometheusClient:
         url = self.settings.url.rstrip("/") + "/api/v1/query"
         try:
             response = self.client.post(url, data={"query": query})
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             shown = _without_credentials(self.settings.url)
-            detail = str(error).replace(self.settings.url, shown) or "no response"
+            detail = str(error) or "no response"
+            userinfo = self.settings.url.partition("://")[2].rpartition("@")[0]
+            if userinfo:  # an error naming the URL, or a part of it, never shows them
+                detail = detail.replace(self.settings.url, shown)
+                for secret in {userinfo, *userinfo.split(":")} - {""}:
+                    detail = detail.replace(secret, "***")
             return Reading(None, f"{shown} did not answer ({type(error).__name__}: {detail})")
         try:
             body = response.json()
@@ -138,10 +143,12 @@ class PrometheusClient:
 
 
 def _without_credentials(url: str) -> str:
-    """The URL as it may be shown: a user:password in it is left out."""
-    scheme, _, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+    """The URL as it may be shown: a user name and password in it are left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def measure(settings: PrometheusSettings, values: dict[str, object]) -> list[MetricResult]:
@@ -159,7 +166,9 @@ def canary_metrics(inventory: Inventory, canary: Canary, *, stable: Colour
         return ()
     values = metric_values(service=inventory.service, canary=canary.colour,
                            stable=stable.value, release=canary.release, weight=canary.weight,
-                           judged_since=canary.judged_since, at=datetime.now(timezone.utc))
+                           # a canary recorded before judged_since existed: since it began
+                           judged_since=canary.judged_since or canary.since,
+                           at=datetime.now(timezone.utc))
     return tuple(measure(inventory.canary.prometheus, values))
 
 

@@ -52,14 +52,14 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
         if state.canary is not None and state.live is not None and inventory.canary.analysed:
             try:
                 counted = session.traffic() if inventory.canary.counted else {}
+                metrics = canary_metrics(inventory, state.canary, stable=state.live)
             except BluegreenError as error:  # the canary is still shown, unjudged
                 analysis = {"judged": False, "passed": False, "error": error.message,
                             "described": f"not judged: {error.message}"}
             else:
                 verdict = judge(inventory.canary, state.canary.baseline, counted,
                                 canary=state.canary.colour, stable=state.live.value,
-                                metrics=canary_metrics(inventory, state.canary,
-                                                       stable=state.live))
+                                metrics=metrics)
                 analysis = {**verdict.to_dict(), "described": verdict.describe()}
     return {"live": state.live.value if state.live else None, "weights": state.weights,
             "canary": state.canary.to_dict() if state.canary else None, "analysis": analysis}

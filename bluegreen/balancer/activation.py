@@ -155,10 +155,10 @@ class RuntimeActivation(ReloadActivation):
         super().__init__(driver)
 
     def activate(self, transport: Transport, upstream: Upstream, report: Report) -> None:
-        sticky = upstream.sticky
-        if sticky is not None and sticky.previous is not sticky.colour:
+        if upstream.sticky is not None and upstream.testers_moved:
             # the testers' use-server rules are in the config, out of the runtime API's reach
-            report(f"canary.sticky: testers go to {sticky.colour} now, which takes a reload")
+            report(f"canary.sticky: testers go to {upstream.sticky.colour} servers now, which "
+                   "takes a reload")
             super().activate(transport, upstream, report)
         elif not self.runtime_flip(transport, upstream, report):
             super().activate(transport, upstream, report)

@@ -37,9 +37,10 @@ class Sticky:
     cookie: str | None
     value: str
     colour: Colour
-    # where testers went before this flip, as recorded (None: nowhere known); HAProxy's
-    # runtime API cannot move them, so a change of colour is activated by a reload there
-    previous: Colour | None = None
+    # the servers testers reached before this flip (as the recorded state renders them; None:
+    # no flip before): HAProxy's runtime API cannot change its use-server rules, so a flip
+    # that changes them reloads there
+    previous: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class Upstream:
     weights: dict[str, int]
     servers: tuple[Server, ...]
     sticky: Sticky | None = None
+
+    @property
+    def testers_moved(self) -> bool:
+        """Whether this flip changes the servers testers reach (canary.sticky)."""
+        return self.sticky is not None and self.sticky.previous != tuple(
+            server_name(s) for s in self.testers_servers)
 
     @property
     def testers_servers(self) -> tuple[Server, ...]:

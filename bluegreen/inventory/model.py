@@ -277,7 +277,8 @@ class CanarySticky(_Strict, frozen=True, kw_only=True):
     header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$",
                                         max_length=64)] | None = None
     cookie: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]+$", max_length=64)] | None = None
-    value: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._~-]+$", max_length=128)]
+    value: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]*$",
+                                       max_length=128)]
 
 
 class CanarySettings(_Strict, frozen=True):

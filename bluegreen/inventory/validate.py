@@ -234,16 +234,21 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
             )
     prometheus = inventory.canary.prometheus
     if prometheus is not None:
-        if not re.fullmatch(r"https?://[^\s/?#\x00-\x1f\x7f]+[^\s?#\x00-\x1f\x7f]*",
-                            prometheus.url):
-            fail("canary.prometheus.url", f"{prometheus.url!r} is not an http:// or https:// "
-                 "base URL.", "Write the Prometheus server's URL, e.g. http://prometheus:9090.")
+        if not _is_base_url(prometheus.url):  # never echoed: it may hold a password
+            fail("canary.prometheus.url", "is not an http:// or https:// base URL with a host "
+                 "(and a numeric port, if any).",
+                 "Write the Prometheus server's URL, e.g. http://prometheus:9090; "
+                 "percent-encode a '/', '@' or ':' in a user name or password.")
         query_names: set[str] = set()
         for index, query in enumerate(prometheus.queries):
             where = f"canary.prometheus.queries[{index}]"
             if query.max is None and query.min is None:
                 fail(where, f"query {query.name!r} has neither max nor min: nothing to judge.",
                      "Give it `max:` (a breach above it), `min:` (below it), or both.")
+            if query.max is not None and query.min is not None and query.min > query.max:
+                fail(where, f"query {query.name!r} has min {query.min:g} above max "
+                     f"{query.max:g}: every value would be a breach.",
+                     "min is the lowest value that passes, max the highest.")
             if query.name in query_names:
                 fail(f"{where}.name", f"{query.name!r} names two queries.",
                      "Each query's name says which metric a breach is about.")
@@ -327,3 +332,18 @@ def _check_cross_references(inventory: Inventory, path: Path) -> None:
             "trust_on_first_use only makes sense with strict_host_keys on.",
             "Remove one of the two settings.",
         )
+
+
+def _is_base_url(url: str) -> bool:
+    """An http(s) URL with a host, a port that is a number, and no query or fragment."""
+    from urllib.parse import urlsplit
+
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and not parts.query and not parts.fragment)

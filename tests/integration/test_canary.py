@@ -505,7 +505,7 @@ def test_sticky_testers_on_haproxy_runtime_reload_only_when_their_colour_changes
     assert served_to(service, tester) == Counter({"v2": 60})
     result = service.cli("canary", "abort", inventory=inventory)
     ok(result)
-    assert "testers go to green now, which takes a reload" in result.stderr
+    assert "testers go to green servers now, which takes a reload" in result.stderr
     assert haproxy_pid(service) != before
     assert served_to(service, tester, 20) == Counter({"v1": 20})
     assert served(service, 20) == Counter({"v1": 20})
@@ -730,8 +730,13 @@ def test_a_pause_from_another_terminal_holds_the_stepping_and_resume_continues_i
     ok(service.deploy("v1"))
     inventory = service.inventory()
     process = stepping(service, inventory, "3s")
+    not_paused = service.cli("--json", "canary", "resume", "--lock-wait", "10",
+                             inventory=inventory)
+    ok(not_paused)  # nothing to resume: it returns at once, stepping nothing itself
+    assert json.loads(not_paused.stdout)["data"]["changed"] is False
+    assert "not paused: nothing to do" in not_paused.stderr
     paused = service.cli("--json", "canary", "pause", "--reason", "looking at the logs",
-                         inventory=inventory)
+                         "--lock-wait", "10", inventory=inventory)
     ok(paused)
     assert json.loads(paused.stdout)["data"]["canary"]["paused_by"]
     stdout, stderr = process.communicate(timeout=60)

@@ -192,13 +192,24 @@ canary:
     ("http://prom:9090", '[{name: e, query: "x", max: 1}, {name: e, query: "y", min: 0}]',
      "canary.prometheus.queries[1].name", "names two queries"),
     ("http://prom:9090", "[]", "canary.prometheus.queries", ""),
+    ("http://prom:9090", '[{name: e, query: "x", max: 1, min: 2}]',
+     "canary.prometheus.queries[0]", "min 2 above max 1"),
+    # never echoed, since a URL may hold a password; a bad port or a '/' in a password is
+    # refused here rather than failing mid-canary
+    ("ftp://ci:s3cret@prom:9090", '[{name: e, query: "x", max: 1}]', "canary.prometheus.url",
+     "is not an http"),
+    ("http://ci:s3cret@prom:notaport", '[{name: e, query: "x", max: 1}]',
+     "canary.prometheus.url", "numeric port"),
+    ("http://ci:s3/cret@prom", '[{name: e, query: "x", max: 1}]', "canary.prometheus.url",
+     "percent-encode"),
 ])
 def test_a_wrong_prometheus_section_names_its_key(url: str, queries: str, where: str,
                                                   says: str) -> None:
     with pytest.raises(InventoryError) as caught:
         load_text(PROMETHEUS_INVENTORY % (url, queries))
     assert caught.value.where is not None and caught.value.where.endswith(where)
-    assert says in caught.value.message
+    assert says in f"{caught.value.message} {caught.value.hint}"
+    assert "s3" not in f"{caught.value.message} {caught.value.hint}"
 
 
 def test_a_query_template_error_is_found_before_any_network_call() -> None:

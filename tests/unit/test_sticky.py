@@ -41,38 +41,45 @@ def test_nginx_sends_testers_to_the_canary_through_a_map_and_an_upstream_of_its_
     testers = text.split("upstream shop_testers {")[1].split("}")[0]
     assert "10.0.0.11:9502" in testers and "10.0.0.12:9502" in testers and ":9501" not in testers
     assert ("map $http_x_canary $bluegreen_shop {\n    default shop;\n"
-            '    "1" shop_testers;\n}') in text
+            '    "\\1" shop_testers;\n}') in text  # "\" keeps a value from being a regex
     cookie = canary_plan(cookie="canary", value="me").configs["lb1"]
-    assert "map $cookie_canary $bluegreen_shop {" in cookie and '"me" shop_testers;' in cookie
+    assert "map $cookie_canary $bluegreen_shop {" in cookie and '"\\me" shop_testers;' in cookie
 
 
 def test_haproxy_sends_testers_to_the_canary_servers_by_use_server_rules() -> None:
     text = canary_plan("haproxy", cookie="canary", value="me").configs["lb1"]
-    assert "    acl bluegreen_tester req.cook(canary) -m str me\n" in text
+    assert "    acl bluegreen_tester req.cook(canary) -i -m str -- me\n" in text
     assert ("    use-server green-app1 if bluegreen_tester { rand(2) -m int 0 }\n"
             "    use-server green-app2 if bluegreen_tester\n") in text
 
 
-def test_testers_follow_the_canary_and_a_change_of_their_colour_is_known() -> None:
+GREEN = ("green-app1", "green-app2")
+BLUE = ("blue-app1", "blue-app2")
+
+
+def test_testers_follow_the_canary_and_a_change_of_their_servers_is_known() -> None:
     plan = canary_plan()
     assert (plan.upstream.sticky.colour, plan.upstream.sticky.previous) == (
-        Colour.GREEN, Colour.BLUE)  # the canary starts: testers move
+        Colour.GREEN, BLUE)  # the canary starts: testers move
+    assert plan.upstream.testers_moved
     at_canary = State(service="shop", generation=5, live=Colour.BLUE, weights=CANARY,
                       canary=Canary(colour="green", release="v2", weight=10, since="t",
                                     by="me", steps=(10, 50)))
     step = build_flip_plan(inventory(), state=at_canary, target=Colour.BLUE, current={},
                            weights={"blue": 50, "green": 50})
-    assert (step.upstream.sticky.colour, step.upstream.sticky.previous) == (
-        Colour.GREEN, Colour.GREEN)  # a weight step: testers stay
+    assert (step.upstream.sticky.previous, step.upstream.testers_moved) == (GREEN, False)
     full = build_flip_plan(inventory(), state=at_canary, target=Colour.GREEN, current={})
-    assert full.upstream.sticky.colour is full.upstream.sticky.previous is Colour.GREEN
+    assert (full.upstream.sticky.previous, full.upstream.testers_moved) == (GREEN, False)
     abort = build_flip_plan(inventory(), state=at_canary, target=Colour.BLUE, current={})
-    assert (abort.upstream.sticky.colour, abort.upstream.sticky.previous) == (
-        Colour.BLUE, Colour.GREEN)
+    assert (abort.upstream.sticky.previous, abort.upstream.testers_moved) == (GREEN, True)
     first = build_flip_plan(inventory(), state=State(service="shop"), target=Colour.BLUE,
                             current={})
-    assert (first.upstream.sticky.colour, first.upstream.sticky.previous) == (
-        Colour.BLUE, None)
+    assert (first.upstream.sticky.previous, first.upstream.testers_moved) == (None, True)
+    # a host held out of traffic (a worker reload) is no tester's server any more
+    live = State(service="shop", generation=5, live=Colour.BLUE)
+    held = build_flip_plan(inventory(), state=live, target=Colour.BLUE, current={},
+                           out=("app1",))
+    assert held.upstream.sticky.previous == BLUE and held.upstream.testers_moved
 
 
 @pytest.mark.parametrize(("sticky", "says"), [
@@ -82,6 +89,8 @@ def test_testers_follow_the_canary_and_a_change_of_their_colour_is_known() -> No
     ({"cookie": "can-ary", "value": "1"}, "canary.sticky.cookie"),
     ({"header": "X-Canary", "value": "a b"}, "canary.sticky.value"),
     ({"header": "X-Canary", "value": '1";'}, "canary.sticky.value"),
+    ({"header": "X-Canary", "value": "~."}, "canary.sticky.value"),  # an nginx regex
+    ({"header": "X-Canary", "value": "-f"}, "canary.sticky.value"),  # an HAProxy flag
 ])
 def test_a_sticky_marker_that_could_break_the_balancer_config_is_refused(
         sticky: dict[str, str], says: str) -> None:
