@@ -200,7 +200,7 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
-        _refuse_during_canary(state, "deploy")
+        refuse_during_canary(state, "deploy")
         target = to or (state.live.other if state.live else Colour.BLUE)
         if options.canary_from_inventory and state.live is None:
             reporter.warn("nothing is live yet, so this first deploy takes all the traffic; "
@@ -423,6 +423,7 @@ def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Opt
     with Session(inventory, reporter, command=f"switch --to {to}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state(allow_drift=True)
+        refuse_during_canary(state, f"switch --to {to}")
         return _flip_to(session, state, current, to, operation="switch", options=options)
 
 
@@ -434,7 +435,7 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
     with Session(inventory, reporter, command="rollback", lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()
-        _refuse_during_canary(state, "rollback")
+        refuse_during_canary(state, "rollback")
         if state.live is None:
             raise RollbackImpossible("nothing has been deployed yet, so there is nothing to roll "
                                      "back to.", hint="Run `bluegreen deploy` first.")
@@ -532,6 +533,7 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
     with Session(inventory, reporter, command="retire", lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
         state, _ = session.agreed_state()
+        refuse_during_canary(state, "retire")  # the idle colour is the canary
         if options.dry_run:
             idle = state.live.other if state.live else None
             return _dry_run([f"retire {idle or 'nothing'}: wait up to {drain_timeout:g} s for "
@@ -991,7 +993,7 @@ def _require_canary(state: State) -> Canary:
     return state.canary
 
 
-def _refuse_during_canary(state: State, operation: str) -> None:
+def refuse_during_canary(state: State, operation: str) -> None:
     if state.canary is not None:
         raise CanaryInProgress(
             f"a canary is in progress: {state.canary.describe()}; {operation} waits for it.",

@@ -25,7 +25,12 @@ from bluegreen.flip import Flipper
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
-from bluegreen.operations import artifact_from, recorded, upload_release
+from bluegreen.operations import (
+    artifact_from,
+    recorded,
+    refuse_during_canary,
+    upload_release,
+)
 from bluegreen.output import Reporter
 from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
@@ -117,6 +122,8 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
     with Session(inventory, reporter, command=f"reload {colour}", lock=not dry_run,
                  lock_wait=lock_wait) as session:
         state, _ = session.agreed_state()
+        # its hold-outs flip without the canary's weights
+        refuse_during_canary(state, f"reload {colour}")
         target = _resolve_colour(colour, state)
         held_out = state.colour(target).out
         # hosts a failed reload left out go first: putting them back comes before taking

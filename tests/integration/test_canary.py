@@ -57,7 +57,8 @@ def run_canary(service: Service, inventory: Any = None) -> tuple[str, str]:
     refused = service.cli("deploy", "--source", str(service.release("v3")), "--release", "v3",
                           inventory=inventory)
     assert refused.returncode == 12 and "canary promote" in refused.stderr
-    assert service.cli("rollback", inventory=inventory).returncode == 12
+    for waiting in (["rollback"], ["switch", "--to", stable], ["retire"], ["reload"]):
+        assert service.cli(*waiting, inventory=inventory).returncode == 12, waiting
     return stable, canary
 
 
