@@ -45,6 +45,8 @@ class ConnectOptions(Protocol):
 
 
 _known_hosts_lock = threading.Lock()
+# known_hosts parsed once per version of the file, (path, mtime, size) → its keys
+_parsed_known_hosts: dict[tuple[str, int, int], paramiko.HostKeys] = {}
 
 # paramiko logs failed handshakes with tracebacks; bluegreen reports them itself, in one paragraph.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -52,6 +54,23 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 def fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+def _known_host_keys(path: Path) -> paramiko.HostKeys:
+    """The known_hosts file's keys, parsed once per version of the file and shared by every
+    connection: parsing a known_hosts of hundreds of lines for each host's connection was most
+    of a large fan-out's CPU. A key trust-on-first-use appends changes the file's version."""
+    import paramiko
+
+    stat = path.stat()
+    version = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _known_hosts_lock:
+        keys = _parsed_known_hosts.get(version)
+        if keys is None:
+            keys = paramiko.HostKeys(str(path))
+            _parsed_known_hosts.clear()
+            _parsed_known_hosts[version] = keys
+        return keys
+
 
 def direct_tcpip(client: paramiko.SSHClient, hop: SSHTarget, next_hop: SSHTarget,
                   settings: ConnectOptions) -> Any:
@@ -82,10 +101,13 @@ def open_client(target: SSHTarget, settings: ConnectOptions, *, sock: Any, label
                            hint="Point ssh.known_hosts at a known_hosts file.")
     if settings.strict_host_keys and known_hosts.is_file():
         try:
-            client.load_host_keys(str(known_hosts))
+            known = _known_host_keys(known_hosts)
         except (OSError, ValueError, paramiko.SSHException) as exc:  # ValueError: not UTF-8
             raise HostKeyError(f"cannot read known_hosts file {known_hosts}: {exc}.",
                                where=label) from None
+        # only this host's keys, under the name paramiko looks it up by
+        for key_type, key in (known.lookup(target.known_hosts_name) or {}).items():
+            client.get_host_keys().add(target.known_hosts_name, key_type, key)
     client.set_missing_host_key_policy(
         _HostKeyPolicy(settings, known_hosts, target))  # type: ignore[arg-type]
     own_socket = sock is None
