@@ -21,10 +21,24 @@ def test_known_hosts_is_parsed_once_per_version_of_the_file(tmp_path: Path) -> N
     known.write_text(host_key_line(tmp_path, "[10.0.0.1]:2222"))
     first = connect._known_host_keys(known)
     assert connect._known_host_keys(known) is first  # the same parse, shared
-    assert set(first.lookup("[10.0.0.1]:2222") or {}) == {"ssh-ed25519"}
-    assert first.lookup("[10.0.0.2]:2222") is None
+    assert set(first.keys_for("[10.0.0.1]:2222")) == {"ssh-ed25519"}
+    assert first.keys_for("[10.0.0.2]:2222") == {}
     # a line appended (trust on first use) is a new version of the file: read again
     with known.open("a") as handle:
         handle.write(host_key_line(tmp_path, "[10.0.0.2]:2222"))
     again = connect._known_host_keys(known)
-    assert again is not first and again.lookup("[10.0.0.2]:2222") is not None
+    assert again is not first and set(again.keys_for("[10.0.0.2]:2222")) == {"ssh-ed25519"}
+
+
+def test_hashed_names_and_names_sharing_a_line_are_found(tmp_path: Path) -> None:
+    import paramiko
+
+    known = tmp_path / "known_hosts"
+    line = host_key_line(tmp_path, "[10.0.0.1]:2222,[10.0.0.3]:2222")
+    hashed = paramiko.HostKeys.hash_host("[10.0.0.4]:22")
+    known.write_text(line + "# a comment\n" + line.replace("[10.0.0.1]:2222,[10.0.0.3]:2222",
+                                                              hashed) + "not a key line\n")
+    keys = connect._known_host_keys(known)
+    for name in ("[10.0.0.1]:2222", "[10.0.0.3]:2222", "[10.0.0.4]:22"):
+        assert set(keys.keys_for(name)) == {"ssh-ed25519"}, name
+    assert keys.keys_for("[10.0.0.5]:22") == {}

@@ -46,7 +46,40 @@ class ConnectOptions(Protocol):
 
 _known_hosts_lock = threading.Lock()
 # known_hosts parsed once per version of the file, (path, mtime, size) → its keys
-_parsed_known_hosts: dict[tuple[str, int, int], paramiko.HostKeys] = {}
+_parsed_known_hosts: dict[tuple[str, int, int], _KnownHosts] = {}
+
+
+class _KnownHosts:
+    """A known_hosts file's keys by host name: a dict for plain names, paramiko's HostKeys
+    (which compares each entry's salted hash) for hashed ones. paramiko's own loader compares
+    every line with every line before it, and its lookup scans them all."""
+
+    def __init__(self, path: Path):
+        import paramiko
+        from paramiko.hostkeys import HostKeyEntry, InvalidHostKey
+
+        self.by_name: dict[str, dict[str, paramiko.PKey]] = {}
+        self.hashed = paramiko.HostKeys()
+        with path.open() as lines:
+            for number, line in enumerate(lines, 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                try:
+                    entry = HostKeyEntry.from_line(line, number)
+                except (paramiko.SSHException, InvalidHostKey):  # ignored, as OpenSSH does
+                    continue
+                if entry is None or entry.key is None:
+                    continue
+                for name in entry.hostnames:
+                    if name.startswith("|1|"):
+                        self.hashed.add(name, entry.key.get_name(), entry.key)
+                    else:  # the first key of a type for a name counts, as in paramiko's lookup
+                        self.by_name.setdefault(name, {}).setdefault(entry.key.get_name(),
+                                                                     entry.key)
+
+    def keys_for(self, name: str) -> dict[str, paramiko.PKey]:
+        return {**(self.hashed.lookup(name) or {}), **self.by_name.get(name, {})}
 
 # paramiko logs failed handshakes with tracebacks; bluegreen reports them itself, in one paragraph.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -55,18 +88,17 @@ def fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
-def _known_host_keys(path: Path) -> paramiko.HostKeys:
+def _known_host_keys(path: Path) -> _KnownHosts:
     """The known_hosts file's keys, parsed once per version of the file and shared by every
-    connection: parsing a known_hosts of hundreds of lines for each host's connection was most
-    of a large fan-out's CPU. A key trust-on-first-use appends changes the file's version."""
-    import paramiko
+    connection (parsed for each host's connection, a known_hosts of hundreds of lines was most
+    of a large fan-out's CPU). A key trust on first use appends makes a new version."""
 
     stat = path.stat()
     version = (str(path), stat.st_mtime_ns, stat.st_size)
     with _known_hosts_lock:
         keys = _parsed_known_hosts.get(version)
         if keys is None:
-            keys = paramiko.HostKeys(str(path))
+            keys = _KnownHosts(path)
             _parsed_known_hosts.clear()
             _parsed_known_hosts[version] = keys
         return keys
@@ -106,7 +138,7 @@ def open_client(target: SSHTarget, settings: ConnectOptions, *, sock: Any, label
             raise HostKeyError(f"cannot read known_hosts file {known_hosts}: {exc}.",
                                where=label) from None
         # only this host's keys, under the name paramiko looks it up by
-        for key_type, key in (known.lookup(target.known_hosts_name) or {}).items():
+        for key_type, key in known.keys_for(target.known_hosts_name).items():
             client.get_host_keys().add(target.known_hosts_name, key_type, key)
     client.set_missing_host_key_policy(
         _HostKeyPolicy(settings, known_hosts, target))  # type: ignore[arg-type]
