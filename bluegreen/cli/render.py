@@ -90,6 +90,8 @@ def status_result(data: dict[str, Any]) -> Any:
                           f"{escape(str(canary['release']))} with {canary['weight']}% of the "
                           f"traffic since {canary['since']}"
                           + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1 else "")
+                          + (f", paused by {escape(str(canary['paused_by']))} since "
+                             f"{canary['paused_at']}" if canary.get("paused_at") else "")
                           + " — `bluegreen canary promote` or `abort`")
         colours = Table(title="colours (recorded)", title_justify="left")
         for column in ("colour", "status", "release", "since", "note"):

@@ -773,6 +773,7 @@ def test_a_pause_from_another_terminal_holds_the_stepping_and_resume_continues_i
     assert service.state()["canary"]["weight"] == 20
     status = service.cli("canary", "status", inventory=inventory)
     assert "canary resume" in status.stdout and "paused by" in status.stdout
+    assert "paused by" in service.cli("status", inventory=inventory).stdout
     record = service.history()[-1]
     assert (record["operation"], record["reason"]) == ("canary pause", "looking at the logs")
     # resumed: the step's pause from now, then the next step and all the traffic
