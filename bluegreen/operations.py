@@ -940,10 +940,10 @@ def _canary_flip(session: Session, state: State, canary: Canary) -> State:
     session.hooks.run("pre_flip")
     with cancel.deferred_interrupts():
         flipper.flip(plan)
-        if inventory.canary.sticky is not None and not inventory.verify.urls:
-            reporter.warn("canary.sticky is not checked: verify.urls is empty, so no request "
-                          "as a tester is sent through the public URL")
         if inventory.canary.sticky is not None:  # testers see the canary through the public URL
+            if not inventory.verify.urls:
+                reporter.warn("canary.sticky is not checked: verify.urls is empty, so no "
+                              "request as a tester is sent through the public URL")
             try:
                 verify(inventory, release=canary.release, colour=target.value,
                        reporter=reporter, tester=inventory.canary.sticky)

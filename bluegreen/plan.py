@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.balancer import site_for
-from bluegreen.balancer.base import Server, Sticky, Upstream, server_name
+from bluegreen.balancer.base import Server, Sticky, Upstream
 from bluegreen.errors import TemplateError
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -147,8 +147,8 @@ def build_flip_plan(inventory: Inventory, *, state: State, target: Colour,
                                state.colour(state.live.other).out if state.canary else ())
                 if state.live else None)
     if upstream.sticky is not None and previous is not None:
-        upstream = replace(upstream, sticky=replace(upstream.sticky, previous=tuple(
-            server_name(s) for s in previous.testers_servers)))
+        upstream = replace(upstream, sticky=replace(upstream.sticky,
+                                                    previous=previous.tester_names))
     return FlipPlan(target=target, previous=state.live, generation=generation,
                     configs={s.host.name: s.driver.render(upstream) for s in sites},
                     current=current, paths={s.host.name: s.managed.path for s in sites},

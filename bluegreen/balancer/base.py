@@ -56,8 +56,11 @@ class Upstream:
     @property
     def testers_moved(self) -> bool:
         """Whether this flip changes the servers testers reach (canary.sticky)."""
-        return self.sticky is not None and self.sticky.previous != tuple(
-            server_name(s) for s in self.testers_servers)
+        return self.sticky is not None and self.sticky.previous != self.tester_names
+
+    @property
+    def tester_names(self) -> tuple[str, ...]:
+        return tuple(server_name(s) for s in self.testers_servers)
 
     @property
     def testers_servers(self) -> tuple[Server, ...]:
