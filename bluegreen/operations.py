@@ -7,7 +7,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from bluegreen.errors import (
     CanaryNotJudged,
     FanOutError,
     HealthCheckFailed,
-    Interrupted,
     InventoryError,
     NoCanary,
     RemoteCommandFailed,
@@ -31,9 +30,16 @@ from bluegreen.errors import (
     StartFailed,
     UsageError,
 )
+from bluegreen.executor import (
+    Plan,
+    Step,
+    execute,
+    hook_steps,
+    recorded,
+    run_hooks_after,
+)
 from bluegreen.fanout import fan_out
 from bluegreen.flip import Flipper
-from bluegreen.hooks import HookRunner
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -45,7 +51,6 @@ from bluegreen.plan import (
     build_deploy_plan,
     build_flip_plan,
     check_templates,
-    describe_flip,
 )
 from bluegreen.prometheus import canary_metrics
 from bluegreen.release import Artifact, package, validate_release_id
@@ -226,105 +231,182 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
             )
         plan = build_deploy_plan(inventory, state=state, release=artifact.release, target=target,
                                  current=current)
-        if options.dry_run:
-            return _dry_run(plan.describe() + _describe_canary(options))
         record = {"operation": "deploy", "from": _name(state.live), "to": target.value,
                   "release": artifact.release}
-        return recorded(session, record, lambda: _deploy(
-            session, state, plan, artifact, AppStack(inventory, app),
-            retire_after=options.retire_after,
-            drain_idle=options.drain and inventory.deploy.drain, record=record,
-            canary=options.canary, pauses=options.canary_pauses),
-            pre="pre_deploy", post="post_deploy")
+        progress = _Progress(state, release=artifact.release)
+        steps = _deploy_steps(session, progress, plan, artifact, AppStack(inventory, app),
+                              retire_after=options.retire_after,
+                              drain_idle=options.drain and inventory.deploy.drain,
+                              record=record, canary=options.canary,
+                              pauses=options.canary_pauses)
+        if options.dry_run:
+            return _dry_run(steps.describe())
+
+        def run() -> dict[str, Any]:
+            execute(steps)
+            summary = {**_summary(progress.state, progress.flip, release=artifact.release),
+                       "out_of_traffic": list(progress.unhealthy)}
+            if progress.canary is not None:
+                canary = progress.state.canary
+                return {**summary, "previous": None,  # the live colour keeps its share
+                        "canary": canary.to_dict() if canary else None}
+            summary["idle_connections_cut"] = sum(progress.cut.values())
+            if progress.retire_ran:
+                summary["retired"] = progress.retired.to_dict() if progress.retired else None
+            return summary
+
+        return recorded(session, record, run, pre="pre_deploy", post="post_deploy")
 
 
-def _deploy(session: Session, state: State, plan: DeployPlan, artifact: Artifact,
-            stack: AppStack, *, retire_after: float | None, drain_idle: bool,
-            record: dict[str, Any], canary: tuple[int, ...] | None = None,
-            pauses: tuple[float | None, ...] = ()) -> dict[str, Any]:
+@dataclass
+class _Progress:
+    """What an operation's steps learned and changed so far, for the steps after them."""
+
+    state: State  # as last read or written
+    release: str | None = None  # the release the flip serves
+    flip: FlipPlan | None = None  # the flip as it runs (the plan's, or one that leaves some out)
+    unhealthy: tuple[str, ...] = ()  # hosts kept out of traffic (deploy.max_unhealthy)
+    cut: dict[str, int] = field(default_factory=dict)  # connections each stop cut
+    canary: Canary | None = None  # the canary a canary flip records
+    retire_ran: bool = False  # deploy --retire-after: the idle colour's retire was tried
+    retired: Retired | None = None  # what it stopped (None: nothing was running)
+
+
+def _deploy_steps(session: Session, progress: _Progress, plan: DeployPlan, artifact: Artifact,
+                  stack: AppStack, *, retire_after: float | None, drain_idle: bool,
+                  record: dict[str, Any], canary: tuple[int, ...] | None = None,
+                  pauses: tuple[float | None, ...] = ()) -> Plan:
     inventory, reporter = session.inventory, session.reporter
-    target = plan.target
+    target, release = plan.target, artifact.release
     specs = [steps.spec for steps in plan.instances]
-    upload_release(session, stack, specs, artifact)
-    # Nothing ran on the target colour until here; from here on it changes, so say so first.
-    state = session.begin_change(state, target, status="starting", release=artifact.release,
-                                 step=f"start {target} with release {artifact.release}")
     batches = plan.batches
-    reporter.phase(f"start {target} with release {artifact.release} on {len(specs)} app "
-                   "host(s)" + (f", {len(batches)} batches" if len(batches) > 1 else ""))
+    progress.flip = plan.flip
 
-    cut: dict[str, int] = {}
+    def write_ahead() -> None:
+        # nothing ran on the target colour until here; from here on it changes: say so first
+        progress.state = session.begin_change(progress.state, target, status="starting",
+                                              release=release,
+                                              step=f"start {target} with release {release}")
+        reporter.phase(f"start {target} with release {release} on {len(specs)} app host(s)"
+                       + (f", {len(batches)} batches" if len(batches) > 1 else ""))
+        if len(batches) > 1:
+            record["batches"] = [[steps.spec.host.name for steps in b] for b in batches]
 
     def stand_up(steps: InstanceSteps) -> None:  # the commands the plan shows are what runs
         spec = steps.spec
         transport = session.connections[spec.host.name]
         cancel.check_cancelled()
-        replaced = state.colour(target).replaced
+        replaced = progress.state.colour(target).replaced
         with _start_failures(spec):
             idle = stack.facts(transport, spec)  # runs? connections? in one round trip
-            cut[spec.host.name] = _drain_before_stop(session, stack, spec, replaced,
-                                                     ask=drain_idle, open_now=idle.connections)
+            progress.cut[spec.host.name] = _drain_before_stop(
+                session, stack, spec, replaced, ask=drain_idle, open_now=idle.connections)
             # a drain may have ended the instance itself: then ask again before stopping it
             stack.stop(transport, spec, replaced, command=steps.stop,
                        running=idle.running if not idle.connections else None)
-            stack.point_and_start(transport, spec, artifact.release, command=steps.start)
+            stack.point_and_start(transport, spec, release, command=steps.start)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
-    if len(batches) > 1:
-        record["batches"] = [[steps.spec.host.name for steps in batch] for batch in batches]
-    unhealthy: tuple[str, ...] = ()
-    for number, batch in enumerate(batches, start=1):
-        label = (f" — batch {number} of {len(batches)}: "
-                 f"{', '.join(steps.spec.host.name for steps in batch)}"
-                 if len(batches) > 1 else "")
-        if len(batches) > 1:
-            reporter.phase(f"start {target} with release {artifact.release}{label}")
-        fan_out(batch, stand_up, step="start", name=lambda s: s.spec.host.name,
-                parallelism=inventory.ssh.parallelism)
-        reporter.phase(f"health-check {len(batch)} {target} instance(s){label}")
-        try:
-            unhealthy += _unhealthy_within_limit(
-                session, [steps.spec for steps in batch], release=artifact.release,
-                total=len(specs), already=unhealthy)
-        except BluegreenError as error:
-            if number < len(batches):
-                error.message += (f" Batch {len(batches)} was not started (deploy.batch)."
-                                  if number + 1 == len(batches) else
-                                  f" Batches {number + 1} to {len(batches)} were not started "
-                                  "(deploy.batch).")
-            raise
-    flip = plan.flip if not unhealthy else build_flip_plan(
-        inventory, state=state, target=target, current=plan.flip.current, out=unhealthy)
-    if unhealthy:
-        record["out_of_traffic"] = list(unhealthy)
+    def batch_steps(number: int, batch: tuple[InstanceSteps, ...]) -> list[Step]:
+        hosts = ", ".join(steps.spec.host.name for steps in batch)
+        label = f" — batch {number} of {len(batches)}: {hosts}" if len(batches) > 1 else ""
+
+        def start() -> None:
+            if label:
+                reporter.phase(f"start {target} with release {release}{label}")
+            fan_out(batch, stand_up, step="start", name=lambda s: s.spec.host.name,
+                    parallelism=inventory.ssh.parallelism)
+
+        def check() -> None:
+            reporter.phase(f"health-check {len(batch)} {target} instance(s){label}")
+            try:
+                progress.unhealthy += _unhealthy_within_limit(
+                    session, [steps.spec for steps in batch], release=release,
+                    total=len(specs), already=progress.unhealthy)
+            except BluegreenError as error:
+                if number < len(batches):
+                    error.message += (
+                        f" Batch {len(batches)} was not started (deploy.batch)."
+                        if number + 1 == len(batches) else
+                        f" Batches {number + 1} to {len(batches)} were not started "
+                        "(deploy.batch).")
+                raise
+
+        where = (f"batch {number}: on {hosts}" if len(batches) > 1
+                 else "on every app host") + ", in parallel"
+        return [
+            Step(f"{where}: stop {target} if running (draining its connections first), "
+                 f"point it at releases/{release}, start it", start,
+                 details=tuple(line for steps in batch for line in (
+                     f"{steps.spec.host.name}: stop: {steps.stop}",
+                     f"{steps.spec.host.name}: start: {steps.start}"))),
+            Step(f"health-check {len(batch)} {target} instance(s)"
+                 + (f"; up to {plan.max_unhealthy} of {len(specs)} may fail and stay out of "
+                    "traffic" if plan.max_unhealthy else "; any failure stops the deploy"),
+                 check),
+        ]
+
+    def leave_out_unhealthy() -> None:
+        if progress.unhealthy:
+            record["out_of_traffic"] = list(progress.unhealthy)
+            progress.flip = build_flip_plan(inventory, state=progress.state, target=target,
+                                            current=plan.flip.current, out=progress.unhealthy)
+
+    steps = [
+        Step(f"on every app host, in parallel: upload release {release} unless present "
+             "(checksum verified)" if artifact.url is None else
+             f"on every app host, in parallel: fetch release {release} from {artifact.url} "
+             "unless present (checksum verified)",
+             lambda: upload_release(session, stack, specs, artifact)),
+        Step(f"record {target} as starting {release} on every balancer (written ahead; "
+             "marked failed if anything below fails)", write_ahead),
+        *[step for number, batch in enumerate(batches, start=1)
+          for step in batch_steps(number, batch)],
+    ]
+    if plan.max_unhealthy:
+        steps.append(Step("leave the instances that failed their health check (within "
+                          "deploy.max_unhealthy) out of the flip", leave_out_unhealthy))
     if canary is not None:
-        record["canary"] = canary[0]
-        record["canary_steps"] = list(canary)
-        state = state.with_colour(target, status="running", release=artifact.release,
-                                  since=now(), replaced=None, error=None, out=unhealthy)
-        new_state = _canary_flip(session, state, Canary(
-            colour=target.value, release=artifact.release, weight=canary[0], since=now(),
-            by=actor(), steps=canary, pauses=pauses))
-        _prune(session, stack, specs)
-        return {**_summary(new_state, flip, release=artifact.release),
-                "previous": None,  # nothing left traffic: the live colour keeps its share
-                "canary": new_state.canary.to_dict() if new_state.canary else None,
-                "out_of_traffic": list(unhealthy)}
-    new_state = _flip_verify_record(session, state, flip, release=artifact.release)
-    _prune(session, stack, specs)
-    summary = {**_summary(new_state, flip, release=artifact.release),
-               "idle_connections_cut": sum(cut.values()), "out_of_traffic": list(unhealthy)}
-    if retire_after is not None and new_state.live is not None:
-        try:
-            new_state, retired = _retire(session, new_state, drain_timeout=retire_after)
-        except BluegreenError as error:
-            error.message = (f"{target} is live with release {artifact.release} (generation "
-                             f"{new_state.generation}), but retiring {target.other} then "
-                             f"failed: {error.message}")
-            raise
-        summary.update(_summary(new_state, flip, release=artifact.release),
-                       retired=retired.to_dict() if retired else None)
-    return summary
+        def start_canary() -> None:
+            record["canary"] = canary[0]
+            record["canary_steps"] = list(canary)
+            progress.state = progress.state.with_colour(
+                target, status="running", release=release, since=now(), replaced=None,
+                error=None, out=progress.unhealthy)
+            progress.canary = Canary(colour=target.value, release=release, weight=canary[0],
+                                     since=now(), by=actor(), steps=canary, pauses=pauses)
+
+        steps += [Step(f"a canary instead of a flip: {target} takes "
+                       f"{_describe_schedule(canary, pauses)}, each next step after the "
+                       "canary's analysis, then all the traffic", start_canary),
+                  *_canary_flip_steps(session, progress, weight=canary[0], target=target)]
+    else:
+        steps += _flip_steps(session, progress, plan.flip)
+    keep = inventory.release.keep
+    steps.append(Step(f"prune old releases on every app host (keeping {keep})",
+                      lambda: _prune(session, stack, specs)))
+    if retire_after is not None and canary is None:
+        def retire_idle_colour() -> None:
+            if progress.state.live is None:
+                return
+            progress.retire_ran = True
+            try:
+                progress.state, progress.retired = _retire(session, progress.state,
+                                                           drain_timeout=retire_after)
+            except BluegreenError as error:
+                error.message = (f"{target} is live with release {release} (generation "
+                                 f"{progress.state.generation}), but retiring {target.other} "
+                                 f"then failed: {error.message}")
+                raise
+
+        steps.append(Step(f"retire {target.other}: wait up to {retire_after:g} s for its "
+                          "connections to end, then stop it", retire_idle_colour))
+    live = plan.live
+    batched = (f"; in {len(batches)} batches (deploy.batch), each started and health-checked "
+               "before the next starts" if len(batches) > 1 else "")
+    return Plan(f"deploy release {release} to {target} (live: {live or 'none'}; "
+                f"{live or 'nothing'} keeps running untouched){batched}",
+                tuple(steps))
 
 
 def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, release: str,
@@ -442,14 +524,15 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
         previous = state.live.other
         if options.dry_run:
             _require_rollback_target(state, previous, restart=restart)
-
-        def prepare() -> None:  # inside the recorded operation: a refusal is history too
-            _require_rollback_target(state, previous, restart=restart)
-            if restart:
-                _restart(session, previous, state.colour(previous).release or "")
-
+        # inside the recorded operation: a refusal is history too
+        before = [Step(f"check that {previous} still runs, untouched, the release it served"
+                       + (" (or was retired from it)" if restart else ""),
+                       lambda: _require_rollback_target(state, previous, restart=restart))]
+        if restart:
+            before += _restart_steps(session, previous, state.colour(previous).release or "")
         return _flip_to(session, state, current, previous, operation="rollback", options=options,
-                        prepare=prepare)
+                        before=before)
+
 
 
 def _require_rollback_target(state: State, previous: Colour, *, restart: bool) -> None:
@@ -499,15 +582,17 @@ def _require_rollback_target(state: State, previous: Colour, *, restart: bool) -
     )
 
 
-def _restart(session: Session, colour: Colour, release: str) -> None:
+def _restart_steps(session: Session, colour: Colour, release: str) -> list[Step]:
     """Start a colour again from the release its pointer still names (prune keeps it)."""
     inventory, reporter = session.inventory, session.reporter
     stack = AppStack(inventory, _require_app(inventory))
     specs = instance_specs(inventory, colour)
-    assert session.state is not None
-    session.begin_change(session.state, colour, status="starting", release=release,
-                         step=f"restart {colour} from release {release}")
-    reporter.phase(f"restart {colour} from release {release}")
+
+    def write_ahead() -> None:
+        assert session.state is not None
+        session.begin_change(session.state, colour, status="starting", release=release,
+                             step=f"restart {colour} from release {release}")
+        reporter.phase(f"restart {colour} from release {release}")
 
     def start(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
@@ -519,11 +604,25 @@ def _restart(session: Session, colour: Colour, release: str) -> None:
             stack.start(transport, spec, release)
         reporter.step(spec.host.name, f"{colour} started on port {spec.port}", ok=True)
 
-    fan_out(specs, start, step="restart", name=lambda s: s.host.name,
-            parallelism=inventory.ssh.parallelism)
-    reporter.phase(f"health-check {len(specs)} restarted {colour} instance(s)")
-    check_instances(inventory, session.connections, specs, reporter=reporter,
-                    release_of={s.host.name: release for s in specs})
+    def check() -> None:
+        reporter.phase(f"health-check {len(specs)} restarted {colour} instance(s)")
+        check_instances(inventory, session.connections, specs, reporter=reporter,
+                        release_of={s.host.name: release for s in specs})
+
+    def start_all() -> None:
+        fan_out(specs, start, step="restart", name=lambda s: s.host.name,
+                parallelism=inventory.ssh.parallelism)
+
+    return [
+        Step(f"record {colour} as starting {release} on every balancer (written ahead)",
+             write_ahead),
+        Step(f"on every app host, in parallel: start {colour} from release {release} unless "
+             "it runs", start_all,
+             details=tuple(f"{spec.host.name}: start: {stack.start_command(spec, release)}"
+                           for spec in specs)),
+        Step(f"health-check {len(specs)} restarted {colour} instance(s)", check),
+    ]
+
 
 
 def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, options: Options
@@ -567,36 +666,43 @@ def _retire(session: Session, state: State, *, drain_timeout: float
 
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
-             *, operation: str, options: Options,
-             prepare: Callable[[], None] | None = None,
+             *, operation: str, options: Options, before: list[Step] | None = None,
              adjust: Callable[[State], State] | None = None,
              note: dict[str, Any] | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
     plan = build_flip_plan(inventory, state=state, target=target, current=current)
+    progress = _Progress(state, release=state.colour(target).release, flip=plan)
+    specs = instance_specs(inventory, target)
+
+    def require_running() -> None:
+        progress.state = session.state or progress.state  # a restart wrote ahead
+        progress.release = _require_running(
+            session, specs, target, release=progress.state.colour(target).release,
+            operation=operation)
+
+    def quick_check() -> None:
+        reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
+        check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
+                        release_of={s.host.name: progress.release for s in specs})
+
+    steps = Plan(f"{operation}: flip {state.live or 'nothing'} → {target}", (
+        *(before or []),
+        Step(f"check that every {target} instance runs, with its pointer at the release the "
+             "state records", require_running),
+        Step(f"quick health check of every {target} instance", quick_check),
+        *_flip_steps(session, progress, plan, adjust=adjust)))
     if options.dry_run:
-        return _dry_run([f"{operation}: flip {state.live or 'nothing'} → {target}",
-                         "1. check that every instance of the target is running and healthy",
-                         *describe_flip(plan, start=2)])
+        return _dry_run(steps.describe())
     record = {"operation": operation, "from": _name(state.live), "to": target.value,
               "release": state.colour(target).release, **(note or {})}
 
     def run() -> dict[str, Any]:
-        if prepare is not None:
-            prepare()
-        current_state = session.state or state
-        release = current_state.colour(target).release
-        specs = instance_specs(inventory, target)
-        release = _require_running(session, specs, target, release=release,
-                                   operation=operation)
-        reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
-        check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
-                        release_of={s.host.name: release for s in specs})
-        new_state = _flip_verify_record(session, current_state, plan, release=release,
-                                        adjust=adjust)
-        return _summary(new_state, plan, release=release)
+        execute(steps)
+        return _summary(progress.state, plan, release=progress.release)
 
     return recorded(session, record, run,
-                     post="post_rollback" if operation == "rollback" else None)
+                    post="post_rollback" if operation == "rollback" else None)
+
 
 
 def _require_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
@@ -642,25 +748,29 @@ def _require_running(session: Session, specs: list[InstanceSpec], target: Colour
     )
 
 
-def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, release: str | None,
-                        adjust: Callable[[State], State] | None = None) -> State:
+def _flip_steps(session: Session, progress: _Progress, planned: FlipPlan, *,
+                adjust: Callable[[State], State] | None = None) -> list[Step]:
     """Flip every balancer, verify through the public URL(s) (flip back on failure), then write
     the new state. A signal during the flip lets the activation finish; one that arrives before
     verification has passed cuts verification short and flips back, so the time from the signal
     to the exit stays bounded and traffic stays on what was verified."""
     inventory, reporter = session.inventory, session.reporter
     flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
-    session.hooks.run("pre_flip")
-    with cancel.deferred_interrupts():
-        flipper.flip(plan)
-        try:
-            verify(inventory, release=release, colour=plan.target.value, reporter=reporter)
-            cancel.check_cancelled()
-        except BaseException:  # unverified traffic never stays on the new colour
-            flipper.undo(plan)
-            raise
-        new_state = state.after_flip(plan.target, release=release, actor=actor(),
-                                     managed=plan.configs, out=plan.out)
+
+    def flip() -> None:
+        assert progress.flip is not None
+        flipper.flip(progress.flip)
+
+    def verify_public() -> None:
+        verify(inventory, release=progress.release, colour=planned.target.value,
+               reporter=reporter)
+        cancel.check_cancelled()
+
+    def record() -> None:
+        plan = progress.flip
+        assert plan is not None
+        new_state = progress.state.after_flip(plan.target, release=progress.release,
+                                              actor=actor(), managed=plan.configs, out=plan.out)
         if adjust is not None:
             new_state = adjust(new_state)
         try:
@@ -668,16 +778,32 @@ def _flip_verify_record(session: Session, state: State, plan: FlipPlan, *, relea
         except BluegreenError as error:
             reporter.warn("the new state could not be written: flipping back so that traffic "
                           "matches the recorded state")
-            flipper.undo(plan)
             error.message = (f"the flip to {plan.target} worked but could not be recorded, so "
                              f"traffic was flipped back to {plan.previous or 'nothing'}: "
                              + error.message)
             raise
-        session.flipped = new_state
-    reporter.step(inventory.primary_balancer.name,
-                  f"{plan.target} is live (generation {new_state.generation})", ok=True)
-    session.hooks.run("post_flip")
-    return new_state
+        session.flipped = progress.state = new_state
+        reporter.step(inventory.primary_balancer.name,
+                      f"{plan.target} is live (generation {new_state.generation})", ok=True)
+
+    return [
+        *hook_steps(session, "pre_flip"),
+        Step(_FLIP_SAYS.format(balancers=len(planned.configs), generation=planned.generation),
+             flip, details=tuple(planned.diffs()), guard=session.confirm_unchanged,
+             undo=lambda: flipper.undo(progress.flip or planned), holds_interrupts=True),
+        Step("verify through the public URL(s); on failure, flip back to "
+             f"{planned.previous or 'nothing'}", verify_public, holds_interrupts=True),
+        Step(f"write state generation {planned.generation} on every balancer "
+             "(flip back if it cannot be written)", record, holds_interrupts=True, commits=True),
+        *hook_steps(session, "post_flip"),
+    ]
+
+
+_FLIP_SAYS = ("check that the state is unchanged and the lock still held; stage the managed "
+              "file on {balancers} balancer(s) and validate it (restored byte for byte if "
+              "invalid); then activate on every balancer at once — a confirmed reload, or the "
+              "runtime API — (generation {generation}):")
+
 
 
 def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
@@ -690,15 +816,10 @@ def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
     return _step_through(inventory, reporter, options, result)
 
 
-def _describe_canary(options: Options) -> list[str]:
-    if not options.canary:
-        return []
-    steps = ", ".join(
+def _describe_schedule(weights: tuple[int, ...], pauses: tuple[float | None, ...]) -> str:
+    return ", ".join(
         f"{weight}% ({'until `canary promote`' if pause is None else f'{pause:g} s'})"
-        for weight, pause in itertools.zip_longest(options.canary, options.canary_pauses))
-    return [f"then a canary instead of the flip above: the live colour keeps the rest of the "
-            f"traffic while the new release takes {steps}; each next "
-            "step after the canary's analysis, then all the traffic"]
+        for weight, pause in itertools.zip_longest(weights, pauses))
 
 
 def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
@@ -822,27 +943,37 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
     # a promote by hand is a go: a pause ends with it
     moved = replace(canary, weight=weight, breaches=0, paused_at=None, paused_by=None)
     step = f"canary step {moved.step}: {colour} {canary.weight}% → {weight}%"
+    progress = _Progress(state, release=canary.release, canary=moved)
+    specs = [s for s in instance_specs(inventory, colour)
+             if s.host.name not in state.colour(colour).out]
+
+    def require_running() -> None:
+        _require_running(session, specs, colour, release=canary.release,
+                         operation="canary promote")
+
+    def quick_check() -> None:
+        reporter.phase(f"{step}: quick health check of {len(specs)} {colour} instance(s)")
+        check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
+                        release_of={s.host.name: canary.release for s in specs})
+
+    steps = Plan(step, (
+        Step(f"check that every {colour} instance in traffic runs release {canary.release}",
+             require_running),
+        Step(f"quick health check of every {colour} instance", quick_check),
+        *_canary_flip_steps(session, progress, weight=weight, target=colour)))
     if options.dry_run:
-        return _dry_run([step, f"1. quick health check of every {colour} instance",
-                         f"2. flip every balancer to {state.live} {100 - weight}% / {colour} "
-                         f"{weight}%, then record it"])
+        return _dry_run(steps.describe())
     record = {"operation": "canary promote", "from": state.live.value, "to": colour.value,
               "release": canary.release, "canary": weight, **note}
 
     def run() -> dict[str, Any]:
-        specs = [s for s in instance_specs(inventory, colour)
-                 if s.host.name not in state.colour(colour).out]
-        _require_running(session, specs, colour, release=canary.release,
-                         operation="canary promote")
-        reporter.phase(f"{step}: quick health check of {len(specs)} {colour} instance(s)")
-        check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
-                        release_of={s.host.name: canary.release for s in specs})
-        new_state = _canary_flip(session, state, moved)
-        assert new_state.canary is not None
-        return {**_summary(new_state, None, release=canary.release),
-                "canary": new_state.canary.to_dict()}
+        execute(steps)
+        assert progress.state.canary is not None
+        return {**_summary(progress.state, None, release=canary.release),
+                "canary": progress.state.canary.to_dict()}
 
     return recorded(session, record, run)
+
 
 
 def canary_pause(inventory: Inventory, reporter: Reporter, *, options: Options,
@@ -920,58 +1051,87 @@ def _abort_canary(session: Session, state: State, current: dict[str, str | None]
                       options=options, adjust=mark_aborted, note={"reason": why, **(note or {})})
     if not options.dry_run:
         session.hooks.describe(reason=why, canary_weight=str(canary.weight))
-        _run_hooks(session.hooks, "on_abort")
+        run_hooks_after(session.hooks, "on_abort")
     return result
 
 
-def _canary_flip(session: Session, state: State, canary: Canary) -> State:
-    """Give the canary's colour (running and healthy) its weight of the traffic and the live
-    colour the rest; recorded as the canary. No public-URL verification: most requests still
-    reach the live colour."""
+def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, target: Colour
+                       ) -> list[Step]:
+    """Give `target` (running and healthy) `weight` of the traffic and the live colour the
+    rest; recorded as the canary (`progress.canary`, set by the steps before). No public-URL
+    verification — most requests still reach the live colour — except as a tester, with
+    canary.sticky."""
     inventory, reporter = session.inventory, session.reporter
-    assert state.live is not None
-    stable, target, weight = state.live, Colour(canary.colour), canary.weight
+    stable = progress.state.live
+    assert stable is not None
     weights = {stable.value: 100 - weight, target.value: weight}
-    plan = build_flip_plan(inventory, state=state, target=stable, current={},
-                           weights=weights, other_out=state.colour(target).out)
     flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
-    session.hooks.describe(canary_weight=str(weight))
-    session.hooks.run("pre_step")
-    session.hooks.run("pre_flip")
-    with cancel.deferred_interrupts():
-        flipper.flip(plan)
-        if inventory.canary.sticky is not None:  # testers see the canary through the public URL
-            if not inventory.verify.urls:
-                reporter.warn("canary.sticky is not checked: verify.urls is empty, so no "
-                              "request as a tester is sent through the public URL")
-            try:
-                verify(inventory, release=canary.release, colour=target.value,
-                       reporter=reporter, tester=inventory.canary.sticky)
-                cancel.check_cancelled()
-            except BaseException:
-                flipper.undo(plan)
-                raise
+    session.hooks.describe(canary_weight=str(weight))  # what the step's hooks see
+
+    def plan_flip() -> FlipPlan:
+        return build_flip_plan(inventory, state=progress.state, target=stable, current={},
+                               weights=weights, other_out=progress.state.colour(target).out)
+
+    def flip() -> None:
+        progress.flip = plan_flip()
+        flipper.flip(progress.flip)
+
+    def flip_back() -> None:
+        assert progress.flip is not None
+        flipper.undo(progress.flip)
+
+    def verify_as_tester() -> None:
+        assert progress.canary is not None
+        if not inventory.verify.urls:
+            reporter.warn("canary.sticky is not checked: verify.urls is empty, so no request "
+                          "as a tester is sent through the public URL")
+        verify(inventory, release=progress.canary.release, colour=target.value,
+               reporter=reporter, tester=inventory.canary.sticky)
+        cancel.check_cancelled()
+
+    def record() -> None:
+        plan, canary = progress.flip, progress.canary
+        assert plan is not None and canary is not None
         canary = replace(canary, judged_since=now())  # the step's analysis counts from here
         if inventory.canary.counted:
             canary = replace(canary, baseline=baseline_of(_counters(session)))
         new_state = replace(
-            state, generation=plan.generation, weights=weights, canary=canary,
+            progress.state, generation=plan.generation, weights=weights, canary=canary,
             updated_at=now(), updated_by=actor(),
             managed_sha256={h: sha256_text(t) for h, t in plan.configs.items()})
         try:
             new_state = session.finish_change(new_state)
         except BluegreenError:
             reporter.warn("the canary could not be recorded: moving its traffic back")
-            flipper.undo(plan)
             raise
-        session.flipped = new_state
-    reporter.step(inventory.primary_balancer.name,
-                  f"canary: {target} (release {canary.release}) takes {weight}% of the traffic, "
-                  f"{stable} {100 - weight}% (generation {new_state.generation})"
-                  + (f", step {canary.step}" if len(canary.steps) > 1 else ""), ok=True)
-    session.hooks.run("post_flip")
-    session.hooks.run("post_step")
-    return new_state
+        session.flipped = progress.state = new_state
+        reporter.step(inventory.primary_balancer.name,
+                      f"canary: {target} (release {canary.release}) takes {weight}% of the "
+                      f"traffic, {stable} {100 - weight}% (generation {new_state.generation})"
+                      + (f", step {canary.step}" if len(canary.steps) > 1 else ""), ok=True)
+
+    generation = progress.state.generation + 1
+    steps = [
+        *hook_steps(session, "pre_step"),
+        *hook_steps(session, "pre_flip"),
+        Step(_FLIP_SAYS.format(balancers=len(inventory.hosts.balancer), generation=generation)
+             + f" {stable} {100 - weight}% / {target} {weight}%", flip,
+             guard=session.confirm_unchanged, undo=flip_back,
+             holds_interrupts=True),
+    ]
+    if inventory.canary.sticky is not None:  # testers see the canary through the public URL
+        steps.append(Step("verify through the public URL(s) as a tester (canary.sticky): every "
+                          f"request reaches {target}; on failure, move its traffic back",
+                          verify_as_tester, holds_interrupts=True))
+    return [
+        *steps,
+        Step(f"record the canary at {weight}% (state generation {generation}) on every "
+             "balancer (move its traffic back if it cannot be written)", record,
+             holds_interrupts=True, commits=True),
+        *hook_steps(session, "post_flip"),
+        *hook_steps(session, "post_step"),
+    ]
+
 
 
 def _require_weights(session: Session, state: State, *, where: str) -> None:
@@ -1000,91 +1160,6 @@ def refuse_during_canary(state: State, operation: str) -> None:
             hint="`bluegreen canary promote` gives it all the traffic, `bluegreen canary "
                  "abort` none; `bluegreen canary status` shows it.")
 
-
-def recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],
-              *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
-    """Run an operation's body between its hooks, and record it in the history however it
-    ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
-    interrupt is reported with what it left (flipped, and to which generation, or not). Records
-    are written under held signals — after the outcome's hooks, so their outcomes are in it,
-    except after an interrupt, when the record comes first — so a Ctrl-C can cut a hook short
-    but never a record."""
-    hooks = session.hooks
-    hooks.describe(release=record.get("release"), **{"from": record.get("from"),
-                                                      "to": record.get("to")})
-    what = " ".join(str(p) for p in (record["operation"], record.get("release")) if p)
-    try:
-        if pre:
-            hooks.run(pre)
-        result = body()
-    except (KeyboardInterrupt, Interrupted) as caught:
-        cancel.CANCELLED.set()
-        with cancel.deferred_interrupts(then_raise=False):
-            hooks.stop_running()
-            interrupted = _interrupted(session, caught)
-            session.fail_change(f"{what} was interrupted")
-            flipped = session.flipped
-            session.record({**record, "result": "interrupted", "hooks": hooks.outcomes,
-                            "flipped": flipped is not None,
-                            "generation": flipped.generation if flipped else None,
-                            "error": {"code": Interrupted.code, "exit_code": 130,
-                                      "message": interrupted.message}})
-        if flipped is not None and post:
-            hooks.describe(result="interrupted", error=interrupted.message)
-            _run_hooks(hooks, post)
-        raise interrupted from None
-    except BluegreenError as error:
-        with cancel.deferred_interrupts(then_raise=False):
-            session.fail_change(f"{what} failed ({error.code})")
-        hooks.describe(result="failed", error=error.message)
-        _run_hooks(hooks, "on_failure")
-        with cancel.deferred_interrupts(then_raise=False):
-            session.record({**record, "result": "failed", "hooks": hooks.outcomes,
-                            "error": {"code": error.code, "exit_code": error.exit_code,
-                                      "message": error.message, "where": error.where}})
-        raise
-    hooks.describe(result="ok", error=None)
-    completed = _run_hooks(hooks, post) if post else True
-    with cancel.deferred_interrupts(then_raise=False):
-        session.record({**record, "result": "ok", "generation": result["generation"],
-                        "hooks": hooks.outcomes,
-                        **({} if completed else {"interrupted": f"during the {post} hooks"})})
-    if not completed:
-        raise _interrupted(session, KeyboardInterrupt()) from None
-    return result
-
-
-def _run_hooks(hooks: HookRunner, point: str) -> bool:
-    """Run the hooks of a point that comes after the operation's records; a Ctrl-C stops them
-    (and what they started). False when it did."""
-    try:
-        hooks.run(point)
-    except KeyboardInterrupt:
-        with cancel.deferred_interrupts(then_raise=False):
-            hooks.stop_running()
-        return False
-    return True
-
-
-def _interrupted(session: Session, caught: BaseException) -> Interrupted:
-    """What an interrupt left: the flip done (and recorded), or live traffic as it was — plus
-    whatever the interrupted step itself had to say (e.g. a restore that failed)."""
-    said = f" {caught.message}" if isinstance(caught, Interrupted) \
-        and caught.message not in ("cancelled", "interrupted") else ""
-    flipped = session.flipped
-    if flipped is not None and flipped.live is not None:
-        return Interrupted(
-            f"interrupted after the flip: {flipped.live} is live with release "
-            f"{flipped.colour(flipped.live).release} (generation {flipped.generation}), "
-            f"recorded in the state and history; the steps after the flip did not run.{said}",
-            hint=caught.hint if isinstance(caught, Interrupted) else None)
-    changed = (f" {session.changing} was being changed and is marked failed, so rollback "
-               "will not flip to it." if session.changing else "")
-    traffic = (f"{', '.join(session.held_out)} stay out of traffic (recorded in the state); the "
-               "rest of live traffic was left as it was" if session.held_out
-               else "live traffic was left as it was")
-    return Interrupted(f"interrupted; {traffic}.{changed}{said}",
-                       hint=caught.hint if isinstance(caught, Interrupted) else None)
 
 
 def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:

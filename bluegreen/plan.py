@@ -66,47 +66,6 @@ class DeployPlan:
         return [self.instances[start:start + size]
                 for start in range(0, len(self.instances), size)]
 
-    def describe(self) -> list[str]:
-        lines = [
-            f"deploy release {self.release} to {self.target} "
-            f"(live: {self.live or 'none'}; {self.live or 'nothing'} keeps running untouched)",
-            "1. on every app host, in parallel: upload release "
-            f"{self.release} unless present (checksum verified)",
-            f"   then record {self.target} as starting {self.release} on every balancer "
-            "(written ahead; marked failed if anything below fails)",
-            "   then on every app host, in parallel:" if len(self.batches) == 1 else
-            f"   then in {len(self.batches)} batches (deploy.batch), each started in parallel "
-            "and health-checked before the next starts:",
-        ]
-        for number, batch in enumerate(self.batches, start=1):
-            if len(self.batches) > 1:
-                lines.append(f"   batch {number}:")
-            for steps in batch:
-                host = steps.spec.host.name
-                lines += [
-                    f"   {host}: stop {self.target} if running: {steps.stop}",
-                    f"   {host}: point {self.target} at releases/{self.release}",
-                    f"   {host}: start: {steps.start}",
-                ]
-        lines.append(f"2. health-check {len(self.instances)} {self.target} instance(s)"
-                     + (f"; up to {self.max_unhealthy} may fail and stay out of traffic"
-                        if self.max_unhealthy else "; any failure stops the deploy"))
-        lines += describe_flip(self.flip, start=3)
-        return lines
-
-
-def describe_flip(flip: FlipPlan, *, start: int) -> list[str]:
-    return [
-        f"{start}. stage the managed file on {len(flip.configs)} balancer(s) and validate; "
-        "restore byte for byte if invalid",
-        f"{start + 1}. activate on every balancer at once — a confirmed reload, or the runtime "
-        f"API — (generation {flip.generation}):",
-        *[f"   {line}" for line in flip.diffs()],
-        f"{start + 2}. verify through the public URL(s); flip back to "
-        f"{flip.previous or 'nothing'} on failure",
-        f"{start + 3}. write state generation {flip.generation} and append history",
-    ]
-
 
 def build_upstream(inventory: Inventory, target: Colour, generation: int,
                    out: tuple[str, ...] = (), weights: dict[str, int] | None = None,

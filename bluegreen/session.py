@@ -222,6 +222,16 @@ class Session:
             self.state = written
         return written
 
+    def confirm_unchanged(self) -> None:
+        """The guard right before traffic moves: every balancer still holds the state this
+        session read or wrote, and the lock is still this session's (DriftError, exit 9)."""
+        primary = self.inventory.primary_balancer.name
+        token = self.lock.token if self.lock is not None and self.lock.held else None
+        fan_out(self.balancers, lambda b: self.stores[b.name].confirm_unchanged(
+                    token if b.name == primary else None),
+                step="check the state", name=lambda b: b.name,
+                parallelism=self.inventory.ssh.parallelism)
+
     def begin_change(self, state: State, colour: Colour, *, status: ColourStatus,
                      release: str | None, step: str, error: str | None = None) -> State:
         """Write ahead of changing `colour` (stopping it, pointing it at a release, starting it):

@@ -20,6 +20,7 @@ from typing import Any
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import BluegreenError, InventoryError, ReloadFailed, UsageError
+from bluegreen.executor import recorded
 from bluegreen.fanout import fan_out
 from bluegreen.flip import Flipper
 from bluegreen.instances import check_instances, verify
@@ -27,7 +28,6 @@ from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
 from bluegreen.operations import (
     artifact_from,
-    recorded,
     refuse_during_canary,
     upload_release,
 )

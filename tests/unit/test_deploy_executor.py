@@ -222,3 +222,70 @@ def test_an_interrupt_during_the_flip_finishes_it_everywhere_then_flips_back_unv
     assert state["colours"]["green"]["status"] == "failed"
     record = fleet.history()[-1]
     assert (record["result"], record["flipped"]) == ("interrupted", False)
+
+
+def test_the_dry_run_prints_the_steps_the_deploy_runs_and_runs_none(fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    source = fleet.root / "releases" / "v2"
+    source.mkdir(parents=True)
+    result = deploy(fleet.inventory, Recorder(), source=str(source), release="v2", to=None,
+                    options=Options(dry_run=True))  # type: ignore[arg-type]
+    lines = result["plan"]
+    assert lines[0].startswith("deploy release v2 to green (live: blue;")
+    steps = [line for line in lines if line[:1].isdigit()]
+    assert [line.split(". ", 1)[1].split(" ")[0:2] for line in steps] == [
+        ["on", "every"], ["record", "green"], ["on", "every"], ["health-check", "2"],
+        ["check", "that"], ["verify", "through"], ["write", "state"], ["prune", "old"]]
+    assert any(line.strip().startswith("app2: start: ") for line in lines)
+    assert any(line.strip().startswith(f"+    server 127.0.0.1:{GREEN}") for line in lines)
+    assert fleet.balancer_commands() == {"lb1": [], "lb2": []}
+    assert fleet.state()["colours"]["green"]["release"] is None  # nothing written ahead
+    assert not (fleet.root / "app1" / "green.up").exists()
+
+
+def test_a_state_changed_behind_the_lock_stops_the_deploy_before_any_balancer_command(
+        fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    state_file = fleet.root / "state" / "lb2" / "state.json"
+    answer = fleet.http
+
+    def meddling(request: httpx.Request) -> httpx.Response:  # another writer, mid-deploy
+        if request.url.port == GREEN and b"meddled" not in state_file.read_bytes():
+            state_file.write_text(state_file.read_text().replace("{", '{"meddled": 1, ', 1))
+        return answer(request)
+
+    fleet.http = meddling  # type: ignore[method-assign]
+    fleet.public = "release v2"
+    with pytest.raises(BluegreenError) as caught:
+        run_deploy(fleet, "v2")
+    assert caught.value.exit_code == 9 and "changed after this operation read it" in \
+        caught.value.paragraph()
+    assert fleet.balancer_commands() == {"lb1": [], "lb2": []}  # not even staged
+    assert fleet.state()["live"] == "blue"
+
+
+def test_a_lock_taken_over_stops_the_deploy_before_any_balancer_command(fleet: Fleet) -> None:
+    run_deploy(fleet, "v1")
+    for fake in fleet.balancers.values():
+        fake.done.clear()
+    owner = fleet.root / "state" / "lb1" / "lock" / "owner.json"
+    answer = fleet.http
+
+    def taking_over(request: httpx.Request) -> httpx.Response:  # `lock release` elsewhere
+        if request.url.port == GREEN and owner.exists():
+            owner.write_text('{"owner": "someone else", "token": "theirs"}')
+        return answer(request)
+
+    fleet.http = taking_over  # type: ignore[method-assign]
+    fleet.public = "release v2"
+    with pytest.raises(BluegreenError) as caught:
+        run_deploy(fleet, "v2")
+    assert caught.value.exit_code == 9 and "no longer holds the lock" in \
+        caught.value.paragraph()
+    assert fleet.balancer_commands() == {"lb1": [], "lb2": []}
+    assert fleet.state()["live"] == "blue"
+    assert fleet.state()["colours"]["green"]["status"] == "failed"
