@@ -55,7 +55,7 @@ from bluegreen.plan import (
 from bluegreen.prometheus import canary_metrics
 from bluegreen.release import Artifact, package, validate_release_id
 from bluegreen.render import render_text
-from bluegreen.retire import Retired, drain, retire_idle
+from bluegreen.retire import Retired, Retiring, drain, retire_steps
 from bluegreen.session import Session
 from bluegreen.state import Canary, State, actor, now, sha256_text
 
@@ -633,18 +633,19 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
                  lock_wait=options.lock_wait) as session:
         state, _ = session.agreed_state()
         refuse_during_canary(state, "retire")  # the idle colour is the canary
-        if options.dry_run:
-            idle = state.live.other if state.live else None
-            return _dry_run([f"retire {idle or 'nothing'}: wait up to {drain_timeout:g} s for "
-                             "its established connections to end, then stop it and mark it "
-                             "retired"])
         idle = state.live.other if state.live else None
+        progress = Retiring(state)
+        steps = Plan(f"retire {idle or 'nothing'}", tuple(
+            retire_steps(session, progress, drain_timeout=drain_timeout)))
+        if options.dry_run:
+            return _dry_run(steps.describe())
         record: dict[str, Any] = {
             "operation": "retire", "from": _name(state.live), "to": _name(state.live),
             "colour": _name(idle), "release": state.colour(idle).release if idle else None}
 
         def run() -> dict[str, Any]:
-            new_state, retired = _retire(session, state, drain_timeout=drain_timeout)
+            execute(steps)
+            new_state, retired = progress.state, progress.retired
             if retired is not None:
                 record.update(retired.to_dict())
             return {"live": _name(new_state.live), "generation": new_state.generation,
@@ -659,10 +660,10 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
 def _retire(session: Session, state: State, *, drain_timeout: float
             ) -> tuple[State, Retired | None]:
     """The generation stays: it numbers flips, and the balancer file's header carries it."""
-    retired_state, retired = retire_idle(session, state, drain_timeout=drain_timeout)
-    if retired is None:
-        return state, None
-    return session.finish_change(retired_state), retired
+    progress = Retiring(state)
+    execute(Plan(f"retire {state.live.other if state.live else 'nothing'}",
+                 tuple(retire_steps(session, progress, drain_timeout=drain_timeout))))
+    return progress.state, progress.retired
 
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,

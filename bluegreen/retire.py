@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bluegreen.app import AppStack, InstanceSpec, established, instance_specs
 from bluegreen.errors import UsageError
+from bluegreen.executor import Step
 from bluegreen.fanout import fan_out
 from bluegreen.model import Colour
 from bluegreen.session import Session
@@ -75,18 +76,28 @@ def _ask_to_drain(stack: AppStack, transport: Transport, spec: InstanceSpec,
            f"app.drain exited {result.exit_status}: {result.tail() or 'no output'}")
 
 
-def retire_idle(session: Session, state: State, *, drain_timeout: float
-                ) -> tuple[State, Retired | None]:
-    """Drain and stop the idle colour on every host, written ahead as `stopping`; the returned
-    state marks it retired, for the caller (who holds the lock) to finish the change with.
-    None for what it did when the colour was already retired."""
+@dataclass
+class Retiring:
+    """A retire as it runs: the state as last written, and what it did."""
+
+    state: State
+    retired: Retired | None = None
+
+
+def retire_steps(session: Session, progress: Retiring, *, drain_timeout: float) -> list[Step]:
+    """Drain and stop the idle colour on every host, written ahead as `stopping`; then (the
+    caller holds the lock) record it retired. No steps when it is already retired."""
     inventory, reporter = session.inventory, session.reporter
+    state = progress.state
     if state.live is None:
-        raise UsageError("nothing is live yet, so there is no idle colour to retire.")
+        def refuse() -> None:
+            raise UsageError("nothing is live yet, so there is no idle colour to retire.")
+
+        return [Step("find the idle colour (none: nothing is live yet)", refuse)]
     idle = state.live.other
     if state.colour(idle).status == "retired":
         reporter.step(inventory.primary_balancer.name, f"{idle} is already retired")
-        return state, None
+        return []
     assert inventory.app is not None
     stack = AppStack(inventory, inventory.app)
     before = state.colour(idle)
@@ -94,9 +105,12 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float
     # a colour that did not run a release it served stays no rollback target once retired
     unserved = None if before.status == "running" else (
         before.error or f"it was {before.status}, not running, when it was retired")
-    state = session.begin_change(state, idle, status="stopping", release=release,
-                                 step=f"retire {idle}: drain and stop it", error=unserved)
-    reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections to end")
+    specs = instance_specs(inventory, idle)
+
+    def write_ahead() -> None:
+        progress.state = session.begin_change(progress.state, idle, status="stopping",
+                                              release=release, error=unserved,
+                                              step=f"retire {idle}: drain and stop it")
 
     def drain_and_stop(spec: InstanceSpec) -> int:
         transport = session.connections[spec.host.name]
@@ -108,9 +122,26 @@ def retire_idle(session: Session, state: State, *, drain_timeout: float
                          "by its stop" if count else " after its connections drained"), ok=True)
         return count
 
-    specs = instance_specs(inventory, idle)
-    cut = fan_out(specs, drain_and_stop, step="retire", name=lambda s: s.host.name,
-                  parallelism=inventory.ssh.parallelism)
-    return (state.with_colour(idle, status="retired", since=now(), replaced=None,
-                              error=unserved),
-            Retired(idle, release, {s.host.name: n for s, n in zip(specs, cut, strict=True)}))
+    def stop_all() -> None:
+        reporter.phase(f"retire {idle}: wait up to {drain_timeout:g} s for its connections "
+                       "to end")
+        cut = fan_out(specs, drain_and_stop, step="retire", name=lambda s: s.host.name,
+                      parallelism=inventory.ssh.parallelism)
+        progress.retired = Retired(idle, release,
+                                   {s.host.name: n for s, n in zip(specs, cut, strict=True)})
+
+    def record() -> None:
+        progress.state = session.finish_change(progress.state.with_colour(
+            idle, status="retired", since=now(), replaced=None, error=unserved))
+
+    return [
+        Step(f"record {idle} as stopping on every balancer (written ahead)", write_ahead),
+        Step(f"on every app host, in parallel: wait up to {drain_timeout:g} s for {idle}'s "
+             "established connections to end" + (" (asking the app to drain them: app.drain)"
+                                                 if stack.settings.drain else "")
+             + ", then stop it", stop_all,
+             details=tuple(f"{spec.host.name}: stop: {stack.stop_command(spec, release)}"
+                           for spec in specs)),
+        Step(f"record {idle} as retired (no rollback target until `rollback --restart`)",
+             record, commits=True),
+    ]

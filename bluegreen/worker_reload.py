@@ -15,12 +15,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import BluegreenError, InventoryError, ReloadFailed, UsageError
-from bluegreen.executor import recorded
+from bluegreen.executor import Plan, Step, execute, recorded
 from bluegreen.fanout import fan_out
 from bluegreen.flip import Flipper
 from bluegreen.instances import check_instances, verify
@@ -34,7 +35,7 @@ from bluegreen.operations import (
 from bluegreen.output import Reporter
 from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
-from bluegreen.release import MARKER, validate_release_id
+from bluegreen.release import MARKER, Artifact, validate_release_id
 from bluegreen.retire import drain
 from bluegreen.session import Session
 from bluegreen.shell import Command
@@ -62,6 +63,7 @@ class ReloadRun:
     rotate: bool  # take each batch out of traffic while it reloads
     new_release: str | None = None  # the release each host's pointer moves to before its signal
     reloaded: list[dict[str, Any]] = field(default_factory=list)
+    masters: dict[str, int] = field(default_factory=dict)  # each host's master, checked first
 
     @property
     def loads(self) -> str | None:
@@ -71,35 +73,6 @@ class ReloadRun:
     @property
     def hosts(self) -> list[str]:
         return [spec.host.name for batch in self.batches for spec in batch]
-
-    def describe(self, stack: AppStack, drain_timeout: float) -> list[str]:
-        kind = "task workers" if self.task_workers else "workers"
-        lines = [f"reload {self.target}'s {kind} in place with SIG{self.signal}"
-                 + (f" onto release {self.new_release} (replacing {self.release})"
-                    if self.new_release else "") + ", "
-                 f"{len(self.batches[0]) if self.batches else 0} host(s) at a time; stop at "
-                 "the first failure, leaving that host out of traffic"]
-        for number, batch in enumerate(self.batches, 1):
-            names = ", ".join(s.host.name for s in batch)
-            if self.rotate:
-                lines.append(f"{number}. take {names} out of every balancer, then wait up to "
-                             f"{drain_timeout:g} s for its connections to end")
-            indent = "   " if self.rotate else f"{number}. "
-            for spec in batch:
-                signal = stack.signal_command(spec, self.release, signal=self.signal,
-                                              pid="MASTER")
-                if self.new_release:
-                    lines.append(f"{indent}{spec.host.name}: point {self.target} at "
-                                 f"releases/{self.new_release}")
-                    indent = "   "
-                lines.append(f"{indent}{spec.host.name}: MASTER from "
-                             f"{stack.pid_file(spec, self.release)}; {signal.argv[-1]}")
-                indent = "   "
-            lines.append("   then every old worker replaced, the new ones still running after "
-                         f"{stack.settings.reload_settle:g} s, and a health check")
-            if self.rotate:
-                lines.append(f"   put {names} back into every balancer")
-        return lines
 
 
 def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
@@ -141,9 +114,14 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                             or state.colour(target).status != "running"):
             run.new_release = new_release  # (again: a failed reload left pointers mixed)
         drain_timeout = inventory.balancer.drain_timeout if inventory.balancer else 0.0
+        record: dict[str, Any] = {"operation": "reload", "from": target.value,
+                                  "to": target.value, "release": run.loads,
+                                  "signal": chosen_signal, "hosts": []}
+        progress = _Reloading(state)
+        steps = _reload_steps(session, progress, run, AppStack(inventory, app), record,
+                              artifact=artifact, drain_timeout=drain_timeout)
         if dry_run:
-            return {"dry_run": True,
-                    "plan": run.describe(AppStack(inventory, app), drain_timeout)}
+            return {"dry_run": True, "plan": steps.describe()}
         if app.server_mode == "base":
             reporter.warn("server_mode is base: a Swoole reload in base mode closes every client "
                           "connection, and no reload can change PHP, Swoole, extensions or "
@@ -154,19 +132,20 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
         elif rotate and size < parallel:
             reporter.warn(f"--parallel {parallel} would take every {target} instance out of "
                           f"traffic: reloading {size} at a time.")
-        record: dict[str, Any] = {"operation": "reload", "from": target.value,
-                                  "to": target.value, "release": run.loads,
-                                  "signal": chosen_signal, "hosts": []}
         if run.new_release:
             record["replaced"] = run.release
 
         def body() -> dict[str, Any]:
             started = time.monotonic()
-            stack = AppStack(inventory, app)
-            if artifact and run.new_release:
-                upload_release(session, stack, specs, artifact)
-            final = _reload_all(session, state, run, stack, record,
-                                drain_timeout=drain_timeout)
+            try:
+                execute(steps)
+            except (BluegreenError, KeyboardInterrupt) as error:
+                if session.changing is None:  # else the envelope records the colour failed
+                    progress.state = _end_operation(session, progress.state)
+                if isinstance(error, BluegreenError):
+                    _explain(error, run, progress.state)
+                raise
+            final = progress.state
             return {"colour": target.value, "signal": chosen_signal, "release": run.loads,
                     "replaced": run.release if run.new_release else None,
                     "hosts": run.reloaded, "generation": final.generation,
@@ -176,57 +155,65 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
         return recorded(session, record, body, pre="pre_reload", post="post_reload")
 
 
-def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
-                record: dict[str, Any], *, drain_timeout: float) -> State:
-    reporter = session.reporter
+@dataclass
+class _Reloading:
+    state: State  # as last read or written
+
+
+def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack: AppStack,
+                  record: dict[str, Any], *, artifact: Artifact | None, drain_timeout: float
+                  ) -> Plan:
+    reporter, inventory = session.reporter, session.inventory
     target = run.target
     specs = [spec for batch in run.batches for spec in batch]
-    try:
+    kind = "task workers" if run.task_workers else "workers"
+
+    def preflight() -> None:
         reporter.phase(f"check {len(specs)} {target} master(s) before reloading")
-        masters = dict(zip(run.hosts, fan_out(
+        run.masters = dict(zip(run.hosts, fan_out(
             specs, lambda s: _preflight(session, stack, s, run), step="reload",
-            name=lambda s: s.host.name, parallelism=session.inventory.ssh.parallelism),
-            strict=True))
-        if run.new_release:
-            state = session.begin_change(
-                state, target, status="starting", release=run.new_release,
-                step=f"reload {target} onto release {run.new_release}, host by host")
-        for batch in run.batches:
-            names = [s.host.name for s in batch]
-            cancel.check_cancelled()
-            if run.rotate:
-                out = tuple(sorted({*state.colour(target).out, *names}))
-                if len(out) >= len(specs):
-                    raise ReloadFailed(
-                        f"taking {', '.join(names)} out of traffic would leave no {target} "
-                        f"instance in it ({', '.join(state.colour(target).out)} already out).",
-                        where=", ".join(names),
-                        hint="Reload the hosts that are out first (`bluegreen status` shows "
-                             "them), or deploy a fixed release to the other colour.")
-                reporter.phase(f"take {', '.join(names)} out of traffic")
-                state = _hold_out(session, state, target, out,
-                                  step=f"reload {', '.join(names)}")
-                _wait_for_connections(session, stack, batch, drain_timeout)
-            reporter.phase(f"reload {', '.join(names)} (SIG{run.signal})")
-            run.reloaded += fan_out(batch, lambda s: _reload_one(session, stack, s, run,
-                                                                 masters[s.host.name]),
-                                    step="reload", name=lambda s: s.host.name,
-                                    parallelism=len(batch))
-            record["hosts"] = [r["host"] for r in run.reloaded]
-            if run.rotate:
-                reporter.phase(f"put {', '.join(names)} back into traffic")
-                remaining = tuple(h for h in state.colour(target).out if h not in names)
-                state = _hold_out(session, state, target, remaining, step=None)
-    except (BluegreenError, KeyboardInterrupt) as error:
-        if session.changing is None:  # else the envelope records the colour failed
-            state = _end_operation(session, state)
-        if isinstance(error, BluegreenError):
-            _explain(error, run, state)
-        raise
-    if run.new_release and target is state.live:
+            name=lambda s: s.host.name, parallelism=inventory.ssh.parallelism), strict=True))
+
+    def write_ahead() -> None:
+        assert run.new_release is not None
+        progress.state = session.begin_change(
+            progress.state, target, status="starting", release=run.new_release,
+            step=f"reload {target} onto release {run.new_release}, host by host")
+
+    def take_out(names: list[str], batch: list[InstanceSpec]) -> None:
+        cancel.check_cancelled()
+        state = progress.state
+        out = tuple(sorted({*state.colour(target).out, *names}))
+        if len(out) >= len(specs):
+            raise ReloadFailed(
+                f"taking {', '.join(names)} out of traffic would leave no {target} "
+                f"instance in it ({', '.join(state.colour(target).out)} already out).",
+                where=", ".join(names),
+                hint="Reload the hosts that are out first (`bluegreen status` shows "
+                     "them), or deploy a fixed release to the other colour.")
+        reporter.phase(f"take {', '.join(names)} out of traffic")
+        progress.state = _hold_out(session, state, target, out,
+                                   step=f"reload {', '.join(names)}")
+        _wait_for_connections(session, stack, batch, drain_timeout)
+
+    def reload_batch(batch: list[InstanceSpec]) -> None:
+        cancel.check_cancelled()
+        reporter.phase(f"reload {', '.join(s.host.name for s in batch)} (SIG{run.signal})")
+        run.reloaded += fan_out(batch, lambda s: _reload_one(session, stack, s, run,
+                                                             run.masters[s.host.name]),
+                                step="reload", name=lambda s: s.host.name,
+                                parallelism=len(batch))
+        record["hosts"] = [r["host"] for r in run.reloaded]
+
+    def put_back(names: list[str]) -> None:
+        reporter.phase(f"put {', '.join(names)} back into traffic")
+        remaining = tuple(h for h in progress.state.colour(target).out if h not in names)
+        progress.state = _hold_out(session, progress.state, target, remaining, step=None)
+
+    def verify_public() -> None:
+        assert run.new_release is not None
         try:  # what the public URL serves now is the new release
-            verify(session.inventory, release=run.new_release, colour=target.value,
-                   reporter=reporter)
+            verify(inventory, release=run.new_release, colour=target.value, reporter=reporter)
         except BluegreenError as error:
             error.hint = (f"Every host was reloaded onto {run.new_release} and passed its "
                           "health check, but the public URL does not show it: does the app "
@@ -234,11 +221,60 @@ def _reload_all(session: Session, state: State, run: ReloadRun, stack: AppStack,
                           "when the server started)? `bluegreen reload --release "
                           f"{run.release}` goes back.")
             raise
+
+    def finish() -> None:
+        state = progress.state
+        if run.new_release:
+            progress.state = session.finish_change(state.with_colour(
+                target, status="running", release=run.new_release, since=now(), replaced=None,
+                error=None))
+        elif state.operation is not None:
+            progress.state = _end_operation(session, state)
+
+    steps: list[Step] = []
+    if artifact is not None and run.new_release:
+        steps.append(Step(f"on every {target} host, in parallel: upload release "
+                          f"{run.new_release} unless present (checksum verified)",
+                          lambda: upload_release(session, stack, specs, artifact)))
+    steps.append(Step(f"check every {target} master (its pid file, that it may be signalled) "
+                      "before any host leaves traffic", preflight))
     if run.new_release:
-        return session.finish_change(state.with_colour(
-            target, status="running", release=run.new_release, since=now(), replaced=None,
-            error=None))
-    return state if state.operation is None else _end_operation(session, state)
+        steps.append(Step(f"record {target} as starting {run.new_release} on every balancer "
+                          "(written ahead)", write_ahead))
+    for number, batch in enumerate(run.batches, 1):
+        names = [s.host.name for s in batch]
+        if run.rotate:
+            steps.append(Step(f"take {', '.join(names)} out of every balancer, then wait up "
+                              f"to {drain_timeout:g} s for its connections to end",
+                              partial(take_out, names, batch)))
+        details: list[str] = []
+        for spec in batch:
+            if run.new_release:
+                details.append(f"{spec.host.name}: point {target} at "
+                               f"releases/{run.new_release}")
+            signal = stack.signal_command(spec, run.release, signal=run.signal, pid="MASTER")
+            details.append(f"{spec.host.name}: MASTER from {stack.pid_file(spec, run.release)}"
+                           f"; {signal.argv[-1]}")
+        steps.append(Step(
+            f"batch {number}: signal {', '.join(names)}; then every old worker replaced, the "
+            f"new ones still running after {stack.settings.reload_settle:g} s, and a health "
+            "check; a failure stops here" + (", leaving the host out of traffic"
+                                             if run.rotate else ""),
+            partial(reload_batch, batch), details=tuple(details)))
+        if run.rotate:
+            steps.append(Step(f"put {', '.join(names)} back into every balancer",
+                              partial(put_back, names)))
+    if run.new_release and target is progress.state.live:
+        steps.append(Step(f"verify through the public URL(s) that {run.new_release} is served",
+                          verify_public))
+    steps.append(Step("record the reload in the state"
+                      + (f": {target} runs {run.new_release}" if run.new_release else ""),
+                      finish, commits=True))
+    return Plan(f"reload {target}'s {kind} in place with SIG{run.signal}"
+                + (f" onto release {run.new_release} (replacing {run.release})"
+                   if run.new_release else "")
+                + f", {len(run.batches[0]) if run.batches else 0} host(s) at a time; stop at "
+                  "the first failure, leaving that host out of traffic", tuple(steps))
 
 
 def _hold_out(session: Session, state: State, target: Colour, out: tuple[str, ...], *,
