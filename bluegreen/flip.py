@@ -5,16 +5,17 @@ previous traffic. Which driver a balancer has is never asked here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite
-from bluegreen.balancer.base import Upstream
+from bluegreen.balancer.base import GUARD_REFUSED, Upstream
 from bluegreen.errors import BalancerError, BluegreenError, FanOutError, Interrupted
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
 from bluegreen.plan import FlipPlan
+from bluegreen.state import StateGuard
 from bluegreen.transport.base import Transports
 
 
@@ -27,16 +28,24 @@ class Flipper:
         self.balancers = list(inventory.hosts.balancer)
         self.sites = sites
 
-    def flip(self, plan: FlipPlan) -> None:
+    def flip(self, plan: FlipPlan, *, guards: Mapping[str, StateGuard] | None = None) -> None:
+        """With `guards`, each balancer's guard runs right before it stages (in the same
+        command); one that refuses stops the flip before any activation."""
         staged: list[HostSpec] = []
         self.reporter.phase("stage and validate the balancer config")
 
         def stage_and_validate(host: HostSpec) -> None:
             transport, site = self.connections[host.name], self.sites[host.name]
+            guard = guards.get(host.name) if guards else None
             staged.append(host)  # before: a connection lost after the remote rename counts
             validate = site.driver.validate()
             result = site.managed.stage_and_validate(transport, plan.configs[host.name],
-                                                     validate)
+                                                     validate, guard.command if guard else None)
+            if guard is not None and result.exit_status == GUARD_REFUSED:
+                staged.remove(host)  # nothing was staged there: nothing to put back
+                self.reporter.step(host.name, "not staged: " + (result.tail() or "refused"),
+                                   ok=False)
+                raise guard.refusal(result.stderr)
             if not result.ok:
                 self.reporter.step(host.name, f"{site.driver.kind} config invalid", ok=False)
                 raise BalancerError(
@@ -116,14 +125,15 @@ class Flipper:
 def _balancer_error(exc: BaseException, restore_errors: list[str] | None = None
                     ) -> BaseException:
     """The error a failed stage/validate/activate raises: a lost connection stays a connection
-    error (exit 3) and an interrupt an interrupt; anything else on a balancer is a balancer
-    error (exit 6). Restores that failed are part of the error, never just a progress line."""
+    error (exit 3), a guard's refusal a drift (exit 9) and an interrupt an interrupt; anything
+    else on a balancer is a balancer error (exit 6). Restores that failed are part of the
+    error, never just a progress line."""
     if isinstance(exc, FanOutError) and len(exc.failures) == 1:
         exc = exc.failures[0].error
     error: BaseException
     if isinstance(exc, FanOutError):
-        error = exc if exc.exit_code in (3, 130) else BalancerError(exc.paragraph())
-    elif isinstance(exc, BluegreenError) and exc.exit_code not in (3, 6, 130):
+        error = exc if exc.exit_code in (3, 9, 130) else BalancerError(exc.paragraph())
+    elif isinstance(exc, BluegreenError) and exc.exit_code not in (3, 6, 9, 130):
         error = BalancerError(exc.message, where=exc.where, hint=exc.hint)
     else:
         error = exc

@@ -525,13 +525,11 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
         if options.dry_run:
             _require_rollback_target(state, previous, restart=restart)
         # inside the recorded operation: a refusal is history too
-        before = [Step(f"check that {previous} still runs, untouched, the release it served"
-                       + (" (or was retired from it)" if restart else ""),
-                       lambda: _require_rollback_target(state, previous, restart=restart))]
-        if restart:
-            before += _restart_steps(session, previous, state.colour(previous).release or "")
         return _flip_to(session, state, current, previous, operation="rollback", options=options,
-                        before=before)
+                        guard=lambda: _require_rollback_target(state, previous, restart=restart),
+                        before=_restart_steps(session, previous,
+                                              state.colour(previous).release or "")
+                        if restart else None)
 
 
 
@@ -667,7 +665,8 @@ def _retire(session: Session, state: State, *, drain_timeout: float
 
 
 def _flip_to(session: Session, state: State, current: dict[str, str | None], target: Colour,
-             *, operation: str, options: Options, before: list[Step] | None = None,
+             *, operation: str, options: Options, guard: Callable[[], None] | None = None,
+             before: list[Step] | None = None,
              adjust: Callable[[State], State] | None = None,
              note: dict[str, Any] | None = None) -> dict[str, Any]:
     inventory, reporter = session.inventory, session.reporter
@@ -686,19 +685,22 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
                         release_of={s.host.name: progress.release for s in specs})
 
-    steps = Plan(f"{operation}: flip {state.live or 'nothing'} → {target}", (
+    steps = [
         *(before or []),
         Step(f"check that every {target} instance runs, with its pointer at the release the "
              "state records", require_running),
         Step(f"quick health check of every {target} instance", quick_check),
-        *_flip_steps(session, progress, plan, adjust=adjust)))
+        *_flip_steps(session, progress, plan, adjust=adjust)]
+    if guard is not None:  # refuses before the first step
+        steps[0] = replace(steps[0], guard=guard)
+    flip_plan = Plan(f"{operation}: flip {state.live or 'nothing'} → {target}", tuple(steps))
     if options.dry_run:
-        return _dry_run(steps.describe())
+        return _dry_run(flip_plan.describe())
     record = {"operation": operation, "from": _name(state.live), "to": target.value,
               "release": state.colour(target).release, **(note or {})}
 
     def run() -> dict[str, Any]:
-        execute(steps)
+        execute(flip_plan)
         return _summary(progress.state, plan, release=progress.release)
 
     return recorded(session, record, run,
@@ -760,7 +762,7 @@ def _flip_steps(session: Session, progress: _Progress, planned: FlipPlan, *,
 
     def flip() -> None:
         assert progress.flip is not None
-        flipper.flip(progress.flip)
+        flipper.flip(progress.flip, guards=session.flip_guards())
 
     def verify_public() -> None:
         verify(inventory, release=progress.release, colour=planned.target.value,
@@ -790,7 +792,7 @@ def _flip_steps(session: Session, progress: _Progress, planned: FlipPlan, *,
     return [
         *hook_steps(session, "pre_flip"),
         Step(_FLIP_SAYS.format(balancers=len(planned.configs), generation=planned.generation),
-             flip, details=tuple(planned.diffs()), guard=session.confirm_unchanged,
+             flip, details=tuple(planned.diffs()),
              undo=lambda: flipper.undo(progress.flip or planned), holds_interrupts=True),
         Step("verify through the public URL(s); on failure, flip back to "
              f"{planned.previous or 'nothing'}", verify_public, holds_interrupts=True),
@@ -800,8 +802,8 @@ def _flip_steps(session: Session, progress: _Progress, planned: FlipPlan, *,
     ]
 
 
-_FLIP_SAYS = ("check that the state is unchanged and the lock still held; stage the managed "
-              "file on {balancers} balancer(s) and validate it (restored byte for byte if "
+_FLIP_SAYS = ("on {balancers} balancer(s): check that the state is unchanged and the lock "
+              "still held, stage the managed file and validate it (restored byte for byte if "
               "invalid); then activate on every balancer at once — a confirmed reload, or the "
               "runtime API — (generation {generation}):")
 
@@ -1075,7 +1077,7 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
 
     def flip() -> None:
         progress.flip = plan_flip()
-        flipper.flip(progress.flip)
+        flipper.flip(progress.flip, guards=session.flip_guards())
 
     def flip_back() -> None:
         assert progress.flip is not None
@@ -1117,7 +1119,7 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
         *hook_steps(session, "pre_flip"),
         Step(_FLIP_SAYS.format(balancers=len(inventory.hosts.balancer), generation=generation)
              + f" {stable} {100 - weight}% / {target} {weight}%", flip,
-             guard=session.confirm_unchanged, undo=flip_back,
+             undo=flip_back,
              holds_interrupts=True),
     ]
     if inventory.canary.sticky is not None:  # testers see the canary through the public URL

@@ -28,6 +28,7 @@ from bluegreen.state import (
     LockInfo,
     Operation,
     State,
+    StateGuard,
     StateStore,
     actor,
     ensure_consistent,
@@ -222,15 +223,14 @@ class Session:
             self.state = written
         return written
 
-    def confirm_unchanged(self) -> None:
-        """The guard right before traffic moves: every balancer still holds the state this
-        session read or wrote, and the lock is still this session's (DriftError, exit 9)."""
+    def flip_guards(self) -> dict[str, StateGuard]:
+        """Per balancer, the check a flip runs there right before staging (in the same
+        command): the state is still what this session read or wrote, and the lock is still
+        its own (on the primary balancer)."""
         primary = self.inventory.primary_balancer.name
         token = self.lock.token if self.lock is not None and self.lock.held else None
-        fan_out(self.balancers, lambda b: self.stores[b.name].confirm_unchanged(
-                    token if b.name == primary else None),
-                step="check the state", name=lambda b: b.name,
-                parallelism=self.inventory.ssh.parallelism)
+        return {b.name: self.stores[b.name].guard(token if b.name == primary else None)
+                for b in self.balancers}
 
     def begin_change(self, state: State, colour: Colour, *, status: ColourStatus,
                      release: str | None, step: str, error: str | None = None) -> State:

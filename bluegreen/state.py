@@ -301,34 +301,15 @@ class StateStore:
                                       "run `bluegreen status`.")
         self._seen = (state.revision, sha256_text(text))
 
-    def unchanged_command(self, lock_token: str | None = None) -> Command:
-        """Exits 0 when the state file still has the bytes this store last read or wrote (and,
-        with `lock_token`, the lock is still that token's); 73 when the state changed, 74 when
-        the lock is another's or gone."""
+    def guard(self, lock_token: str | None = None) -> StateGuard:
+        """What a flip checks on this host right before it stages: the state file still has
+        the bytes this store last read or wrote, and (with `lock_token`) the lock is still that
+        token's."""
         assert self._seen is not None, "the state is read before it is guarded"
-        return Command.script(_UNCHANGED, self.state_path, self._seen[1], lock_token or "",
-                              self.lock_dir)
-
-    def confirm_unchanged(self, lock_token: str | None = None) -> None:
-        """The guard before traffic moves: the state is what this operation planned from, and
-        the lock is still its own; DriftError (exit 9), nothing touched, otherwise."""
-        with _state_errors("check the state"):
-            result = self.transport.run(self.unchanged_command(lock_token))
-            if result.exit_status == _CHANGED:
-                raise DriftError(
-                    "the state changed after this operation read it, so it was not carried "
-                    "out: traffic was not touched.",
-                    where=f"{self.transport.host}:{self.state_path}",
-                    hint="Another operation wrote it without the lock; `bluegreen status` "
-                         "shows what runs where now.")
-            if result.exit_status == _LOCK_LOST:
-                raise DriftError(
-                    "this operation no longer holds the lock (it was released or taken over "
-                    "from elsewhere), so it stopped before moving traffic.",
-                    where=f"{self.transport.host}:{self.lock_dir}",
-                    hint="`bluegreen lock status` shows who holds it; `bluegreen status` shows "
-                         "what runs where.")
-            result.check("check the state")
+        return StateGuard(
+            Command.script(_UNCHANGED, self.state_path, self._seen[1], lock_token or "",
+                           self.lock_dir),
+            host=self.transport.host, state_path=self.state_path, lock_dir=self.lock_dir)
 
     def _replace(self, text: str, checksum: str) -> bool:
         """Write `text` as the state file if the file's checksum is still `checksum`."""
@@ -361,14 +342,39 @@ class StateStore:
 
 _ABSENT = "absent"  # the checksum of a state file that does not exist
 _CHANGED = 73
-_LOCK_LOST = 74
 # Whether the state file still has the checksum it had when read ($2) and, with a lock token
-# ($3), whether the lock ($4) is still that token's.
+# ($3), whether the lock ($4) is still that token's; says which is not.
 _UNCHANGED = (
     'if [ -e "$1" ]; then seen=$(sha256sum < "$1"); seen=${seen%% *}; else seen=absent; fi; '
-    '[ "$seen" = "$2" ] || exit 73; '
-    '[ -z "$3" ] || grep -qF -- "$3" "$4/owner.json" 2>/dev/null || exit 74'
+    '[ "$seen" = "$2" ] || { echo "state changed"; exit 73; }; '
+    '[ -z "$3" ] || grep -qF -- "$3" "$4/owner.json" 2>/dev/null || { echo "lock lost"; exit 74; }'
 )
+
+
+@dataclass(frozen=True)
+class StateGuard:
+    """A check run on a balancer right before a flip stages there (in the same command)."""
+
+    command: Command
+    host: str
+    state_path: str
+    lock_dir: str
+
+    def refusal(self, output: str) -> DriftError:
+        """The error when the guard refused, from what it said."""
+        if "lock lost" in output:
+            return DriftError(
+                "this operation no longer holds the lock (it was released or taken over from "
+                "elsewhere), so it stopped before moving traffic: nothing was flipped.",
+                where=f"{self.host}:{self.lock_dir}",
+                hint="`bluegreen lock status` shows who holds it; `bluegreen status` shows "
+                     "what runs where.")
+        return DriftError(
+            "the state changed after this operation read it, so it stopped before moving "
+            "traffic: nothing was flipped.",
+            where=f"{self.host}:{self.state_path}",
+            hint="Another operation wrote it without the lock; `bluegreen status` shows what "
+                 "runs where now.")
 # The state file replaced atomically (temp file, mode, rename) only if its checksum is still $2
 # (or it is still absent); exit 73 otherwise. The state directory is created if needed.
 _WRITE_IF_UNCHANGED = (

@@ -285,7 +285,7 @@ def _hold_out(session: Session, state: State, target: Colour, out: tuple[str, ..
     plan = build_flip_plan(inventory, state=state, target=target, current={}, out=out)
     flipper = Flipper(inventory, session.connections, session.reporter, sites=session.sites)
     with cancel.deferred_interrupts():
-        flipper.flip(plan)
+        flipper.flip(plan, guards=session.flip_guards())
         changed = state.after_flip(target, release=state.colour(target).release,
                                    actor=actor(), managed=plan.configs, out=out)
         changed = replace(changed, operation=state.operation, colours={

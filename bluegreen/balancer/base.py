@@ -316,6 +316,9 @@ INVALID = 65  # the exit status of `stage_and_validate` when the staged file fai
 # print the marker `take` must claim, then validate (its output on stderr).
 _STAGE_AND_VALIDATE = 'marker=$(sh -c "$1") || exit; printf "%s\\n" "$marker"; ' \
     'sh -c "$2" >&2 || exit 65'
+GUARD_REFUSED = 64  # the exit status of a guarded `stage_and_validate` whose guard refused
+# $1 a guard (its output on stderr), then as above: nothing is staged unless the guard passes
+_GUARDED_STAGE_AND_VALIDATE = 'sh -c "$1" >&2 || exit 64; shift; ' + _STAGE_AND_VALIDATE
 
 # Backs up the managed file, puts the new text (stdin) in its place and arms the watchdog.
 _STAGE = (
@@ -351,13 +354,17 @@ class ManagedFile:
         self.lifetime = lifetime
         self._staged: dict[str, str] = {}  # host → the marker of the file staged there
 
-    def stage_and_validate(self, transport: Transport, text: str, validate: Command
-                           ) -> CommandResult:
+    def stage_and_validate(self, transport: Transport, text: str, validate: Command,
+                           guard: Command | None = None) -> CommandResult:
         """Back up the live file byte for byte (or note that there was none), put the new text
         in its place atomically with the old file's mode, and arm the watchdog; then run
         `validate`, in the same round trip: the validation's result (its output on stderr). A
-        failure to stage raises."""
-        result = transport.run(self.stage_and_validate_command(validate), stdin=text.encode())
+        failure to stage raises. With `guard`, that command runs first, in the same round trip:
+        when it fails, nothing is staged and the result's exit status is GUARD_REFUSED."""
+        result = transport.run(self.stage_and_validate_command(validate, guard),
+                               stdin=text.encode())
+        if guard is not None and result.exit_status == GUARD_REFUSED:
+            return result
         if not result.ok and result.exit_status != INVALID:
             replace(result, command=str(self.stage_command())).check(f"stage {self.path}")
         self._staged[transport.host] = result.stdout.partition("\n")[0]
@@ -391,7 +398,11 @@ class ManagedFile:
         """Reads the new text on stdin; prints the marker `take` must claim."""
         return Command.script(_STAGE, self.path, self.backup, f"{self.lifetime:g}", _RESTORE)
 
-    def stage_and_validate_command(self, validate: Command) -> Command:
+    def stage_and_validate_command(self, validate: Command, guard: Command | None = None
+                                   ) -> Command:
+        if guard is not None:
+            return Command.script(_GUARDED_STAGE_AND_VALIDATE, guard.render(),
+                                  self.stage_command().render(), validate.render())
         return Command.script(_STAGE_AND_VALIDATE, self.stage_command().render(),
                               validate.render())
 

@@ -19,6 +19,11 @@ import pytest
 
 from bluegreen import cancel
 from bluegreen.balancer import site_for
+from bluegreen.balancer.base import (
+    _GUARDED_STAGE_AND_VALIDATE,
+    _STAGE_AND_VALIDATE,
+    GUARD_REFUSED,
+)
 from bluegreen.errors import (
     BluegreenError,
     FanOutError,
@@ -63,6 +68,12 @@ class Fleet:
             managed = Path(fake.site.managed.path)
 
             def answer(command: Command, stdin: bytes | None) -> tuple[int, str, str]:
+                if command.argv[2] == _GUARDED_STAGE_AND_VALIDATE:  # the guard is the host's
+                    guard, stage, validate = command.argv[4:]
+                    checked = self.state_shell.run(Command("sh", "-c", guard))
+                    if not checked.ok:
+                        return GUARD_REFUSED, "", checked.stdout + checked.stderr
+                    command = Command.script(_STAGE_AND_VALIDATE, stage, validate)
                 try:
                     return fake(command, stdin)
                 except AssertionError:  # not the driver's: the state directory's, run for real
@@ -237,7 +248,7 @@ def test_the_dry_run_prints_the_steps_the_deploy_runs_and_runs_none(fleet: Fleet
     steps = [line for line in lines if line[:1].isdigit()]
     assert [line.split(". ", 1)[1].split(" ")[0:2] for line in steps] == [
         ["on", "every"], ["record", "green"], ["on", "every"], ["health-check", "2"],
-        ["check", "that"], ["verify", "through"], ["write", "state"], ["prune", "old"]]
+        ["on", "2"], ["verify", "through"], ["write", "state"], ["prune", "old"]]
     assert any(line.strip().startswith("app2: start: ") for line in lines)
     assert any(line.strip().startswith(f"+    server 127.0.0.1:{GREEN}") for line in lines)
     assert fleet.balancer_commands() == {"lb1": [], "lb2": []}
@@ -245,7 +256,7 @@ def test_the_dry_run_prints_the_steps_the_deploy_runs_and_runs_none(fleet: Fleet
     assert not (fleet.root / "app1" / "green.up").exists()
 
 
-def test_a_state_changed_behind_the_lock_stops_the_deploy_before_any_balancer_command(
+def test_a_state_changed_behind_the_lock_stops_the_deploy_before_any_activation(
         fleet: Fleet) -> None:
     run_deploy(fleet, "v1")
     for fake in fleet.balancers.values():
@@ -263,12 +274,14 @@ def test_a_state_changed_behind_the_lock_stops_the_deploy_before_any_balancer_co
     with pytest.raises(BluegreenError) as caught:
         run_deploy(fleet, "v2")
     assert caught.value.exit_code == 9 and "changed after this operation read it" in \
-        caught.value.paragraph()
-    assert fleet.balancer_commands() == {"lb1": [], "lb2": []}  # not even staged
+        caught.value.paragraph() and "lb2" in caught.value.paragraph()
+    # lb1 staged and validated, and was put back byte for byte; lb2 staged nothing
+    assert fleet.balancer_commands() == {"lb1": ["stage", "validate", "restore"], "lb2": []}
+    assert all(fake.file == fake.serving for fake in fleet.balancers.values())
     assert fleet.state()["live"] == "blue"
 
 
-def test_a_lock_taken_over_stops_the_deploy_before_any_balancer_command(fleet: Fleet) -> None:
+def test_a_lock_taken_over_stops_the_deploy_before_any_activation(fleet: Fleet) -> None:
     run_deploy(fleet, "v1")
     for fake in fleet.balancers.values():
         fake.done.clear()
@@ -286,6 +299,8 @@ def test_a_lock_taken_over_stops_the_deploy_before_any_balancer_command(fleet: F
         run_deploy(fleet, "v2")
     assert caught.value.exit_code == 9 and "no longer holds the lock" in \
         caught.value.paragraph()
-    assert fleet.balancer_commands() == {"lb1": [], "lb2": []}
+    # the lock is on lb1: lb1 staged nothing; lb2 staged and validated, then was put back
+    assert fleet.balancer_commands() == {"lb1": [], "lb2": ["stage", "validate", "restore"]}
+    assert all(fake.file == fake.serving for fake in fleet.balancers.values())
     assert fleet.state()["live"] == "blue"
     assert fleet.state()["colours"]["green"]["status"] == "failed"

@@ -4,6 +4,7 @@ read the answers (the real behaviour is covered against sshd in the integration 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from bluegreen.model import Colour
 from bluegreen.shell import Command
 from bluegreen.state import Lock, State, StateStore, sha256_text
 from bluegreen.transport.fake import FakeTransport
+from bluegreen.transport.local import LocalTransport
 
 
 def answering(files: dict[str, str], *, lock_busy: bool = False) -> FakeTransport:
@@ -74,3 +76,27 @@ def test_a_held_lock_names_its_holder() -> None:
         Lock(store, command="deploy v10", stale_after=300).acquire()
     assert "ci@runner" in caught.value.message and "deploy v9" in caught.value.message
     assert caught.value.exit_code == 4
+
+
+def test_the_flip_guard_passes_only_for_the_state_read_and_the_lock_held(
+        tmp_path: Path) -> None:
+    shell = LocalTransport("lb1")  # the guard's script, run for real
+    store = StateStore(shell, str(tmp_path), "shop")
+    store.read()  # no state yet
+    store.write(State(service="shop", generation=1, revision=1, live=Colour.BLUE),
+                expected_revision=0)
+    (tmp_path / "lock").mkdir()
+    (tmp_path / "lock" / "owner.json").write_text('{"token": "ours"}')
+    guard = store.guard("ours")
+    assert shell.run(guard.command).ok
+    assert shell.run(store.guard(None).command).ok  # a balancer without the lock
+    (tmp_path / "lock" / "owner.json").write_text('{"token": "theirs"}')
+    lost = shell.run(guard.command)
+    assert lost.exit_status == 74
+    assert "no longer holds the lock" in guard.refusal(lost.stdout).message
+    (tmp_path / "state.json").write_text((tmp_path / "state.json").read_text() + " ")
+    changed = shell.run(guard.command)
+    assert changed.exit_status == 73
+    refusal = guard.refusal(changed.stdout)
+    assert refusal.exit_code == 9 and "state changed after this operation read it" in \
+        refusal.message and refusal.where == f"lb1:{tmp_path}/state.json"
