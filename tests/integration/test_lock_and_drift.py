@@ -184,3 +184,31 @@ def test_a_hand_edited_balancer_file_is_drift(service: Service) -> None:
     assert refused.returncode == 9 and "edited" in refused.stderr
     assert service.cli("switch", "--to", "blue").returncode == 0
     assert service.cli("status").returncode == 0
+
+
+def test_a_deploy_whose_lock_was_taken_over_stops_before_moving_traffic(
+        service: Service) -> None:
+    assert service.deploy("v1").returncode == 0
+    # while v2 starts, someone forces the lock away and switches: the state changes under the
+    # deploy, which must then refuse to flip (the check runs on the balancer as it stages)
+    first = start_cli(service, "deploy", "--source",
+                      str(service.release("v2", slow_start=12)), "--release", "v2")
+    try:
+        wait_for_line(first, "health-check")
+        assert service.cli("lock", "release", "--force").returncode == 0
+        switched = service.cli("switch", "--to", "blue")
+        assert switched.returncode == 0, switched.stderr
+        after_switch = service.nginx["lb1"].managed_file.read_bytes()
+        code = first.wait(timeout=60)
+        stderr = first.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert code == 9, stderr
+    assert "the state changed after this operation read it" in stderr
+    assert "nothing was flipped" in stderr and "Traceback" not in stderr
+    assert service.nginx["lb1"].managed_file.read_bytes() == after_switch  # put back
+    assert service.fetch().startswith("release v1 (blue)")
+    assert service.state()["live"] == "blue"
+    assert service.history()[-1]["operation"] == "deploy"
+    assert service.history()[-1]["error"]["code"] == "drift"
