@@ -27,10 +27,16 @@ class CheckRow:
     detail: str
     category: str = HOST
     version: str | None = None  # of the software the row found (the balancer's)
+    warning: bool = False  # passes, but a setting should change (the detail says how)
 
     def to_dict(self) -> dict[str, object]:
-        found = {"host": self.host, "check": self.check, "ok": self.ok, "detail": self.detail}
-        return {**found, "version": self.version} if self.version else found
+        found: dict[str, object] = {"host": self.host, "check": self.check, "ok": self.ok,
+                                    "detail": self.detail}
+        if self.version:
+            found["version"] = self.version
+        if self.warning:
+            found["warning"] = True
+        return found
 
 
 def exit_code_for(rows: list[CheckRow]) -> int:
@@ -174,6 +180,10 @@ def _balancer_checks(inventory: Inventory, host: HostSpec, transport: Transport
             valid = transport.run(balancer.validate_main_config())
             detail = "valid" if valid.ok else tail(valid.stderr or valid.stdout, 2)
             rows.append(CheckRow(host.name, f"{balancer.kind} config", valid.ok, detail, BALANCER))
+        for advice in balancer.host_advice():
+            fine, said = advice.judge(transport.run(advice.command))
+            rows.append(CheckRow(host.name, advice.check, True, said, BALANCER,
+                                 warning=not fine))
     state_dir = inventory.state_dir_for(host)
     result = transport.run(Command.script(
         'mkdir -p -m 700 -- "$1" && test -w "$1"', state_dir))

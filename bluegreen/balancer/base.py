@@ -4,6 +4,7 @@ file (keeping a byte-exact backup in the state directory), restore it, read its 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -126,6 +127,16 @@ class BalancerTraffic:
     servers: dict[str, ServerTraffic]
 
 
+@dataclass(frozen=True)
+class HostAdvice:
+    """A setting of a balancer's host that its flips depend on, for `bluegreen check`: read by
+    `command`; `judge` says from its result whether it is as it should be, and what it is."""
+
+    check: str
+    command: Command
+    judge: Callable[[CommandResult], tuple[bool, str]]
+
+
 class Balancer(Protocol):
     """What the orchestrator asks of a balancer driver — nothing else: how a driver reloads,
     or which processes it runs, stays inside the driver and its `Activation`."""
@@ -144,6 +155,7 @@ class Balancer(Protocol):
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None: ...
+    def host_advice(self) -> tuple[HostAdvice, ...]: ...
 
 
 class MasterWorkerBalancer:
@@ -174,6 +186,9 @@ class MasterWorkerBalancer:
 
     def validate_main_config(self) -> Command:
         return self.validate()
+
+    def host_advice(self) -> tuple[HostAdvice, ...]:
+        return ()  # a reload hands the listening sockets over: nothing of the host's matters
 
     def user_reload(self) -> Command | None:
         """`balancer.reload` (e.g. `systemctl reload nginx`), rendered, if the inventory sets it."""

@@ -1,25 +1,33 @@
 """Caddy driver: the managed file is a Caddyfile snippet holding the service's upstreams
 (`reverse_proxy { import shop_upstream }` in the main Caddyfile); validated with
 `caddy validate` against the main config, activated through Caddy's admin API (`caddy reload`
-posts the adapted config to it: Caddy swaps its config in-process, with no process restart and
-no listener closed), and confirmed by reading the running config back from the admin API."""
+posts the adapted config to it: Caddy swaps its config in-process, with no process restart; on
+Linux the new config's listener is bound beside the old one, which is then closed — hence
+`host_advice`), and confirmed by reading the running config back from the admin API."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
 
-from bluegreen.balancer.base import BalancerTraffic, Upstream, dial, render_upstream
+from bluegreen.balancer.base import (
+    BalancerTraffic,
+    HostAdvice,
+    Upstream,
+    dial,
+    render_upstream,
+)
 from bluegreen.errors import BalancerError
 from bluegreen.inventory import BalancerSettings
 from bluegreen.shell import Arg, Command
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import CommandResult, Transport
 from bluegreen.waiting import poll_until
 
 if TYPE_CHECKING:
     from bluegreen.balancer.activation import Report
 
 DEFAULT_ADMIN = "localhost:2019"
+_READ_MIGRATE_REQ = "cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo none"
 DEFAULT_MAIN_CONFIG = "/etc/caddy/Caddyfile"
 
 
@@ -58,6 +66,10 @@ class CaddyBalancer:
 
     def loaded(self, managed_path: str) -> Command | None:
         return None  # `serving` reads what runs from the admin API instead
+
+    def host_advice(self) -> tuple[HostAdvice, ...]:
+        return (HostAdvice("caddy listener hand-over", Command.script(_READ_MIGRATE_REQ),
+                           judge_migrate_req),)
 
     def activation(self) -> CaddyActivation:
         return CaddyActivation(self)
@@ -157,3 +169,21 @@ def proxied_dials(config_json: str) -> list[frozenset[str]]:
     walk(config)
     return found
 
+
+
+def judge_migrate_req(result: CommandResult) -> tuple[bool, str]:
+    """On Linux, each config swap binds the new config's listener beside the old one
+    (SO_REUSEPORT) and closes the old one: a new connection the kernel had queued on the old
+    listener, not yet accepted, is reset — unless net.ipv4.tcp_migrate_req hands it over."""
+    value = result.stdout.strip()
+    if value == "1":
+        return True, ("net.ipv4.tcp_migrate_req = 1: a config swap hands the connections "
+                      "queued on Caddy's old listener to the new one")
+    if value == "0":
+        return False, ("net.ipv4.tcp_migrate_req = 0: a flip (a Caddy config swap) can reset a "
+                       "new connection queued on the old listener; `sysctl -w "
+                       "net.ipv4.tcp_migrate_req=1`, and the same line in /etc/sysctl.d/, keep "
+                       "them")
+    return False, ("this kernel cannot hand a closing listener's queued connections over "
+                   "(net.ipv4.tcp_migrate_req, Linux 5.14+): a flip (a Caddy config swap) can "
+                   "reset a new connection queued on the old listener")

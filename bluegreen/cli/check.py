@@ -29,7 +29,8 @@ def check(ctx: typer.Context) -> None:
         if not reporter.json_mode:
             human = reporter.table(  # type: ignore[attr-defined]
                 f"bluegreen check — {inventory.service}", ["host", "check", "", "detail"],
-                [(r.host, r.check, "✓" if r.ok else "✗", r.detail) for r in rows])
+                [(r.host, r.check, "!" if r.warning else "✓" if r.ok else "✗", r.detail)
+                 for r in rows])
         reporter.result(data, human=human)
     if code:
         raise typer.Exit(code)

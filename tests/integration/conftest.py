@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,26 @@ def mixed_balancers(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
 
 @pytest.fixture
 def caddy_service(fleet: Fleet, tmp_path: Path) -> Iterator[Service]:
-    """Two app hosts behind Caddy (flipped through its admin API)."""
-    yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
-                             balancer_kinds={"lb1": "caddy"}))
+    """Two app hosts behind Caddy (flipped through its admin API), on a host set up as `bluegreen
+    check` advises: a config swap hands the connections queued on Caddy's old listener to the
+    new one (net.ipv4.tcp_migrate_req; bench/caddy_listener.py measures what happens without)."""
+    with migrating_queued_connections(1):
+        yield from serve(Service(fleet, tmp_path, ["app1", "app2"], ["lb1"],
+                                 balancer_kinds={"lb1": "caddy"}))
+
+
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+@contextmanager
+def migrating_queued_connections(value: int) -> Iterator[None]:
+    """net.ipv4.tcp_migrate_req set to `value` (this test fleet's network namespace is the
+    machine's: the value it had comes back afterwards)."""
+    if not MIGRATE_REQ.exists():
+        pytest.skip("this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14+)")
+    before = MIGRATE_REQ.read_text().strip()
+    MIGRATE_REQ.write_text(f"{value}\n")
+    try:
+        yield
+    finally:
+        MIGRATE_REQ.write_text(f"{before}\n")

@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 from bluegreen.balancer.base import parse_version
+from tests.integration.conftest import migrating_queued_connections
 from tests.integration.service import Caddy, LoadDuring, Service
 
 
@@ -95,6 +96,18 @@ def test_check_reports_the_version_of_caddy_on_the_balancer(caddy_service: Servi
     installed = rows["lb1", "caddy installed"]
     assert installed["ok"] and installed["version"] == parse_version(local)
     assert f"(caddy {installed['version']})" in installed["detail"]
+    handover = rows["lb1", "caddy listener hand-over"]
+    assert handover["ok"] and "warning" not in handover
+    assert "net.ipv4.tcp_migrate_req = 1" in handover["detail"]
+    with migrating_queued_connections(0):  # the kernel's default: advised, not failed
+        advised = caddy_service.cli("check")
+        advised_json = caddy_service.cli("--json", "check")
+    assert advised.returncode == 0 and advised_json.returncode == 0, advised.stdout
+    line = next(line for line in advised.stdout.splitlines() if "hand-over" in line)
+    assert "│ ! │" in line
+    row = next(r for r in json.loads(advised_json.stdout)["data"]["checks"]
+               if r["check"] == "caddy listener hand-over")
+    assert row["ok"] and row["warning"] and "sysctl -w net.ipv4.tcp_migrate_req=1" in row["detail"]
 
 
 def test_a_canary_is_refused_with_the_reason_and_traffic_untouched(

@@ -38,3 +38,20 @@ def test_the_running_config_yields_every_reverse_proxy_upstream_set() -> None:
     config = FIXTURE.read_text()  # GET /config/ of Caddy 2.6 running a Caddyfile
     assert proxied_dials(config) == [frozenset({"127.0.10.1:9501", "127.0.10.2:9501"})]
     assert proxied_dials("not json") == [] and proxied_dials(json.dumps({"apps": {}})) == []
+
+
+def test_check_advises_handing_queued_connections_over_on_a_config_swap() -> None:
+    from bluegreen.balancer.caddy import judge_migrate_req
+    from bluegreen.transport.base import CommandResult
+
+    def read(stdout: str) -> tuple[bool, str]:
+        return judge_migrate_req(CommandResult("lb1", "cat", 0, stdout, ""))
+
+    (advice,) = balancer_for(inventory().balancer).host_advice()  # type: ignore[attr-defined]
+    assert "/proc/sys/net/ipv4/tcp_migrate_req" in str(advice.command)
+    assert read("1\n") == (True, "net.ipv4.tcp_migrate_req = 1: a config swap hands the "
+                                 "connections queued on Caddy's old listener to the new one")
+    fine, said = read("0\n")
+    assert not fine and "sysctl -w net.ipv4.tcp_migrate_req=1" in said
+    fine, said = read("none\n")  # before Linux 5.14
+    assert not fine and "Linux 5.14" in said
