@@ -15,7 +15,7 @@ from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.output import Reporter
 from bluegreen.plan import FlipPlan
-from bluegreen.state import StateGuard
+from bluegreen.store import StateGuard
 from bluegreen.transport.base import Transports
 
 

@@ -11,23 +11,18 @@ from bluegreen import cancel
 from bluegreen.app import AppStack, instance_specs
 from bluegreen.balancer.base import parse_header
 from bluegreen.canary_analysis import judge
+from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
 from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.fanout import fan_out
 from bluegreen.health import HealthChecker
 from bluegreen.instances import probe_instance
 from bluegreen.inventory import Inventory
+from bluegreen.lock import LockInfo, force_release, is_stale, read_lock
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.prometheus import canary_metrics
-from bluegreen.session import Session, drift_between, runtime_drift
-from bluegreen.state import (
-    LockInfo,
-    State,
-    ensure_consistent,
-    force_release,
-    is_stale,
-    read_lock,
-)
+from bluegreen.session import Session
+from bluegreen.state import State
 
 
 def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:

@@ -13,28 +13,19 @@ from typing import Any, TypeVar
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
-from bluegreen.balancer.base import Balancer, BalancerTraffic, file_loaded, parse_header
+from bluegreen.balancer.base import Balancer, BalancerTraffic, file_loaded
 from bluegreen.connections import Connections
+from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
 from bluegreen.hooks import HookRunner
 from bluegreen.inventory import HostSpec, Inventory
+from bluegreen.lock import Lock, LockInfo
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.plan import build_upstream
-from bluegreen.state import (
-    ColourStatus,
-    Lock,
-    LockInfo,
-    Operation,
-    State,
-    StateGuard,
-    StateStore,
-    actor,
-    ensure_consistent,
-    now,
-    sha256_text,
-)
+from bluegreen.state import ColourStatus, Operation, State, actor, now
+from bluegreen.store import StateGuard, StateStore
 from bluegreen.transport.base import Transport
 
 T = TypeVar("T")
@@ -295,40 +286,3 @@ class Session:
                     parallelism=self.inventory.ssh.parallelism)
         except BluegreenError as error:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
-
-
-def _weights(weights: dict[str, int]) -> str:
-    return ",".join(f"{colour}:{weight}" for colour, weight in sorted(weights.items()))
-
-
-def runtime_drift(state: State, serving: str | None, *, kind: str) -> str | None:
-    if state.live is None or serving is None:
-        return None
-    expected = ("+".join(sorted(c for c, w in state.weights.items() if w > 0)) if state.canary
-                else state.live.value)
-    if serving != expected:
-        return f"{kind} serves {serving} at runtime, state says {expected}"
-    return None
-
-
-def drift_between(state: State, managed_text: str | None, *, host: str) -> str | None:
-    header = parse_header(managed_text)
-    if state.live is None and state.generation == 0:
-        if managed_text is not None and header is not None:
-            return (f"the file serves {header.colour} (generation {header.generation}) but no "
-                    "state was recorded")
-        return None
-    if header is None:
-        return ("the managed file is missing or has no bluegreen header" if managed_text is None
-                or not managed_text.strip() else "the managed file's bluegreen header is gone "
-                "(edited by hand?)")
-    if header.colour != state.live or header.generation != state.generation:
-        return (f"file serves {header.colour} (generation {header.generation}), state says "
-                f"{state.live} (generation {state.generation})")
-    if any(state.weights.values()) and header.weights != state.weights:
-        return (f"file weights {_weights(header.weights)}, state says "
-                f"{_weights(state.weights)}")
-    recorded = state.managed_sha256.get(host)
-    if recorded and sha256_text(managed_text or "") != recorded:
-        return "the file was edited after bluegreen wrote it (its checksum differs)"
-    return None

@@ -64,7 +64,7 @@ def test_an_nginx_reload_took_only_when_no_old_worker_still_accepts() -> None:
     ('{"owner": "ci@ru\n7\n', "unknown", 7.0, False),  # half-written JSON
 ])
 def test_lock_files(output: str, owner: str, age: float | None, stale: bool) -> None:
-    from bluegreen.state import is_stale, parse_lock
+    from bluegreen.lock import is_stale, parse_lock
 
     info = parse_lock(output)
     assert (info.owner, info.heartbeat_age) == (owner, age)

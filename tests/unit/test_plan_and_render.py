@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 
 from bluegreen.balancer.base import parse_header
+from bluegreen.drift import drift_between
 from bluegreen.errors import TemplateError
 from bluegreen.inventory import validate_inventory
 from bluegreen.model import Colour
 from bluegreen.plan import build_deploy_plan, build_flip_plan
 from bluegreen.render import render_command, render_config
-from bluegreen.session import drift_between
 from bluegreen.state import State, sha256_text
 
 INVENTORY: dict[str, Any] = {

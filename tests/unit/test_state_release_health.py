@@ -8,12 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bluegreen.drift import ensure_consistent
 from bluegreen.errors import UsageError
 from bluegreen.health import HealthChecker
 from bluegreen.inventory import HealthSettings
 from bluegreen.model import Colour
 from bluegreen.release import package, releases_to_prune
-from bluegreen.state import State, ensure_consistent
+from bluegreen.state import State
 
 
 def test_state_round_trips_and_flips() -> None:

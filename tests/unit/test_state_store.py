@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from bluegreen.errors import DriftError, LockHeld
+from bluegreen.lock import Lock
 from bluegreen.model import Colour
 from bluegreen.shell import Command
-from bluegreen.state import Lock, State, StateStore, sha256_text
+from bluegreen.state import State, sha256_text
+from bluegreen.store import StateStore
 from bluegreen.transport.fake import FakeTransport
 from bluegreen.transport.local import LocalTransport
 
