@@ -106,7 +106,10 @@ class Flipper:
 
         def restore(host: HostSpec) -> None:
             transport, site = self.connections[host.name], self.sites[host.name]
-            site.managed.restore(transport)
+            if not site.managed.restore(transport, plan.configs[host.name]):
+                self.reporter.step(host.name, "nothing to restore: this flip's file was never "
+                                   "staged there, so the file was left as it is", ok=True)
+                return
             if activated:
                 site.driver.activation().move_back(transport, plan.previous_upstream,
                                                    self._reporting(host))

@@ -3,6 +3,7 @@ file (keeping a byte-exact backup in the state directory), restore it, read its 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -324,6 +325,14 @@ _RESTORE = (
     'tmp=$(mktemp -- "$dir/.bluegreen-tmp.XXXXXX") || exit 1; '
     'cp -p -- "$prev" "$tmp" && mv -f -- "$tmp" "$f" || { rm -f -- "$tmp"; exit 1; }'
 )
+# The restore a flip runs: the watchdog disarmed, then — unless the file is not the text this
+# flip staged ($3, its sha256, when given) — the backup put back.
+_NOT_STAGED = "not staged by this flip"
+_RESTORE_STAGED = (
+    'rm -f -- "$2".pending.*; '
+    'if [ -n "$3" ]; then sum=$(sha256sum < "$1" 2>/dev/null) || sum=none; '
+    f'[ "${{sum%% *}}" = "$3" ] || {{ echo "{_NOT_STAGED}"; exit 0; }}; fi; ' + _RESTORE
+)
 WITHDRAWN = 70  # the exit status of `take` when the staged file was already withdrawn
 INVALID = 65  # the exit status of `stage_and_validate` when the staged file failed validation
 
@@ -401,11 +410,16 @@ class ManagedFile:
                      "activated. Retry; check the balancer host's load.")
         result.check(f"take {self.path}")
 
-    def restore(self, transport: Transport) -> None:
+    def restore(self, transport: Transport, staged: str | None = None) -> bool:
         """Put the backed-up file back, byte-identical (or remove the file if there was none),
-        and disarm the watchdog."""
+        and disarm the watchdog. With `staged` (the text this flip staged), only if the file is
+        that text: on a host where the staging never ran, the backup is an older flip's and the
+        file is left as it is (False)."""
         self._staged.pop(transport.host, None)
-        transport.run(self.restore_command()).check(f"restore {self.path}")
+        result = transport.run(self.restore_command(
+            hashlib.sha256(staged.encode()).hexdigest() if staged is not None else None))
+        result.check(f"restore {self.path}")
+        return _NOT_STAGED not in result.stdout
 
     # its commands, each built in one place
 
@@ -425,5 +439,5 @@ class ManagedFile:
         return Command.script('[ -n "$1" ] && mv -- "$1" "$2.taken" 2>/dev/null || exit 70',
                               marker, self.backup)
 
-    def restore_command(self) -> Command:
-        return Command.script('rm -f -- "$2".pending.*; ' + _RESTORE, self.path, self.backup)
+    def restore_command(self, staged_sha256: str | None = None) -> Command:
+        return Command.script(_RESTORE_STAGED, self.path, self.backup, staged_sha256 or "")

@@ -69,3 +69,23 @@ def test_a_staged_file_for_a_new_path_is_removed_again(fleet: Fleet, tmp_path: P
         assert wait_for(lambda: not live.exists())
     finally:
         transport.close()
+
+
+def test_a_restore_puts_back_only_a_file_this_flip_staged(fleet: Fleet, tmp_path: Path) -> None:
+    live = tmp_path / "shop.conf"
+    live.write_text("generation 1\n")
+    transport = connect(fleet, "lb1")
+    try:
+        managed = ManagedFile(str(live), str(tmp_path / "state"), lifetime=30)
+        managed.stage_and_validate(transport, "generation 2\n", VALID)
+        managed.take(transport)  # the flip to generation 2 went through; its backup stays
+        # the next flip never reached this host's staging (its guard refused, its connection
+        # failed first): the backup is generation 1's, and must not come back
+        assert managed.restore(transport, "generation 3\n") is False
+        assert live.read_text() == "generation 2\n"
+        # where it did stage, the file it replaced comes back byte for byte
+        managed.stage_and_validate(transport, "generation 3\n", VALID)
+        assert managed.restore(transport, "generation 3\n") is True
+        assert live.read_text() == "generation 2\n"
+    finally:
+        transport.close()

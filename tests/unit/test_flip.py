@@ -22,7 +22,7 @@ from bluegreen.inventory import Inventory, validate_inventory
 from bluegreen.model import Colour
 from bluegreen.plan import FlipPlan, build_flip_plan
 from bluegreen.shell import Command
-from bluegreen.state import State
+from bluegreen.state import State, sha256_text
 from bluegreen.transport.fake import FakeTransport
 
 OLD = "upstream shop { server 10.0.0.11:9501; }  # blue\n"
@@ -53,8 +53,8 @@ class FakeNginx:
                              "" if self.valid else 'unknown directive "servr"')
         if command == managed.take_command(MARKER):
             return self._did("take")
-        if command == managed.restore_command():
-            self.file = self.backup
+        if command == managed.restore_command(sha256_text(self.file or "")):
+            self.file = self.backup  # the file is the one this flip staged: put back
             return self._did("restore")
         if command == ReloadActivation(driver).reload_and_watch():  # type: ignore[arg-type]
             before = self._listed()
