@@ -1009,22 +1009,30 @@ def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, p
             reporter.warn(f"the canary is {'already' if pause else 'not'} paused: nothing to do")
             return {**_summary(state, None, release=canary.release),
                     "canary": canary.to_dict(), "changed": False}
-        if options.dry_run:
-            return _dry_run([f"{operation}: {canary.describe()}",
-                             "1. record it in the state and the history"])
         changed = replace(canary, paused_at=now() if pause else None,
                           paused_by=actor() if pause else None)
-        with cancel.deferred_interrupts():
-            new_state = session.finish_change(replace(state, canary=changed, updated_at=now(),
-                                                      updated_by=actor()))
+        progress = _Progress(state, canary=changed)
+
+        def record() -> None:  # the state and its history record, together or neither
+            progress.state = session.finish_change(replace(
+                state, canary=changed, updated_at=now(), updated_by=actor()))
             session.record({"operation": operation, "from": _name(state.live),
                             "to": canary.colour, "release": canary.release,
                             "canary": canary.weight, "result": "ok",
-                            "generation": new_state.generation,
+                            "generation": progress.state.generation,
                             **({"reason": reason} if reason else {})})
-        reporter.step(inventory.primary_balancer.name,
-                      f"canary {'paused' if pause else 'resumed'} at {canary.weight}%", ok=True)
-        return {**_summary(new_state, None, release=canary.release),
+            reporter.step(inventory.primary_balancer.name,
+                          f"canary {'paused' if pause else 'resumed'} at {canary.weight}%",
+                          ok=True)
+
+        steps = Plan(f"{operation}: {canary.describe()}", (Step(
+            "record it in the state on every balancer, and in the history"
+            + (": its timed steps wait for `canary resume`" if pause else
+               ": its timed steps go on"), record, holds_interrupts=True, commits=True),))
+        if options.dry_run:
+            return _dry_run(steps.describe())
+        execute(steps)
+        return {**_summary(progress.state, None, release=canary.release),
                 "canary": changed.to_dict(), "changed": True}
 
 
