@@ -1,8 +1,8 @@
-"""Uploading a release: bluegreen's SSH transport sending N MB of incompressible data to 4 hosts
-in parallel (`cat > /dev/null` on each), against the floor of OpenSSH's own client doing the
-same in the same run.
+"""Uploading a release: bluegreen's SSH transport streaming a file of N MB of incompressible data
+to several hosts in parallel (`cat > /dev/null` on each) — read by offset as a release is, never
+held whole in memory — against the floor of OpenSSH's own client doing the same in the same run.
 
-    .venv/bin/python bench/upload.py [sizes in MB, default 8,32,105]
+    .venv/bin/python bench/upload.py [sizes in MB, default 8,32,105] [hosts, default 4]
 
 Starts its own sshd processes on 127.0.10.x (see tests/fleet.py) and stops them at the end."""
 
@@ -19,17 +19,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, SSHSettings
+from bluegreen.release import FilePayload
 from bluegreen.shell import Command
 from bluegreen.transport.ssh import SSHTransport, resolve_target
 from tests.fleet import start_fleet
 
-HOSTS = 4
-
 
 def main() -> None:
     sizes = [int(s) for s in (sys.argv[1] if len(sys.argv) > 1 else "8,32,105").split(",")]
+    hosts_count = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     with tempfile.TemporaryDirectory() as tmp:
-        fleet = start_fleet(Path(tmp), {f"u{i}": f"127.0.10.{60 + i}" for i in range(HOSTS)})
+        fleet = start_fleet(Path(tmp), {f"u{i}": f"127.0.10.{60 + i}" for i in range(hosts_count)})
         try:
             settings = SSHSettings(user="root", identity_file=str(fleet.client_key),
                                    known_hosts=str(fleet.known_hosts), config_file=None,
@@ -40,13 +40,16 @@ def main() -> None:
                 for h in hosts]
             payload = Path(tmp) / "payload"
             for size in sizes:
-                data = os.urandom(size << 20)
-                payload.write_bytes(data)
-                started = time.perf_counter()
-                fan_out(transports, lambda t, data=data: t.run(
-                    Command("sh", "-c", "cat > /dev/null"), stdin=data).check(),
-                        step="upload", name=lambda t: t.host, parallelism=HOSTS)
-                ours = time.perf_counter() - started
+                with payload.open("wb") as out:
+                    for _ in range(size):
+                        out.write(os.urandom(1 << 20))
+                with payload.open("rb") as source:
+                    streamed = FilePayload(source, size << 20)
+                    started = time.perf_counter()
+                    fan_out(transports, lambda t, streamed=streamed: t.run(
+                        Command("sh", "-c", "cat > /dev/null"), stdin=streamed).check(),
+                            step="upload", name=lambda t: t.host, parallelism=hosts_count)
+                    ours = time.perf_counter() - started
                 started = time.perf_counter()
                 clients = [subprocess.Popen(
                     ["ssh", "-q", "-i", str(fleet.client_key), "-o",
@@ -55,7 +58,7 @@ def main() -> None:
                     stdin=payload.open("rb")) for h in hosts]
                 assert all(c.wait(timeout=600) == 0 for c in clients)
                 floor = time.perf_counter() - started
-                print(f"{size:4d} MB to {HOSTS} hosts: bluegreen {ours:6.2f} s, "
+                print(f"{size:4d} MB to {hosts_count} hosts: bluegreen {ours:6.2f} s, "
                       f"ssh {floor:6.2f} s, ratio {ours / floor:5.2f}", flush=True)
             for transport in transports:
                 transport.close()

@@ -122,6 +122,20 @@ def direct_tcpip(client: paramiko.SSHClient, hop: SSHTarget, next_hop: SSHTarget
             hint="Check the address and that the jump host allows TCP forwarding.",
         ) from None
 
+def _aead_first(*args: Any, **kwargs: Any) -> paramiko.Transport:
+    """A transport that offers AES-GCM first (OpenSSH's own preference after ChaCha20, which
+    paramiko lacks): one pass of the cipher authenticates each packet, where AES-CTR needs an
+    HMAC besides — about a sixth of an upload's client CPU. Servers without it get AES-CTR."""
+    import paramiko
+
+    transport = paramiko.Transport(*args, **kwargs)
+    options = transport.get_security_options()
+    offered = tuple(options.ciphers)
+    aead = tuple(c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in offered)
+    options.ciphers = aead + tuple(c for c in offered if c not in aead)
+    return transport
+
+
 def open_client(target: SSHTarget, settings: ConnectOptions, *, sock: Any, label: str
                  ) -> paramiko.SSHClient:
     import paramiko
@@ -159,6 +173,7 @@ def open_client(target: SSHTarget, settings: ConnectOptions, *, sock: Any, label
             banner_timeout=settings.connect_timeout,
             auth_timeout=settings.connect_timeout,
             channel_timeout=settings.connect_timeout,
+            transport_factory=_aead_first,
         )
     except _UnknownHostKey as exc:
         client.close()
