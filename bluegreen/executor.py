@@ -45,7 +45,8 @@ class Plan:
 def execute(plan: Plan) -> None:
     """Run every step of `plan`: its guard, then its action. A failure anywhere — an interrupt
     included, and one held until the end of a step group — undoes the steps done since the last
-    commit, latest first, then stands."""
+    commit, latest first, then stands. A failure inside steps that hold interrupts is undone
+    before the block lets any signal through."""
     done: list[Step] = []
     try:
         for group in _groups(plan.steps):
@@ -55,22 +56,40 @@ def execute(plan: Plan) -> None:
             else:
                 _run(group, done)
     except BaseException:
-        with cancel.deferred_interrupts(then_raise=False):  # an undo is never cut short
-            for step in reversed(done):
-                if step.undo is not None:
-                    step.undo()
+        _undo(done)  # a signal let through at the end of a held group
         raise
 
 
 def _run(steps: list[Step], done: list[Step]) -> None:
-    for step in steps:
-        if step.guard is not None:
-            step.guard()
-        step.action()
-        if step.commits:
-            done.clear()
-        else:
-            done.append(step)
+    try:
+        for step in steps:
+            if step.guard is not None:
+                step.guard()
+            step.action()
+            if step.commits:
+                done.clear()
+            else:
+                done.append(step)
+    except BaseException:
+        _undo(done)
+        raise
+
+
+def _undo(done: list[Step]) -> None:
+    """Every undo of `done`, latest first, under held signals; each runs even when one before
+    it failed, and the first failure is then raised (the step's own error as its context)."""
+    failures: list[BaseException] = []
+    with cancel.deferred_interrupts(then_raise=False):
+        for step in reversed(done):
+            if step.undo is None:
+                continue
+            try:
+                step.undo()
+            except BluegreenError as error:
+                failures.append(error)
+    done.clear()
+    if failures:
+        raise failures[0]
 
 
 def _groups(steps: tuple[Step, ...]) -> Iterator[list[Step]]:

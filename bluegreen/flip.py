@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite
-from bluegreen.balancer.base import GUARD_REFUSED, Upstream
+from bluegreen.balancer.base import Upstream, guard_refused
 from bluegreen.errors import BalancerError, BluegreenError, FanOutError, Interrupted
 from bluegreen.fanout import fan_out
 from bluegreen.inventory import HostSpec, Inventory
@@ -41,7 +41,7 @@ class Flipper:
             validate = site.driver.validate()
             result = site.managed.stage_and_validate(transport, plan.configs[host.name],
                                                      validate, guard.command if guard else None)
-            if guard is not None and result.exit_status == GUARD_REFUSED:
+            if guard is not None and guard_refused(result):
                 staged.remove(host)  # nothing was staged there: nothing to put back
                 self.reporter.step(host.name, "not staged: " + (result.tail() or "refused"),
                                    ok=False)

@@ -368,6 +368,7 @@ def _deploy_steps(session: Session, progress: _Progress, plan: DeployPlan, artif
                           "deploy.max_unhealthy) out of the flip", leave_out_unhealthy))
     if canary is not None:
         def start_canary() -> None:
+            session.hooks.describe(canary_weight=str(canary[0]))  # what the step's hooks see
             record["canary"] = canary[0]
             record["canary_steps"] = list(canary)
             progress.state = progress.state.with_colour(
@@ -532,7 +533,6 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
                         if restart else None)
 
 
-
 def _require_rollback_target(state: State, previous: Colour, *, restart: bool) -> None:
     """Rollback flips only to a colour that still runs, untouched, the release it served; a
     retired one may be started again from that release with `--restart`."""
@@ -583,7 +583,13 @@ def _require_rollback_target(state: State, previous: Colour, *, restart: bool) -
 def _restart_steps(session: Session, colour: Colour, release: str) -> list[Step]:
     """Start a colour again from the release its pointer still names (prune keeps it)."""
     inventory, reporter = session.inventory, session.reporter
-    stack = AppStack(inventory, _require_app(inventory))
+    if inventory.app is None or not release:  # refused when run: by the guard, or here
+        def refuse() -> None:
+            _require_app(inventory)
+
+        return [Step(f"start {colour} again (it needs an `app:` section and the release it "
+                     "served)", refuse)]
+    stack = AppStack(inventory, inventory.app)
     specs = instance_specs(inventory, colour)
 
     def write_ahead() -> None:
@@ -620,7 +626,6 @@ def _restart_steps(session: Session, colour: Colour, release: str) -> list[Step]
                            for spec in specs)),
         Step(f"health-check {len(specs)} restarted {colour} instance(s)", check),
     ]
-
 
 
 def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, options: Options
@@ -705,7 +710,6 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
 
     return recorded(session, record, run,
                     post="post_rollback" if operation == "rollback" else None)
-
 
 
 def _require_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
@@ -806,7 +810,6 @@ _FLIP_SAYS = ("on {balancers} balancer(s): check that the state is unchanged and
               "still held, stage the managed file and validate it (restored byte for byte if "
               "invalid); then activate on every balancer at once — a confirmed reload, or the "
               "runtime API — (generation {generation}):")
-
 
 
 def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
@@ -951,6 +954,7 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
              if s.host.name not in state.colour(colour).out]
 
     def require_running() -> None:
+        session.hooks.describe(canary_weight=str(weight))  # what the step's hooks see
         _require_running(session, specs, colour, release=canary.release,
                          operation="canary promote")
 
@@ -976,7 +980,6 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
                 "canary": progress.state.canary.to_dict()}
 
     return recorded(session, record, run)
-
 
 
 def canary_pause(inventory: Inventory, reporter: Reporter, *, options: Options,
@@ -1077,7 +1080,6 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
     assert stable is not None
     weights = {stable.value: 100 - weight, target.value: weight}
     flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
-    session.hooks.describe(canary_weight=str(weight))  # what the step's hooks see
 
     def plan_flip() -> FlipPlan:
         return build_flip_plan(inventory, state=progress.state, target=stable, current={},
@@ -1144,7 +1146,6 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
     ]
 
 
-
 def _require_weights(session: Session, state: State, *, where: str) -> None:
     if state.live is None:
         raise UsageError("a canary needs a live colour to share the traffic with.",
@@ -1170,7 +1171,6 @@ def refuse_during_canary(state: State, operation: str) -> None:
             f"a canary is in progress: {state.canary.describe()}; {operation} waits for it.",
             hint="`bluegreen canary promote` gives it all the traffic, `bluegreen canary "
                  "abort` none; `bluegreen canary status` shows it.")
-
 
 
 def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:

@@ -140,10 +140,11 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
             try:
                 execute(steps)
             except (BluegreenError, KeyboardInterrupt) as error:
-                if session.changing is None:  # else the envelope records the colour failed
-                    progress.state = _end_operation(session, progress.state)
-                if isinstance(error, BluegreenError):
-                    _explain(error, run, progress.state)
+                if progress.reloading:  # from the checks to the last host back in traffic
+                    if session.changing is None:  # else the envelope records it failed
+                        progress.state = _end_operation(session, progress.state)
+                    if isinstance(error, BluegreenError):
+                        _explain(error, run, progress.state)
                 raise
             final = progress.state
             return {"colour": target.value, "signal": chosen_signal, "release": run.loads,
@@ -158,6 +159,7 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
 @dataclass
 class _Reloading:
     state: State  # as last read or written
+    reloading: bool = False  # between the masters' check and the last host back in traffic
 
 
 def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack: AppStack,
@@ -169,6 +171,7 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
     kind = "task workers" if run.task_workers else "workers"
 
     def preflight() -> None:
+        progress.reloading = True
         reporter.phase(f"check {len(specs)} {target} master(s) before reloading")
         run.masters = dict(zip(run.hosts, fan_out(
             specs, lambda s: _preflight(session, stack, s, run), step="reload",
@@ -212,6 +215,7 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
 
     def verify_public() -> None:
         assert run.new_release is not None
+        progress.reloading = False
         try:  # what the public URL serves now is the new release
             verify(inventory, release=run.new_release, colour=target.value, reporter=reporter)
         except BluegreenError as error:
@@ -223,6 +227,7 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
             raise
 
     def finish() -> None:
+        progress.reloading = False
         state = progress.state
         if run.new_release:
             progress.state = session.finish_change(state.with_colour(

@@ -341,8 +341,12 @@ INVALID = 65  # the exit status of `stage_and_validate` when the staged file fai
 _STAGE_AND_VALIDATE = 'marker=$(sh -c "$1") || exit; printf "%s\\n" "$marker"; ' \
     'sh -c "$2" >&2 || exit 65'
 GUARD_REFUSED = 64  # the exit status of a guarded `stage_and_validate` whose guard refused
-# $1 a guard (its output on stderr), then as above: nothing is staged unless the guard passes
-_GUARDED_STAGE_AND_VALIDATE = 'sh -c "$1" >&2 || exit 64; shift; ' + _STAGE_AND_VALIDATE
+GUARD_REFUSAL = "bluegreen: the guard refused; nothing was staged"  # said only then, on stderr
+# $1 a guard (its output on stderr; stdin is the staged text, not for it), then as above:
+# nothing is staged unless the guard passes
+_GUARDED_STAGE_AND_VALIDATE = (
+    f'sh -c "$1" </dev/null >&2 || {{ echo "{GUARD_REFUSAL}" >&2; exit 64; }}; shift; '
+    + _STAGE_AND_VALIDATE)
 
 # Backs up the managed file, puts the new text (stdin) in its place and arms the watchdog.
 _STAGE = (
@@ -360,6 +364,11 @@ _STAGE = (
     'bluegreen "$3" "$marker" "$4" "$f" "$prev" </dev/null >/dev/null 2>&1 & '
     'printf %s "$marker"'
 )
+
+
+def guard_refused(result: CommandResult) -> bool:
+    """Whether a guarded `stage_and_validate` stopped at its guard (nothing staged)."""
+    return result.exit_status == GUARD_REFUSED and GUARD_REFUSAL in result.stderr
 
 
 class ManagedFile:
@@ -387,7 +396,7 @@ class ManagedFile:
         when it fails, nothing is staged and the result's exit status is GUARD_REFUSED."""
         result = transport.run(self.stage_and_validate_command(validate, guard),
                                stdin=text.encode())
-        if guard is not None and result.exit_status == GUARD_REFUSED:
+        if guard is not None and guard_refused(result):
             return result
         if not result.ok and result.exit_status != INVALID:
             replace(result, command=str(self.stage_command())).check(f"stage {self.path}")

@@ -170,7 +170,6 @@ def proxied_dials(config_json: str) -> list[frozenset[str]]:
     return found
 
 
-
 def judge_migrate_req(result: CommandResult) -> tuple[bool, str]:
     """On Linux, each config swap binds the new config's listener beside the old one
     (SO_REUSEPORT) and closes the old one: a new connection the kernel had queued on the old

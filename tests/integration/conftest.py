@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +69,8 @@ def migrating_queued_connections(value: int) -> Iterator[None]:
     machine's: the value it had comes back afterwards)."""
     if not MIGRATE_REQ.exists():
         pytest.skip("this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14+)")
+    if not os.access(MIGRATE_REQ, os.W_OK):
+        pytest.skip("net.ipv4.tcp_migrate_req can only be set as root")
     before = MIGRATE_REQ.read_text().strip()
     MIGRATE_REQ.write_text(f"{value}\n")
     try:

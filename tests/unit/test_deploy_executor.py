@@ -22,6 +22,7 @@ from bluegreen.balancer import site_for
 from bluegreen.balancer.base import (
     _GUARDED_STAGE_AND_VALIDATE,
     _STAGE_AND_VALIDATE,
+    GUARD_REFUSAL,
     GUARD_REFUSED,
 )
 from bluegreen.errors import (
@@ -72,7 +73,7 @@ class Fleet:
                     guard, stage, validate = command.argv[4:]
                     checked = self.state_shell.run(Command("sh", "-c", guard))
                     if not checked.ok:
-                        return GUARD_REFUSED, "", checked.stdout + checked.stderr
+                        return GUARD_REFUSED, "", f"{checked.stdout}{GUARD_REFUSAL}\n"
                     command = Command.script(_STAGE_AND_VALIDATE, stage, validate)
                 try:
                     return fake(command, stdin)

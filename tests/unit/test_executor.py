@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bluegreen import cancel
-from bluegreen.errors import DriftError, HealthCheckFailed, Interrupted
+from bluegreen.errors import BalancerError, DriftError, HealthCheckFailed, Interrupted
 from bluegreen.executor import Plan, Step, execute
 
 
@@ -107,3 +107,18 @@ def test_a_held_step_can_cut_itself_short_and_the_group_is_undone_at_once() -> N
             step("verify", holds_interrupts=True, then=verify),
             step("record", holds_interrupts=True, commits=True))))
     assert done == ["flip", "verify", "undo flip"]  # never recorded
+
+
+def test_every_undo_runs_even_when_one_fails_and_that_failure_is_raised() -> None:
+    done: list[str] = []
+    step = recording(done)
+
+    def failing_undo() -> None:
+        done.append("undo b (fails)")
+        raise BalancerError("flipping back failed on lb2")
+
+    with pytest.raises(BalancerError) as caught:
+        execute(Plan("h", (step("a"), Step("b", lambda: done.append("b"), undo=failing_undo),
+                           step("c", fails=True))))
+    assert done == ["a", "b", "c", "undo b (fails)", "undo a"]
+    assert isinstance(caught.value.__context__, HealthCheckFailed)  # what made it undo

@@ -122,10 +122,11 @@ def direct_tcpip(client: paramiko.SSHClient, hop: SSHTarget, next_hop: SSHTarget
             hint="Check the address and that the jump host allows TCP forwarding.",
         ) from None
 
+
 def _aead_first(*args: Any, **kwargs: Any) -> paramiko.Transport:
     """A transport that offers AES-GCM first (OpenSSH's own preference after ChaCha20, which
     paramiko lacks): one pass of the cipher authenticates each packet, where AES-CTR needs an
-    HMAC besides — about a sixth of an upload's client CPU. Servers without it get AES-CTR."""
+    HMAC besides — about a tenth of an upload's client CPU. Servers without it get AES-CTR."""
     import paramiko
 
     transport = paramiko.Transport(*args, **kwargs)
