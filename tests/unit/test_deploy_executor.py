@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,51 +257,43 @@ def test_the_dry_run_prints_the_steps_the_deploy_runs_and_runs_none(fleet: Fleet
     assert not (fleet.root / "app1" / "green.up").exists()
 
 
-def test_a_state_changed_behind_the_lock_stops_the_deploy_before_any_activation(
-        fleet: Fleet) -> None:
+def change_the_state(fleet: Fleet) -> None:  # another writer, mid-deploy
+    state_file = fleet.root / "state" / "lb2" / "state.json"
+    if b"meddled" not in state_file.read_bytes():
+        state_file.write_text(state_file.read_text().replace("{", '{"meddled": 1, ', 1))
+
+
+def take_the_lock_over(fleet: Fleet) -> None:  # `lock release --force` and another holder
+    (fleet.root / "state" / "lb1" / "lock" / "owner.json").write_text(
+        '{"owner": "someone else", "token": "theirs"}')
+
+
+@pytest.mark.parametrize(("meddle", "said", "staged_and_restored"), [
+    # lb2's state changed: lb1 staged and validated, and was put back byte for byte
+    (change_the_state, "the state changed after this operation read it", "lb1"),
+    # the lock is on lb1: lb1 staged nothing; lb2 staged and validated, then was put back
+    (take_the_lock_over, "this operation no longer holds the lock", "lb2"),
+])
+def test_what_changed_behind_the_deploy_stops_it_before_any_activation(
+        fleet: Fleet, meddle: Callable[[Fleet], None], said: str,
+        staged_and_restored: str) -> None:
     run_deploy(fleet, "v1")
     for fake in fleet.balancers.values():
         fake.done.clear()
-    state_file = fleet.root / "state" / "lb2" / "state.json"
     answer = fleet.http
 
-    def meddling(request: httpx.Request) -> httpx.Response:  # another writer, mid-deploy
-        if request.url.port == GREEN and b"meddled" not in state_file.read_bytes():
-            state_file.write_text(state_file.read_text().replace("{", '{"meddled": 1, ', 1))
+    def meddling(request: httpx.Request) -> httpx.Response:  # while green is health-checked
+        if request.url.port == GREEN:
+            meddle(fleet)
         return answer(request)
 
     fleet.http = meddling  # type: ignore[method-assign]
     fleet.public = "release v2"
     with pytest.raises(BluegreenError) as caught:
         run_deploy(fleet, "v2")
-    assert caught.value.exit_code == 9 and "changed after this operation read it" in \
-        caught.value.paragraph() and "lb2" in caught.value.paragraph()
-    # lb1 staged and validated, and was put back byte for byte; lb2 staged nothing
-    assert fleet.balancer_commands() == {"lb1": ["stage", "validate", "restore"], "lb2": []}
+    assert caught.value.exit_code == 9 and said in caught.value.paragraph()
+    assert fleet.balancer_commands() == {
+        name: ["stage", "validate", "restore"] if name == staged_and_restored else []
+        for name in ("lb1", "lb2")}
     assert all(fake.file == fake.serving for fake in fleet.balancers.values())
     assert fleet.state()["live"] == "blue"
-
-
-def test_a_lock_taken_over_stops_the_deploy_before_any_activation(fleet: Fleet) -> None:
-    run_deploy(fleet, "v1")
-    for fake in fleet.balancers.values():
-        fake.done.clear()
-    owner = fleet.root / "state" / "lb1" / "lock" / "owner.json"
-    answer = fleet.http
-
-    def taking_over(request: httpx.Request) -> httpx.Response:  # `lock release` elsewhere
-        if request.url.port == GREEN and owner.exists():
-            owner.write_text('{"owner": "someone else", "token": "theirs"}')
-        return answer(request)
-
-    fleet.http = taking_over  # type: ignore[method-assign]
-    fleet.public = "release v2"
-    with pytest.raises(BluegreenError) as caught:
-        run_deploy(fleet, "v2")
-    assert caught.value.exit_code == 9 and "no longer holds the lock" in \
-        caught.value.paragraph()
-    # the lock is on lb1: lb1 staged nothing; lb2 staged and validated, then was put back
-    assert fleet.balancer_commands() == {"lb1": [], "lb2": ["stage", "validate", "restore"]}
-    assert all(fake.file == fake.serving for fake in fleet.balancers.values())
-    assert fleet.state()["live"] == "blue"
-    assert fleet.state()["colours"]["green"]["status"] == "failed"
