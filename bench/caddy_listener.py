@@ -28,6 +28,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fleet import stop_process
+
 ADMIN = "127.0.0.1:2019"
 SERVED = ("127.0.0.1", 8080)
 MAX_SECONDS = 120.0  # each run, whatever the counts
@@ -107,11 +111,7 @@ def inner(swaps: int, clients: int) -> None:
         print(json.dumps({"swaps": done, **counts, "errors": errors,
                           "seconds": round(time.monotonic() - started, 1)}))
     finally:
-        caddy.terminate()
-        try:
-            caddy.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            caddy.kill()
+        stop_process(caddy)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -93,9 +93,8 @@ class Fleet:
 
     def stop(self, name: str) -> None:
         host = self.hosts[name]
-        if host.process is not None and host.process.poll() is None:
-            host.process.terminate()
-            host.process.wait(timeout=10)
+        if host.process is not None:
+            stop_process(host.process)
         host.process = None
 
     def close(self) -> None:
@@ -108,6 +107,20 @@ class Fleet:
                     host.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     host.process.kill()
+
+
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str],
+                 timeout: float = 10) -> None:
+    """Stop a process this run started: SIGTERM, then SIGKILL if it is still there after
+    `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 def start_fleet(root: Path, names: dict[str, str]) -> Fleet:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import free_port, wait_for_port
+from tests.fleet import free_port, stop_process, wait_for_port
 
 ADDRESS = "127.0.10.240"
 
@@ -53,11 +53,7 @@ def prometheus_scraping(root: Path, *targets: str) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 def ready(url: str) -> bool:
