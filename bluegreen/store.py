@@ -137,11 +137,14 @@ class StateStore:
 
 _ABSENT = "absent"  # the checksum of a state file that does not exist
 _CHANGED = 73
+# The checksum of the state file ($1) as $seen — what `_ABSENT` says when there is none: what a
+# write, and the flip's guard, compare with the checksum this store last saw ($2).
+_SEEN = ('if [ -e "$1" ]; then seen=$(sha256sum < "$1"); seen=${seen%% *}; '
+         f'else seen={_ABSENT}; fi; ')
 # Whether the state file still has the checksum it had when read ($2) and, with a lock token
 # ($3), whether the lock ($4) is still that token's; says which is not.
 _UNCHANGED = (
-    'if [ -e "$1" ]; then seen=$(sha256sum < "$1"); seen=${seen%% *}; else seen=absent; fi; '
-    '[ "$seen" = "$2" ] || { echo "state changed"; exit 73; }; '
+    _SEEN + f'[ "$seen" = "$2" ] || {{ echo "state changed"; exit {_CHANGED}; }}; '
     '[ -z "$3" ] || grep -qF -- "$3" "$4/owner.json" 2>/dev/null || { echo "lock lost"; exit 74; }'
 )
 
@@ -174,8 +177,7 @@ class StateGuard:
 # (or it is still absent); exit 73 otherwise. The state directory is created if needed.
 _WRITE_IF_UNCHANGED = (
     'set -e; mkdir -p -m 700 -- "$(dirname -- "$1")"; '
-    'if [ -e "$1" ]; then seen=$(sha256sum < "$1"); seen=${seen%% *}; else seen=absent; fi; '
-    '[ "$seen" = "$2" ] || exit 73; '
+    + _SEEN + f'[ "$seen" = "$2" ] || exit {_CHANGED}; '
     'tmp=$(mktemp -- "$1.XXXXXX"); trap \'rm -f -- "$tmp"\' EXIT; '
     'cat > "$tmp"; chmod 600 "$tmp"; mv -f -- "$tmp" "$1"; trap - EXIT'
 )
