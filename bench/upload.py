@@ -1,6 +1,8 @@
 """Uploading a release: bluegreen's SSH transport streaming a file of N MB of incompressible data
 to several hosts in parallel (`cat > /dev/null` on each) — read by offset as a release is, never
 held whole in memory — against the floor of OpenSSH's own client doing the same in the same run.
+bluegreen is measured twice: as it runs by default (a large release handed to the system's
+OpenSSH client) and with `ssh.openssh_uploads: false` (the built-in paramiko client).
 
     .venv/bin/python bench/upload.py [sizes in MB, default 8,32,105] [hosts, default 4]
 
@@ -31,25 +33,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fleet = start_fleet(Path(tmp), {f"u{i}": f"127.0.10.{60 + i}" for i in range(hosts_count)})
         try:
-            settings = SSHSettings(user="root", identity_file=str(fleet.client_key),
-                                   known_hosts=str(fleet.known_hosts), config_file=None,
-                                   use_agent=False, command_timeout=600)
             hosts = list(fleet.hosts.values())
-            transports = [SSHTransport.connect(resolve_target(
-                HostSpec(name=h.name, address=h.address, port=h.port), settings), settings)
-                for h in hosts]
+            transports = {}
+            for openssh in (True, False):
+                settings = SSHSettings(user="root", identity_file=str(fleet.client_key),
+                                       known_hosts=str(fleet.known_hosts), config_file=None,
+                                       use_agent=False, command_timeout=600,
+                                       openssh_uploads=openssh)
+                transports[openssh] = [SSHTransport.connect(resolve_target(
+                    HostSpec(name=h.name, address=h.address, port=h.port), settings), settings)
+                    for h in hosts]
             payload = Path(tmp) / "payload"
             for size in sizes:
                 with payload.open("wb") as out:
                     for _ in range(size):
                         out.write(os.urandom(1 << 20))
-                with payload.open("rb") as source:
-                    streamed = FilePayload(source, size << 20)
-                    started = time.perf_counter()
-                    fan_out(transports, lambda t, streamed=streamed: t.run(
-                        Command("sh", "-c", "cat > /dev/null"), stdin=streamed).check(),
-                            step="upload", name=lambda t: t.host, parallelism=hosts_count)
-                    ours = time.perf_counter() - started
+                ours = {}
+                for openssh, connected in transports.items():
+                    with payload.open("rb") as source:
+                        streamed = FilePayload(source, size << 20)
+                        started = time.perf_counter()
+                        fan_out(connected, lambda t, streamed=streamed: t.run(
+                            Command("sh", "-c", "cat > /dev/null"), stdin=streamed).check(),
+                                step="upload", name=lambda t: t.host, parallelism=hosts_count)
+                        ours[openssh] = time.perf_counter() - started
                 started = time.perf_counter()
                 clients = [subprocess.Popen(
                     ["ssh", "-q", "-i", str(fleet.client_key), "-o",
@@ -58,10 +65,12 @@ def main() -> None:
                     stdin=payload.open("rb")) for h in hosts]
                 assert all(c.wait(timeout=600) == 0 for c in clients)
                 floor = time.perf_counter() - started
-                print(f"{size:4d} MB to {hosts_count} hosts: bluegreen {ours:6.2f} s, "
-                      f"ssh {floor:6.2f} s, ratio {ours / floor:5.2f}", flush=True)
-            for transport in transports:
-                transport.close()
+                print(f"{size:4d} MB to {hosts_count} hosts: bluegreen {ours[True]:6.2f} s "
+                      f"(ratio {ours[True] / floor:5.2f}), built-in client {ours[False]:6.2f} s "
+                      f"(ratio {ours[False] / floor:5.2f}), ssh {floor:6.2f} s", flush=True)
+            for connected in transports.values():
+                for transport in connected:
+                    transport.close()
         finally:
             fleet.close()
 

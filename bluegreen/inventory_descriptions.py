@@ -158,6 +158,12 @@ FIELDS: dict[str, dict[str, str]] = {
             "A jump host for every host: `[user@]host[:port]`, comma-chained for several hops; "
             "`none` for none. Default: `~/.ssh/config`'s ProxyJump."),
         "use_agent": "Offer the keys held by ssh-agent.",
+        "openssh_uploads": (
+            "Send a release of 16 MiB or more through the system's OpenSSH client (`ssh`), "
+            "over a second connection that trusts only the host key already verified: several "
+            "times less CPU here than the built-in client, which matters when uploading to many "
+            "hosts at once. Not used through jump hosts; when `ssh` is missing or cannot "
+            "connect, the built-in client sends it."),
         "sudo": (
             "Run every command on the hosts through `sudo -n` (passwordless sudo needed); "
             "`hosts.*[].sudo` overrides it per host."),

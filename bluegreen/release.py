@@ -54,6 +54,9 @@ class FilePayload:
     def read_at(self, offset: int, length: int) -> bytes:
         return os.pread(self._file.fileno(), length, offset)
 
+    def fileno(self) -> int:
+        return self._file.fileno()
+
 
 @dataclass(frozen=True)
 class Artifact:

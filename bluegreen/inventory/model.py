@@ -38,6 +38,7 @@ class SSHSettings(_Strict, frozen=True):
     config_file: str | None = "~/.ssh/config"
     jump: str | None = None
     use_agent: bool = True
+    openssh_uploads: bool = True
     sudo: bool = False
     connect_timeout: Seconds = 10.0
     command_timeout: Seconds = 120.0

@@ -44,11 +44,13 @@ class CommandResult:
 
 
 class Payload(Protocol):
-    """Input too large to hold in memory (a release), read by offset from any thread."""
+    """Input too large to hold in memory (a release), read by offset from any thread, or
+    handed by its file descriptor to a process that sends it."""
 
     @property
     def size(self) -> int: ...
     def read_at(self, offset: int, length: int) -> bytes: ...
+    def fileno(self) -> int: ...
 
 
 Input = bytes | Payload  # what a command may read on its stdin

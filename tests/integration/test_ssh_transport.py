@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,9 +16,10 @@ import pytest
 
 from bluegreen.errors import CommandTimeout, ConnectError
 from bluegreen.inventory import HostSpec, SSHSettings
+from bluegreen.release import FilePayload
 from bluegreen.shell import Command
 from bluegreen.transport.base import get_file, put_file
-from bluegreen.transport.ssh import SSHTransport, resolve_target
+from bluegreen.transport.ssh import SSHTransport, openssh, resolve_target
 from tests.fleet import Fleet, free_port
 
 NASTY = "$(touch PWNED1) `touch PWNED2`; touch PWNED3 && echo 'single' \"double\" \\ back\nline2"
@@ -181,6 +184,81 @@ def test_a_lost_connection_is_a_connect_error_naming_the_host(fleet: Fleet) -> N
     with pytest.raises(ConnectError) as caught:
         transport.run(Command("true"))
     assert caught.value.where == "app2"
+
+
+def _release_file(tmp_path: Path, size: int) -> tuple[FilePayload, str]:
+    path = tmp_path / "release.tar.gz"
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return FilePayload(path.open("rb"), size), hashlib.sha256(data).hexdigest()
+
+
+_RECEIVE_AND_SAY_WHO_SENT = 'sha256sum | cut -d" " -f1; echo "$SSH_CONNECTION" | cut -d" " -f2'
+
+
+def _paramiko_port(transport: SSHTransport) -> str:
+    return str(transport._client.get_transport().sock.getsockname()[1])  # type: ignore[union-attr]
+
+
+def test_a_large_upload_goes_through_openssh_pinned_to_the_verified_key(
+        app1: SSHTransport, tmp_path: Path) -> None:
+    payload, digest = _release_file(tmp_path, openssh.WORTH_IT + 12345)
+    progress: list[int] = []
+    result = app1.run(Command.script(_RECEIVE_AND_SAY_WHO_SENT), stdin=payload,
+                      sent=progress.append).check()
+    checksum, client_port = result.stdout.split()
+    assert checksum == digest
+    assert client_port != _paramiko_port(app1)  # a connection of its own
+    assert progress[-1] == payload.size
+    failed = app1.run(Command.script("cat > /dev/null; echo no >&2; exit 7"), stdin=payload)
+    assert (failed.exit_status, failed.stderr) == (7, "no\n")
+    small = app1.run(Command.script(_RECEIVE_AND_SAY_WHO_SENT), stdin=b"x" * 1000).check()
+    assert small.stdout.split()[1] == _paramiko_port(app1)
+
+
+@pytest.mark.parametrize("why", ["switched off", "no ssh on PATH"])
+def test_the_built_in_client_sends_it_when_openssh_is_not_used(
+        fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    conf = settings(fleet, openssh_uploads=why != "switched off")
+    host = fleet["app1"]
+    transport = SSHTransport.connect(
+        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf)
+    if why == "no ssh on PATH":
+        monkeypatch.setenv("PATH", str(tmp_path))
+    payload, digest = _release_file(tmp_path, openssh.WORTH_IT)
+    try:
+        result = transport.run(Command.script(_RECEIVE_AND_SAY_WHO_SENT), stdin=payload).check()
+        assert result.stdout.split() == [digest, _paramiko_port(transport)]
+    finally:
+        transport.close()
+
+
+def test_openssh_refuses_a_host_whose_key_is_not_the_verified_one(
+        app1: SSHTransport, fleet: Fleet, tmp_path: Path) -> None:
+    binary = openssh.client()
+    assert binary is not None
+    payload, digest = _release_file(tmp_path, 1 << 20)
+
+    def send_pinned_to(name: str) -> openssh.Sent | None:
+        key_type, key = fleet[name].host_key.with_suffix(".pub").read_text().split()[:2]
+        return openssh.send(binary, app1.target, openssh.PinnedKey(key_type, key),
+                            "sha256sum", payload, deadline=time.monotonic() + 20,
+                            connect_timeout=5, use_agent=False)
+
+    assert send_pinned_to("app2") is None  # app2's key, app1 answering: no connection
+    sent = send_pinned_to("app1")
+    assert sent is not None and sent.status == 0 and sent.stdout.split()[0] == digest.encode()
+
+
+def test_an_openssh_upload_to_a_command_that_stops_reading_times_out(
+        app1: SSHTransport, tmp_path: Path) -> None:
+    payload, _ = _release_file(tmp_path, 4 * openssh.WORTH_IT)
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        app1.run(Command("sleep", "60"), stdin=payload, timeout=2)
+    assert time.monotonic() - started < 10
+    assert not _running(f"-- {app1.target.address} timeout -k 5 3 sleep 60")  # no ssh left
+    assert app1.run(Command("echo", "still here")).stdout == "still here\n"
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):

@@ -20,6 +20,7 @@ from bluegreen.errors import (
 )
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult, Input, input_size, with_environment
+from bluegreen.transport.ssh import openssh
 from bluegreen.transport.ssh.channel import (
     NO_EXIT_STATUS,
     collect,
@@ -81,12 +82,17 @@ class SSHTransport:
         if transport is None or not transport.is_active():
             raise ConnectError("the SSH connection was lost.", where=self.host,
                                hint="Check that the host and its sshd are still up, then retry.")
+        # On the host too the command is bounded: GNU timeout runs it in a process group of its
+        # own and kills that group a second after we stop waiting, so a command given up on is
+        # not left running (daemons it started have left the group).
+        text = f"timeout -k 5 {limit + 1:g} {command.render()}"
+        if stdin is not None:
+            handed = self._send_through_openssh(text, stdin, deadline, sent)
+            if handed is not None:
+                return self._result(command, limit, started, handed.stdout, handed.stderr,
+                                    handed.status)
         try:
             channel = transport.open_session(timeout=self._settings.connect_timeout)
-            # On the host too the command is bounded: GNU timeout runs it in a process group
-            # of its own and kills that group a second after we stop waiting, so a command
-            # given up on is not left running (daemons it started have left the group).
-            text = f"timeout -k 5 {limit + 1:g} {command.render()}"
             if stdin is None:
                 # No EOF is sent on a command without input: paramiko can send it after its own
                 # reply to the server's CLOSE when the command ends first, and sshd then drops
@@ -122,6 +128,33 @@ class SSHTransport:
                 f"sshd on {self.host} refused to run `{command}`.", where=self.host,
                 hint="Check the deploy user's sshd settings (ForceCommand, a restricted "
                      "shell).")
+        if status is None:
+            raise CommandTimeout(
+                f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
+                where=self.host,
+                hint="Raise ssh.command_timeout in the inventory if the step is legitimately slow.",
+            )
+        return self._result(command, limit, started, stdout, stderr, status)
+
+    def _send_through_openssh(self, text: str, stdin: Input, deadline: float,
+                              sent: Callable[[int], None] | None) -> openssh.Sent | None:
+        """A large input sent by the system's OpenSSH client (see `openssh`); None when it is
+        not used or could not connect, and this connection sends it."""
+        if (isinstance(stdin, bytes) or stdin.size < openssh.WORTH_IT
+                or not self._settings.openssh_uploads or self.target.jumps):
+            return None
+        binary = openssh.client()
+        transport = self._client.get_transport()
+        if binary is None or transport is None:
+            return None
+        key = transport.get_remote_server_key()
+        return openssh.send(
+            binary, self.target, openssh.PinnedKey(key.get_name(), key.get_base64()), text,
+            stdin, deadline=deadline, connect_timeout=self._settings.connect_timeout,
+            use_agent=self._settings.use_agent, sent=sent)
+
+    def _result(self, command: Command, limit: float, started: float, stdout: bytes,
+                stderr: bytes, status: int | None) -> CommandResult:
         if status is None:
             raise CommandTimeout(
                 f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
