@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bluegreen import cancel
 from bluegreen.errors import BluegreenError, Interrupted
@@ -113,8 +113,16 @@ def hook_steps(session: Session, point: str) -> list[Step]:
                  lambda: session.hooks.run(point))]
 
 
-def recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[str, Any]],
-             *, pre: str | None = None, post: str | None = None) -> dict[str, Any]:
+class _Outcome(Protocol):
+    @property
+    def generation(self) -> int: ...
+
+
+Outcome = TypeVar("Outcome", bound=_Outcome)
+
+
+def recorded(session: Session, record: dict[str, Any], body: Callable[[], Outcome],
+             *, pre: str | None = None, post: str | None = None) -> Outcome:
     """Run an operation's body between its hooks, and record it in the history however it
     ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
     interrupt is reported with what it left (flipped, and to which generation, or not). Records
@@ -158,7 +166,7 @@ def recorded(session: Session, record: dict[str, Any], body: Callable[[], dict[s
     hooks.describe(result="ok", error=None)
     completed = run_hooks_after(hooks, post) if post else True
     with cancel.deferred_interrupts(then_raise=False):
-        session.record({**record, "result": "ok", "generation": result["generation"],
+        session.record({**record, "result": "ok", "generation": result.generation,
                         "hooks": hooks.outcomes,
                         **({} if completed else {"interrupted": f"during the {post} hooks"})})
     if not completed:

@@ -55,6 +55,17 @@ from bluegreen.plan import (
 from bluegreen.prometheus import canary_metrics
 from bluegreen.release import Artifact, package, validate_release_id
 from bluegreen.render import render_text
+from bluegreen.results import (
+    CanaryView,
+    DryRun,
+    EndedElsewhere,
+    Moved,
+    RetiredView,
+    RetireResult,
+    amended,
+    colours_of,
+    fields_of,
+)
 from bluegreen.retire import Retired, Retiring, drain, retire_steps
 from bluegreen.session import Session
 from bluegreen.state import Canary, State, actor, now, sha256_text
@@ -118,49 +129,51 @@ def canary_schedule(inventory: Inventory, options: Options
 
 
 def deploy(inventory: Inventory, reporter: Reporter, *, source: str | None, release: str | None,
-           to: Colour | None, options: Options, sha256: str | None = None) -> dict[str, Any]:
+           to: Colour | None, options: Options, sha256: str | None = None
+           ) -> Moved | DryRun | EndedElsewhere:
     schedule = canary_schedule(inventory, options)
     options = replace(options, canary=schedule[0] if schedule else None,
                       canary_pauses=schedule[1] if schedule else (),
                       canary_from_inventory=bool(schedule) and options.canary is None)
     result = _deploy_once(inventory, reporter, source=source, release=release, to=to,
                           options=options, sha256=sha256)
-    if options.dry_run or not result.get("canary"):
+    if not isinstance(result, Moved) or not result.canary:
         return result
     return _step_through(inventory, reporter, options, result)
 
 
 def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
-                  started: dict[str, Any]) -> dict[str, Any]:
+                  started: Moved) -> Moved | EndedElsewhere:
     """A canary's timed steps: after each step's pause, `canary promote` — its analysis, then
     the next step, and after the last step all the traffic — until the canary is live, aborted,
     or at a step that waits for a manual `canary promote`. Between steps no lock is held and
     the state records the canary, so `canary abort` or `promote` from another terminal (or a
     killed bluegreen) leaves nothing half-done; a canary ended meanwhile ends the stepping."""
     result = started
-    canary = started["canary"]
+    canary = started.canary
+    assert canary
     # each step is judged: a --skip-analysis given for the step this started from is not
     # carried over to the steps after it
     ours = replace(options, full=False, skip_analysis=False,
-                   expect_canary=(canary["colour"], canary["release"], canary["since"]))
+                   expect_canary=(canary.colour, canary.release, canary.since))
     waited_unjudged = 0
-    while result.get("canary") and result["canary"]["pause"] is not None:
-        weight, pause = result["canary"]["weight"], result["canary"]["pause"]
+    while result.canary and result.canary.pause is not None:
+        weight, pause = result.canary.weight, result.canary.pause
         reporter.phase(f"canary at {weight}%: pause {pause:g} s before the next step")
         cancel.sleep(pause)
         try:
             # another terminal may hold the lock for a moment (its own promote or abort)
-            result = _promote_once(inventory, reporter, options=replace(
+            promoted = _promote_once(inventory, reporter, options=replace(
                 ours, lock_wait=max(options.lock_wait, pause), expect_weight=weight))
         except _PausedElsewhere as paused:
-            reporter.warn(f"the canary was paused by {paused.canary['paused_by']}: stepping "
+            reporter.warn(f"the canary was paused by {paused.canary.paused_by}: stepping "
                           "stops here; `bluegreen canary resume` continues it")
-            return {**result, "canary": paused.canary, "paused": True}
+            return amended(result, canary=paused.canary, paused=True)
         except _MovedElsewhere as moved:
             # someone else took a step meanwhile: the step it reached lasts its whole pause
-            reporter.warn(f"another operation moved the canary to {moved.canary['weight']}% "
+            reporter.warn(f"another operation moved the canary to {moved.canary.weight}% "
                           "meanwhile: that step gets its own pause")
-            result = {**result, "canary": moved.canary}
+            result = amended(result, canary=moved.canary)
             waited_unjudged = 0
             continue
         except CanaryHeld as held:
@@ -176,7 +189,9 @@ def _step_through(inventory: Inventory, reporter: Reporter, options: Options,
         except NoCanary:
             reporter.warn("the canary was ended by another operation (see `bluegreen "
                           "history`): stepping stops")
-            return {"ended_elsewhere": True, "release": canary["release"], "canary": None}
+            return EndedElsewhere(release=canary.release)
+        assert isinstance(promoted, Moved)  # only a dry run plans, and it does not step
+        result = promoted
         waited_unjudged = 0
     return result
 
@@ -187,8 +202,8 @@ _UNJUDGED_PAUSES = 3  # pauses a stepping canary waits for enough traffic to be 
 class _MovedElsewhere(Exception):
     """A stepping canary found at another weight than the one it waited on."""
 
-    def __init__(self, canary: dict[str, Any]):
-        super().__init__(canary["weight"])
+    def __init__(self, canary: CanaryView):
+        super().__init__(canary.weight)
         self.canary = canary
 
 
@@ -198,7 +213,7 @@ class _PausedElsewhere(_MovedElsewhere):
 
 def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None,
                  release: str | None, to: Colour | None, options: Options,
-                 sha256: str | None) -> dict[str, Any]:
+                 sha256: str | None) -> Moved | DryRun:
     app = _require_app(inventory)
     artifact = artifact_from(inventory, source=source, release=release, sha256=sha256)
     check_templates(inventory)
@@ -242,17 +257,19 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
         if options.dry_run:
             return _dry_run(steps.describe())
 
-        def run() -> dict[str, Any]:
+        def run() -> Moved:
             execute(steps)
-            summary = {**_summary(progress.state, progress.flip, release=artifact.release),
-                       "out_of_traffic": list(progress.unhealthy)}
+            summary = amended(
+                _summary(progress.state, progress.flip, release=artifact.release),
+                out_of_traffic=list(progress.unhealthy))
             if progress.canary is not None:
                 canary = progress.state.canary
-                return {**summary, "previous": None,  # the live colour keeps its share
-                        "canary": canary.to_dict() if canary else None}
-            summary["idle_connections_cut"] = sum(progress.cut.values())
+                return amended(summary, previous=None,  # the live colour keeps its share
+                                       canary=CanaryView.of(canary) if canary else None)
+            summary = amended(summary, idle_connections_cut=sum(progress.cut.values()))
             if progress.retire_ran:
-                summary["retired"] = progress.retired.to_dict() if progress.retired else None
+                summary = amended(summary, retired=RetiredView.of(progress.retired)
+                                          if progress.retired else None)
             return summary
 
         return recorded(session, record, run, pre="pre_deploy", post="post_deploy")
@@ -500,7 +517,7 @@ def _start_failures(spec: InstanceSpec) -> Iterator[None]:
 
 
 def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Options
-           ) -> dict[str, Any]:
+           ) -> Moved | DryRun:
     """Flip to an explicit colour that is running and healthy; also reconciles drift."""
     check_templates(inventory)
     with Session(inventory, reporter, command=f"switch --to {to}",
@@ -511,7 +528,7 @@ def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Opt
 
 
 def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
-             restart: bool = False) -> dict[str, Any]:
+             restart: bool = False) -> Moved | DryRun:
     """Flip back to the previous colour after a quick health check: no process is started —
     unless `restart`, which first starts a retired colour from its recorded release."""
     check_templates(inventory)
@@ -629,7 +646,7 @@ def _restart_steps(session: Session, colour: Colour, release: str) -> list[Step]
 
 
 def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, options: Options
-           ) -> dict[str, Any]:
+           ) -> RetireResult | DryRun:
     """Stop the idle colour after its connections drain; it is then no rollback target."""
     _require_app(inventory)
     with Session(inventory, reporter, command="retire", lock=not options.dry_run,
@@ -646,16 +663,21 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
             "operation": "retire", "from": _name(state.live), "to": _name(state.live),
             "colour": _name(idle), "release": state.colour(idle).release if idle else None}
 
-        def run() -> dict[str, Any]:
+        def run() -> RetireResult:
             execute(steps)
-            new_state, retired = progress.state, progress.retired
+            new_state = progress.state
+            retired = RetiredView.of(progress.retired) if progress.retired else None
             if retired is not None:
-                record.update(retired.to_dict())
-            return {"live": _name(new_state.live), "generation": new_state.generation,
-                    "retired": _name(new_state.live.other if new_state.live else None),
-                    **(retired.to_dict() if retired else {"connections_cut": 0,
-                                                           "drained": True}),
-                    "colours": _colours(new_state)}
+                record.update(fields_of(retired))
+            result = RetireResult(
+                live=_name(new_state.live), generation=new_state.generation,
+                retired=_name(new_state.live.other if new_state.live else None),
+                connections_cut=0, drained=True, colours=colours_of(new_state))
+            if retired is None:
+                return result
+            return amended(result, colour=retired.colour, release=retired.release,
+                           connections_cut=retired.connections_cut, drained=retired.drained,
+                           cut_by_host=retired.cut_by_host)
 
         return recorded(session, record, run, pre="pre_retire", post="post_retire")
 
@@ -673,7 +695,7 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
              *, operation: str, options: Options, guard: Callable[[], None] | None = None,
              before: list[Step] | None = None,
              adjust: Callable[[State], State] | None = None,
-             note: dict[str, Any] | None = None) -> dict[str, Any]:
+             note: dict[str, Any] | None = None) -> Moved | DryRun:
     inventory, reporter = session.inventory, session.reporter
     plan = build_flip_plan(inventory, state=state, target=target, current=current)
     progress = _Progress(state, release=state.colour(target).release, flip=plan)
@@ -704,7 +726,7 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
     record = {"operation": operation, "from": _name(state.live), "to": target.value,
               "release": state.colour(target).release, **(note or {})}
 
-    def run() -> dict[str, Any]:
+    def run() -> Moved:
         execute(flip_plan)
         return _summary(progress.state, plan, release=progress.release)
 
@@ -813,11 +835,11 @@ _FLIP_SAYS = ("on {balancers} balancer(s): check that the state is unchanged and
 
 
 def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
-                   ) -> dict[str, Any]:
+                   ) -> Moved | DryRun | EndedElsewhere:
     """The canary's next step, then — while the steps it reaches have a timed pause — the ones
     after it, as `deploy` steps them."""
     result = _promote_once(inventory, reporter, options=options)
-    if options.dry_run or not result.get("canary"):
+    if not isinstance(result, Moved) or not result.canary:
         return result
     return _step_through(inventory, reporter, options, result)
 
@@ -829,7 +851,7 @@ def _describe_schedule(weights: tuple[int, ...], pauses: tuple[float | None, ...
 
 
 def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
-                  ) -> dict[str, Any]:
+                  ) -> Moved | DryRun:
     """The canary's next step: its next weight, or — after the last step, or with `full` — all
     the traffic: its colour becomes the live colour and the stable one stays running for
     rollback (a normal flip, verified through the public URL(s))."""
@@ -843,9 +865,9 @@ def _promote_once(inventory: Inventory, reporter: Reporter, *, options: Options
             raise NoCanary("the canary this deploy started was ended, and another one started, "
                            "by another operation.")
         if options.expect_weight is not None and canary.weight != options.expect_weight:
-            raise _MovedElsewhere(canary.to_dict())
+            raise _MovedElsewhere(CanaryView.of(canary))
         if options.expect_weight is not None and canary.paused_at is not None:
-            raise _PausedElsewhere(canary.to_dict())
+            raise _PausedElsewhere(CanaryView.of(canary))
         verdict = None
         if inventory.canary.analysed and not options.skip_analysis and not options.dry_run:
             verdict = _analyse(session, state, canary)
@@ -940,7 +962,7 @@ def _analyse(session: Session, state: State, canary: Canary) -> Verdict:
 
 
 def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
-                 options: Options, note: dict[str, Any]) -> dict[str, Any]:
+                 options: Options, note: dict[str, Any]) -> Moved | DryRun:
     """Move the canary to `weight` after a quick health check of its instances; the stable
     colour keeps the rest."""
     inventory, reporter = session.inventory, session.reporter
@@ -973,17 +995,17 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
     record = {"operation": "canary promote", "from": state.live.value, "to": colour.value,
               "release": canary.release, "canary": weight, **note}
 
-    def run() -> dict[str, Any]:
+    def run() -> Moved:
         execute(steps)
         assert progress.state.canary is not None
-        return {**_summary(progress.state, None, release=canary.release),
-                "canary": progress.state.canary.to_dict()}
+        return amended(_summary(progress.state, None, release=canary.release),
+                       canary=CanaryView.of(progress.state.canary))
 
     return recorded(session, record, run)
 
 
 def canary_pause(inventory: Inventory, reporter: Reporter, *, options: Options,
-                 reason: str | None = None) -> dict[str, Any]:
+                 reason: str | None = None) -> Moved | DryRun:
     """Hold the canary at its weight: its timed steps no longer follow by themselves (a
     `deploy` or `promote` stepping it stops at its next step) until `canary resume`; `canary
     promote` still takes the next step by hand."""
@@ -991,18 +1013,19 @@ def canary_pause(inventory: Inventory, reporter: Reporter, *, options: Options,
 
 
 def canary_resume(inventory: Inventory, reporter: Reporter, *, options: Options
-                  ) -> dict[str, Any]:
+                  ) -> Moved | DryRun | EndedElsewhere:
     """End a pause: a canary at a timed step waits that step's whole pause from now, then goes
     on through its timed steps as `deploy` steps them; at a manual step it waits for `canary
     promote`."""
     result = _set_paused(inventory, reporter, options=options, pause=False)
-    if options.dry_run or not result.get("changed") or result["canary"]["pause"] is None:
+    if (not isinstance(result, Moved) or not result.changed or not result.canary
+            or result.canary.pause is None):
         return result
     return _step_through(inventory, reporter, options, result)
 
 
 def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, pause: bool,
-                reason: str | None = None) -> dict[str, Any]:
+                reason: str | None = None) -> Moved | DryRun:
     operation = "canary pause" if pause else "canary resume"
     with Session(inventory, reporter, command=operation, lock=not options.dry_run,
                  lock_wait=options.lock_wait) as session:
@@ -1010,8 +1033,8 @@ def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, p
         canary = _require_canary(state)
         if (canary.paused_at is not None) == pause:
             reporter.warn(f"the canary is {'already' if pause else 'not'} paused: nothing to do")
-            return {**_summary(state, None, release=canary.release),
-                    "canary": canary.to_dict(), "changed": False}
+            return amended(_summary(state, None, release=canary.release),
+                           canary=CanaryView.of(canary), changed=False)
         changed = replace(canary, paused_at=now() if pause else None,
                           paused_by=actor() if pause else None)
         progress = _Progress(state, canary=changed)
@@ -1035,12 +1058,12 @@ def _set_paused(inventory: Inventory, reporter: Reporter, *, options: Options, p
         if options.dry_run:
             return _dry_run(steps.describe())
         execute(steps)
-        return {**_summary(progress.state, None, release=canary.release),
-                "canary": changed.to_dict(), "changed": True}
+        return amended(_summary(progress.state, None, release=canary.release),
+                       canary=CanaryView.of(changed), changed=True)
 
 
 def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
-                 reason: str | None = None) -> dict[str, Any]:
+                 reason: str | None = None) -> Moved | DryRun:
     """All traffic back to the stable colour; the canary's colour keeps running its release,
     recorded `failed` (with why), so rollback never flips to it."""
     check_templates(inventory)
@@ -1054,7 +1077,7 @@ def canary_abort(inventory: Inventory, reporter: Reporter, *, options: Options,
 
 def _abort_canary(session: Session, state: State, current: dict[str, str | None],
                   canary: Canary, *, options: Options, why: str,
-                  note: dict[str, Any] | None = None) -> dict[str, Any]:
+                  note: dict[str, Any] | None = None) -> Moved | DryRun:
     assert state.live is not None
 
     def mark_aborted(after: State) -> State:
@@ -1234,18 +1257,12 @@ def _require_app(inventory: Inventory) -> Any:
     return inventory.app
 
 
-def _summary(state: State, plan: FlipPlan | None, *, release: str | None) -> dict[str, Any]:
-    return {"live": state.live.value if state.live else None,
-            "previous": _name(plan.previous) if plan else None,
-            "release": release, "generation": state.generation, "colours": _colours(state)}
+def _summary(state: State, plan: FlipPlan | None, *, release: str | None) -> Moved:
+    return Moved.of(state, previous=_name(plan.previous) if plan else None, release=release)
 
 
-def _colours(state: State) -> dict[str, dict[str, str | None]]:
-    return {name: {"release": c.release, "status": c.status} for name, c in state.colours.items()}
-
-
-def _dry_run(lines: list[str]) -> dict[str, Any]:
-    return {"dry_run": True, "plan": lines}
+def _dry_run(lines: list[str]) -> DryRun:
+    return DryRun(plan=lines)
 
 
 def _name(colour: Colour | None) -> str | None:

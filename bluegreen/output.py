@@ -78,7 +78,7 @@ class HumanReporter:
         if human is not None:
             human(self.out)
         elif data is not None:
-            self.out.print(_escape(json.dumps(data, indent=2, default=str)))
+            self.out.print(_escape(json.dumps(data, indent=2, default=json_default)))
 
     def error(self, error: BluegreenError, *, details: str | None = None) -> None:
         self.close()
@@ -138,7 +138,7 @@ class JsonReporter:
         if self._printed:
             return
         self._printed = True
-        sys.stdout.write(redact(json.dumps(document, default=str)) + "\n")
+        sys.stdout.write(redact(json.dumps(document, default=json_default)) + "\n")
         sys.stdout.flush()
 
     def _progress(self, line: str) -> None:
@@ -150,6 +150,15 @@ class JsonReporter:
 @contextmanager
 def _ignored_progress() -> Iterator[Callable[[int], None]]:
     yield lambda done: None
+
+
+def json_default(value: object) -> object:
+    """What `json.dumps` cannot write by itself: a typed result (`bluegreen.results`) as its
+    fields, anything else as its text."""
+    from bluegreen.results import plain
+
+    converted = plain(value)
+    return str(value) if converted is None else converted
 
 
 def ci_annotation(error: BluegreenError) -> None:

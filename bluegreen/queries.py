@@ -21,6 +21,7 @@ from bluegreen.lock import LockInfo, force_release, is_stale, read_lock
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.prometheus import canary_metrics
+from bluegreen.results import CanaryView
 from bluegreen.session import Session
 from bluegreen.state import State
 
@@ -57,7 +58,8 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
                                 metrics=metrics)
                 analysis = {**verdict.to_dict(), "described": verdict.describe()}
     return {"live": state.live.value if state.live else None, "weights": state.weights,
-            "canary": state.canary.to_dict() if state.canary else None, "analysis": analysis}
+            "canary": CanaryView.of(state.canary) if state.canary else None,
+            "analysis": analysis}
 
 
 def status_in(session: Session) -> dict[str, Any]:
@@ -121,7 +123,7 @@ def status_in(session: Session) -> dict[str, Any]:
                     for name, c in agreed.colours.items()},
         "operation": operation,
         "weights": agreed.weights,
-        "canary": agreed.canary.to_dict() if agreed.canary else None,
+        "canary": CanaryView.of(agreed.canary) if agreed.canary else None,
         "lock": None if lock is None else _lock_data(lock, inventory),
     }
 

@@ -40,11 +40,6 @@ class Retired:
     release: str | None
     cut: dict[str, int]
 
-    def to_dict(self) -> dict[str, object]:
-        return {"colour": self.colour.value, "release": self.release,
-                "connections_cut": sum(self.cut.values()),
-                "drained": not any(self.cut.values()), "cut_by_host": self.cut}
-
 
 def drain(stack: AppStack, transport: Transport, spec: InstanceSpec, release: str | None, *,
           timeout: float, report: Callable[[str], None], ask: bool = True,

@@ -75,11 +75,6 @@ class Canary:
     paused_at: str | None = None
     paused_by: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """For results and `status`: without the raw counters, with the next step's weight."""
-        return {**{k: v for k, v in asdict(self).items() if k != "baseline"},
-                "next_weight": self.next_weight, "pause": self.pause}
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))  # lists when read from JSON
         object.__setattr__(self, "pauses", tuple(self.pauses))

@@ -36,6 +36,7 @@ from bluegreen.output import Reporter
 from bluegreen.plan import build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
 from bluegreen.release import MARKER, Artifact, validate_release_id
+from bluegreen.results import DryRun, Reloaded, ReloadedHost
 from bluegreen.retire import drain
 from bluegreen.session import Session
 from bluegreen.shell import Command
@@ -62,7 +63,7 @@ class ReloadRun:
     batches: list[list[InstanceSpec]]
     rotate: bool  # take each batch out of traffic while it reloads
     new_release: str | None = None  # the release each host's pointer moves to before its signal
-    reloaded: list[dict[str, Any]] = field(default_factory=list)
+    reloaded: list[ReloadedHost] = field(default_factory=list)
     masters: dict[str, int] = field(default_factory=dict)  # each host's master, checked first
 
     @property
@@ -78,7 +79,7 @@ class ReloadRun:
 def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                    signal: str | None, parallel: int, task_workers: bool, lock_wait: float,
                    dry_run: bool, source: str | None = None, release: str | None = None
-                   ) -> dict[str, Any]:
+                   ) -> Reloaded | DryRun:
     """Reload `colour`'s workers; with `source` (uploaded as a new release) or `release` (one
     already on the hosts), each host's pointer moves to that release first, so the reloaded
     workers load it — no release directory is ever changed in place."""
@@ -121,7 +122,7 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
         steps = _reload_steps(session, progress, run, AppStack(inventory, app), record,
                               artifact=artifact, drain_timeout=drain_timeout)
         if dry_run:
-            return {"dry_run": True, "plan": steps.describe()}
+            return DryRun(plan=steps.describe())
         if app.server_mode == "base":
             reporter.warn("server_mode is base: a Swoole reload in base mode closes every client "
                           "connection, and no reload can change PHP, Swoole, extensions or "
@@ -135,7 +136,7 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
         if run.new_release:
             record["replaced"] = run.release
 
-        def body() -> dict[str, Any]:
+        def body() -> Reloaded:
             started = time.monotonic()
             try:
                 execute(steps)
@@ -147,11 +148,11 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                         _explain(error, run, progress.state)
                 raise
             final = progress.state
-            return {"colour": target.value, "signal": chosen_signal, "release": run.loads,
-                    "replaced": run.release if run.new_release else None,
-                    "hosts": run.reloaded, "generation": final.generation,
-                    "out": list(final.colour(target).out),
-                    "seconds": round(time.monotonic() - started, 3)}
+            return Reloaded(colour=target.value, signal=chosen_signal, release=run.loads,
+                            replaced=run.release if run.new_release else None,
+                            hosts=run.reloaded, generation=final.generation,
+                            out=list(final.colour(target).out),
+                            seconds=round(time.monotonic() - started, 3))
 
         return recorded(session, record, body, pre="pre_reload", post="post_reload")
 
@@ -206,7 +207,7 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
                                                              run.masters[s.host.name]),
                                 step="reload", name=lambda s: s.host.name,
                                 parallelism=len(batch))
-        record["hosts"] = [r["host"] for r in run.reloaded]
+        record["hosts"] = [r.host for r in run.reloaded]
 
     def put_back(names: list[str]) -> None:
         reporter.phase(f"put {', '.join(names)} back into traffic")
@@ -392,7 +393,7 @@ def _signal(stack: AppStack, transport: Transport, spec: InstanceSpec, run: Relo
 
 
 def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: ReloadRun,
-                master: int) -> dict[str, Any]:
+                master: int) -> ReloadedHost:
     transport = session.connections[spec.host.name]
     where = f"{spec.host.name} ({spec.colour}:{spec.port})"
     table = _processes(transport)
@@ -427,9 +428,9 @@ def _reload_one(session: Session, stack: AppStack, spec: InstanceSpec, run: Relo
     kind = "task worker(s)" if run.task_workers else "worker(s)"
     session.reporter.step(spec.host.name, f"{len(replaced)} {kind} replaced in {seconds:.2f} s "
                           f"(master {master} kept)", ok=True)
-    return {"host": spec.host.name, "master": master, "replaced": len(replaced),
-            "old_workers": sorted(old), "new_workers": sorted(current - old),
-            "forced_exits": max(forced, 0), "seconds": round(seconds, 3)}
+    return ReloadedHost(host=spec.host.name, master=master, replaced=len(replaced),
+                        old_workers=sorted(old), new_workers=sorted(current - old),
+                        forced_exits=max(forced, 0), seconds=round(seconds, 3))
 
 
 def _replaced(stack: AppStack, transport: Transport, spec: InstanceSpec, run: ReloadRun,
@@ -530,7 +531,7 @@ def _forced_exits(stack: AppStack, transport: Transport, spec: InstanceSpec,
 def _explain(error: BluegreenError, run: ReloadRun, state: State) -> None:
     """Say what the failed reload left: which hosts run the new workers, which are out of
     traffic, which were not touched — and how to recover."""
-    done = [r["host"] for r in run.reloaded]
+    done = [r.host for r in run.reloaded]
     out = list(state.colour(run.target).out)
     pending = [h for h in run.hosts if h not in done and h not in out]
     error.message += (f" Reloaded: {', '.join(done) or 'none'}; out of traffic: "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from bluegreen.cli.common import app_context, reported_errors
 from bluegreen.cli.options import DryRun, LockWait
+from bluegreen.cli.render import reload_result
 
 
 def reload(
@@ -44,16 +45,4 @@ def reload(
                                 signal=signal, parallel=parallel, task_workers=task_workers,
                                 lock_wait=lock_wait, dry_run=dry_run, source=source,
                                 release=release)
-
-        def show(console: Any) -> None:
-            if result.get("dry_run"):
-                for line in result["plan"]:
-                    console.print(line, markup=False)
-                return
-            onto = (f" onto release {result['release']} (was {result['replaced']})"
-                    if result.get("replaced") else "")
-            console.print(f"{result['colour']} reloaded in place{onto} on "
-                          f"{len(result['hosts'])} host(s) with SIG{result['signal']} in "
-                          f"{result['seconds']:.2f} s", markup=False)
-
-        context.reporter.result(result, human=show)
+        context.reporter.result(result, human=reload_result(result))

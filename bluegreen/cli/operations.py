@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from bluegreen.cli.common import app_context, reported_errors
 from bluegreen.cli.options import DryRun, LockWait, Reason
-from bluegreen.cli.render import canary_next, operation_result
+from bluegreen.cli.render import canary_status as canary_status_result
+from bluegreen.cli.render import operation_result, retire_result
 from bluegreen.model import Colour
 
 ColourChoice = Annotated[Optional[Colour],  # noqa: UP045 - typer reads the annotation
@@ -122,20 +123,7 @@ def retire(
         result = run_retire(context.inventory(), context.reporter,
                             drain_timeout=parse_duration(drain_timeout, option="--drain-timeout"),
                             options=Options(dry_run=dry_run, lock_wait=lock_wait))
-
-        def show(console: Any) -> None:
-            if result.get("dry_run"):
-                for line in result["plan"]:
-                    console.print(line, markup=False)
-                return
-            cut = result.get("connections_cut") or 0
-            console.print(f"{result['retired']} retired"
-                          + (f" (release {result['release']})" if result.get("release") else "")
-                          + (f", {cut} connection(s) still open at the drain timeout closed "
-                             "by the stop" if cut else ", every connection drained")
-                          + f"; {result['live']} stays live", markup=False)
-
-        context.reporter.result(result, human=show)
+        context.reporter.result(result, human=retire_result(result))
 
 
 canary_app = typer.Typer(help="A canary: a new release with part of the traffic.",
@@ -150,22 +138,7 @@ def canary_status(ctx: typer.Context) -> None:
         from bluegreen.queries import canary_status as run_status
 
         result = run_status(context.inventory(), context.reporter)
-
-        def show(console: Any) -> None:
-            canary = result["canary"]
-            if canary is None:
-                console.print("no canary in progress", markup=False)
-                return
-            steps = canary.get("steps") or [canary["weight"]]
-            console.print(f"canary: {canary['colour']} runs release {canary['release']} with "
-                          f"{canary['weight']}% of the traffic since {canary['since']}"
-                          + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1
-                             else ""), markup=False)
-            if result.get("analysis"):
-                console.print(f"analysis: {result['analysis']['described']}", markup=False)
-            console.print(canary_next(canary), markup=False)
-
-        context.reporter.result(result, human=show)
+        context.reporter.result(result, human=canary_status_result(result))
 
 
 @canary_app.command("promote")

@@ -40,10 +40,11 @@ def _watch(context: AppContext) -> None:
     import json
     import sys
 
+    from bluegreen.output import json_default
     from bluegreen.queries import watch_status
 
     def as_json_line(data: dict[str, Any]) -> None:
-        sys.stdout.write(redact(json.dumps({"data": data}, default=str)) + "\n")
+        sys.stdout.write(redact(json.dumps({"data": data}, default=json_default)) + "\n")
         sys.stdout.flush()
 
     context.progress = False  # the live view is the progress

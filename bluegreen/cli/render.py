@@ -2,54 +2,122 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bluegreen.results import (
+        CanaryView,
+        DryRun,
+        EndedElsewhere,
+        Moved,
+        Reloaded,
+        RetireResult,
+    )
 
 
-def operation_result(data: dict[str, Any]) -> Any:
+def operation_result(data: Moved | DryRun | EndedElsewhere) -> Any:
+    from bluegreen.results import DryRun, EndedElsewhere
+
     def show(console: Any) -> None:
-        if data.get("dry_run"):
-            console.print("[bold]dry run — nothing was changed. Plan:[/bold]")
-            for line in data["plan"]:
-                style = ("green" if line.startswith("   +") and not line.startswith("   +++")
-                         else "red" if line.startswith("   -") and not line.startswith("   ---")
-                         else None)
-                console.print(line, style=style, markup=False, highlight=False)
+        if isinstance(data, DryRun):
+            dry_run(data)(console)
             return
         from rich.markup import escape
 
-        if data.get("ended_elsewhere"):
-            console.print(f"the canary of release {escape(str(data['release']))} was ended by "
+        if isinstance(data, EndedElsewhere):
+            console.print(f"the canary of release {escape(str(data.release))} was ended by "
                           "another operation; `bluegreen status` shows where traffic goes")
             return
-        canary = data.get("canary")
+        canary = data.canary
         if canary:
-            console.print(f"[bold yellow]canary:[/bold yellow] {canary['colour']} runs release "
-                          f"{escape(str(canary['release']))} with {canary['weight']}% of the "
+            console.print(f"[bold yellow]canary:[/bold yellow] {canary.colour} runs release "
+                          f"{escape(str(canary.release))} with {canary.weight}% of the "
                           "traffic, "
-                          f"{data['live']} (live) {100 - canary['weight']}%; generation "
-                          f"{data['generation']}")
+                          f"{data.live} (live) {100 - canary.weight}%; generation "
+                          f"{data.generation}")
             console.print(canary_next(canary), markup=False)
             return
-        console.print(f"[bold green]{data['live']} is live[/bold green] — release "
-                      f"{escape(str(data['release']))}, generation {data['generation']}"
-                      + (f"; {data['previous']} keeps running for rollback"
-                         if data.get("previous") and data["previous"] != data["live"] else ""))
-        if data.get("out_of_traffic"):
+        console.print(f"[bold green]{data.live} is live[/bold green] — release "
+                      f"{escape(str(data.release))}, generation {data.generation}"
+                      + (f"; {data.previous} keeps running for rollback"
+                         if data.previous and data.previous != data.live else ""))
+        if data.out_of_traffic:
             console.print(f"[yellow]out of traffic (unhealthy):[/yellow] "
-                          f"{', '.join(data['out_of_traffic'])}")
+                          f"{', '.join(data.out_of_traffic)}")
 
     return show
 
 
-def canary_next(canary: dict[str, Any]) -> str:
-    """What the canary commands would do next (`canary` as `Canary.to_dict` gives it)."""
-    weight, pause = canary.get("next_weight"), canary.get("pause")
+def dry_run(data: DryRun) -> Any:
+    def show(console: Any) -> None:
+        console.print("[bold]dry run — nothing was changed. Plan:[/bold]")
+        for line in data.plan:
+            style = ("green" if line.startswith("   +") and not line.startswith("   +++")
+                     else "red" if line.startswith("   -") and not line.startswith("   ---")
+                     else None)
+            console.print(line, style=style, markup=False, highlight=False)
+
+    return show
+
+
+def retire_result(data: RetireResult | DryRun) -> Any:
+    from bluegreen.results import DryRun
+
+    def show(console: Any) -> None:
+        if isinstance(data, DryRun):
+            dry_run(data)(console)
+            return
+        cut = data.connections_cut
+        console.print(f"{data.retired} retired"
+                      + (f" (release {data.release})" if isinstance(data.release, str) else "")
+                      + (f", {cut} connection(s) still open at the drain timeout closed "
+                         "by the stop" if cut else ", every connection drained")
+                      + f"; {data.live} stays live", markup=False)
+
+    return show
+
+
+def reload_result(data: Reloaded | DryRun) -> Any:
+    from bluegreen.results import DryRun
+
+    def show(console: Any) -> None:
+        if isinstance(data, DryRun):
+            dry_run(data)(console)
+            return
+        onto = (f" onto release {data.release} (was {data.replaced})" if data.replaced else "")
+        console.print(f"{data.colour} reloaded in place{onto} on {len(data.hosts)} host(s) "
+                      f"with SIG{data.signal} in {data.seconds:.2f} s", markup=False)
+
+    return show
+
+
+def canary_status(data: dict[str, Any]) -> Any:
+    def show(console: Any) -> None:
+        canary: CanaryView | None = data["canary"]
+        if canary is None:
+            console.print("no canary in progress", markup=False)
+            return
+        steps = canary.steps or (canary.weight,)
+        console.print(f"canary: {canary.colour} runs release {canary.release} with "
+                      f"{canary.weight}% of the traffic since {canary.since}"
+                      + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1
+                         else ""), markup=False)
+        if data.get("analysis"):
+            console.print(f"analysis: {data['analysis']['described']}", markup=False)
+        console.print(canary_next(canary), markup=False)
+
+    return show
+
+
+def canary_next(canary: CanaryView) -> str:
+    """What the canary commands would do next."""
+    weight, pause = canary.next_weight, canary.pause
     timed = (f"this step lasts {pause:g} s while a `deploy` or `canary promote` steps it; "
              if pause is not None else "")
-    held = (f"held at this weight after {canary['breaches']} breach(es) of its analysis in a "
-            "row (canary.failure_limit); " if canary.get("breaches") else "")
-    if canary.get("paused_at"):
-        return (f"paused by {canary['paused_by']} since {canary['paused_at']}: {held}its timed "
+    held = (f"held at this weight after {canary.breaches} breach(es) of its analysis in a "
+            "row (canary.failure_limit); " if canary.breaches else "")
+    if canary.paused_at:
+        return (f"paused by {canary.paused_by} since {canary.paused_at}: {held}its timed "
                 "steps wait for `bluegreen canary resume`; `bluegreen canary promote` takes the "
                 "next step now; `bluegreen canary abort` sends it all back")
     return (f"next: {held}{timed}`bluegreen canary promote` gives it "
@@ -83,15 +151,15 @@ def status_result(data: dict[str, Any]) -> Any:
                               f"{operation['by']} since {operation['started']}{step} never "
                               "finished (its process ended without cleaning up)",
                               markup=True, highlight=False)
-        if data.get("canary"):
-            canary = data["canary"]
-            steps = canary.get("steps") or [canary["weight"]]
-            console.print(f"[yellow]canary:[/yellow] {escape(canary['colour'])} runs release "
-                          f"{escape(str(canary['release']))} with {canary['weight']}% of the "
-                          f"traffic since {canary['since']}"
+        canary: CanaryView | None = data.get("canary")
+        if canary:
+            steps = canary.steps or (canary.weight,)
+            console.print(f"[yellow]canary:[/yellow] {escape(canary.colour)} runs release "
+                          f"{escape(str(canary.release))} with {canary.weight}% of the "
+                          f"traffic since {canary.since}"
                           + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1 else "")
-                          + (f", paused by {escape(str(canary['paused_by']))} since "
-                             f"{canary['paused_at']}" if canary.get("paused_at") else "")
+                          + (f", paused by {escape(str(canary.paused_by))} since "
+                             f"{canary.paused_at}" if canary.paused_at else "")
                           + " — `bluegreen canary promote` or `abort`")
         colours = Table(title="colours (recorded)", title_justify="left")
         for column in ("colour", "status", "release", "since", "note"):

@@ -17,6 +17,7 @@ from bluegreen.errors import CanaryHeld, UsageError
 from bluegreen.inventory import CanarySettings, CanaryStep, Inventory
 from bluegreen.model import Colour
 from bluegreen.operations import Options, canary_schedule, canary_steps
+from bluegreen.results import CanaryView, Moved
 from bluegreen.state import Canary, State
 from tests.conftest import run_cli
 
@@ -91,7 +92,7 @@ def test_each_step_has_its_own_pause_and_older_canaries_wait_for_promote() -> No
     assert [Canary(**{**asdict(canary), "weight": w}).pause for w in (5, 25, 50)] == [
         30.0, None, 60.0]
     again = State.from_json(State(service="shop", canary=canary).to_json(), service="shop")
-    assert again.canary == canary and again.canary.to_dict()["pause"] == 30.0
+    assert again.canary == canary and CanaryView.of(again.canary).pause == 30.0
     older = json.loads(State(service="shop", canary=canary).to_json())
     del older["canary"]["pauses"]
     read = State.from_json(json.dumps(older), service="shop")
@@ -249,28 +250,31 @@ def test_stepping_judges_every_step_and_yields_to_a_step_taken_elsewhere(
     import bluegreen.operations as operations
     from tests.unit.test_flip import Recorder
 
-    def at(weight: int) -> dict[str, Any]:
-        canary = Canary(colour="green", release="v2", weight=weight, since="t", by="me",
+    def at(weight: int | None) -> Moved:
+        canary = Canary(colour="green", release="v2", weight=weight or 0, since="t", by="me",
                         steps=(5, 25, 50), pauses=(0.0, 0.0, 0.0))
-        return {"canary": canary.to_dict()}
+        return Moved(live="blue" if weight else "green", previous=None, release="v2",
+                     generation=1, colours={},
+                     canary=CanaryView.of(canary) if weight else None)
 
     asked: list[tuple[bool, int | None]] = []
-    answers: list[Any] = [operations._MovedElsewhere(at(25)["canary"]),
-                          CanaryHeld("the canary breached its analysis"), at(50),
-                          {"canary": None, "live": "green"}]
+    answers: list[Any] = [operations._MovedElsewhere(CanaryView.of(Canary(
+                              colour="green", release="v2", weight=25, since="t", by="me",
+                              steps=(5, 25, 50), pauses=(0.0, 0.0, 0.0)))),
+                          CanaryHeld("the canary breached its analysis"), at(50), at(None)]
 
-    def promote(inventory: Any, reporter: Any, *, options: Options) -> dict[str, Any]:
+    def promote(inventory: Any, reporter: Any, *, options: Options) -> Moved:
         asked.append((options.skip_analysis, options.expect_weight))
         answer = answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return dict(answer)
+        return answer
 
     monkeypatch.setattr(operations, "_promote_once", promote)
     reporter = Recorder()
     result = operations._step_through(None, reporter,  # type: ignore[arg-type]
                                       Options(skip_analysis=True), at(5))
-    assert result == {"canary": None, "live": "green"}
+    assert result == at(None)
     # never skipping the analysis; from 5, found at 25 (moved elsewhere), held at 25 once
     # (a breach within canary.failure_limit: one more pause there), then from 25 and 50
     assert asked == [(False, 5), (False, 25), (False, 25), (False, 50)]

@@ -34,6 +34,7 @@ from bluegreen.errors import (
 )
 from bluegreen.inventory import Inventory, validate_inventory
 from bluegreen.operations import Options, deploy
+from bluegreen.results import DryRun, Moved
 from bluegreen.shell import Command
 from bluegreen.transport.fake import FakeTransport
 from bluegreen.transport.local import LocalTransport
@@ -151,7 +152,8 @@ def run_deploy(fleet: Fleet, release: str) -> dict[str, Any]:
 
 def test_a_deploy_flips_every_balancer_and_records_it(fleet: Fleet) -> None:
     result = run_deploy(fleet, "v1")
-    assert (result["live"], result["generation"]) == ("blue", 1)
+    assert isinstance(result, Moved)
+    assert (result.live, result.generation) == ("blue", 1)
     for fake in fleet.balancers.values():
         assert fake.done == ["stage", "validate", "take", "reload"]
         assert fake.serving is not None and f":{BLUE} " in fake.serving
@@ -244,7 +246,8 @@ def test_the_dry_run_prints_the_steps_the_deploy_runs_and_runs_none(fleet: Fleet
     source.mkdir(parents=True)
     result = deploy(fleet.inventory, Recorder(), source=str(source), release="v2", to=None,
                     options=Options(dry_run=True))  # type: ignore[arg-type]
-    lines = result["plan"]
+    assert isinstance(result, DryRun)
+    lines = result.plan
     assert lines[0].startswith("deploy release v2 to green (live: blue;")
     steps = [line for line in lines if line[:1].isdigit()]
     assert [line.split(". ", 1)[1].split(" ")[0:2] for line in steps] == [

@@ -12,7 +12,7 @@ ONLY_IMPORTERS = {
     "paramiko": {"transport/ssh/"},
     "httpx": {"health.py", "prometheus.py"},
     "jinja2": {"render.py"},
-    "msgspec": {"inventory/model.py", "inventory/validate.py"},
+    "msgspec": {"inventory/model.py", "inventory/validate.py", "results.py"},
     "yaml": {"inventory/yaml_text.py"},
     "typer": {"cli/"},
     "rich": {"cli/", "output.py", "progress.py"},
