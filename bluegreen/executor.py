@@ -9,7 +9,7 @@ prints the same plan (`Plan.describe`), so what it shows is what runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from bluegreen import cancel
@@ -33,13 +33,33 @@ class Step:
 class Plan:
     heading: str
     steps: tuple[Step, ...]
+    # what runs around the steps (`recorded`'s hooks), as --dry-run prints it
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
 
     def describe(self) -> list[str]:
-        lines = [self.heading]
+        lines = [self.heading, *(f"before step 1: {line}" for line in self.before)]
         for number, step in enumerate(self.steps, start=1):
             lines.append(f"{number}. {step.says}")
             lines += [f"   {detail}" for detail in step.details]
-        return lines
+        return lines + list(self.after)
+
+
+def enveloped(session: Session, plan: Plan, *, pre: str | None = None,
+              post: tuple[str, ...] = ()) -> Plan:
+    """`plan` with the hooks run around it (`pre` before its steps, the `post` points after
+    them, `on_failure` if one fails) described, for --dry-run."""
+    def said(point: str | None) -> list[str]:
+        hooks = getattr(session.inventory.hooks, point) if point else None
+        return [_hooks_say(point, hooks)] if point and hooks else []
+
+    return replace(plan, before=tuple(said(pre)), after=(
+        *(f"after the last step: {line}" for point in post for line in said(point)),
+        *(f"if a step fails: {line}" for line in said("on_failure"))))
+
+
+def _hooks_say(point: str, hooks: Any) -> str:
+    return f"run the {point} hook(s): {', '.join(f'`{h.run}` on {h.on}' for h in hooks)}"
 
 
 def execute(plan: Plan) -> None:
@@ -109,8 +129,7 @@ def hook_steps(session: Session, point: str) -> list[Step]:
     hooks = getattr(session.inventory.hooks, point)
     if not hooks:
         return []
-    return [Step(f"run the {point} hook(s): {', '.join(f'`{h.run}` on {h.on}' for h in hooks)}",
-                 lambda: session.hooks.run(point))]
+    return [Step(_hooks_say(point, hooks), lambda: session.hooks.run(point))]
 
 
 class _Outcome(Protocol):

@@ -33,13 +33,14 @@ from bluegreen.errors import (
 from bluegreen.executor import (
     Plan,
     Step,
+    enveloped,
     execute,
     hook_steps,
     recorded,
     run_hooks_after,
 )
 from bluegreen.fanout import fan_out
-from bluegreen.flip import Flipper
+from bluegreen.flip_steps import FLIP_SAYS, activation_steps
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -255,7 +256,8 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
                               record=record, canary=options.canary,
                               pauses=options.canary_pauses)
         if options.dry_run:
-            return _dry_run(steps.describe())
+            return _dry_run(enveloped(session, steps, pre="pre_deploy",
+                                      post=("post_deploy",)).describe())
 
         def run() -> Moved:
             execute(steps)
@@ -658,7 +660,8 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
         steps = Plan(f"retire {idle or 'nothing'}", tuple(
             retire_steps(session, progress, drain_timeout=drain_timeout)))
         if options.dry_run:
-            return _dry_run(steps.describe())
+            return _dry_run(enveloped(session, steps, pre="pre_retire",
+                                      post=("post_retire",)).describe())
         record: dict[str, Any] = {
             "operation": "retire", "from": _name(state.live), "to": _name(state.live),
             "colour": _name(idle), "release": state.colour(idle).release if idle else None}
@@ -722,7 +725,9 @@ def _flip_to(session: Session, state: State, current: dict[str, str | None], tar
         steps[0] = replace(steps[0], guard=guard)
     flip_plan = Plan(f"{operation}: flip {state.live or 'nothing'} → {target}", tuple(steps))
     if options.dry_run:
-        return _dry_run(flip_plan.describe())
+        return _dry_run(enveloped(session, flip_plan, post=(
+            "post_rollback",) if operation == "rollback" else (
+            "on_abort",) if operation == "canary abort" else ()).describe())
     record = {"operation": operation, "from": _name(state.live), "to": target.value,
               "release": state.colour(target).release, **(note or {})}
 
@@ -784,20 +789,17 @@ def _flip_steps(session: Session, progress: _Progress, planned: FlipPlan, *,
     verification has passed cuts verification short and flips back, so the time from the signal
     to the exit stays bounded and traffic stays on what was verified."""
     inventory, reporter = session.inventory, session.reporter
-    flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
 
-    def flip() -> None:
+    def planned_flip() -> FlipPlan:
         assert progress.flip is not None
-        flipper.flip(progress.flip, guards=session.flip_guards())
+        return progress.flip
 
     def verify_public() -> None:
         verify(inventory, release=progress.release, colour=planned.target.value,
                reporter=reporter)
         cancel.check_cancelled()
 
-    def record() -> None:
-        plan = progress.flip
-        assert plan is not None
+    def record(plan: FlipPlan) -> None:
         new_state = progress.state.after_flip(plan.target, release=progress.release,
                                               actor=actor(), managed=plan.configs, out=plan.out)
         if adjust is not None:
@@ -817,21 +819,17 @@ def _flip_steps(session: Session, progress: _Progress, planned: FlipPlan, *,
 
     return [
         *hook_steps(session, "pre_flip"),
-        Step(_FLIP_SAYS.format(balancers=len(planned.configs), generation=planned.generation),
-             flip, details=tuple(planned.diffs()),
-             undo=lambda: flipper.undo(progress.flip or planned), holds_interrupts=True),
-        Step("verify through the public URL(s); on failure, flip back to "
-             f"{planned.previous or 'nothing'}", verify_public, holds_interrupts=True),
-        Step(f"write state generation {planned.generation} on every balancer "
-             "(flip back if it cannot be written)", record, holds_interrupts=True, commits=True),
+        *activation_steps(
+            session, planned_flip,
+            says=FLIP_SAYS.format(balancers=len(planned.configs),
+                                  generation=planned.generation) + ":",
+            details=tuple(planned.diffs()),
+            check=("verify through the public URL(s); on failure, flip back to "
+                   f"{planned.previous or 'nothing'}", verify_public),
+            records=f"write state generation {planned.generation} on every balancer (flip "
+                    "back if it cannot be written)", record=record),
         *hook_steps(session, "post_flip"),
     ]
-
-
-_FLIP_SAYS = ("on {balancers} balancer(s): check that the state is unchanged and the lock "
-              "still held, stage the managed file and validate it (restored byte for byte if "
-              "invalid); then activate on every balancer at once — a confirmed reload, or the "
-              "runtime API — (generation {generation}):")
 
 
 def canary_promote(inventory: Inventory, reporter: Reporter, *, options: Options
@@ -921,10 +919,15 @@ def _hold_canary(session: Session, state: State, canary: Canary, verdict: Verdic
     record = {"operation": "canary promote", "from": _name(state.live), "to": canary.colour,
               "release": canary.release, "canary": canary.weight, "result": "held",
               "breaches": held.breaches, "analysis": verdict.to_dict()}
-    with cancel.deferred_interrupts():
+
+    def write() -> None:  # the state and its history record, together or neither
         session.finish_change(replace(state, canary=held, updated_at=now(),
                                       updated_by=actor()))
         session.record(record)
+
+    execute(Plan(f"canary promote: hold {canary.colour} at {canary.weight}%", (Step(
+        f"record breach {held.breaches} of the canary's analysis in the state on every "
+        "balancer, and in the history", write, holds_interrupts=True, commits=True),)))
     raise CanaryHeld(
         f"the canary breached its analysis — {verdict.describe()} — which canary.failure_limit "
         f"allows {limit} time(s) in a row (this is breach {held.breaches}): it stays at "
@@ -991,7 +994,7 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
         Step(f"quick health check of every {colour} instance", quick_check),
         *_canary_flip_steps(session, progress, weight=weight, target=colour)))
     if options.dry_run:
-        return _dry_run(steps.describe())
+        return _dry_run(enveloped(session, steps).describe())
     record = {"operation": "canary promote", "from": state.live.value, "to": colour.value,
               "release": canary.release, "canary": weight, **note}
 
@@ -1102,19 +1105,12 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
     stable = progress.state.live
     assert stable is not None
     weights = {stable.value: 100 - weight, target.value: weight}
-    flipper = Flipper(inventory, session.connections, reporter, sites=session.sites)
 
     def plan_flip() -> FlipPlan:
-        return build_flip_plan(inventory, state=progress.state, target=stable, current={},
-                               weights=weights, other_out=progress.state.colour(target).out)
-
-    def flip() -> None:
-        progress.flip = plan_flip()
-        flipper.flip(progress.flip, guards=session.flip_guards())
-
-    def flip_back() -> None:
-        assert progress.flip is not None
-        flipper.undo(progress.flip)
+        progress.flip = build_flip_plan(inventory, state=progress.state, target=stable,
+                                        current={}, weights=weights,
+                                        other_out=progress.state.colour(target).out)
+        return progress.flip
 
     def verify_as_tester() -> None:
         assert progress.canary is not None
@@ -1125,9 +1121,9 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
                reporter=reporter, tester=inventory.canary.sticky)
         cancel.check_cancelled()
 
-    def record() -> None:
-        plan, canary = progress.flip, progress.canary
-        assert plan is not None and canary is not None
+    def record(plan: FlipPlan) -> None:
+        canary = progress.canary
+        assert canary is not None
         canary = replace(canary, judged_since=now())  # the step's analysis counts from here
         if inventory.canary.counted:
             canary = replace(canary, baseline=baseline_of(_counters(session)))
@@ -1147,23 +1143,19 @@ def _canary_flip_steps(session: Session, progress: _Progress, *, weight: int, ta
                       + (f", step {canary.step}" if len(canary.steps) > 1 else ""), ok=True)
 
     generation = progress.state.generation + 1
-    steps = [
+    return [
         *hook_steps(session, "pre_step"),
         *hook_steps(session, "pre_flip"),
-        Step(_FLIP_SAYS.format(balancers=len(inventory.hosts.balancer), generation=generation)
-             + f" {stable} {100 - weight}% / {target} {weight}%", flip,
-             undo=flip_back,
-             holds_interrupts=True),
-    ]
-    if inventory.canary.sticky is not None:  # testers see the canary through the public URL
-        steps.append(Step("verify through the public URL(s) as a tester (canary.sticky): every "
-                          f"request reaches {target}; on failure, move its traffic back",
-                          verify_as_tester, holds_interrupts=True))
-    return [
-        *steps,
-        Step(f"record the canary at {weight}% (state generation {generation}) on every "
-             "balancer (move its traffic back if it cannot be written)", record,
-             holds_interrupts=True, commits=True),
+        *activation_steps(
+            session, plan_flip,
+            says=FLIP_SAYS.format(balancers=len(inventory.hosts.balancer), generation=generation)
+            + f": {stable} {100 - weight}% / {target} {weight}%",
+            # testers see the canary through the public URL
+            check=("verify through the public URL(s) as a tester (canary.sticky): every "
+                   f"request reaches {target}; on failure, move its traffic back",
+                   verify_as_tester) if inventory.canary.sticky is not None else None,
+            records=f"record the canary at {weight}% (state generation {generation}) on every "
+                    "balancer (move its traffic back if it cannot be written)", record=record),
         *hook_steps(session, "post_flip"),
         *hook_steps(session, "post_step"),
     ]

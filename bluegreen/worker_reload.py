@@ -21,9 +21,9 @@ from typing import Any
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
 from bluegreen.errors import BluegreenError, InventoryError, ReloadFailed, UsageError
-from bluegreen.executor import Plan, Step, execute, recorded
+from bluegreen.executor import Plan, Step, enveloped, execute, recorded
 from bluegreen.fanout import fan_out
-from bluegreen.flip import Flipper
+from bluegreen.flip_steps import HOLD_OUT_SAYS, activation_steps
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
@@ -33,7 +33,7 @@ from bluegreen.operations import (
     upload_release,
 )
 from bluegreen.output import Reporter
-from bluegreen.plan import build_flip_plan, check_templates
+from bluegreen.plan import FlipPlan, build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable
 from bluegreen.release import MARKER, Artifact, validate_release_id
 from bluegreen.results import DryRun, Reloaded, ReloadedHost
@@ -122,7 +122,8 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
         steps = _reload_steps(session, progress, run, AppStack(inventory, app), record,
                               artifact=artifact, drain_timeout=drain_timeout)
         if dry_run:
-            return DryRun(plan=steps.describe())
+            return DryRun(plan=enveloped(session, steps, pre="pre_reload",
+                                         post=("post_reload",)).describe())
         if app.server_mode == "base":
             reporter.warn("server_mode is base: a Swoole reload in base mode closes every client "
                           "connection, and no reload can change PHP, Swoole, extensions or "
@@ -184,21 +185,37 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
             progress.state, target, status="starting", release=run.new_release,
             step=f"reload {target} onto release {run.new_release}, host by host")
 
-    def take_out(names: list[str], batch: list[InstanceSpec]) -> None:
-        cancel.check_cancelled()
-        state = progress.state
-        out = tuple(sorted({*state.colour(target).out, *names}))
-        if len(out) >= len(specs):
-            raise ReloadFailed(
-                f"taking {', '.join(names)} out of traffic would leave no {target} "
-                f"instance in it ({', '.join(state.colour(target).out)} already out).",
-                where=", ".join(names),
-                hint="Reload the hosts that are out first (`bluegreen status` shows "
-                     "them), or deploy a fixed release to the other colour.")
-        reporter.phase(f"take {', '.join(names)} out of traffic")
-        progress.state = _hold_out(session, state, target, out,
-                                   step=f"reload {', '.join(names)}")
-        _wait_for_connections(session, stack, batch, drain_timeout)
+    def hold_out_steps(names: list[str], *, back: bool) -> list[Step]:
+        """Take the hosts out of traffic (or put them back): a flip of the same colour with
+        other servers held out, recorded with the reload as the operation in progress."""
+        hosts = ", ".join(names)
+
+        def plan() -> FlipPlan:
+            cancel.check_cancelled()
+            state = progress.state
+            held = set(state.colour(target).out)
+            out = tuple(sorted(held - set(names) if back else held | set(names)))
+            if not back and len(out) >= len(specs):
+                raise ReloadFailed(
+                    f"taking {hosts} out of traffic would leave no {target} instance in it "
+                    f"({', '.join(state.colour(target).out)} already out).", where=hosts,
+                    hint="Reload the hosts that are out first (`bluegreen status` shows "
+                         "them), or deploy a fixed release to the other colour.")
+            reporter.phase(f"put {hosts} back into traffic" if back
+                           else f"take {hosts} out of traffic")
+            return build_flip_plan(inventory, state=state, target=target, current={}, out=out)
+
+        def record(plan: FlipPlan) -> None:
+            progress.state = _record_held_out(session, progress.state, plan,
+                                              step=None if back else f"reload {hosts}")
+
+        return activation_steps(
+            session, plan,
+            says=(f"put {hosts} back into traffic" if back else f"take {hosts} out of traffic")
+            + f" on {len(inventory.hosts.balancer)} balancer(s): " + HOLD_OUT_SAYS,
+            records=f"record {hosts} " + ("back in traffic" if back else "out of traffic")
+                    + " in the state on every balancer (undone if it cannot be written)",
+            record=record)
 
     def reload_batch(batch: list[InstanceSpec]) -> None:
         cancel.check_cancelled()
@@ -208,11 +225,6 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
                                 step="reload", name=lambda s: s.host.name,
                                 parallelism=len(batch))
         record["hosts"] = [r.host for r in run.reloaded]
-
-    def put_back(names: list[str]) -> None:
-        reporter.phase(f"put {', '.join(names)} back into traffic")
-        remaining = tuple(h for h in progress.state.colour(target).out if h not in names)
-        progress.state = _hold_out(session, progress.state, target, remaining, step=None)
 
     def verify_public() -> None:
         assert run.new_release is not None
@@ -250,9 +262,11 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
     for number, batch in enumerate(run.batches, 1):
         names = [s.host.name for s in batch]
         if run.rotate:
-            steps.append(Step(f"take {', '.join(names)} out of every balancer, then wait up "
-                              f"to {drain_timeout:g} s for its connections to end",
-                              partial(take_out, names, batch)))
+            steps += hold_out_steps(names, back=False)
+            steps.append(Step(f"wait up to {drain_timeout:g} s for the connections of "
+                              f"{', '.join(names)} to end",
+                              partial(_wait_for_connections, session, stack, batch,
+                                      drain_timeout)))
         details: list[str] = []
         for spec in batch:
             if run.new_release:
@@ -268,8 +282,7 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
                                              if run.rotate else ""),
             partial(reload_batch, batch), details=tuple(details)))
         if run.rotate:
-            steps.append(Step(f"put {', '.join(names)} back into every balancer",
-                              partial(put_back, names)))
+            steps += hold_out_steps(names, back=True)
     if run.new_release and target is progress.state.live:
         steps.append(Step(f"verify through the public URL(s) that {run.new_release} is served",
                           verify_public))
@@ -283,33 +296,28 @@ def _reload_steps(session: Session, progress: _Reloading, run: ReloadRun, stack:
                   "the first failure, leaving that host out of traffic", tuple(steps))
 
 
-def _hold_out(session: Session, state: State, target: Colour, out: tuple[str, ...], *,
-              step: str | None) -> State:
-    """Flip every balancer to `target` with `out` held out of traffic, and record it (with the
-    reload as the operation in progress while `step` says what it does)."""
-    inventory = session.inventory
-    plan = build_flip_plan(inventory, state=state, target=target, current={}, out=out)
-    flipper = Flipper(inventory, session.connections, session.reporter, sites=session.sites)
-    with cancel.deferred_interrupts():
-        flipper.flip(plan, guards=session.flip_guards())
-        changed = state.after_flip(target, release=state.colour(target).release,
-                                   actor=actor(), managed=plan.configs, out=out)
-        changed = replace(changed, operation=state.operation, colours={
-            **changed.colours, target.value: replace(state.colour(target), out=out)})
-        if step and state.operation is None:
-            changed = replace(changed, operation=Operation(
-                command=session.command, by=actor(), started=session.started_at, step=step))
-        elif not step and session.changing is None:
-            changed = replace(changed, operation=None)
-        try:
-            written = session.write_state(changed)
-        except BluegreenError as error:
-            flipper.undo(plan)
-            error.message = ("the balancers could not be recorded holding "
-                             f"{', '.join(out) or 'no host'} out of traffic, so that change was "
-                             "undone: " + error.message)
-            raise
-        session.held_out = out
+def _record_held_out(session: Session, state: State, plan: FlipPlan, *, step: str | None
+                     ) -> State:
+    """The state after `plan` held its hosts out of traffic, written — with the reload as the
+    operation in progress while `step` says what it does."""
+    target, out = plan.target, plan.out
+    changed = state.after_flip(target, release=state.colour(target).release,
+                               actor=actor(), managed=plan.configs, out=out)
+    changed = replace(changed, operation=state.operation, colours={
+        **changed.colours, target.value: replace(state.colour(target), out=out)})
+    if step and state.operation is None:
+        changed = replace(changed, operation=Operation(
+            command=session.command, by=actor(), started=session.started_at, step=step))
+    elif not step and session.changing is None:
+        changed = replace(changed, operation=None)
+    try:
+        written = session.write_state(changed)
+    except BluegreenError as error:
+        error.message = ("the balancers could not be recorded holding "
+                         f"{', '.join(out) or 'no host'} out of traffic, so that change was "
+                         "undone: " + error.message)
+        raise
+    session.held_out = out
     return written
 
 

@@ -122,3 +122,25 @@ def test_every_undo_runs_even_when_one_fails_and_that_failure_is_raised() -> Non
                            step("c", fails=True))))
     assert done == ["a", "b", "c", "undo b (fails)", "undo a"]
     assert isinstance(caught.value.__context__, HealthCheckFailed)  # what made it undo
+
+
+def test_a_dry_run_describes_the_hooks_run_around_the_steps() -> None:
+    from types import SimpleNamespace
+
+    from bluegreen.executor import enveloped
+    from bluegreen.inventory.model import Hook, Hooks
+
+    hooks = Hooks(pre_deploy=[Hook(run="make migrate", on="app")],
+                  post_deploy=[Hook(run="notify")], on_failure=[Hook(run="page me")])
+    session = SimpleNamespace(inventory=SimpleNamespace(hooks=hooks))
+    plan = Plan("deploy", (Step("stand up", lambda: None), Step("flip", lambda: None)))
+    assert enveloped(session, plan, pre="pre_deploy",  # type: ignore[arg-type]
+                     post=("post_deploy", "post_retire")).describe() == [
+        "deploy",
+        "before step 1: run the pre_deploy hook(s): `make migrate` on app",
+        "1. stand up", "2. flip",
+        "after the last step: run the post_deploy hook(s): `notify` on local",
+        "if a step fails: run the on_failure hook(s): `page me` on local"]
+    assert enveloped(SimpleNamespace(inventory=SimpleNamespace(  # type: ignore[arg-type]
+        hooks=Hooks())), plan, pre="pre_deploy").describe() == ["deploy", "1. stand up",
+                                                                "2. flip"]
