@@ -21,18 +21,29 @@ from bluegreen.lock import LockInfo, force_release, is_stale, read_lock
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.prometheus import canary_metrics
-from bluegreen.results import CanaryView
+from bluegreen.results import (
+    CanaryView,
+    ColourStatus,
+    InstanceStatus,
+    LockReleased,
+    LockState,
+    LockStatus,
+    OperationStatus,
+    Status,
+    amended,
+    balancer_status,
+)
 from bluegreen.session import Session
 from bluegreen.state import State
 
 
-def status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
+def status(inventory: Inventory, reporter: Reporter) -> Status:
     with Session(inventory, reporter, command="status", lock=False) as session:
         return status_in(session)
 
 
 def watch_status(inventory: Inventory, reporter: Reporter, *,
-                 show: Callable[[dict[str, Any]], None], interval: float = 1.0) -> None:
+                 show: Callable[[Status], None], interval: float = 1.0) -> None:
     """`status` again every `interval` seconds over the same connections, until Ctrl-C."""
     with Session(inventory, reporter, command="status", lock=False) as session:
         while True:
@@ -62,7 +73,7 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
             "analysis": analysis}
 
 
-def status_in(session: Session) -> dict[str, Any]:
+def status_in(session: Session) -> Status:
     """What each balancer serves, every instance, the colours, the operation and the lock."""
     inventory = session.inventory
     states, managed = session.read_states_and_managed()
@@ -74,7 +85,7 @@ def status_in(session: Session) -> dict[str, Any]:
         state, text = states[host.name], managed[host.name]
         header = parse_header(text)
         file_loaded = loaded.get(host.name)
-        balancers.append({
+        balancers.append(balancer_status({
             "host": host.name,
             "kind": session.sites[host.name].driver.kind,
             "state_live": state.live.value if state.live else None,
@@ -92,7 +103,7 @@ def status_in(session: Session) -> dict[str, Any]:
                              kind=session.sites[host.name].driver.kind)
             or _not_loaded(file_loaded, header is not None),
             **lingering[host.name],
-        })
+        }))
     try:
         agreed = ensure_consistent(states)
         disagreement = None
@@ -102,30 +113,30 @@ def status_in(session: Session) -> dict[str, Any]:
     instances = _instances(inventory, session, agreed.live,
                            agreed.colour(agreed.live).out if agreed.live else ())
     lock = read_lock(session.primary)
-    drift = disagreement or next((b["drift"] for b in balancers if b["drift"]), None)
+    drift = disagreement or next((b.drift for b in balancers if b.drift), None)
     operation = _operation(agreed, lock, inventory)
-    if operation is not None and operation["in_progress"] and drift:
+    if operation is not None and operation.in_progress and drift:
         # a flip under way makes balancers and state differ for a moment: not drift
-        operation["transient"] = drift
+        operation = amended(operation, transient=drift)
         drift = None
-    return {
-        "service": inventory.service,
-        "live": agreed.live.value if agreed.live else None,
-        "generation": agreed.generation,
-        "drift": drift,
-        "balancers": balancers,
-        "instances": instances,
-        "colours": {name: {"release": c.release, "status": c.status, "since": c.since,
-                           "replaced": c.replaced, "error": c.error,
-                           "out_of_traffic": list(c.out),
-                           "connections": sum(i["connections"] for i in instances
-                                              if i["colour"] == name)}
-                    for name, c in agreed.colours.items()},
-        "operation": operation,
-        "weights": agreed.weights,
-        "canary": CanaryView.of(agreed.canary) if agreed.canary else None,
-        "lock": None if lock is None else _lock_data(lock, inventory),
-    }
+    return Status(
+        service=inventory.service,
+        live=agreed.live.value if agreed.live else None,
+        generation=agreed.generation,
+        drift=drift,
+        balancers=balancers,
+        instances=instances,
+        colours={name: ColourStatus(release=c.release, status=c.status, since=c.since,
+                                    replaced=c.replaced, error=c.error,
+                                    out_of_traffic=list(c.out),
+                                    connections=sum(i.connections for i in instances
+                                                    if i.colour == name))
+                 for name, c in agreed.colours.items()},
+        operation=operation,
+        weights=agreed.weights,
+        canary=CanaryView.of(agreed.canary) if agreed.canary else None,
+        lock=None if lock is None else _lock_data(lock, inventory),
+    )
 
 
 def _not_loaded(file_loaded: bool | None, managed: bool) -> str | None:
@@ -136,7 +147,7 @@ def _not_loaded(file_loaded: bool | None, managed: bool) -> str | None:
 
 
 def _operation(state: State, lock: LockInfo | None, inventory: Inventory
-               ) -> dict[str, Any] | None:
+               ) -> OperationStatus | None:
     """The operation under way (a live lock holder), or the one the state says was cut short
     (written ahead, never finished, and no live holder)."""
     alive = lock is not None and not is_stale(lock, inventory.lock.stale_after)
@@ -144,24 +155,24 @@ def _operation(state: State, lock: LockInfo | None, inventory: Inventory
         return None
     if alive:
         assert lock is not None
-        return {"in_progress": True, "command": lock.command, "by": lock.owner,
-                "started": lock.started,
-                "step": state.operation.step if state.operation else None}
+        return OperationStatus(in_progress=True, command=lock.command, by=lock.owner,
+                               started=lock.started,
+                               step=state.operation.step if state.operation else None)
     assert state.operation is not None
-    return {"in_progress": False, "command": state.operation.command,
-            "by": state.operation.by, "started": state.operation.started,
-            "step": state.operation.step}
+    return OperationStatus(in_progress=False, command=state.operation.command,
+                           by=state.operation.by, started=state.operation.started,
+                           step=state.operation.step)
 
 
 def _instances(inventory: Inventory, session: Session, live: Colour | None,
-               out: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+               out: tuple[str, ...] = ()) -> list[InstanceStatus]:
     if inventory.app is None:
         return []
     stack = AppStack(inventory, inventory.app)
     specs = [spec for colour in Colour for spec in instance_specs(inventory, colour)]
     checker = HealthChecker(sleep=cancel.sleep)
 
-    def inspect(spec: Any) -> dict[str, Any]:
+    def inspect(spec: Any) -> InstanceStatus:
         transport = session.connections[spec.host.name]
         facts = stack.facts(transport, spec)
         release, running, connections = facts.pointer, facts.running, facts.connections
@@ -170,10 +181,10 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
             outcome = probe_instance(inventory, session.connections, spec, checker=checker,
                                      retries=1, release=release)
             healthy = outcome.healthy
-        return {"host": spec.host.name, "colour": spec.colour.value, "port": spec.port,
-                "live": spec.colour is live, "running": running, "healthy": healthy,
-                "release": release, "connections": connections,
-                "in_traffic": spec.colour is live and spec.host.name not in out}
+        return InstanceStatus(host=spec.host.name, colour=spec.colour.value, port=spec.port,
+                              live=spec.colour is live, running=running, healthy=healthy,
+                              release=release, connections=connections,
+                              in_traffic=spec.colour is live and spec.host.name not in out)
 
     try:
         return fan_out(specs, inspect, step="status",
@@ -189,26 +200,26 @@ def history(inventory: Inventory, reporter: Reporter, *, limit: int) -> list[dic
         return session.primary.history(limit)
 
 
-def lock_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any] | None:
+def lock_status(inventory: Inventory, reporter: Reporter) -> LockState:
     hosts = [inventory.primary_balancer]
     with Session(inventory, reporter, command="lock status", lock=False, hosts=hosts) as session:
         info = read_lock(session.primary)
-        return None if info is None else _lock_data(info, inventory)
+        return LockState(lock=None if info is None else _lock_data(info, inventory))
 
 
-def _lock_data(info: LockInfo, inventory: Inventory) -> dict[str, Any]:
-    return {"owner": info.owner, "pid": info.pid, "host": info.host, "command": info.command,
-            "started": info.started, "heartbeat_age_s": info.heartbeat_age,
-            "stale": is_stale(info, inventory.lock.stale_after)}
+def _lock_data(info: LockInfo, inventory: Inventory) -> LockStatus:
+    return LockStatus(owner=info.owner, pid=info.pid, host=info.host, command=info.command,
+                      started=info.started, heartbeat_age_s=info.heartbeat_age,
+                      stale=is_stale(info, inventory.lock.stale_after))
 
 
-def lock_release(inventory: Inventory, reporter: Reporter, *, force: bool) -> dict[str, Any]:
+def lock_release(inventory: Inventory, reporter: Reporter, *, force: bool) -> LockReleased:
     hosts = [inventory.primary_balancer]
     with Session(inventory, reporter, command="lock release", lock=False,
                  hosts=hosts) as session:
         info = read_lock(session.primary)
         if info is None:
-            return {"released": False, "reason": "no lock is held"}
+            return LockReleased(released=False, reason="no lock is held")
         if not force and not is_stale(info, inventory.lock.stale_after):
             raise LockHeld(
                 f"the lock is {info.describe()} and looks alive.",
@@ -217,4 +228,4 @@ def lock_release(inventory: Inventory, reporter: Reporter, *, force: bool) -> di
                      "its holder is gone, pass --force.",
             )
         force_release(session.primary)
-        return {"released": True, "previous_holder": info.describe()}
+        return LockReleased(released=True, previous_holder=info.describe())

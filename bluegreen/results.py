@@ -132,6 +132,97 @@ class Reloaded(msgspec.Struct, kw_only=True):
     seconds: float
 
 
+class BalancerStatus(msgspec.Struct, kw_only=True):
+    """What a balancer's state says, what its managed file says, and what it serves."""
+
+    host: str
+    kind: str
+    state_live: str | None
+    state_generation: int
+    file_colour: str | None
+    file_loaded: bool | None  # None: unknown (the driver cannot tell)
+    serving: str | None
+    serving_generation: int | None
+    runtime_serving: str | None  # what HAProxy's runtime API serves, where it has one
+    drift: str | None
+    # what earlier flips left running, where the driver can tell
+    old_workers: int | UnsetType | None = UNSET
+    sessions: dict[str, int] | UnsetType = UNSET
+
+
+class InstanceStatus(msgspec.Struct, kw_only=True):
+    host: str
+    colour: str
+    port: int
+    live: bool
+    running: bool
+    healthy: bool | None  # None: not probed (not running)
+    release: str | None
+    connections: int
+    in_traffic: bool
+
+
+class ColourStatus(msgspec.Struct, kw_only=True):
+    release: str | None
+    status: str | None
+    since: str | None
+    replaced: str | None
+    error: str | None
+    out_of_traffic: list[str]
+    connections: int
+
+
+class OperationStatus(msgspec.Struct, kw_only=True):
+    """The operation under way (a live lock holder), or one the state says was cut short."""
+
+    in_progress: bool
+    command: str
+    by: str
+    started: str
+    step: str | None
+    transient: str | UnsetType = UNSET  # drift a flip under way explains
+
+
+class LockStatus(msgspec.Struct, kw_only=True):
+    owner: str
+    pid: int
+    host: str
+    command: str
+    started: str
+    heartbeat_age_s: float | None
+    stale: bool
+
+
+class Status(msgspec.Struct, kw_only=True):
+    service: str
+    live: str | None
+    generation: int
+    drift: str | None
+    balancers: list[BalancerStatus]
+    instances: list[InstanceStatus]
+    colours: dict[str, ColourStatus]
+    operation: OperationStatus | None
+    weights: dict[str, int]
+    canary: CanaryView | None
+    lock: LockStatus | None
+
+
+def balancer_status(fields: dict[str, Any]) -> BalancerStatus:
+    """A balancer's row, from what was read and what its driver says lingers (checked: a
+    driver reporting something else fails here, not in the renderer)."""
+    return msgspec.convert(fields, BalancerStatus)
+
+
+class LockState(msgspec.Struct):
+    lock: LockStatus | None  # None: free
+
+
+class LockReleased(msgspec.Struct, kw_only=True):
+    released: bool
+    reason: str | UnsetType = UNSET  # why nothing was released
+    previous_holder: str | UnsetType = UNSET
+
+
 Result = TypeVar("Result", bound=msgspec.Struct)
 
 

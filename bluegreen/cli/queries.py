@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bluegreen.cli.common import AppContext, app_context, reported_errors
-from bluegreen.cli.render import history_result, status_result
+from bluegreen.cli.render import history_result, lock_released, lock_result, status_result
 from bluegreen.shell import redact
+
+if TYPE_CHECKING:
+    from bluegreen.results import Status
 
 DRIFT_EXIT = 9
 
@@ -31,7 +34,7 @@ def status(
 
         result = run_status(context.inventory(), context.reporter)
         context.reporter.result(result, human=status_result(result))
-    if result["drift"]:
+    if result.drift:
         raise typer.Exit(DRIFT_EXIT)
 
 
@@ -43,7 +46,7 @@ def _watch(context: AppContext) -> None:
     from bluegreen.output import json_default
     from bluegreen.queries import watch_status
 
-    def as_json_line(data: dict[str, Any]) -> None:
+    def as_json_line(data: Status) -> None:
         sys.stdout.write(redact(json.dumps({"data": data}, default=json_default)) + "\n")
         sys.stdout.flush()
 
@@ -59,7 +62,7 @@ def _watch(context: AppContext) -> None:
 
             console = Console(no_color=None if context.color else True)  # None: NO_COLOR
             with Live(console=console, auto_refresh=False, screen=False) as live:
-                def show(data: dict[str, Any]) -> None:
+                def show(data: Status) -> None:
                     collected = _Collected()
                     status_result(data)(collected)
                     live.update(Group(*collected.items), refresh=True)
@@ -104,17 +107,7 @@ def lock_status(ctx: typer.Context) -> None:
         from bluegreen.queries import lock_status as run_lock_status
 
         info = run_lock_status(context.inventory(), context.reporter)
-
-        def show(console: object) -> None:
-            if info is None:
-                console.print("lock: free")  # type: ignore[attr-defined]
-            else:
-                console.print(  # type: ignore[attr-defined]
-                    f"lock: held by {info['owner']} (pid {info['pid']} on {info['host']}) "
-                    f"running `{info['command']}` since {info['started']}"
-                    + (" — STALE" if info["stale"] else ""), markup=False)
-
-        context.reporter.result({"lock": info}, human=show)
+        context.reporter.result(info, human=lock_result(info))
 
 
 @lock_app.command("release")
@@ -128,10 +121,4 @@ def lock_release(
         from bluegreen.queries import lock_release as run_lock_release
 
         result = run_lock_release(context.inventory(), context.reporter, force=force)
-
-        def show(console: object) -> None:
-            text = (f"lock released (was {result['previous_holder']})" if result["released"]
-                    else "no lock was held")
-            console.print(text, markup=False)  # type: ignore[attr-defined]
-
-        context.reporter.result(result, human=show)
+        context.reporter.result(result, human=lock_released(result))

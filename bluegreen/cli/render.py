@@ -6,12 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bluegreen.results import (
+        BalancerStatus,
         CanaryView,
         DryRun,
         EndedElsewhere,
+        LockReleased,
+        LockState,
         Moved,
         Reloaded,
         RetireResult,
+        Status,
     )
 
 
@@ -125,33 +129,33 @@ def canary_next(canary: CanaryView) -> str:
             + "; `bluegreen canary abort` sends it all back")
 
 
-def status_result(data: dict[str, Any]) -> Any:
+def status_result(data: Status) -> Any:
     def show(console: Any) -> None:
         from rich.markup import escape
         from rich.table import Table
 
-        live = data["live"] or "none"
-        console.print(f"[bold]{data['service']}[/bold]: live colour [bold]{live}[/bold], "
-                      f"generation {data['generation']}")
-        if data["drift"]:
-            console.print(f"[bold red]DRIFT: {data['drift']}[/bold red]")
-        operation = data.get("operation")
+        live = data.live or "none"
+        console.print(f"[bold]{data.service}[/bold]: live colour [bold]{live}[/bold], "
+                      f"generation {data.generation}")
+        if data.drift:
+            console.print(f"[bold red]DRIFT: {data.drift}[/bold red]")
+        operation = data.operation
         if operation:
-            step = f" — step: {escape(operation['step'])}" if operation.get("step") else ""
-            if operation["in_progress"]:
+            step = f" — step: {escape(operation.step)}" if operation.step else ""
+            if operation.in_progress:
                 console.print(f"[bold yellow]in progress:[/bold yellow] "
-                              f"`{escape(operation['command'])}` "
-                              f"by {operation['by']} since {operation['started']}{step}",
+                              f"`{escape(operation.command)}` "
+                              f"by {operation.by} since {operation.started}{step}",
                               markup=True, highlight=False)
-                if operation.get("transient"):
-                    console.print(f"  (mid-operation: {operation['transient']})", markup=False)
+                if operation.transient:
+                    console.print(f"  (mid-operation: {operation.transient})", markup=False)
             else:
                 console.print(f"[bold red]cut short:[/bold red] "
-                              f"`{escape(operation['command'])}` by "
-                              f"{operation['by']} since {operation['started']}{step} never "
+                              f"`{escape(operation.command)}` by "
+                              f"{operation.by} since {operation.started}{step} never "
                               "finished (its process ended without cleaning up)",
                               markup=True, highlight=False)
-        canary: CanaryView | None = data.get("canary")
+        canary = data.canary
         if canary:
             steps = canary.steps or (canary.weight,)
             console.print(f"[yellow]canary:[/yellow] {escape(canary.colour)} runs release "
@@ -164,64 +168,64 @@ def status_result(data: dict[str, Any]) -> Any:
         colours = Table(title="colours (recorded)", title_justify="left")
         for column in ("colour", "status", "release", "since", "note"):
             colours.add_column(column)
-        for name, c in data["colours"].items():
-            note = c.get("error") or ""
-            if c.get("out_of_traffic"):
-                note = (f"out of traffic: {', '.join(c['out_of_traffic'])}"
+        for name, c in data.colours.items():
+            note = c.error or ""
+            if c.out_of_traffic:
+                note = (f"out of traffic: {', '.join(c.out_of_traffic)}"
                         + (f"; {note}" if note else ""))
-            if c.get("replaced") and c["status"] in ("starting", "failed"):
-                note = f"replacing {c['replaced']}" + (f"; {note}" if note else "")
-            status = c["status"]
+            if c.replaced and c.status in ("starting", "failed"):
+                note = f"replacing {c.replaced}" + (f"; {note}" if note else "")
+            status = c.status or "-"
             style = {"running": "green", "failed": "red", "starting": "yellow",
                      "stopping": "yellow"}.get(status)
-            colours.add_row(f"{name} (live)" if name == data["live"] else name,
+            colours.add_row(f"{name} (live)" if name == data.live else name,
                             f"[{style}]{status}[/{style}]" if style else status,
-                            escape(c["release"] or "-"), c.get("since") or "-", escape(note))
+                            escape(c.release or "-"), c.since or "-", escape(note))
         console.print(colours)
         balancers = Table(title="balancers", title_justify="left")
         for column in ("host", "kind", "state says", "file says", "serves", "still draining",
                        "drift"):
             balancers.add_column(column)
-        for b in data["balancers"]:
-            loaded = {True: ", loaded", False: ", NOT loaded", None: ""}[b["file_loaded"]]
+        for b in data.balancers:
+            loaded = {True: ", loaded", False: ", NOT loaded", None: ""}[b.file_loaded]
             balancers.add_row(
-                b["host"], b["kind"], f"{b['state_live'] or '-'} (gen {b['state_generation']})",
-                f"{b['file_colour']} (gen {b['serving_generation']}{loaded})"
-                if b["file_colour"] else "-",
-                b["serving"] or "?", escape(_draining(b)),
-                f"[red]{escape(b['drift'])}[/red]" if b["drift"] else "[green]none[/green]")
+                b.host, b.kind, f"{b.state_live or '-'} (gen {b.state_generation})",
+                f"{b.file_colour} (gen {b.serving_generation}{loaded})"
+                if b.file_colour else "-",
+                b.serving or "?", escape(_draining(b)),
+                f"[red]{escape(b.drift)}[/red]" if b.drift else "[green]none[/green]")
         console.print(balancers)
-        if data["instances"]:
+        if data.instances:
             instances = Table(title="instances", title_justify="left")
             for column in ("host", "colour", "port", "running", "healthy", "release",
                            "connections"):
                 instances.add_column(column)
-            for i in data["instances"]:
-                colour = f"{i['colour']} (live)" if i["live"] else i["colour"]
-                if i["live"] and not i["in_traffic"]:
+            for i in data.instances:
+                colour = f"{i.colour} (live)" if i.live else i.colour
+                if i.live and not i.in_traffic:
                     colour += " [red]out of traffic[/red]"
-                instances.add_row(i["host"], colour, str(i["port"]), _mark(i["running"]),
-                                  _mark(i["healthy"]), i["release"] or "-",
-                                  str(i["connections"]) if i["running"] else "-")
+                instances.add_row(i.host, colour, str(i.port), _mark(i.running),
+                                  _mark(i.healthy), i.release or "-",
+                                  str(i.connections) if i.running else "-")
             console.print(instances)
-        lock = data["lock"]
+        lock = data.lock
         if lock:
-            stale = " [red](stale)[/red]" if lock["stale"] else ""
-            console.print(f"lock: held by {lock['owner']} running `{lock['command']}` since "
-                          f"{lock['started']}{stale}", markup=True)
+            stale = " [red](stale)[/red]" if lock.stale else ""
+            console.print(f"lock: held by {lock.owner} running `{lock.command}` since "
+                          f"{lock.started}{stale}", markup=True)
         else:
             console.print("lock: free")
 
     return show
 
 
-def _draining(balancer: dict[str, Any]) -> str:
+def _draining(balancer: BalancerStatus) -> str:
     """What an earlier flip left on a balancer: old workers, sessions on the idle colour."""
     parts = []
-    if balancer.get("old_workers"):
-        parts.append(f"{balancer['old_workers']} old worker(s)")
-    idle = {"blue": "green", "green": "blue"}.get(balancer.get("state_live") or "")
-    sessions = (balancer.get("sessions") or {}).get(idle or "", 0)
+    if balancer.old_workers:
+        parts.append(f"{balancer.old_workers} old worker(s)")
+    idle = {"blue": "green", "green": "blue"}.get(balancer.state_live or "")
+    sessions = (balancer.sessions or {}).get(idle or "", 0)
     if sessions:
         parts.append(f"{sessions} session(s) on {idle}")
     return ", ".join(parts) or "-"
@@ -245,6 +249,27 @@ def history_result(records: list[dict[str, Any]]) -> Any:
                           str(r.get("release") or "-"), result,
                           f"{r.get('duration_s', 0):.2f}s", str(r.get("who", "")))
         console.print(table)
+
+    return show
+
+
+def lock_result(data: LockState) -> Any:
+    def show(console: Any) -> None:
+        info = data.lock
+        if info is None:
+            console.print("lock: free")
+        else:
+            console.print(f"lock: held by {info.owner} (pid {info.pid} on {info.host}) "
+                          f"running `{info.command}` since {info.started}"
+                          + (" — STALE" if info.stale else ""), markup=False)
+
+    return show
+
+
+def lock_released(data: LockReleased) -> Any:
+    def show(console: Any) -> None:
+        console.print(f"lock released (was {data.previous_holder})" if data.released
+                      else "no lock was held", markup=False)
 
     return show
 
