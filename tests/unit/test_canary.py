@@ -247,7 +247,7 @@ def test_log_counts_are_judged_since_the_step_with_their_own_response_times() ->
 
 def test_stepping_judges_every_step_and_yields_to_a_step_taken_elsewhere(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import bluegreen.operations as operations
+    import bluegreen.operations.canary as operations
     from tests.unit.test_flip import Recorder
 
     def at(weight: int | None) -> Moved:
@@ -272,8 +272,8 @@ def test_stepping_judges_every_step_and_yields_to_a_step_taken_elsewhere(
 
     monkeypatch.setattr(operations, "_promote_once", promote)
     reporter = Recorder()
-    result = operations._step_through(None, reporter,  # type: ignore[arg-type]
-                                      Options(skip_analysis=True), at(5))
+    result = operations.step_through(None, reporter,  # type: ignore[arg-type]
+                                     Options(skip_analysis=True), at(5))
     assert result == at(None)
     # never skipping the analysis; from 5, found at 25 (moved elsewhere), held at 25 once
     # (a breach within canary.failure_limit: one more pause there), then from 25 and 50

@@ -128,19 +128,19 @@ def test_app_drain_may_use_the_pid_only_with_a_pid_file() -> None:
 
 def test_rollback_refuses_a_colour_a_failed_deploy_changed() -> None:
     from bluegreen.errors import RollbackImpossible
-    from bluegreen.operations import _require_rollback_target
+    from bluegreen.operations.flips import require_rollback_target
     from bluegreen.state import ColourState
 
     def state(**blue: Any) -> State:
         return State(service="shop", live=Colour.GREEN,
                      colours={"blue": ColourState(**blue), "green": ColourState("v2", "running")})
 
-    _require_rollback_target(state(release="v1", status="running"), Colour.BLUE, restart=False)
-    _require_rollback_target(state(release="v1", status="retired"), Colour.BLUE, restart=True)
+    require_rollback_target(state(release="v1", status="running"), Colour.BLUE, restart=False)
+    require_rollback_target(state(release="v1", status="retired"), Colour.BLUE, restart=True)
     # a retire cut short changes no release: each host's check decides
-    _require_rollback_target(state(release="v1", status="stopping"), Colour.BLUE, restart=False)
+    require_rollback_target(state(release="v1", status="stopping"), Colour.BLUE, restart=False)
     # a restart of the served release that did not finish may be tried again
-    _require_rollback_target(state(release="v1", status="failed", replaced="v1"), Colour.BLUE,
+    require_rollback_target(state(release="v1", status="failed", replaced="v1"), Colour.BLUE,
                              restart=True)
     refusals = {
         "failed": state(release="v5", status="failed", replaced="v1", error="deploy v5 failed"),
@@ -151,11 +151,11 @@ def test_rollback_refuses_a_colour_a_failed_deploy_changed() -> None:
     }
     for name, refused in refusals.items():
         with pytest.raises(RollbackImpossible) as caught:
-            _require_rollback_target(refused, Colour.BLUE, restart=name == "retired failure")
+            require_rollback_target(refused, Colour.BLUE, restart=name == "retired failure")
         assert caught.value.exit_code == 8, name
     failed = refusals["failed"]
     with pytest.raises(RollbackImpossible) as caught:
-        _require_rollback_target(failed, Colour.BLUE, restart=False)
+        require_rollback_target(failed, Colour.BLUE, restart=False)
     assert "deploy --to blue --release v1" in str(caught.value.hint)
 
 
