@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bluegreen.errors import HealthCheckFailed
+from bluegreen.errors import CommandTimeout, HealthCheckFailed
 from bluegreen.inventory import AppSettings, HostSpec, Inventory
 from bluegreen.model import Colour, Instance
 from bluegreen.release import ReleaseLayout
 from bluegreen.render import render_command, render_command_text, render_text, uses_variable
 from bluegreen.shell import Command, Secret
 from bluegreen.transport.base import Transport, tail
-from bluegreen.waiting import poll_until
 
 
 @dataclass(frozen=True)
@@ -187,15 +185,29 @@ class AppStack:
         whether it runs, when just read)."""
         if not (self.is_running(transport, spec, release) if running is None else running):
             return
-        transport.run(command or self.stop_command(spec, release),
-                      timeout=self.settings.stop_timeout).check(f"stop {spec.colour}")
-        # gone = its port is free and (when it has its own status command) that says stopped
-        self.wait_until(lambda: not transport.run(_listening(spec.port, spec.address)).ok
-                        and not (self.settings.status
-                                 and self.is_running(transport, spec, release)),
-                        self.settings.stop_timeout,
-                        f"{spec.colour} still running {self.settings.stop_timeout:g} s after "
-                        "its stop command", spec)
+        stop = command or self.stop_command(spec, release)
+        # gone = its port is free and (when it has its own status command) that says stopped;
+        # the host waits for it itself: one round trip, not one per poll
+        still_runs = Command.script(
+            'sh -c "$1" || { [ -n "$2" ] && sh -c "$2" >/dev/null 2>&1; }',
+            _listening(spec.port, spec.address).render(),
+            self.status_command(spec, release).render() if self.settings.status else "")
+        limit = self.settings.stop_timeout
+        result = transport.run(
+            Command.script(_STOP_AND_WAIT, stop.render(), still_runs.render(), f"{limit:g}"),
+            timeout=2 * limit + 10)
+        where = f"{spec.host.name} ({spec.colour})"
+        if result.exit_status == _TIMED_OUT:
+            raise CommandTimeout(
+                f"`{stop}` did not finish within {limit:g} s (app.stop_timeout); it was killed "
+                "on the host.", where=where,
+                hint="Fix app.stop, or raise app.stop_timeout if stopping legitimately takes "
+                     "longer.")
+        replace(result, command=str(stop)).check(f"stop {spec.colour}")
+        if result.stdout.rstrip("\n").endswith(_STILL_RUNNING):
+            raise HealthCheckFailed(
+                f"{spec.colour} still running {limit:g} s after its stop command",
+                where=where, hint="Check app.stop and app.status in the inventory.")
 
     def point_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
                         command: Command | None = None) -> None:
@@ -244,12 +256,6 @@ class AppStack:
                      "not touched.",
             )
 
-    @staticmethod
-    def wait_until(condition: Callable[[], bool], timeout: float, message: str,
-                   spec: InstanceSpec) -> None:
-        if not poll_until(condition, timeout=timeout, interval=0.05):
-            raise HealthCheckFailed(message, where=f"{spec.host.name} ({spec.colour})",
-                                    hint="Check app.stop and app.status in the inventory.")
 
 
 def listeners(port: int, address: str | None = None) -> Command:
@@ -310,6 +316,16 @@ class InstanceFacts:
 def parse_count(text: str) -> int:
     text = text.strip()
     return int(text) if text.isdigit() else 0
+
+
+# $1 the stop command, $2 what exits 0 while the instance still runs, $3 seconds for each: the
+# stop, then the instance going away
+_STOP_AND_WAIT = (
+    'timeout -k 5 "$3" sh -c "$1" || exit; '
+    'timeout "$3" sh -c \'while sh -c "$1"; do sleep 0.05; done\' bluegreen "$2" '
+    '|| echo "bluegreen: still running"')
+_TIMED_OUT = 124  # GNU timeout's status for a command it had to stop
+_STILL_RUNNING = "bluegreen: still running"
 
 
 def _listening(port: int, address: str | None) -> Command:
