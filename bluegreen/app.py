@@ -257,7 +257,6 @@ class AppStack:
             )
 
 
-
 def listeners(port: int, address: str | None = None) -> Command:
     """Who listens on `address:port` on the host (or on a wildcard address, which also takes
     that port), one `ss` line each, with the process."""
