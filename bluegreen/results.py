@@ -1,6 +1,6 @@
 """What the commands return: typed values that `cli/render.py` shows to people and `--json`
-prints as they are (`msgspec.to_builtins`; a field left UNSET is not
-printed, so each command's document has only the keys that mean something for it)."""
+prints as they are (`msgspec.to_builtins`; a field left UNSET is not printed, so each command's
+document has only the keys that mean something for it)."""
 
 from __future__ import annotations
 
