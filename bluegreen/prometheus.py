@@ -175,8 +175,9 @@ def canary_metrics(inventory: Inventory, canary: Canary, *, stable: Colour
 def metric_values(*, service: str, canary: str, stable: str, release: str | None, weight: int,
                   judged_since: str | None, at: datetime) -> dict[str, object]:
     """What a query's template may use. `window`: the time since the traffic being judged
-    began, as a PromQL duration ("93s"; at least 1s), for `increase(…[{{ window }}])`."""
+    began, as a PromQL duration ("93s"; at least 1s), for `increase(…[{{ window }}])`. Rounded
+    up: a window shorter than that would leave out the first samples of the judged traffic."""
     began = datetime.fromisoformat(judged_since) if judged_since else at
-    seconds = max(1, round((at - began).total_seconds()))
+    seconds = max(1, math.ceil((at - began).total_seconds()))
     return {"service": service, "canary": canary, "stable": stable, "release": release,
             "weight": weight, "window": f"{seconds}s"}

@@ -426,6 +426,7 @@ def test_a_canary_judged_by_a_prometheus_query_is_aborted_over_its_bound_and_pas
         early = service.cli("--json", "canary", "promote", inventory=inventory)
         assert early.returncode == 12, early.stderr  # no canary traffic yet: no number
         assert "error ratio: no data yet" in json.loads(early.stdout)["error"]["message"]
+        wait_for_a_scrape(url)  # a sample of the step before its traffic: what it increases from
         answered, failed = served_with_errors(service, 1000)
         wait_for_a_scrape(url)
         status = json.loads(service.cli("--json", "canary", "status",
@@ -443,6 +444,7 @@ def test_a_canary_judged_by_a_prometheus_query_is_aborted_over_its_bound_and_pas
         # a good release: 0 errors measured, it goes on to its next step
         ok(service.cli("deploy", "--canary", "25,50", "--source", str(service.release("v3")),
                        "--release", "v3", inventory=inventory))
+        wait_for_a_scrape(url)
         served(service, 400)
         wait_for_a_scrape(url)
         ok(service.cli("canary", "promote", inventory=inventory))

@@ -136,6 +136,9 @@ def test_window_is_the_time_since_the_judged_traffic_began() -> None:
                       "weight": 25, "window": "93s"}
     assert metric_values(service="shop", canary="green", stable="blue", release="v2",
                          weight=25, judged_since=None, at=at)["window"] == "1s"
+    later = at.replace(microsecond=200_000)  # part of a second more: still all of it
+    assert metric_values(service="shop", canary="green", stable="blue", release="v2", weight=25,
+                         judged_since="2026-11-29T12:00:00+00:00", at=later)["window"] == "94s"
 
 
 def test_metrics_alone_judge_a_canary_and_a_missing_number_keeps_it_unjudged() -> None:
