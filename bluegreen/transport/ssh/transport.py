@@ -128,12 +128,6 @@ class SSHTransport:
                 f"sshd on {self.host} refused to run `{command}`.", where=self.host,
                 hint="Check the deploy user's sshd settings (ForceCommand, a restricted "
                      "shell).")
-        if status is None:
-            raise CommandTimeout(
-                f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
-                where=self.host,
-                hint="Raise ssh.command_timeout in the inventory if the step is legitimately slow.",
-            )
         return self._result(command, limit, started, stdout, stderr, status)
 
     def _send_through_openssh(self, text: str, stdin: Input, deadline: float,
@@ -155,6 +149,7 @@ class SSHTransport:
 
     def _result(self, command: Command, limit: float, started: float, stdout: bytes,
                 stderr: bytes, status: int | None) -> CommandResult:
+        """The command's result; CommandTimeout when it did not finish (`status` None)."""
         if status is None:
             raise CommandTimeout(
                 f"`{command}` did not finish within {limit:g} s; it is killed on the host.",
