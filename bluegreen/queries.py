@@ -22,6 +22,7 @@ from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.prometheus import canary_metrics
 from bluegreen.results import (
+    CanaryStatus,
     CanaryView,
     ColourStatus,
     InstanceStatus,
@@ -52,7 +53,7 @@ def watch_status(inventory: Inventory, reporter: Reporter, *,
             cancel.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
-def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
+def canary_status(inventory: Inventory, reporter: Reporter) -> CanaryStatus:
     with Session(inventory, reporter, command="canary status", lock=False) as session:
         state = ensure_consistent(session.read_states())
         analysis = None
@@ -68,9 +69,9 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> dict[str, Any]:
                                 canary=state.canary.colour, stable=state.live.value,
                                 metrics=metrics)
                 analysis = {**verdict.to_dict(), "described": verdict.describe()}
-    return {"live": state.live.value if state.live else None, "weights": state.weights,
-            "canary": CanaryView.of(state.canary) if state.canary else None,
-            "analysis": analysis}
+    return CanaryStatus(live=state.live.value if state.live else None, weights=state.weights,
+                        canary=CanaryView.of(state.canary) if state.canary else None,
+                        analysis=analysis)
 
 
 def status_in(session: Session) -> Status:

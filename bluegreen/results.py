@@ -213,6 +213,16 @@ def balancer_status(fields: dict[str, Any]) -> BalancerStatus:
     return msgspec.convert(fields, BalancerStatus)
 
 
+class CanaryStatus(msgspec.Struct, kw_only=True):
+    """The canary in progress and, when it is analysed, how it is judged now."""
+
+    live: str | None
+    weights: dict[str, int]
+    canary: CanaryView | None
+    # the verdict's fields and `described`, its one-line account (`canary_analysis.Verdict`)
+    analysis: dict[str, Any] | None
+
+
 class LockState(msgspec.Struct):
     lock: LockStatus | None  # None: free
 

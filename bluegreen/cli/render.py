@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bluegreen.results import (
         BalancerStatus,
+        CanaryStatus,
         CanaryView,
         DryRun,
         EndedElsewhere,
@@ -95,9 +96,9 @@ def reload_result(data: Reloaded | DryRun) -> Any:
     return show
 
 
-def canary_status(data: dict[str, Any]) -> Any:
+def canary_status(data: CanaryStatus) -> Any:
     def show(console: Any) -> None:
-        canary: CanaryView | None = data["canary"]
+        canary = data.canary
         if canary is None:
             console.print("no canary in progress", markup=False)
             return
@@ -106,8 +107,8 @@ def canary_status(data: dict[str, Any]) -> Any:
                       f"{canary.weight}% of the traffic since {canary.since}"
                       + (f" (steps {', '.join(map(str, steps))}%)" if len(steps) > 1
                          else ""), markup=False)
-        if data.get("analysis"):
-            console.print(f"analysis: {data['analysis']['described']}", markup=False)
+        if data.analysis:
+            console.print(f"analysis: {data.analysis['described']}", markup=False)
         console.print(canary_next(canary), markup=False)
 
     return show
