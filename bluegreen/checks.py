@@ -103,7 +103,13 @@ def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> l
     if inventory.app is not None and inventory.app.pid_file:
         rows += [row for colour, _ in ports
                  if (row := _signal_row(inventory, host, transport, colour)) is not None]
-    if inventory.health.via == "ssh" and ports and getattr(transport, "target", None):
+    if inventory.health.via == "host" and ports:
+        curl = transport.run(Command("sh", "-c", "command -v curl"))
+        if curl.ok:
+            rows.append(CheckRow(host.name, "health checks", True,
+                                 f"curl on the host ({curl.stdout.strip()}; health.via: host)"))
+            return rows
+    if inventory.health.via != "direct" and ports and getattr(transport, "target", None):
         rows.append(_forwarding_row(inventory, host, transport, ports[0][1]))
     return rows
 
@@ -118,7 +124,9 @@ def _forwarding_row(inventory: Inventory, host: HostSpec, transport: Transport, 
             pass
     except ConnectError as error:
         return CheckRow(host.name, "port forwarding", False, error.paragraph(), CONNECT)
-    return CheckRow(host.name, "port forwarding", True, "allowed (health.via: ssh)")
+    via = ("ssh" if inventory.health.via == "ssh"
+           else "host, which has no curl: its checks go through a forwarded port")
+    return CheckRow(host.name, "port forwarding", True, f"allowed (health.via: {via})")
 
 
 def _port_row(inventory: Inventory, host: HostSpec, transport: Transport, colour: Colour,

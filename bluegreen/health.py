@@ -62,18 +62,16 @@ class HealthChecker:
             return Probe(False, f"{type(exc).__name__}: {exc or 'no response'}", answered=False)
         elapsed = (self.clock() - started) * 1000
         body = response.text
-        detail = f"{response.status_code} in {elapsed:.0f} ms: {_snippet(body)}"
-        if response.status_code != spec.expect_status:
-            return Probe(False, f"expected status {spec.expect_status}, got {detail}")
         wanted = expect_body if expect_body is not None else spec.expect_body
-        if wanted and wanted not in body:
-            return Probe(False, f"body lacks {wanted!r}; got {detail}")
-        if expect_header:
+        probe = judged(response.status_code, elapsed, body, spec, expect_body=expect_body,
+                       body_matches=not wanted or wanted in body)
+        if probe.ok and expect_header:
             name, value = expect_header
             got = response.headers.get(name)
             if got is None or value not in got:
-                return Probe(False, f"header {name} is {got!r}, expected {value!r}; {detail}")
-        return Probe(True, detail)
+                return Probe(False, f"header {name} is {got!r}, expected {value!r}; "
+                                    f"{probe.detail}")
+        return probe
 
     def wait_healthy(self, url: str, spec: HealthSettings, *, retries: int | None = None,
                      successes: int | None = None, expect_body: str | None = None,
@@ -118,6 +116,18 @@ class HealthChecker:
 
     def close(self) -> None:
         self.client.close()
+
+
+def judged(status: int, elapsed_ms: float, body: str, spec: HealthSettings, *,
+           expect_body: str | None, body_matches: bool) -> Probe:
+    """A probe's verdict and the line that explains it, wherever the request was made."""
+    detail = f"{status} in {elapsed_ms:.0f} ms: {_snippet(body)}"
+    if status != spec.expect_status:
+        return Probe(False, f"expected status {spec.expect_status}, got {detail}")
+    if not body_matches:
+        wanted = expect_body if expect_body is not None else spec.expect_body
+        return Probe(False, f"body lacks {wanted!r}; got {detail}")
+    return Probe(True, detail)
 
 
 def _snippet(body: str, limit: int = 80) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bluegreen import cancel
+from bluegreen import cancel, host_probe
 from bluegreen.app import AppStack, InstanceSpec
 from bluegreen.balancer.base import sticky_route_variable
 from bluegreen.connections import Connections
@@ -17,6 +17,9 @@ from bluegreen.output import Reporter
 from bluegreen.render import render_text
 
 QUICK_RETRIES = 3
+
+# app hosts that answered `health.via: host` with "no curl", so are checked through a tunnel
+_WITHOUT_CURL: set[str] = set()
 
 
 def check_instances(inventory: Inventory, connections: Connections, specs: list[InstanceSpec],
@@ -63,9 +66,15 @@ def probe_instance(inventory: Inventory, connections: Connections, spec: Instanc
     body = render_text(health.expect_body, {"release": release or "", "colour": spec.colour.value,
                                             "service": inventory.service},
                        where="health.expect_body") if health.expect_body else None
+    url = f"http://{_host(spec.address)}:{spec.port}{health.path}"
     if health.via == "direct":
-        return checker.wait_healthy(f"http://{_host(spec.address)}:{spec.port}{health.path}",
-                                    health, retries=retries, expect_body=body)
+        return checker.wait_healthy(url, health, retries=retries, expect_body=body)
+    if health.via == "host" and spec.host.name not in _WITHOUT_CURL:
+        outcome = host_probe.wait_healthy(connections[spec.host.name], url, health,
+                                          retries=retries, expect_body=body)
+        if outcome is not None:
+            return outcome
+        _WITHOUT_CURL.add(spec.host.name)  # asked once: its checks go through a tunnel
     with connections[spec.host.name].tunnel(spec.port, address=spec.address) as tunnel:
         outcome = checker.wait_healthy(f"http://{tunnel.host}:{tunnel.port}{health.path}",
                                        health, retries=retries, expect_body=body)

@@ -157,7 +157,7 @@ class HealthSettings(_Strict, frozen=True):
     interval: NonNegative = 0.5
     retries: Annotated[int, msgspec.Meta(ge=1)] = 30
     successes: Annotated[int, msgspec.Meta(ge=1)] = 1
-    via: Literal["ssh", "direct"] = "ssh"
+    via: Literal["host", "ssh", "direct"] = "host"
 
 
 class BalancerSettings(_Strict, frozen=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bluegreen.errors import (
     BluegreenError,
@@ -16,9 +16,6 @@ from bluegreen.errors import (
 from bluegreen.transport.base import Input, input_size
 from bluegreen.waiting import poll_until
 
-if TYPE_CHECKING:
-    pass
-
 
 def forwarding_error(exc: Any, host: str, address: str, port: int) -> BluegreenError:
     """What sshd said when it would not open a forwarded channel, in words that say what to do."""
@@ -27,8 +24,9 @@ def forwarding_error(exc: Any, host: str, address: str, port: int) -> BluegreenE
             f"sshd on {host} refused port forwarding (AllowTcpForwarding?), so the health "
             f"check cannot reach {address}:{port} through SSH.",
             where=host,
-            hint="Set health.via: direct in the inventory, or allow TCP forwarding for the "
-                 "deploy user in the host's sshd_config.")
+            hint="Install curl on the host (with health.via: host, the default, checks then "
+                 "need no forwarding), set health.via: direct in the inventory, or allow TCP "
+                 "forwarding for the deploy user in the host's sshd_config.")
     if exc.code == _CONNECT_FAILED:
         return ConnectError(f"connection refused: nothing accepts connections on "
                             f"{address}:{port} on {host}.", where=host)

@@ -1,0 +1,138 @@
+"""Health checks run on the app host (`health.via: host`): one command runs curl until the
+instance passes or the attempts are spent. Run for real on this machine (the local transport,
+curl) against an HTTP server this test starts."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bluegreen import host_probe
+from bluegreen.inventory import HealthSettings
+from bluegreen.shell import Command
+from bluegreen.transport.base import CommandResult
+from bluegreen.transport.local import LocalTransport
+from tests.fleet import free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+
+
+class CountingTransport(LocalTransport):
+    def __init__(self, *, path: str | None = None) -> None:
+        super().__init__("app1")
+        self.commands: list[Command] = []
+        self.path = path
+
+    def run(self, command: Command, **options: object) -> CommandResult:  # type: ignore[override]
+        self.commands.append(command)
+        if self.path is not None:  # a host whose PATH has no curl
+            command = Command("env", f"PATH={self.path}", *command.argv)
+        return super().run(command, **options)  # type: ignore[arg-type]
+
+
+class Answers:
+    """What the server answers, in turn (the last answer repeats)."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, str]] = [(200, "ok release v1")]
+        self.served = 0
+
+    def next(self) -> tuple[int, str]:
+        reply = self.replies[min(self.served, len(self.replies) - 1)]
+        self.served += 1
+        return reply
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Answers]]:
+    answers = Answers()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answers.next()
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/health", answers
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+SPEC = HealthSettings(interval=0, retries=5, timeout=2)
+
+
+def test_the_whole_wait_is_one_command_that_stops_at_the_first_pass(
+        server: tuple[str, Answers]) -> None:
+    url, answers = server
+    answers.replies = [(503, "starting"), (503, "starting"), (200, "ok release v1")]
+    transport = CountingTransport()
+    outcome = host_probe.wait_healthy(transport, url, SPEC, expect_body="release v1")
+    assert outcome is not None and outcome.healthy
+    assert len(transport.commands) == 1 and answers.served == 3 and outcome.attempts == 3
+    assert outcome.probes[0].detail.startswith("expected status 200, got 503 in ")
+    assert outcome.probes[0].detail.endswith(": starting")
+    assert outcome.probes[-1].ok and outcome.probes[-1].detail.endswith(": ok release v1")
+
+
+def test_successes_must_come_in_a_row(server: tuple[str, Answers]) -> None:
+    url, answers = server
+    answers.replies = [(200, "ok"), (500, "oops"), (200, "ok"), (200, "ok")]
+    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, successes=2)
+    assert outcome is not None and outcome.healthy and answers.served == 4
+
+
+def test_a_body_without_the_release_fails_every_attempt(server: tuple[str, Answers]) -> None:
+    url, answers = server
+    answers.replies = [(200, "ok release v1\nline two")]
+    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, retries=2,
+                                      expect_body="release v2")
+    assert outcome is not None and not outcome.healthy and answers.served == 2
+    assert all(p.detail.startswith("body lacks 'release v2'; got 200 in ")
+               for p in outcome.probes)
+    assert outcome.probes[0].detail.endswith(": ok release v1 line two")
+
+
+def test_nothing_listening_is_named_as_curl_saw_it() -> None:
+    url = f"http://127.0.0.1:{free_port('127.0.0.1')}/health"
+    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, retries=2)
+    assert outcome is not None and not outcome.healthy and outcome.attempts == 2
+    assert not outcome.probes[0].answered
+    assert "Failed to connect" in outcome.probes[0].detail, outcome.probes[0].detail
+
+
+def test_values_reach_curl_as_arguments_never_as_shell_text(
+        server: tuple[str, Answers], tmp_path: Path) -> None:
+    url, answers = server
+    marker = tmp_path / "touched"
+    answers.replies = [(200, "a body with $(touch " + str(marker) + ") in it")]
+    outcome = host_probe.wait_healthy(CountingTransport(), url + "?q=$(id)", SPEC,
+                                      expect_body=f"$(touch {marker})")
+    assert outcome is not None and outcome.healthy
+    assert not marker.exists()
+
+
+def test_a_host_without_curl_says_so(server: tuple[str, Answers], tmp_path: Path) -> None:
+    url, answers = server
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    transport = CountingTransport(path=str(bin_dir))
+    assert host_probe.wait_healthy(transport, url, SPEC) is None
+    assert answers.served == 0
