@@ -140,37 +140,62 @@ class AppStack:
     def is_running(self, transport: Transport, spec: InstanceSpec, release: str | None) -> bool:
         return transport.run(self.status_command(spec, release)).ok  # ssh.command_timeout
 
-    def running_release(self, transport: Transport, spec: InstanceSpec, release: str | None
-                        ) -> tuple[bool, str | None]:
-        """In one round trip: whether the colour runs, and the release its pointer names."""
-        result = transport.run(Command.script(
-            'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; sh -c "$2"',
-            self.layout(spec.host).pointer(spec.colour),
-            self.status_command(spec, release).render()))
-        pointer = result.stdout.split("\n", 1)[0]
-        return result.ok, pointer or None
-
-    def facts(self, transport: Transport, spec: InstanceSpec) -> InstanceFacts:
-        """The instance's pointer, whether it runs and its connections — in one round trip,
-        unless `app.status` names the release or its directory (it is then checked with the
-        release the pointer names, read first)."""
-        layout = self.layout(spec.host)
-        if self.settings.status and any(uses_variable(self.settings.status, name)
-                                        for name in ("release", "release_dir")):
-            pointer = layout.current(transport, spec.colour)
-            running = self.is_running(transport, spec, pointer)
-            return InstanceFacts(pointer, running,
-                                 established(transport, spec.address, spec.port) if running
-                                 else 0)
+    def running_release(self, transport: Transport, spec: InstanceSpec, release: str | None, *,
+                        then: Command | None = None, timeout: float | None = None
+                        ) -> tuple[bool, str | None, str]:
+        """In one round trip: whether the colour runs, the release its pointer names, and the
+        output of `then`, run only when the colour runs (a health check; `timeout` must leave
+        it room)."""
         result = transport.run(Command.script(
             'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
-            'if sh -c "$2" >/dev/null 2>&1; then echo running; sh -c "$3" bluegreen "$4"; '
-            'else echo stopped; fi',
-            layout.pointer(spec.colour), self.status_command(spec, None).render(),
-            COUNT_ESTABLISHED, connection_filter(spec.address, spec.port)))
-        named, state, count = ([*result.stdout.split("\n"), "", ""])[:3]
-        runs = state == "running"
-        return InstanceFacts(named or None, runs, parse_count(count) if runs else 0)
+            'sh -c "$2" >/dev/null 2>&1 || exit; [ -z "$3" ] || sh -c "$3"; exit 0',
+            self.layout(spec.host).pointer(spec.colour),
+            self.status_command(spec, release).render(), then.render() if then else ""),
+            timeout=timeout)
+        pointer, _, output = result.stdout.partition("\n")
+        return result.ok, pointer or None, output
+
+    def facts(self, transport: Transport, spec: InstanceSpec) -> InstanceFacts:
+        """The instance's pointer, whether it runs and its connections, in one round trip."""
+        return self.facts_of(transport, [spec])[0]
+
+    def facts_of(self, transport: Transport, specs: list[InstanceSpec], *,
+                 then: list[Command | None] | None = None, timeout: float | None = None
+                 ) -> list[InstanceFacts]:
+        """`facts` of several instances of one host, in one round trip — unless `app.status`
+        names the release or its directory (each is then checked with the release its pointer
+        names, read first). `then[i]` runs after the facts of `specs[i]` when it runs (a
+        health check; `timeout` must leave them room); its output is kept."""
+        commands = then or [None] * len(specs)
+        if self.settings.status and any(uses_variable(self.settings.status, name)
+                                        for name in ("release", "release_dir")):
+            return [self._facts_apart(transport, spec, command, timeout)
+                    for spec, command in zip(specs, commands, strict=True)]
+        arguments: list[str] = []
+        for spec, command in zip(specs, commands, strict=True):
+            arguments += [str(self.layout(spec.host).pointer(spec.colour)),
+                          self.status_command(spec, None).render(),
+                          connection_filter(spec.address, spec.port),
+                          command.render() if command else ""]
+        result = transport.run(Command.script(_FACTS, *arguments), timeout=timeout)
+        sections = result.stdout.split(_END_OF_FACTS + "\n")
+        found = []
+        for index in range(len(specs)):
+            section = sections[index] if index < len(sections) else ""
+            named, state, count, output = ([*section.split("\n", 3), "", "", ""])[:4]
+            runs = state == "running"
+            found.append(InstanceFacts(named or None, runs, parse_count(count) if runs else 0,
+                                       output if runs else ""))
+        return found
+
+    def _facts_apart(self, transport: Transport, spec: InstanceSpec, then: Command | None,
+                     timeout: float | None) -> InstanceFacts:
+        pointer = self.layout(spec.host).current(transport, spec.colour)
+        if not self.is_running(transport, spec, pointer):
+            return InstanceFacts(pointer, False, 0)
+        output = transport.run(then, timeout=timeout).stdout if then else ""
+        return InstanceFacts(pointer, True, established(transport, spec.address, spec.port),
+                             output)
 
     def log_tail(self, transport: Transport, spec: InstanceSpec, release: str | None) -> str:
         command = self.log_command(spec, release)
@@ -295,6 +320,18 @@ def connection_filter(address: str, port: int) -> str:
 
 COUNT_ESTABLISHED = 'ss -Htn state established "( $1 )" | grep -c . || true'
 
+_END_OF_FACTS = "bluegreen: end of facts"
+# four arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
+# of its connections, and a command to run after them when it runs ("" for none); a section of
+# lines per instance (the release, running/stopped, the count, what the command printed)
+_FACTS = (
+    'while [ "$#" -ge 4 ]; do '
+    'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
+    'if sh -c "$2" >/dev/null 2>&1; then echo running; '
+    'ss -Htn state established "( $3 )" | grep -c . || true; [ -z "$4" ] || sh -c "$4"; '
+    'else echo stopped; fi; '
+    f'echo "{_END_OF_FACTS}"; shift 4; done')
+
 
 def established(transport: Transport, address: str, port: int) -> int:
     """Established TCP connections to the instance (clients, balancers' old workers)."""
@@ -310,6 +347,7 @@ class InstanceFacts:
     pointer: str | None
     running: bool
     connections: int
+    then: str = ""  # the output of the command run after them, when the instance runs
 
 
 def parse_count(text: str) -> int:

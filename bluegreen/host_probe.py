@@ -44,47 +44,59 @@ def probe_command(url: str, spec: HealthSettings, *, attempts: int, successes: i
                           f"{spec.interval:g}")
 
 
-def parse_probes(output: str, spec: HealthSettings, *, expect_body: str | None
-                 ) -> HealthOutcome | None:
-    """The probes the script reported; None when the host has no curl."""
+def read_outcome(output: str, spec: HealthSettings, *, successes: int,
+                 expect_body: str | None, target: str) -> HealthOutcome | None:
+    """The probes the script reported, healthy when the last `successes` passed; None when the
+    host has no curl. `target` names the instance ("10.0.0.5:9501 on app1")."""
     if output.startswith(NO_CURL):
         return None
     outcome = HealthOutcome(healthy=False, attempts=0)
     for line in output.splitlines():
         passed, status, seconds, body = ([*line.split(" ", 3), "", "", ""])[:4]
-        if not status.isdigit():
+        if passed not in ("0", "1") or not status.isdigit():
             continue
         outcome.attempts += 1
         if status == "000":  # no HTTP answer: the body is curl's error
-            outcome.probes.append(Probe(False, body.removeprefix("curl: ") or "no answer",
-                                        answered=False))
+            outcome.probes.append(Probe(False, _no_answer(body, target), answered=False))
             continue
-        probe = judged(int(status), _milliseconds(seconds), body, spec, expect_body=expect_body,
-                       body_matches=passed == "1")
-        outcome.probes.append(probe)
+        outcome.probes.append(judged(int(status), _milliseconds(seconds), body, spec,
+                                     expect_body=expect_body, body_matches=passed == "1"))
+    last = outcome.probes[-successes:]
+    outcome.healthy = len(last) == successes and all(probe.ok for probe in last)
     return outcome
 
 
 def wait_healthy(transport: Transport, url: str, spec: HealthSettings, *,
                  retries: int | None = None, successes: int | None = None,
-                 expect_body: str | None = None) -> HealthOutcome | None:
+                 expect_body: str | None = None, target: str = "the instance"
+                 ) -> HealthOutcome | None:
     """HealthChecker.wait_healthy, run on the host; None when the host has no curl."""
     attempts = retries if retries is not None else spec.retries
     needed = successes if successes is not None else spec.successes
     command = probe_command(url, spec, attempts=attempts, successes=needed,
                             expect_body=expect_body)
-    result = transport.run(command, timeout=attempts * (spec.timeout + spec.interval) + 10)
-    outcome = parse_probes(result.stdout, spec, expect_body=expect_body)
-    if outcome is None:
-        return None
-    streak = 0
-    for probe in outcome.probes:
-        streak = streak + 1 if probe.ok else 0
-    outcome.healthy = result.ok and streak >= needed
-    if not outcome.probes:  # the command itself failed: say how
+    result = transport.run(command, timeout=time_limit(spec, attempts))
+    outcome = read_outcome(result.stdout, spec, successes=needed, expect_body=expect_body,
+                           target=target)
+    if outcome is not None and not outcome.probes:  # the command itself failed: say how
         outcome.probes.append(Probe(False, result.tail() or f"exit status {result.exit_status}",
                                     answered=False))
     return outcome
+
+
+def time_limit(spec: HealthSettings, attempts: int) -> float:
+    """How long a host may take to run `attempts` probes, with room for the command itself."""
+    return attempts * (spec.timeout + spec.interval) + 10
+
+
+_COULD_NOT_CONNECT = "(7) "  # curl's exit status 7
+
+
+def _no_answer(error: str, target: str) -> str:
+    error = error.strip().removeprefix("curl: ")
+    if error.startswith(_COULD_NOT_CONNECT):
+        return f"connection refused: nothing accepts connections on {target}"
+    return error or "no answer"
 
 
 def _milliseconds(seconds: str) -> float:

@@ -3,7 +3,9 @@ connection by default), and verification of a flip through the balancer's public
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import NamedTuple
 
 from bluegreen import cancel, host_probe
 from bluegreen.app import AppStack, InstanceSpec
@@ -15,8 +17,15 @@ from bluegreen.health import HealthChecker, HealthOutcome
 from bluegreen.inventory import CanarySticky, HealthSettings, Inventory
 from bluegreen.output import Reporter
 from bluegreen.render import render_text
+from bluegreen.shell import Command
 
 QUICK_RETRIES = 3
+
+
+def quick_retries(inventory: Inventory) -> int:
+    """Attempts of the quick check before a flip that starts nothing (switch, rollback)."""
+    return min(QUICK_RETRIES, inventory.health.retries)
+
 
 # app hosts that answered `health.via: host` with "no curl", so are checked through a tunnel
 _WITHOUT_CURL: set[str] = set()
@@ -24,18 +33,21 @@ _WITHOUT_CURL: set[str] = set()
 
 def check_instances(inventory: Inventory, connections: Connections, specs: list[InstanceSpec],
                     *, reporter: Reporter, release_of: dict[str, str | None],
-                    quick: bool = False) -> None:
+                    quick: bool = False,
+                    probed: Mapping[str, HealthOutcome] | None = None) -> None:
     """Every instance must pass (N consecutive successes); failures of all instances are
-    reported together, each with its last responses and the tail of its log."""
+    reported together, each with its last responses and the tail of its log. `probed`: the
+    outcomes of checks already run on some hosts (with the facts of an earlier step), by host."""
     health = inventory.health
     stack = AppStack(inventory, inventory.app) if inventory.app else None
     checker = HealthChecker(sleep=cancel.sleep)
 
     def check(spec: InstanceSpec) -> None:
         transport = connections[spec.host.name]
-        outcome = probe_instance(inventory, connections, spec, checker=checker,
-                                 retries=min(QUICK_RETRIES, health.retries) if quick else None,
-                                 release=release_of.get(spec.host.name))
+        outcome = (probed or {}).get(spec.host.name) or probe_instance(
+            inventory, connections, spec, checker=checker,
+            retries=quick_retries(inventory) if quick else None,
+            release=release_of.get(spec.host.name))
         if outcome.healthy:
             reporter.step(spec.host.name, f"{spec.colour}:{spec.port} healthy "
                           f"({outcome.probes[-1].detail})", ok=True)
@@ -63,15 +75,14 @@ def probe_instance(inventory: Inventory, connections: Connections, spec: Instanc
     """Health-check one instance; `health.expect_body` may name `{{ release }}` (the release it
     must run), `{{ colour }}` and `{{ service }}`."""
     health = inventory.health
-    body = render_text(health.expect_body, {"release": release or "", "colour": spec.colour.value,
-                                            "service": inventory.service},
-                       where="health.expect_body") if health.expect_body else None
-    url = f"http://{_host(spec.address)}:{spec.port}{health.path}"
+    body = _expected_body(inventory, spec, release)
     if health.via == "direct":
-        return checker.wait_healthy(url, health, retries=retries, expect_body=body)
+        return checker.wait_healthy(_url(spec, health), health, retries=retries,
+                                    expect_body=body)
     if health.via == "host" and spec.host.name not in _WITHOUT_CURL:
-        outcome = host_probe.wait_healthy(connections[spec.host.name], url, health,
-                                          retries=retries, expect_body=body)
+        outcome = host_probe.wait_healthy(connections[spec.host.name], _url(spec, health),
+                                          health, retries=retries, expect_body=body,
+                                          target=_target(spec))
         if outcome is not None:
             return outcome
         _WITHOUT_CURL.add(spec.host.name)  # asked once: its checks go through a tunnel
@@ -83,6 +94,55 @@ def probe_instance(inventory: Inventory, connections: Connections, spec: Instanc
         outcome.probes = [p if p.answered else replace(p, detail=failure)
                           for p in outcome.probes]
     return outcome
+
+
+class HostCheck(NamedTuple):
+    command: Command
+    seconds: float  # what running it may take, besides the command it follows
+
+
+def host_check(inventory: Inventory, spec: InstanceSpec, *, release: str | None,
+               retries: int) -> HostCheck | None:
+    """The command that health-checks `spec` on its host (`health.via: host`), for a caller
+    that runs it in the same round trip as the other facts it needs; None when this host's
+    checks are not run there."""
+    health = inventory.health
+    if health.via != "host" or spec.host.name in _WITHOUT_CURL:
+        return None
+    command = host_probe.probe_command(_url(spec, health), health, attempts=retries,
+                                       successes=health.successes,
+                                       expect_body=_expected_body(inventory, spec, release))
+    return HostCheck(command, host_probe.time_limit(health, retries))
+
+
+def host_check_outcome(inventory: Inventory, spec: InstanceSpec, output: str, *,
+                       release: str | None) -> HealthOutcome | None:
+    """What the output of `host_check`'s command says; None when the host has no curl (its
+    checks then go through a tunnel) or reported no probe."""
+    outcome = host_probe.read_outcome(output, inventory.health,
+                                      successes=inventory.health.successes,
+                                      expect_body=_expected_body(inventory, spec, release),
+                                      target=_target(spec))
+    if outcome is None:
+        _WITHOUT_CURL.add(spec.host.name)
+    return outcome if outcome is not None and outcome.probes else None
+
+
+def _expected_body(inventory: Inventory, spec: InstanceSpec, release: str | None
+                   ) -> str | None:
+    expect = inventory.health.expect_body
+    if not expect:
+        return None
+    return render_text(expect, {"release": release or "", "colour": spec.colour.value,
+                                "service": inventory.service}, where="health.expect_body")
+
+
+def _target(spec: InstanceSpec) -> str:
+    return f"{_host(spec.address)}:{spec.port} on {spec.host.name}"
+
+
+def _url(spec: InstanceSpec, health: HealthSettings) -> str:
+    return f"http://{_host(spec.address)}:{spec.port}{health.path}"
 
 
 # a tester's requests after the first that must all reach the canary: at a 10 % first step, a

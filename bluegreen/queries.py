@@ -8,19 +8,20 @@ from collections.abc import Callable
 from typing import Any
 
 from bluegreen import cancel
-from bluegreen.app import AppStack, instance_specs
+from bluegreen.app import AppStack, InstanceFacts, InstanceSpec, instance_specs
 from bluegreen.balancer.base import parse_header
 from bluegreen.canary_analysis import judge
 from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
 from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.fanout import fan_out
 from bluegreen.health import HealthChecker
-from bluegreen.instances import probe_instance
+from bluegreen.instances import host_check, host_check_outcome, probe_instance
 from bluegreen.inventory import Inventory
 from bluegreen.lock import LockInfo, force_release, is_stale, read_lock
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.prometheus import canary_metrics
+from bluegreen.render import uses_variable
 from bluegreen.results import (
     CanaryStatus,
     CanaryView,
@@ -171,28 +172,46 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
         return []
     stack = AppStack(inventory, inventory.app)
     specs = [spec for colour in Colour for spec in instance_specs(inventory, colour)]
+    by_host: dict[str, list[InstanceSpec]] = {}
+    for spec in specs:
+        by_host.setdefault(spec.host.name, []).append(spec)
     checker = HealthChecker(sleep=cancel.sleep)
+    # checked on the host in the facts' own round trip, unless the body it must show names
+    # the release, which those facts read
+    with_facts = not uses_variable(inventory.health.expect_body or "", "release")
 
-    def inspect(spec: Any) -> InstanceStatus:
-        transport = session.connections[spec.host.name]
-        facts = stack.facts(transport, spec)
-        release, running, connections = facts.pointer, facts.running, facts.connections
+    def inspect(host_specs: list[InstanceSpec]) -> list[InstanceStatus]:
+        transport = session.connections[host_specs[0].host.name]
+        checks = [host_check(inventory, spec, release=None, retries=1) if with_facts else None
+                  for spec in host_specs]
+        found = stack.facts_of(
+            transport, host_specs, then=[check.command if check else None for check in checks],
+            timeout=inventory.ssh.command_timeout + sum(c.seconds for c in checks if c))
+        return [status_of(spec, facts, checked=check is not None)
+                for spec, facts, check in zip(host_specs, found, checks, strict=True)]
+
+    def status_of(spec: InstanceSpec, facts: InstanceFacts, *, checked: bool) -> InstanceStatus:
+        release, running = facts.pointer, facts.running
         healthy = None
         if running:
-            outcome = probe_instance(inventory, session.connections, spec, checker=checker,
-                                     retries=1, release=release)
+            outcome = (host_check_outcome(inventory, spec, facts.then, release=release)
+                       if checked else None) or probe_instance(
+                inventory, session.connections, spec, checker=checker, retries=1,
+                release=release)
             healthy = outcome.healthy
         return InstanceStatus(host=spec.host.name, colour=spec.colour.value, port=spec.port,
                               live=spec.colour is live, running=running, healthy=healthy,
-                              release=release, connections=connections,
+                              release=release, connections=facts.connections,
                               in_traffic=spec.colour is live and spec.host.name not in out)
 
     try:
-        return fan_out(specs, inspect, step="status",
-                       name=lambda s: f"{s.host.name}/{s.colour}",
-                       parallelism=inventory.ssh.parallelism)
+        per_host = fan_out(list(by_host.values()), inspect, step="status",
+                           name=lambda host_specs: host_specs[0].host.name,
+                           parallelism=inventory.ssh.parallelism)
     finally:
         checker.close()
+    found = {(s.host, s.colour): s for statuses in per_host for s in statuses}
+    return [found[(spec.host.name, spec.colour.value)] for spec in specs]
 
 
 def history(inventory: Inventory, reporter: Reporter, *, limit: int) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from bluegreen.executor import (
     run_hooks_after,
 )
 from bluegreen.flip_steps import FLIP_SAYS, activation_steps
+from bluegreen.health import HealthOutcome
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -301,15 +302,18 @@ def _canary_step(session: Session, state: State, canary: Canary, *, weight: int,
     specs = [s for s in instance_specs(inventory, colour)
              if s.host.name not in state.colour(colour).out]
 
+    probed: dict[str, HealthOutcome] = {}
+
     def require_running() -> None:
         session.hooks.describe(canary_weight=str(weight))  # what the step's hooks see
-        check_running(session, specs, colour, release=canary.release,
-                         operation="canary promote")
+        probed.update(check_running(session, specs, colour, release=canary.release,
+                                    operation="canary promote").probed)
 
     def quick_check() -> None:
         reporter.phase(f"{step}: quick health check of {len(specs)} {colour} instance(s)")
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
-                        release_of={s.host.name: canary.release for s in specs})
+                        release_of={s.host.name: canary.release for s in specs},
+                        probed=probed)
 
     steps = Plan(step, (
         Step(f"check that every {colour} instance in traffic runs release {canary.release}",

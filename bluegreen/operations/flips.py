@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from bluegreen import cancel
 from bluegreen.app import AppStack, InstanceSpec, instance_specs
@@ -13,7 +13,14 @@ from bluegreen.errors import BluegreenError, HealthCheckFailed, RollbackImpossib
 from bluegreen.executor import Plan, Step, enveloped, execute, hook_steps, recorded
 from bluegreen.fanout import fan_out
 from bluegreen.flip_steps import FLIP_SAYS, activation_steps
-from bluegreen.instances import check_instances, verify
+from bluegreen.health import HealthOutcome
+from bluegreen.instances import (
+    check_instances,
+    host_check,
+    host_check_outcome,
+    quick_retries,
+    verify,
+)
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
 from bluegreen.operations.shared import (
@@ -228,16 +235,20 @@ def flip_to(session: Session, state: State, current: dict[str, str | None], targ
     progress = Progress(state, release=state.colour(target).release, flip=plan)
     specs = instance_specs(inventory, target)
 
+    probed: dict[str, HealthOutcome] = {}
+
     def require_running() -> None:
         progress.state = session.state or progress.state  # a restart wrote ahead
-        progress.release = check_running(
+        progress.release, found = check_running(
             session, specs, target, release=progress.state.colour(target).release,
             operation=operation)
+        probed.update(found)
 
     def quick_check() -> None:
         reporter.phase(f"quick health check of {len(specs)} {target} instance(s)")
         check_instances(inventory, session.connections, specs, reporter=reporter, quick=True,
-                        release_of={s.host.name: progress.release for s in specs})
+                        release_of={s.host.name: progress.release for s in specs},
+                        probed=probed)
 
     steps = [
         *(before or []),
@@ -263,20 +274,40 @@ def flip_to(session: Session, state: State, current: dict[str, str | None], targ
                     post="post_rollback" if operation == "rollback" else None)
 
 
+class Running(NamedTuple):
+    release: str | None  # the release the flip serves
+    # quick health checks run with the facts (`health.via: host`), by host: what the quick
+    # check before the flip reads instead of asking again
+    probed: dict[str, HealthOutcome]
+
+
 def check_running(session: Session, specs: list[InstanceSpec], target: Colour, *,
-                     release: str | None, operation: str) -> str | None:
+                  release: str | None, operation: str) -> Running:
     """Every instance of `target` runs, and its pointer names `release`: the flip serves exactly
     the release the output and the state name. `switch`, which reconciles, adopts the release
-    the pointers agree on when it differs from the recorded one; `rollback` refuses."""
-    if session.inventory.app is None:
-        return release
-    stack = AppStack(session.inventory, session.inventory.app)
+    the pointers agree on when it differs from the recorded one; `rollback` refuses. Where
+    health checks run on the host, each host's quick check runs in the same command."""
+    inventory = session.inventory
+    if inventory.app is None:
+        return Running(release, {})
+    stack = AppStack(inventory, inventory.app)
 
-    def inspect(spec: InstanceSpec) -> tuple[bool, str | None]:
-        return stack.running_release(session.connections[spec.host.name], spec, release)
+    def inspect(spec: InstanceSpec) -> tuple[bool, str | None, HealthOutcome | None]:
+        transport = session.connections[spec.host.name]
+        check = host_check(inventory, spec, release=release, retries=quick_retries(inventory))
+        if check is None:
+            return (*stack.running_release(transport, spec, release)[:2], None)
+        running, pointer, output = stack.running_release(
+            transport, spec, release, then=check.command,
+            timeout=inventory.ssh.command_timeout + check.seconds)
+        return running, pointer, (host_check_outcome(inventory, spec, output, release=release)
+                                  if running else None)
 
-    results = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,
-                      parallelism=session.inventory.ssh.parallelism)
+    found = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,
+                    parallelism=inventory.ssh.parallelism)
+    results = [(running, pointer) for running, pointer, _ in found]
+    probed = {spec.host.name: outcome for spec, (_, _, outcome) in zip(specs, found, strict=True)
+              if outcome is not None}
     rollback = operation == "rollback"
     stopped = [s.host.name for s, (running, _) in zip(specs, results, strict=True)
                if not running]
@@ -289,12 +320,12 @@ def check_running(session: Session, specs: list[InstanceSpec], target: Colour, *
         )
     pointers = {pointer for _, pointer in results}
     if pointers == {release}:
-        return release
+        return Running(release, probed)
     if not rollback and len(pointers) == 1 and None not in pointers:
         adopted = pointers.pop()
         session.reporter.warn(f"{target} runs release {adopted} on every host, not {release} "
                               f"as recorded: {operation} records {adopted}")
-        return adopted
+        return Running(adopted, {})  # checked against the recorded release: check again
     elsewhere = [f"{s.host.name} points {target} at {pointer or 'nothing'}"
                  for s, (_, pointer) in zip(specs, results, strict=True) if pointer != release]
     raise RollbackImpossible(

@@ -110,10 +110,12 @@ def test_a_body_without_the_release_fails_every_attempt(server: tuple[str, Answe
 
 def test_nothing_listening_is_named_as_curl_saw_it() -> None:
     url = f"http://127.0.0.1:{free_port('127.0.0.1')}/health"
-    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, retries=2)
+    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, retries=2,
+                                      target="127.0.0.1:1 on app1")
     assert outcome is not None and not outcome.healthy and outcome.attempts == 2
     assert not outcome.probes[0].answered
-    assert "Failed to connect" in outcome.probes[0].detail, outcome.probes[0].detail
+    assert outcome.probes[0].detail == ("connection refused: nothing accepts connections on "
+                                        "127.0.0.1:1 on app1")
 
 
 def test_values_reach_curl_as_arguments_never_as_shell_text(
