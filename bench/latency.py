@@ -1,9 +1,12 @@
 """What a network's round-trip time adds to `deploy`, `rollback` and `status`: each runs on the
 loopback fleet (two app hosts, one nginx balancer) once directly and once through a proxy in front
 of every sshd that holds each chunk of bytes for half the RTT in each direction — a real delay
-on every SSH round trip, health checks through SSH tunnels included. The growth is compared with
-the round trips the busiest host needs one after another (counted as in bench/round_trips.py),
-times the RTT, plus the handful a new SSH connection costs (TCP, key exchange, auth).
+on every SSH round trip, health checks included. The growth is compared with the round trips
+the client waited for, counted at each host's proxy (each time the client sends after an answer
+came back, or closes after one: an upper bound, since a send that did not wait for the answer
+before it counts too), for the busiest app host plus the balancer — app hosts are asked in
+parallel, the balancer mostly before and after them. The commands and channels of the busiest
+host (as in bench/round_trips.py) are shown beside them.
 
     .venv/bin/python bench/latency.py [rtt_ms] [runs]
 
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,9 @@ class DelayProxy:
     def __init__(self, address: str, target: int, one_way: float):
         self.address, self.target, self.one_way = address, target, one_way
         self.port = free_port(address)
+        # the round trips the client waited for, over every connection since the last reset:
+        # each time it sends after data came back (or closes after it), one RTT was waited
+        self.round_trips = 0
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(started,), daemon=True)
@@ -63,19 +70,32 @@ class DelayProxy:
     async def _connection(self, client_reader: asyncio.StreamReader,
                           client_writer: asyncio.StreamWriter) -> None:
         server_reader, server_writer = await asyncio.open_connection(self.address, self.target)
+        answered = [False]  # data reached the client since it last sent
+
+        def sent() -> None:
+            if answered[0]:
+                self.round_trips += 1
+                answered[0] = False
+
+        def received() -> None:
+            answered[0] = True
+
         try:
-            await asyncio.gather(self._pipe(client_reader, server_writer),
-                                 self._pipe(server_reader, client_writer))
+            await asyncio.gather(self._pipe(client_reader, server_writer, sent),
+                                 self._pipe(server_reader, client_writer, received))
+            sent()  # the last answer was waited for too
         except asyncio.CancelledError:  # the proxy is closing
             client_writer.close()
             server_writer.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    seen: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def receive() -> None:
             while data := await reader.read(65536):
+                seen()
                 queue.put_nowait((loop.time() + self.one_way, data))
             queue.put_nowait((loop.time() + self.one_way, b""))
 
@@ -108,15 +128,15 @@ class DelayProxy:
 
 
 def delayed_inventory(service: Service, fleet: Fleet, rtt: float, root: Path
-                      ) -> tuple[Path, list[DelayProxy]]:
+                      ) -> tuple[Path, dict[str, DelayProxy]]:
     """The service's inventory with every host reached through a DelayProxy of `rtt`."""
     data: dict[str, Any] = json.loads(json.dumps(service.data))
-    proxies = []
+    proxies = {}
     for role in ("app", "balancer"):
         for entry in data["hosts"][role]:
             host = fleet[entry["name"]]
             proxy = DelayProxy(host.address, host.port, rtt / 2)
-            proxies.append(proxy)
+            proxies[entry["name"]] = proxy
             entry["port"] = proxy.port
             with fleet.known_hosts.open("a") as handle:  # the same host key behind the proxy
                 handle.write(host.known_hosts_line.replace(f":{host.port} ", f":{proxy.port} "))
@@ -156,7 +176,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fleet = start_fleet(Path(tmp) / "fleet", FLEET_ADDRESSES)
         service = balanced_service(fleet, Path(tmp) / "svc", "nginx")
-        proxies: list[DelayProxy] = []
+        proxies: dict[str, DelayProxy] = {}
         try:
             direct = service.inventory()
             delayed, proxies = delayed_inventory(service, fleet, rtt, Path(tmp))
@@ -178,13 +198,23 @@ def main() -> None:
             for label, args in operations.items():
                 busiest = round_trips(direct, hosts, *args())
                 plain = statistics.median(timed(direct, *args()) for _ in range(runs))
-                slow = statistics.median(timed(delayed, *args()) for _ in range(runs))
-                print(f"  {label:9} {plain:.2f} s direct, {slow:.2f} s at {rtt * 1000:g} ms: "
-                      f"+{slow - plain:.2f} s = {(slow - plain) / rtt:.1f} RTT; busiest host's "
-                      f"round trips {busiest} (+ connection set-up) × RTT = "
-                      f"{busiest * rtt:.2f} s")
+                slow, waited = [], []
+                for _ in range(runs):
+                    for proxy in proxies.values():
+                        proxy.round_trips = 0
+                    slow.append(timed(delayed, *args()))
+                    waited.append({name: p.round_trips for name, p in proxies.items()})
+                added = statistics.median(slow) - plain
+                seen = waited[slow.index(statistics.median(slow))] if runs % 2 else waited[-1]
+                app = max(seen[name] for name in service.app_hosts)
+                balancer = max(seen[name] for name in service.balancer_hosts)
+                print(f"  {label:9} {plain:.2f} s direct, {statistics.median(slow):.2f} s at "
+                      f"{rtt * 1000:g} ms: +{added:.2f} s = {added / rtt:.1f} RTT; commands and "
+                      f"channels of the busiest host {busiest}; round trips waited for (at the "
+                      f"proxies): busiest app host {app}, balancer {balancer}; app + balancer "
+                      f"× RTT = {(app + balancer) * rtt:.2f} s")
         finally:
-            for proxy in proxies:
+            for proxy in proxies.values():
                 proxy.close()
             service.close()
             fleet.close()
