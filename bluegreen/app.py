@@ -7,13 +7,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from bluegreen.errors import CommandTimeout, HealthCheckFailed
+from bluegreen.errors import CommandTimeout, HealthCheckFailed, RemoteCommandFailed
+from bluegreen.host_script import HostStep, run_chain
 from bluegreen.inventory import AppSettings, HostSpec, Inventory
 from bluegreen.model import Colour, Instance
 from bluegreen.release import ReleaseLayout
 from bluegreen.render import render_command, render_command_text, render_text, uses_variable
 from bluegreen.shell import Command, Secret
-from bluegreen.transport.base import Transport, tail
+from bluegreen.transport.base import CommandResult, Transport, tail
 
 
 @dataclass(frozen=True)
@@ -210,17 +211,59 @@ class AppStack:
         whether it runs, when just read)."""
         if not (self.is_running(transport, spec, release) if running is None else running):
             return
+        step = self._stop_step(spec, release, command, running=True)
+        self._judge_stop(transport.run(step.command, timeout=step.limit), spec, command)
+
+    def replace_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
+                          replaced: str | None, stop: Command, start: Command,
+                          running: bool | None) -> None:
+        """In one command: stop the colour's instance if it runs (`running`: whether it does,
+        when just read; `replaced`: the release it ran), point the colour at `release`, check
+        that nothing else holds its port, and start it. Each step's failure is reported as its
+        own command's would be."""
+        steps = [] if running is False else [
+            self._stop_step(spec, replaced, stop, running=running)]
+        point = self.layout(spec.host).point_command(spec.colour, release)
+        steps += [
+            HostStep(f"point {spec.colour} at {release}", point),
+            HostStep(f"check that nothing holds port {spec.port}", Command.script(
+                'out=$(sh -c "$1") || :; [ -z "$out" ] || { printf "%s\\n" "$out"; exit 1; }',
+                listeners(spec.port, spec.address).render())),
+            HostStep(f"start {spec.colour}", start, limit=self.settings.start_timeout)]
+        results = run_chain(transport, steps,
+                            timeout=sum(step.limit or 0 for step in steps)
+                            + self.inventory.ssh.command_timeout)
+        if running is not False:
+            self._judge_stop(_ran(results.pop(0), steps.pop(0), spec.host.name), spec, stop)
+        def ran(index: int) -> CommandResult:  # judged in order: a failed step ends the chain
+            return _ran(results[index], steps[index], spec.host.name)
+
+        replace(ran(0), command=str(point)).check(f"point {spec.colour} at {release}")
+        if not (port := ran(1)).ok:
+            self._require_port_free(port.stdout, spec)
+        self._judge_start(ran(2), spec, start)
+
+    def _stop_step(self, spec: InstanceSpec, release: str | None, command: Command | None, *,
+                   running: bool | None) -> HostStep:
+        """The stop, then the host waits for the instance to go away (its port free and, when
+        it has its own status command, that saying stopped): one round trip, not one per poll.
+        `running` None: the host checks first, and stops nothing that does not run."""
         stop = command or self.stop_command(spec, release)
-        # gone = its port is free and (when it has its own status command) that says stopped;
-        # the host waits for it itself: one round trip, not one per poll
         still_runs = Command.script(
             'sh -c "$1" || { [ -n "$2" ] && sh -c "$2" >/dev/null 2>&1; }',
             _listening(spec.port, spec.address).render(),
             self.status_command(spec, release).render() if self.settings.status else "")
         limit = self.settings.stop_timeout
-        result = transport.run(
-            Command.script(_STOP_AND_WAIT, stop.render(), still_runs.render(), f"{limit:g}"),
-            timeout=2 * limit + 10)
+        script = _STOP_AND_WAIT if running else (
+            'sh -c "$4" >/dev/null 2>&1 || exit 0; ' + _STOP_AND_WAIT)
+        return HostStep(f"stop {spec.colour}", Command.script(
+            script, stop.render(), still_runs.render(), f"{limit:g}",
+            self.status_command(spec, release).render()), limit=2 * limit + 10)
+
+    def _judge_stop(self, result: CommandResult, spec: InstanceSpec,
+                    command: Command | None) -> None:
+        stop = command or self.stop_command(spec, None)
+        limit = self.settings.stop_timeout
         where = f"{spec.host.name} ({spec.colour})"
         if result.exit_status == _TIMED_OUT:
             raise CommandTimeout(
@@ -234,32 +277,30 @@ class AppStack:
                 f"{spec.colour} still running {limit:g} s after its stop command",
                 where=where, hint="Check app.stop and app.status in the inventory.")
 
-    def point_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
-                        command: Command | None = None) -> None:
-        """Point the colour at `release` and check that nothing holds its port (one command),
-        then start it (`command`: the start command a plan rendered)."""
-        point = self.layout(spec.host).point_command(spec.colour, release)
-        pointed = transport.run(Command.script(
-            'sh -c "$1" || exit; sh -c "$2" || :', point.render(),
-            listeners(spec.port, spec.address).render()))
-        replace(pointed, command=str(point)).check(f"point {spec.colour} at {release}")
-        self._require_port_free(pointed.stdout, spec)
-        self.start(transport, spec, release, command=command, port_checked=True)
-
     def start(self, transport: Transport, spec: InstanceSpec, release: str, *,
-              command: Command | None = None, port_checked: bool = False) -> None:
+              command: Command | None = None) -> None:
         """Start the colour (`command`: the start command a plan rendered), on a port nothing
         else holds: a stale server still listening there would answer the health check in the
         new release's place."""
-        if not port_checked:
-            self.require_port_free(transport, spec)
-        result = transport.run(command or self.start_command(spec, release),
-                               timeout=self.settings.start_timeout)
+        self.require_port_free(transport, spec)
+        start = command or self.start_command(spec, release)
+        self._judge_start(transport.run(start, timeout=self.settings.start_timeout), spec,
+                          start)
+
+    def _judge_start(self, result: CommandResult, spec: InstanceSpec, start: Command) -> None:
+        where = f"{spec.host.name} ({spec.colour}:{spec.port})"
+        if result.exit_status == _TIMED_OUT:
+            raise CommandTimeout(
+                f"`{start}` did not finish within {self.settings.start_timeout:g} s "
+                "(app.start_timeout); it was killed on the host.", where=where,
+                hint="A start command must return once the app is started (run it in the "
+                     "background, or through systemd); raise app.start_timeout if starting "
+                     "legitimately takes longer.")
         if not result.ok:
             raise HealthCheckFailed(
                 f"start command for {spec.colour} exited {result.exit_status}: "
                 f"{tail(result.stdout + result.stderr, 5) or 'no output'}",
-                where=f"{spec.host.name} ({spec.colour}:{spec.port})",
+                where=where,
                 hint="Fix app.start in the inventory or the release; live traffic was not "
                      "touched.",
             )
@@ -280,6 +321,15 @@ class AppStack:
                      f"move colours.{spec.colour}.port), then deploy again. Live traffic was "
                      "not touched.",
             )
+
+
+def _ran(result: CommandResult | None, step: HostStep, where: str) -> CommandResult:
+    """A chained step's result; it ran, since every step before it succeeded."""
+    if result is None:
+        raise RemoteCommandFailed(f"`{step.command}` ({step.name}) did not report back.",
+                                  where=where,
+                                  hint="Run `bluegreen status` to see what the host runs.")
+    return result
 
 
 def listeners(port: int, address: str | None = None) -> Command:

@@ -162,10 +162,11 @@ def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifa
             idle = stack.facts(transport, spec)  # runs? connections? in one round trip
             progress.cut[spec.host.name] = _drain_before_stop(
                 session, stack, spec, replaced, ask=drain_idle, open_now=idle.connections)
-            # a drain may have ended the instance itself: then ask again before stopping it
-            stack.stop(transport, spec, replaced, command=steps.stop,
-                       running=idle.running if not idle.connections else None)
-            stack.point_and_start(transport, spec, release, command=steps.start)
+            # stop (a drain may have ended the instance itself: the host then checks again),
+            # point and start: one command
+            stack.replace_and_start(
+                transport, spec, release, replaced=replaced, stop=steps.stop, start=steps.start,
+                running=idle.running if not idle.connections else None)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
     def batch_steps(number: int, batch: tuple[InstanceSteps, ...]) -> list[Step]:

@@ -1,6 +1,8 @@
 """Stopping an instance: the stop command, then the host itself waits for the instance to go
-away (its port free, its status command saying stopped) — one command, however long it takes.
-Run for real on this machine (the local transport) against a listener this test starts."""
+away (its port free, its status command saying stopped) — one command, however long it takes;
+a deploy's stop, pointer, port check and start are one command too, each step's failure named
+as its own. Run for real on this machine (the local transport) against a listener this test
+starts."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from msgspec import structs
 
 from bluegreen.app import AppStack, InstanceSpec
-from bluegreen.errors import CommandTimeout, HealthCheckFailed
+from bluegreen.errors import BluegreenError, CommandTimeout, HealthCheckFailed
 from bluegreen.inventory import HostSpec, load_inventory
 from bluegreen.model import Colour
 from bluegreen.shell import Command
@@ -60,12 +62,15 @@ def listening() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         stop_process(server, timeout=5)
 
 
-def stack_and_spec(port: int, **app: Any) -> tuple[AppStack, InstanceSpec]:
+def stack_and_spec(port: int, root: Path | None = None, **app: Any
+                   ) -> tuple[AppStack, InstanceSpec]:
     inventory = load_inventory(ROOT / "inventories" / "example.yml",
                                environ={"SHOP_DATABASE_PASSWORD": "s3cret"})
     assert inventory.app is not None
     settings = structs.replace(inventory.app, status=None, **app)
-    spec = InstanceSpec(HostSpec(name="here", address=ADDRESS), Colour.BLUE, port, ADDRESS)
+    host = HostSpec(name="here", address=ADDRESS,
+                    **({"app_root": str(root)} if root is not None else {}))
+    spec = InstanceSpec(host, Colour.BLUE, port, ADDRESS)
     return AppStack(inventory, settings), spec
 
 
@@ -93,6 +98,43 @@ def test_an_instance_still_there_after_its_stop_is_named_and_one_that_hangs_is_k
     assert "did not finish within 1 s (app.stop_timeout)" in hung.value.message
     assert time.monotonic() - started < 10
     assert _accepts(port)  # neither stopped it
+
+
+def test_a_deploy_replaces_the_instance_in_one_command(
+        listening: tuple[subprocess.Popen[bytes], int], tmp_path: Path) -> None:
+    server, port = listening
+    stack, spec = stack_and_spec(port, tmp_path, stop=f"kill {server.pid}", stop_timeout=10.0)
+    (tmp_path / "releases" / "v2").mkdir(parents=True)
+    transport = Counting()
+    started = tmp_path / "started"
+    stack.replace_and_start(transport, spec, "v2", replaced="v1", stop=Command.script(
+        f"kill {server.pid}"), start=Command("touch", str(started)), running=None)
+    assert len(transport.commands) == 1
+    assert not _accepts(port) and started.exists()
+    pointer = stack.layout(spec.host).pointer(Colour.BLUE)
+    assert Path(pointer).resolve().name == "v2"
+
+
+def test_a_held_port_stops_the_chain_before_the_start_and_names_the_holder(
+        listening: tuple[subprocess.Popen[bytes], int], tmp_path: Path) -> None:
+    _, port = listening
+    stack, spec = stack_and_spec(port, tmp_path)
+    started = tmp_path / "started"
+    with pytest.raises(BluegreenError) as held:
+        stack.replace_and_start(Counting(), spec, "v2", replaced=None, stop=Command("true"),
+                                start=Command("touch", str(started)), running=False)
+    assert f"port {port}" in held.value.message and "python" in held.value.message
+    assert not started.exists()
+
+
+def test_a_start_that_never_returns_is_killed_at_app_start_timeout(tmp_path: Path) -> None:
+    stack, spec = stack_and_spec(free_port(ADDRESS), tmp_path, start_timeout=1.0)
+    began = time.monotonic()
+    with pytest.raises(CommandTimeout) as hung:
+        stack.replace_and_start(Counting(), spec, "v2", replaced=None, stop=Command("true"),
+                                start=Command("sleep", "30"), running=False)
+    assert "did not finish within 1 s (app.start_timeout)" in hung.value.message
+    assert time.monotonic() - began < 10
 
 
 def _accepts(port: int) -> bool:
