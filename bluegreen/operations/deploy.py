@@ -349,13 +349,19 @@ def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
 
 
 def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:
+    """Prune every host's old releases, hosts in parallel; a host that fails is warned about,
+    not an error: the deploy is done."""
     keep = session.inventory.release.keep
-    for spec in specs:
+
+    def prune(spec: InstanceSpec) -> None:
         try:
             pruned = stack.layout(spec.host).prune(session.connections[spec.host.name], keep)
         except BluegreenError as error:
             session.reporter.warn(f"could not prune old releases on {spec.host.name}: "
                                   f"{error.paragraph()}")
-            continue
+            return
         if pruned:
             session.reporter.step(spec.host.name, f"pruned {len(pruned)} old release(s)")
+
+    fan_out(specs, prune, step="prune", name=lambda s: s.host.name,
+            parallelism=session.inventory.ssh.parallelism)
