@@ -174,7 +174,10 @@ FIELDS: dict[str, dict[str, str]] = {
             "Seconds any one command on a host may take, unless its step has a limit of its own "
             "(such as `app.start_timeout`); past it the command is killed and the operation fails "
             "(exit 3)."),
-        "parallelism": "How many hosts are worked on at once.",
+        "parallelism": (
+            "How many hosts are worked on at once. Most of a deploy's time on a host is spent "
+            "waiting for it (stopping, starting, health), so more at once finish sooner; to "
+            "limit how many instances start at the same time, use `deploy.batch`."),
     },
     "Colours": {
         "mode": (
