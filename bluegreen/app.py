@@ -267,11 +267,9 @@ class AppStack:
         limit = self.settings.stop_timeout
         where = f"{spec.host.name} ({spec.colour})"
         if result.exit_status == _TIMED_OUT:
-            raise CommandTimeout(
-                f"`{stop}` did not finish within {limit:g} s (app.stop_timeout); it was killed "
-                "on the host.", where=where,
-                hint="Fix app.stop, or raise app.stop_timeout if stopping legitimately takes "
-                     "longer.")
+            raise _killed(stop, limit, "app.stop_timeout", where=where,
+                          hint="Fix app.stop, or raise app.stop_timeout if stopping "
+                               "legitimately takes longer.")
         replace(result, command=str(stop)).check(f"stop {spec.colour}")
         if result.stdout.rstrip("\n").endswith(_STILL_RUNNING):
             raise HealthCheckFailed(
@@ -291,12 +289,10 @@ class AppStack:
     def _judge_start(self, result: CommandResult, spec: InstanceSpec, start: Command) -> None:
         where = f"{spec.host.name} ({spec.colour}:{spec.port})"
         if result.exit_status == _TIMED_OUT:
-            raise CommandTimeout(
-                f"`{start}` did not finish within {self.settings.start_timeout:g} s "
-                "(app.start_timeout); it was killed on the host.", where=where,
-                hint="A start command must return once the app is started (run it in the "
-                     "background, or through systemd); raise app.start_timeout if starting "
-                     "legitimately takes longer.")
+            raise _killed(start, self.settings.start_timeout, "app.start_timeout", where=where,
+                          hint="A start command must return once the app is started (run it "
+                               "in the background, or through systemd); raise "
+                               "app.start_timeout if starting legitimately takes longer.")
         if not result.ok:
             raise HealthCheckFailed(
                 f"start command for {spec.colour} exited {result.exit_status}: "
@@ -322,6 +318,12 @@ class AppStack:
                      f"move colours.{spec.colour}.port), then deploy again. Live traffic was "
                      "not touched.",
             )
+
+
+def _killed(command: Command, limit: float, setting: str, *, where: str, hint: str
+            ) -> CommandTimeout:
+    return CommandTimeout(f"`{command}` did not finish within {limit:g} s ({setting}); it was "
+                          "killed on the host.", where=where, hint=hint)
 
 
 def _ran(result: CommandResult | None, step: HostStep, where: str) -> CommandResult:
