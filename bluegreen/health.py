@@ -79,7 +79,7 @@ class HealthChecker:
                      headers: dict[str, str] | None = None) -> HealthOutcome:
         """Probe until `successes` consecutive successes or `retries` attempts."""
         attempts = retries if retries is not None else spec.retries
-        needed = successes if successes is not None else spec.successes
+        needed = min(successes if successes is not None else spec.successes, attempts)
         outcome = HealthOutcome(healthy=False, attempts=0)
         streak = 0
         for attempt in range(1, attempts + 1):

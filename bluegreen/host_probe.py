@@ -72,7 +72,7 @@ def wait_healthy(transport: Transport, url: str, spec: HealthSettings, *,
                  ) -> HealthOutcome | None:
     """HealthChecker.wait_healthy, run on the host; None when the host has no curl."""
     attempts = retries if retries is not None else spec.retries
-    needed = successes if successes is not None else spec.successes
+    needed = min(successes if successes is not None else spec.successes, attempts)
     command = probe_command(url, spec, attempts=attempts, successes=needed,
                             expect_body=expect_body)
     result = transport.run(command, timeout=time_limit(spec, attempts))

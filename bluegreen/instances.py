@@ -110,17 +110,17 @@ def host_check(inventory: Inventory, spec: InstanceSpec, *, release: str | None,
     if health.via != "host" or spec.host.name in _WITHOUT_CURL:
         return None
     command = host_probe.probe_command(_url(spec, health), health, attempts=retries,
-                                       successes=health.successes,
+                                       successes=min(health.successes, retries),
                                        expect_body=_expected_body(inventory, spec, release))
     return HostCheck(command, host_probe.time_limit(health, retries))
 
 
 def host_check_outcome(inventory: Inventory, spec: InstanceSpec, output: str, *,
-                       release: str | None) -> HealthOutcome | None:
-    """What the output of `host_check`'s command says; None when the host has no curl (its
-    checks then go through a tunnel) or reported no probe."""
+                       release: str | None, retries: int) -> HealthOutcome | None:
+    """What the output of `host_check`'s command (for `release` and `retries`) says; None when
+    the host has no curl (its checks then go through a tunnel) or reported no probe."""
     outcome = host_probe.read_outcome(output, inventory.health,
-                                      successes=inventory.health.successes,
+                                      successes=min(inventory.health.successes, retries),
                                       expect_body=_expected_body(inventory, spec, release),
                                       target=_target(spec))
     if outcome is None:

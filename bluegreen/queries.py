@@ -194,8 +194,8 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
         release, running = facts.pointer, facts.running
         healthy = None
         if running:
-            outcome = (host_check_outcome(inventory, spec, facts.then, release=release)
-                       if checked else None) or probe_instance(
+            outcome = (host_check_outcome(inventory, spec, facts.then, release=release,
+                                          retries=1) if checked else None) or probe_instance(
                 inventory, session.connections, spec, checker=checker, retries=1,
                 release=release)
             healthy = outcome.healthy

@@ -300,7 +300,8 @@ def check_running(session: Session, specs: list[InstanceSpec], target: Colour, *
         running, pointer, output = stack.running_release(
             transport, spec, release, then=check.command,
             timeout=inventory.ssh.command_timeout + check.seconds)
-        return running, pointer, (host_check_outcome(inventory, spec, output, release=release)
+        return running, pointer, (host_check_outcome(inventory, spec, output, release=release,
+                                                     retries=quick_retries(inventory))
                                   if running else None)
 
     found = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,

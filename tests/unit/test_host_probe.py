@@ -138,3 +138,12 @@ def test_a_host_without_curl_says_so(server: tuple[str, Answers], tmp_path: Path
     transport = CountingTransport(path=str(bin_dir))
     assert host_probe.wait_healthy(transport, url, SPEC) is None
     assert answers.served == 0
+
+
+def test_a_single_probe_needs_a_single_success(server: tuple[str, Answers]) -> None:
+    """`status` probes once: an instance that answers is healthy, whatever health.successes
+    asks of a deploy's wait."""
+    url, answers = server
+    spec = HealthSettings(interval=0, retries=5, successes=3)
+    outcome = host_probe.wait_healthy(CountingTransport(), url, spec, retries=1)
+    assert outcome is not None and outcome.healthy and answers.served == 1
