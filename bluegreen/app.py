@@ -211,8 +211,9 @@ class AppStack:
         whether it runs, when just read)."""
         if not (self.is_running(transport, spec, release) if running is None else running):
             return
-        step = self._stop_step(spec, release, command, running=True)
-        self._judge_stop(transport.run(step.command, timeout=step.limit), spec, command)
+        stop = command or self.stop_command(spec, release)
+        step = self._stop_step(spec, release, stop, running=True)
+        self._judge_stop(transport.run(step.command, timeout=step.limit), spec, stop)
 
     def replace_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
                           replaced: str | None, stop: Command, start: Command,
@@ -235,6 +236,7 @@ class AppStack:
                             + self.inventory.ssh.command_timeout)
         if running is not False:
             self._judge_stop(_ran(results.pop(0), steps.pop(0), spec.host.name), spec, stop)
+
         def ran(index: int) -> CommandResult:  # judged in order: a failed step ends the chain
             return _ran(results[index], steps[index], spec.host.name)
 
@@ -243,12 +245,11 @@ class AppStack:
             self._require_port_free(port.stdout, spec)
         self._judge_start(ran(2), spec, start)
 
-    def _stop_step(self, spec: InstanceSpec, release: str | None, command: Command | None, *,
+    def _stop_step(self, spec: InstanceSpec, release: str | None, stop: Command, *,
                    running: bool | None) -> HostStep:
         """The stop, then the host waits for the instance to go away (its port free and, when
         it has its own status command, that saying stopped): one round trip, not one per poll.
         `running` None: the host checks first, and stops nothing that does not run."""
-        stop = command or self.stop_command(spec, release)
         # its own status command first: usually cheaper than `ss`, which then runs once
         still_runs = Command.script(
             '{ [ -n "$2" ] && sh -c "$2" >/dev/null 2>&1; } || sh -c "$1"',
@@ -261,9 +262,7 @@ class AppStack:
             script, stop.render(), still_runs.render(), f"{limit:g}",
             self.status_command(spec, release).render()), limit=2 * limit + 10)
 
-    def _judge_stop(self, result: CommandResult, spec: InstanceSpec,
-                    command: Command | None) -> None:
-        stop = command or self.stop_command(spec, None)
+    def _judge_stop(self, result: CommandResult, spec: InstanceSpec, stop: Command) -> None:
         limit = self.settings.stop_timeout
         where = f"{spec.host.name} ({spec.colour})"
         if result.exit_status == _TIMED_OUT:
