@@ -756,7 +756,8 @@ def test_a_pause_from_another_terminal_holds_the_stepping_and_resume_continues_i
         service: Service) -> None:
     ok(service.deploy("v1"))
     inventory = service.inventory()
-    process = stepping(service, inventory, "3s")
+    # a pause long enough for the two commands below to land in it on a busy machine
+    process = stepping(service, inventory, "8s")
     not_paused = service.cli("--json", "canary", "resume", "--lock-wait", "10",
                              inventory=inventory)
     ok(not_paused)  # nothing to resume: it returns at once, stepping nothing itself
@@ -771,7 +772,7 @@ def test_a_pause_from_another_terminal_holds_the_stepping_and_resume_continues_i
     assert "paused by" in stderr and "canary resume" in stderr
     data = json.loads(stdout)["data"]
     assert data["paused"] is True and data["canary"]["weight"] == 20
-    time.sleep(3.5)  # longer than the step's pause: nothing follows by itself
+    time.sleep(8.5)  # longer than the step's pause: nothing follows by itself
     assert service.state()["canary"]["weight"] == 20
     status = service.cli("canary", "status", inventory=inventory)
     assert "canary resume" in status.stdout and "paused by" in status.stdout
