@@ -295,14 +295,12 @@ def check_running(session: Session, specs: list[InstanceSpec], target: Colour, *
     def inspect(spec: InstanceSpec) -> tuple[bool, str | None, HealthOutcome | None]:
         transport = session.connections[spec.host.name]
         check = host_check(inventory, spec, release=release, retries=quick_retries(inventory))
-        if check is None:
-            return (*stack.running_release(transport, spec, release)[:2], None)
         running, pointer, output = stack.running_release(
-            transport, spec, release, then=check.command,
-            timeout=inventory.ssh.command_timeout + check.seconds)
+            transport, spec, release, then=check.command if check else None,
+            timeout=inventory.ssh.command_timeout + check.seconds if check else None)
         return running, pointer, (host_check_outcome(inventory, spec, output, release=release,
                                                      retries=quick_retries(inventory))
-                                  if running else None)
+                                  if check and running else None)
 
     found = fan_out(specs, inspect, step="status", name=lambda s: s.host.name,
                     parallelism=inventory.ssh.parallelism)
