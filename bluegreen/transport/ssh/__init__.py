@@ -9,8 +9,12 @@ chaining a ``direct-tcpip`` channel through the jump host, since paramiko only p
 target.py resolves where to connect (the only part reading inventory structs), connect.py opens
 the connection, channel.py runs one command on it, transport.py is the `Transport`."""
 
-from bluegreen.transport.ssh.connect import fingerprint
-from bluegreen.transport.ssh.target import SSHTarget, resolve_target
-from bluegreen.transport.ssh.transport import SSHTransport
+from bluegreen.transport.ssh.deferred_invoke import defer_invoke
+
+defer_invoke()  # before any module of this package imports paramiko
+
+from bluegreen.transport.ssh.connect import fingerprint  # noqa: E402
+from bluegreen.transport.ssh.target import SSHTarget, resolve_target  # noqa: E402
+from bluegreen.transport.ssh.transport import SSHTransport  # noqa: E402
 
 __all__ = ["SSHTarget", "SSHTransport", "fingerprint", "resolve_target"]
