@@ -149,7 +149,7 @@ class AppStack:
         it room)."""
         result = transport.run(Command.script(
             'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
-            'sh -c "$2" >/dev/null 2>&1 || exit; [ -z "$3" ] || sh -c "$3"; exit 0',
+            'eval "$2" >/dev/null 2>&1 || exit; [ -z "$3" ] || eval "$3"; exit 0',
             self.layout(spec.host).pointer(spec.colour),
             self.status_command(spec, release).render(), then.render() if then else ""),
             timeout=timeout)
@@ -375,12 +375,14 @@ COUNT_ESTABLISHED = 'ss -Htn state established "( $1 )" | grep -c . || true'
 _END_OF_FACTS = "bluegreen: end of facts"
 # four arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
 # of its connections, and a command to run after them when it runs ("" for none); a section of
-# lines per instance (the release, running/stopped, the count, what the command printed)
+# lines per instance (the release, running/stopped, the count, what the command printed). The
+# commands are rendered `Command`s, each one program with quoted arguments: `eval` runs them
+# as `sh -c` would, without starting a shell for it.
 _FACTS = (
     'while [ "$#" -ge 4 ]; do '
     'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
-    'if sh -c "$2" >/dev/null 2>&1; then echo running; '
-    'ss -Htn state established "( $3 )" | grep -c . || true; [ -z "$4" ] || sh -c "$4"; '
+    'if eval "$2" >/dev/null 2>&1; then echo running; '
+    'ss -Htn state established "( $3 )" | grep -c . || true; [ -z "$4" ] || eval "$4"; '
     'else echo stopped; fi; '
     f'echo "{_END_OF_FACTS}"; shift 4; done')
 

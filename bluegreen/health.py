@@ -3,15 +3,36 @@ so unit tests run against httpx.MockTransport with a fake clock and never sleep.
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bluegreen.inventory import HealthSettings
+from bluegreen.inventory import HealthSettings, Inventory
 
 if TYPE_CHECKING:
     import httpx
+
+
+def import_ahead(inventory: Inventory) -> None:
+    """For an operation that will make HTTP requests from here (verifying the public URLs after
+    a flip, checks through forwarded ports): import httpx in the background while it connects
+    and checks the hosts. httpx with httpcore and h11 takes ~100 ms of CPU to import, which
+    otherwise stands between the flip and its verification."""
+    if not inventory.verify.urls and inventory.health.via == "host":
+        return
+    if "httpcore" not in sys.modules:
+        threading.Thread(target=_import_httpx, name="import httpx", daemon=True).start()
+
+
+def _import_httpx() -> None:
+    try:
+        import httpcore  # noqa: F401 - what httpx.Client() imports
+        import httpx  # noqa: F401
+    except ImportError:  # the import in the checker reports it
+        pass
 
 
 @dataclass(frozen=True)
@@ -40,15 +61,22 @@ class HealthChecker:
         sleep: Callable[[float], None] = time.sleep,
         verify_tls: bool = False,
     ):
-        if client is None:
+        self._client = client
+        self._verify_tls = verify_tls
+        self.clock = clock
+        self.sleep = sleep
+
+    @property
+    def client(self) -> httpx.Client:
+        """Made on first use: checks that run on the hosts never import httpx (~50 ms)."""
+        if self._client is None:
             import httpx
 
             # Loading the CA bundle costs ~50 ms and instance checks are plain HTTP: only
             # checks of public https URLs ask for it.
-            client = httpx.Client(trust_env=False, follow_redirects=False, verify=verify_tls)
-        self.client = client
-        self.clock = clock
-        self.sleep = sleep
+            self._client = httpx.Client(trust_env=False, follow_redirects=False,
+                                        verify=self._verify_tls)
+        return self._client
 
     def probe(self, url: str, spec: HealthSettings, *, expect_body: str | None = None,
               expect_header: tuple[str, str] | None = None,
@@ -115,7 +143,8 @@ class HealthChecker:
         return outcome
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def judged(status: int, elapsed_ms: float, body: str, spec: HealthSettings, *,

@@ -1,10 +1,12 @@
 """Health checks run on the app host itself (`health.via: host`): one command runs curl until the
-instance passes (`successes` in a row) or the attempts are spent, and prints one line per probe.
+instance passes (`successes` in a row) or the attempts are spent, and prints a record per probe.
 The whole wait is one round trip, where a check through a forwarded port costs one per probe
 (and a channel, a local listener and an HTTP client on this side). A host without curl says so,
 and its checks go through a forwarded port instead."""
 
 from __future__ import annotations
+
+import secrets
 
 from bluegreen.health import HealthOutcome, Probe, judged
 from bluegreen.inventory import HealthSettings
@@ -12,11 +14,16 @@ from bluegreen.shell import Command
 from bluegreen.transport.base import Transport
 
 NO_CURL = "bluegreen: no curl"
+# ends each probe's record: random, so no body can fake one
+_MARK = f"bluegreen-probe-{secrets.token_hex(6)}"
+_LONGEST_BODY = 200  # characters of a body kept for the messages
 
 # $1 URL, $2 seconds per request, $3 expected status, $4 text the body must hold ("" for any),
-# $5 attempts, $6 successes in a row, $7 seconds between attempts. A line per probe: whether it
-# passed (1/0), the status (000: no answer), the seconds it took, the body (or curl's error)
-# on one line. curl prints its error before the -w line, so the last line is always the figures.
+# $5 attempts, $6 successes in a row, $7 seconds between attempts, $8 the mark, $9 the most of a
+# body to print. A record per probe: the body (or curl's error), then a line of the mark, whether
+# it passed (1/0), the status (000: no answer) and the seconds it took. curl prints its error
+# before the -w line, so the last line of its output is always the figures. A short body is
+# printed as it is, without a process to trim it.
 PROBE_SCRIPT = r"""command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl"; exit 0; }
 n=0 streak=0
 while [ "$n" -lt "$5" ]; do
@@ -28,7 +35,8 @@ while [ "$n" -lt "$5" ]; do
 "*}
   ok=0
   if [ "${figures%% *}" = "$3" ]; then case $body in *"$4"*) ok=1;; esac; fi
-  printf '%s %s %s\n' "$ok" "$figures" "$(printf '%s' "$body" | tr -s '\r\n\t' '   ' | cut -c1-200)"
+  [ "${#body}" -le "$9" ] || body=$(printf '%s' "$body" | head -c "$9")
+  printf '%s\n%s %s %s\n' "$body" "$8" "$ok" "$figures"
   if [ "$ok" = 1 ]; then streak=$((streak + 1)); else streak=0; fi
   [ "$streak" -ge "$6" ] && exit 0
   [ "$n" -lt "$5" ] && sleep "$7"
@@ -41,7 +49,7 @@ def probe_command(url: str, spec: HealthSettings, *, attempts: int, successes: i
                   expect_body: str | None) -> Command:
     return Command.script(PROBE_SCRIPT, url, f"{spec.timeout:g}", str(spec.expect_status),
                           expect_body or "", str(attempts), str(successes),
-                          f"{spec.interval:g}")
+                          f"{spec.interval:g}", _MARK, str(_LONGEST_BODY))
 
 
 def read_outcome(output: str, spec: HealthSettings, *, successes: int,
@@ -51,15 +59,20 @@ def read_outcome(output: str, spec: HealthSettings, *, successes: int,
     if output.startswith(NO_CURL):
         return None
     outcome = HealthOutcome(healthy=False, attempts=0)
+    body: list[str] = []
     for line in output.splitlines():
-        passed, status, seconds, body = ([*line.split(" ", 3), "", "", ""])[:4]
+        if not line.startswith(_MARK + " "):
+            body.append(line)
+            continue
+        passed, status, seconds = ([*line.split(" ")[1:], "", "", ""])[:3]
+        text, body = " ".join(" ".join(body).split()), []
         if passed not in ("0", "1") or not status.isdigit():
             continue
         outcome.attempts += 1
         if status == "000":  # no HTTP answer: the body is curl's error
-            outcome.probes.append(Probe(False, _no_answer(body, target), answered=False))
+            outcome.probes.append(Probe(False, _no_answer(text, target), answered=False))
             continue
-        outcome.probes.append(judged(int(status), _milliseconds(seconds), body, spec,
+        outcome.probes.append(judged(int(status), _milliseconds(seconds), text, spec,
                                      expect_body=expect_body, body_matches=passed == "1"))
     last = outcome.probes[-successes:]
     outcome.healthy = len(last) == successes and all(probe.ok for probe in last)

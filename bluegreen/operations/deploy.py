@@ -17,6 +17,7 @@ from bluegreen.errors import (
 )
 from bluegreen.executor import Plan, Step, enveloped, execute, recorded
 from bluegreen.fanout import fan_out
+from bluegreen.health import import_ahead
 from bluegreen.instances import check_instances
 from bluegreen.inventory import Inventory
 from bluegreen.model import Colour
@@ -74,6 +75,8 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
     app = require_app(inventory)
     artifact = artifact_from(inventory, source=source, release=release, sha256=sha256)
     check_templates(inventory)
+    if not options.dry_run:
+        import_ahead(inventory)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state()

@@ -13,7 +13,7 @@ from bluegreen.errors import BluegreenError, HealthCheckFailed, RollbackImpossib
 from bluegreen.executor import Plan, Step, enveloped, execute, hook_steps, recorded
 from bluegreen.fanout import fan_out
 from bluegreen.flip_steps import FLIP_SAYS, activation_steps
-from bluegreen.health import HealthOutcome
+from bluegreen.health import HealthOutcome, import_ahead
 from bluegreen.instances import (
     check_instances,
     host_check,
@@ -231,6 +231,8 @@ def flip_to(session: Session, state: State, current: dict[str, str | None], targ
              adjust: Callable[[State], State] | None = None,
              note: dict[str, Any] | None = None) -> Moved | DryRun:
     inventory, reporter = session.inventory, session.reporter
+    if not options.dry_run:
+        import_ahead(inventory)
     plan = build_flip_plan(inventory, state=state, target=target, current=current)
     progress = Progress(state, release=state.colour(target).release, flip=plan)
     specs = instance_specs(inventory, target)

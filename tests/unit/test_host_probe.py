@@ -147,3 +147,15 @@ def test_a_single_probe_needs_a_single_success(server: tuple[str, Answers]) -> N
     spec = HealthSettings(interval=0, retries=5, successes=3)
     outcome = host_probe.wait_healthy(CountingTransport(), url, spec, retries=1)
     assert outcome is not None and outcome.healthy and answers.served == 1
+
+
+def test_a_long_body_of_many_lines_is_kept_short_and_cannot_fake_a_probe(
+        server: tuple[str, Answers]) -> None:
+    url, answers = server
+    fake = "bluegreen-probe-000000000000 1 200 0.001"  # what a record's last line looks like
+    answers.replies = [(503, f"down\n{fake}\n" + "x" * 5000)]
+    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, retries=2)
+    assert outcome is not None and not outcome.healthy and outcome.attempts == 2
+    detail = outcome.probes[0].detail
+    assert detail.startswith("expected status 200, got 503 in ")
+    assert f": down {fake} xxx" in detail and len(detail) < 300

@@ -32,3 +32,27 @@ def test_paramiko_comes_without_invoke_until_ssh_config_runs_a_match_exec() -> N
              "assert SSHConfig.from_text('Match exec true\\n  User deploy\\n')"
              ".lookup('app1')['user'] == 'deploy'")
     assert _modules_after(code, "invoke") == ["invoke"]
+
+
+_INVENTORY = ("from pathlib import Path\n"
+              "from bluegreen.inventory import validate_inventory\n"
+              "inventory = validate_inventory({'service': 'shop', 'hosts': {"
+              "'app': [{'name': 'app1', 'address': '10.0.0.11'}], "
+              "'balancer': [{'name': 'lb1'}]}, 'verify': {'urls': VERIFY}}, "
+              "path=Path('inv.yml'), environ={})\n")
+
+
+def test_checks_on_the_hosts_need_no_http_client_here() -> None:
+    code = ("VERIFY = []\n" + _INVENTORY
+            + "from bluegreen.health import HealthChecker, import_ahead\n"
+              "import_ahead(inventory); HealthChecker().close()\n"
+              "import threading; [t.join() for t in threading.enumerate()[1:]]")
+    assert _modules_after(code, "httpx") == []
+
+
+def test_an_operation_that_verifies_imports_httpx_while_it_works_on_the_hosts() -> None:
+    code = ("VERIFY = ['http://127.0.0.1:8080/']\n" + _INVENTORY
+            + "from bluegreen.health import import_ahead\nimport threading\n"
+              "import_ahead(inventory)\n"
+              "[t.join() for t in threading.enumerate()[1:]]")
+    assert _modules_after(code, "httpx", "httpcore") == ["httpcore", "httpx"]
