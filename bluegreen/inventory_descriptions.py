@@ -156,7 +156,8 @@ FIELDS: dict[str, dict[str, str]] = {
             "inventory leaves out; null: ignore it."),
         "jump": (
             "A jump host for every host: `[user@]host[:port]`, comma-chained for several hops; "
-            "`none` for none. Default: `~/.ssh/config`'s ProxyJump."),
+            "`none` for none. Default: `~/.ssh/config`'s ProxyJump. The hosts behind a jump "
+            "host share one connection to it."),
         "use_agent": "Offer the keys held by ssh-agent.",
         "openssh_uploads": (
             "Send a release of 16 MiB or more through the system's OpenSSH client (`ssh`), "

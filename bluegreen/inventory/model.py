@@ -42,7 +42,7 @@ class SSHSettings(_Strict, frozen=True):
     sudo: bool = False
     connect_timeout: Seconds = 10.0
     command_timeout: Seconds = 120.0
-    parallelism: Annotated[int, msgspec.Meta(ge=1, le=256)] = 32
+    parallelism: Annotated[int, msgspec.Meta(ge=1, le=256)] = 64
 
 
 class BalancerOverride(_Strict, frozen=True):

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,7 @@ from bluegreen.inventory import HostSpec, SSHSettings
 from bluegreen.release import FilePayload
 from bluegreen.shell import Command
 from bluegreen.transport.base import get_file, put_file
-from bluegreen.transport.ssh import SSHTransport, openssh, resolve_target
+from bluegreen.transport.ssh import SSHTransport, jumps, openssh, resolve_target
 from tests.fleet import Fleet, free_port
 
 NASTY = "$(touch PWNED1) `touch PWNED2`; touch PWNED3 && echo 'single' \"double\" \\ back\nline2"
@@ -152,6 +153,36 @@ def test_proxy_jump_chains_through_the_jump_host(fleet: Fleet) -> None:
         assert log.count("Accepted publickey") == before + 1
     finally:
         transport.close()
+
+
+def test_connections_through_one_jump_host_share_its_connection(fleet: Fleet) -> None:
+    """A fleet behind a bastion: one authenticated connection to it, opened at once by many
+    hosts' connections (the bastion's MaxStartups refuses beyond 10 by default), closed by
+    the last of them."""
+    bastion = fleet["bastion"]
+    conf = settings(fleet, jump=f"root@{bastion.address}:{bastion.port}")
+    targets = [resolve_target(HostSpec(name=f"{name}-{i}", address=fleet[name].address,
+                                       port=fleet[name].port), conf)
+               for i in range(6) for name in ("app1", "app2")]
+    accepted = (bastion.dir / "sshd.log").read_text().count("Accepted publickey")
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        transports = list(pool.map(lambda t: SSHTransport.connect(t, conf), targets))
+    try:
+        assert (bastion.dir / "sshd.log").read_text().count("Accepted publickey") == accepted + 1
+        for transport in transports[:-1]:
+            transport.close()
+        last = transports[-1]
+        assert last.run(Command("echo", "still through")).stdout == "still through\n"
+    finally:
+        transports[-1].close()
+    assert not jumps._shared  # the last user closed the bastion's connection
+    # the next operation opens it again
+    transport = SSHTransport.connect(targets[0], conf)
+    try:
+        assert transport.run(Command("echo", "again")).stdout == "again\n"
+    finally:
+        transport.close()
+    assert (bastion.dir / "sshd.log").read_text().count("Accepted publickey") == accepted + 2
 
 
 def test_ssh_config_supplies_hostname_port_user_identity_and_proxyjump(fleet: Fleet,

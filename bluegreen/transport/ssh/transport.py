@@ -3,9 +3,6 @@ bounded on the host too (GNU timeout)."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +27,8 @@ from bluegreen.transport.ssh.channel import (
     forwarding_error,
     send_all,
 )
-from bluegreen.transport.ssh.connect import ConnectOptions, direct_tcpip, open_client
+from bluegreen.transport.ssh.connect import ConnectOptions, close_client, open_client
+from bluegreen.transport.ssh.jumps import SharedJump, release, through_jumps
 from bluegreen.transport.ssh.target import SSHTarget
 from bluegreen.transport.tunnel import PortForwarder, Tunnel
 
@@ -42,29 +40,22 @@ class SSHTransport:
     """One authenticated connection to one host, reused for every command of an operation."""
 
     def __init__(self, target: SSHTarget, settings: ConnectOptions, client: paramiko.SSHClient,
-                 jump_clients: list[paramiko.SSHClient]):
+                 jumps: list[SharedJump]):
         self.host = target.name
         self.target = target
         self._settings = settings
         self._client = client
-        self._jump_clients = jump_clients
+        self._jumps = jumps
 
     @classmethod
     def connect(cls, target: SSHTarget, settings: ConnectOptions) -> SSHTransport:
-        jump_clients: list[paramiko.SSHClient] = []
+        sock, jumps = through_jumps(target, settings)
         try:
-            sock: Any = None
-            hops = (*target.jumps, target)
-            for hop, next_hop in itertools.pairwise(hops):
-                client = open_client(hop, settings, sock=sock, label=f"jump host of {target.name}")
-                jump_clients.append(client)
-                sock = direct_tcpip(client, hop, next_hop, settings)
             client = open_client(target, settings, sock=sock, label=target.name)
         except BaseException:
-            for opened in jump_clients:
-                opened.close()
+            release(jumps)
             raise
-        return cls(target, settings, client, jump_clients)
+        return cls(target, settings, client, jumps)
 
     def run(
         self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
@@ -192,13 +183,6 @@ class SSHTransport:
             yield local
 
     def close(self) -> None:
-        transport = self._client.get_transport()
-        sock = getattr(transport, "sock", None)
-        if isinstance(sock, socket.socket):
-            # wakes paramiko's reader thread now instead of at its next 0.1 s poll, so the
-            # process does not linger at exit joining it
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self._client.close()
-        for client in reversed(self._jump_clients):
-            client.close()
+        close_client(self._client)
+        jumps, self._jumps = self._jumps, []
+        release(jumps)
