@@ -255,24 +255,32 @@ class ReleaseLayout:
         return target.rsplit("/", 1)[-1] if result.ok and target else None
 
     def prune(self, transport: Transport, keep: int) -> list[str]:
-        """Remove the releases beyond the `keep` newest that no colour points at: what the
-        colours point at and the releases, newest first, are read in one round trip."""
-        listing = transport.run(Command.script(
-            'for pointer in "$2" "$3"; do target=$(readlink -- "$pointer") || target=; '
-            'printf "%s\\n" "${target##*/}"; done; '
-            'cd -- "$1/releases" 2>/dev/null && ls -1t -- . || true',
-            self.root, *(self.pointer(colour) for colour in Colour)))
-        lines = listing.stdout.split("\n")
-        in_use = {name or None for name in lines[:len(Colour)]}
-        doomed = releases_to_prune(lines[len(Colour):], in_use=in_use, keep=keep)
-        if doomed:
-            transport.run(Command("rm", "-rf", "--", *[self.release_dir(r) for r in doomed])
-                          ).check("prune old releases")
-        return doomed
+        """Remove the releases beyond the `keep` newest that no colour points at, in one
+        command; the ones removed, newest first."""
+        result = transport.run(Command.script(
+            _PRUNE, self.root, *(self.pointer(colour) for colour in Colour), str(keep)))
+        result.check("prune old releases")
+        return [name for name in result.stdout.split("\n") if name]
 
 
-def releases_to_prune(newest_first: list[str], *, in_use: set[str | None], keep: int
-                      ) -> list[str]:
-    """Keep the `keep` newest releases and any a colour points at; prune the rest."""
-    names = [n for n in newest_first if n and not n.startswith(".")]
-    return [n for index, n in enumerate(names) if index >= keep and n not in in_use]
+# $1 the app root, $2 and $3 the colours' pointers, $4 how many of the newest to keep. Names
+# starting with a dot (an upload in progress) are neither counted nor removed. Prints each
+# release removed.
+_PRUNE = r"""
+cd -- "$1/releases" 2>/dev/null || exit 0
+in_use=
+for pointer in "$2" "$3"; do
+  target=$(readlink -- "$pointer") && in_use="$in_use/${target##*/}/"
+done
+ls -1t -- . | {
+  n=0 status=0
+  while IFS= read -r name; do
+    case $name in ""|.*) continue;; esac
+    n=$((n + 1))
+    [ "$n" -le "$4" ] && continue
+    case $in_use in *"/$name/"*) continue;; esac
+    if rm -rf -- "$name"; then printf '%s\n' "$name"; else status=1; fi
+  done
+  exit "$status"
+}
+"""

@@ -50,7 +50,7 @@ def test_several_files_come_back_in_one_round_trip_byte_for_byte(tmp_path: Path)
         get_files(local, str(tmp_path / "empty"), str(tmp_path / "unreadable"))
 
 
-def test_prune_reads_the_pointers_and_releases_in_one_command(tmp_path: Path) -> None:
+def test_prune_keeps_the_newest_and_those_in_use_in_one_command(tmp_path: Path) -> None:
     from bluegreen.release import ReleaseLayout
 
     calls: list[Command] = []
@@ -60,15 +60,17 @@ def test_prune_reads_the_pointers_and_releases_in_one_command(tmp_path: Path) ->
             calls.append(command)
             return super().run(command, **options)
 
-    for age, name in enumerate(["v6", "v5", "v4", "v3", "v2", "v1"]):  # v6 the newest
+    # v6 the newest; an upload in progress is neither counted nor removed
+    for age, name in enumerate(["v6", ".incoming.v7", "v5", "v4", "v3", "v2", "v1"]):
         (tmp_path / "releases" / name).mkdir(parents=True)
         os.utime(tmp_path / "releases" / name, (1_000_000 - age, 1_000_000 - age))
     (tmp_path / "blue").symlink_to("releases/v1")  # old, but a colour still points at it
     layout, transport = ReleaseLayout(str(tmp_path)), Counting("here")
     assert layout.prune(transport, keep=2) == ["v4", "v3", "v2"]
-    assert len(calls) == 2  # the listing, then the removal
-    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == ["v1", "v5", "v6"]
-    assert layout.prune(transport, keep=2) == [] and len(calls) == 3
+    assert len(calls) == 1
+    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == [
+        ".incoming.v7", "v1", "v5", "v6"]
+    assert layout.prune(transport, keep=2) == [] and len(calls) == 2
 
 
 @pytest.mark.parametrize("status", [None, "test -e {{ release_dir }} && exit 0"])

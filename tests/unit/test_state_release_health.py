@@ -13,7 +13,7 @@ from bluegreen.errors import UsageError
 from bluegreen.health import HealthChecker
 from bluegreen.inventory import HealthSettings
 from bluegreen.model import Colour
-from bluegreen.release import package, releases_to_prune
+from bluegreen.release import package
 from bluegreen.state import State
 
 
@@ -38,11 +38,6 @@ def test_states_that_disagree_raise_drift() -> None:
         assert getattr(exc, "exit_code", None) == 9 and "lb2" in str(exc)
     else:
         raise AssertionError("expected DriftError")
-
-
-def test_prune_keeps_the_newest_and_any_release_in_use() -> None:
-    newest_first = ["v9", "v8", "v7", "v6", ".incoming.x", "v5", "v1"]
-    assert releases_to_prune(newest_first, in_use={"v1", "v8"}, keep=3) == ["v6", "v5"]
 
 
 def test_directory_packaging_is_deterministic(tmp_path: Path) -> None:
