@@ -49,6 +49,12 @@ def test_deploy_rollback_deploy_serves_the_expected_release(service: Service) ->
     assert (service.root / "state-lb1" / "state.json").stat().st_mode & 0o777 == 0o600
     assert not service.lock_dir().exists()
 
+    ok(service.deploy("v4"))  # blue
+    ok(service.deploy("v5"))  # green
+    for host in service.app_hosts:  # release.keep 3: v1 and v2 are gone, on every host
+        releases = service.app_root(host) / "releases"
+        assert sorted(p.name for p in releases.iterdir()) == ["v3", "v4", "v5"]
+
 
 def test_an_unhealthy_target_never_gets_traffic(service: Service) -> None:
     ok(service.deploy("v1"))
