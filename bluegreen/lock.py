@@ -38,11 +38,13 @@ class LockInfo:
 
 
 # A lock whose owner file could not be written (disk full) is removed at once: an empty owner
-# would block every later operation as "held by unknown".
+# would block every later operation as "held by unknown". $3: a command run once the lock is
+# taken (a rendered `Command`, or ""), whose output is the caller's to judge.
 _ACQUIRE = (
     'mkdir -m 700 -p -- "$1" || exit 74; '
     'err=$(mkdir -m 700 -- "$2" 2>&1) || { [ -d "$2" ] && exit 75; echo "$err" >&2; exit 74; }; '
-    'if cat > "$2/owner.json" && touch -- "$2/heartbeat"; then exit 0; fi; '
+    'if cat > "$2/owner.json" && touch -- "$2/heartbeat"; then '
+    '[ -z "$3" ] || eval "$3" </dev/null; exit 0; fi; '
     'rm -rf -- "$2"; exit 74'
 )
 _READ_LOCK = (
@@ -67,20 +69,27 @@ class Lock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def acquire(self, *, wait: float = 0.0, on_wait: Any = None) -> None:
+    def acquire(self, *, wait: float = 0.0, on_wait: Any = None, then: Command | None = None
+                ) -> str:
         """Take the lock, waiting up to `wait` seconds for its holder to release it (not for a
-        holder that is gone: a stale lock fails at once, with how to clear it)."""
+        holder that is gone: a stale lock fails at once, with how to clear it). `then` runs
+        under the lock in the same round trip (reading the state); what it printed is
+        returned."""
         owner = {"owner": actor(), "pid": os.getpid(), "host": socket.gethostname(),
                  "command": self.command, "started": now(), "token": self.token}
         announced = False
+        printed = ""
 
         def attempt() -> LockInfo | bool | None:
             """True: taken; else who holds it."""
             nonlocal announced
+            nonlocal printed
             result = self.store.transport.run(
-                Command.script(_ACQUIRE, self.store.dir, self.store.lock_dir),
+                Command.script(_ACQUIRE, self.store.dir, self.store.lock_dir,
+                               then.render() if then else ""),
                 stdin=json.dumps(owner).encode())
             if result.ok:
+                printed = result.stdout
                 return True
             if result.exit_status != _LOCK_BUSY:
                 with state_errors("take the lock"):
@@ -97,7 +106,7 @@ class Lock:
         if outcome is True:
             self.held = True
             self._start_heartbeat()
-            return
+            return printed
         info = outcome if isinstance(outcome, LockInfo) else None
         raise LockHeld(
             f"another operation holds the lock: {info.describe() if info else 'unknown'}.",

@@ -26,7 +26,7 @@ from bluegreen.output import Reporter
 from bluegreen.plan import build_upstream
 from bluegreen.state import ColourStatus, Operation, State, actor, now
 from bluegreen.store import StateGuard, StateStore
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import FilesRead, Transport
 
 T = TypeVar("T")
 
@@ -51,6 +51,7 @@ class Session:
         self.state: State | None = None  # the state as last read or written by this session
         self.flipped: State | None = None  # the state written by this session's flip, if any
         self.held_out: tuple[str, ...] = ()  # hosts this session last recorded out of traffic
+        self._read_ahead: tuple[FilesRead, str] | None = None  # the primary's, under the lock
         self.started = time.monotonic()
         self.started_at = now()
 
@@ -74,7 +75,13 @@ class Session:
             if self.want_lock:
                 self.lock = Lock(self.primary, command=self.command,
                                  stale_after=self.inventory.lock.stale_after)
-                self.lock.acquire(wait=self.lock_wait, on_wait=self._announce_wait)
+                # the primary's state and managed file, read under the lock as it is taken:
+                # what every locked operation reads first
+                primary = self.inventory.primary_balancer.name
+                reading = self.primary.reading_with(self.sites[primary].managed.path)
+                printed = self.lock.acquire(wait=self.lock_wait, on_wait=self._announce_wait,
+                                            then=reading.command)
+                self._read_ahead = (reading, printed)
         except BaseException:
             self.connections.__exit__(None, None, None)
             raise
@@ -105,10 +112,18 @@ class Session:
         return by_host
 
     def read_states_and_managed(self) -> tuple[dict[str, State], dict[str, str | None]]:
-        """Each balancer's state and managed file, read together (one round trip each)."""
-        read = fan_out(self.balancers, lambda b: self.stores[b.name].read_with(
-                           self.sites[b.name].managed.path),
-                       step="read state", name=lambda b: b.name,
+        """Each balancer's state and managed file, read together (one round trip each; the
+        first time, the primary's was read as the lock was taken)."""
+        ahead, self._read_ahead = self._read_ahead, None
+        primary = self.inventory.primary_balancer.name
+
+        def read_one(balancer: HostSpec) -> tuple[State, str | None]:
+            store = self.stores[balancer.name]
+            if ahead is not None and balancer.name == primary:
+                return store.read_from(*ahead)
+            return store.read_with(self.sites[balancer.name].managed.path)
+
+        read = fan_out(self.balancers, read_one, step="read state", name=lambda b: b.name,
                        parallelism=self.inventory.ssh.parallelism)
         states = {b.name: state for b, (state, _) in zip(self.balancers, read, strict=True)}
         self.revisions_read = {name: s.revision for name, s in states.items()}

@@ -17,7 +17,7 @@ from typing import Any
 from bluegreen.errors import DriftError, RemoteCommandFailed, StateError
 from bluegreen.shell import Command, redact
 from bluegreen.state import State, sha256_text
-from bluegreen.transport.base import Transport, get_file, get_files
+from bluegreen.transport.base import FilesRead, Transport, get_file, get_files
 
 
 class StateStore:
@@ -53,6 +53,16 @@ class StateStore:
         in one round trip."""
         with state_errors("read the state"):
             state_text, text = get_files(self.transport, self.state_path, path)
+        return self.parse(state_text), text
+
+    def reading_with(self, path: str) -> FilesRead:
+        """`read_with` as a command for the caller to run (after taking the lock, say); its
+        output goes to `read_from`."""
+        return FilesRead((self.state_path, path))
+
+    def read_from(self, reading: FilesRead, output: str) -> tuple[State, str | None]:
+        with state_errors("read the state"):
+            state_text, text = reading.texts(output, host=self.transport.host)
         return self.parse(state_text), text
 
     def parse(self, text: str | None) -> State:

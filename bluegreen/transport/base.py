@@ -136,14 +136,28 @@ def get_file(transport: Transport, path: PurePosixPath | str) -> str | None:
 
 def get_files(transport: Transport, *paths: str) -> list[str | None]:
     """The texts of `paths` (None for one that does not exist), in one round trip."""
-    separator = f"--bluegreen-{uuid.uuid4().hex}--"
-    result = transport.run(Command.script(_GET_MANY_SCRIPT, separator, *paths))
-    what = f"read {', '.join(paths)}"
-    try:
-        return parse_files(result.check(what).stdout, separator, len(paths))
-    except ValueError as exc:
-        raise RemoteCommandFailed(f"{what}: {exc}.", where=transport.host,
-                                  detail=str(exc)) from None
+    reading = FilesRead(paths)
+    return reading.texts(transport.run(reading.command).check(reading.what).stdout,
+                         host=transport.host)
+
+
+class FilesRead:
+    """Reading the texts of `paths` in one command, which may run after another (`command`
+    for `get_files`, or a command of the caller's that runs it)."""
+
+    def __init__(self, paths: tuple[str, ...]):
+        self.paths = paths
+        self.separator = f"--bluegreen-{uuid.uuid4().hex}--"
+        self.command = Command.script(_GET_MANY_SCRIPT, self.separator, *paths)
+        self.what = f"read {', '.join(paths)}"
+
+    def texts(self, output: str, *, host: str) -> list[str | None]:
+        """What `command` printed, as the texts of `paths` (None for one that does not exist)."""
+        try:
+            return parse_files(output, self.separator, len(self.paths))
+        except ValueError as exc:
+            raise RemoteCommandFailed(f"{self.what}: {exc}.", where=host,
+                                      detail=str(exc)) from None
 
 
 def parse_files(output: str, separator: str, count: int) -> list[str | None]:

@@ -102,3 +102,29 @@ def test_the_flip_guard_passes_only_for_the_state_read_and_the_lock_held(
     refusal = guard.refusal(changed.stdout)
     assert refusal.exit_code == 9 and "state changed after this operation read it" in \
         refusal.message and refusal.where == f"lb1:{tmp_path}/state.json"
+
+
+def test_the_state_is_read_under_the_lock_in_the_same_round_trip(tmp_path: Path) -> None:
+    calls: list[Command] = []
+
+    class Counting(LocalTransport):
+        def run(self, command: Command, **options: object) -> object:  # type: ignore[override]
+            calls.append(command)
+            return super().run(command, **options)  # type: ignore[arg-type]
+
+    store = StateStore(Counting("lb1"), str(tmp_path), "shop")
+    store.write(State(service="shop", generation=3, revision=7, live=Colour.GREEN),
+                expected_revision=0)
+    (tmp_path / "shop.conf").write_text("upstream shop { server 10.0.0.11:9502; }\n")
+    lock = Lock(store, command="rollback", stale_after=300)
+    reading = store.reading_with(str(tmp_path / "shop.conf"))
+    sent = len(calls)
+    try:
+        printed = lock.acquire(then=reading.command)
+        assert len(calls) == sent + 1 and (tmp_path / "lock" / "owner.json").is_file()
+        state, managed = store.read_from(reading, printed)
+        assert (state.generation, state.revision, state.live) == (3, 7, Colour.GREEN)
+        assert managed == "upstream shop { server 10.0.0.11:9502; }\n"
+    finally:
+        lock.release()
+    assert not (tmp_path / "lock").exists()
