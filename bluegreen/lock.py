@@ -82,8 +82,7 @@ class Lock:
 
         def attempt() -> LockInfo | bool | None:
             """True: taken; else who holds it."""
-            nonlocal announced
-            nonlocal printed
+            nonlocal announced, printed
             result = self.store.transport.run(
                 Command.script(_ACQUIRE, self.store.dir, self.store.lock_dir,
                                then.render() if then else ""),
