@@ -202,32 +202,27 @@ def canary_share(service: Service, colour: str = "green") -> float:
     return 100 * ports.count(str(service.ports[colour])) / len(ports)
 
 
+def haproxy_admin(service: Service, command: str) -> str:
+    """HAProxy's answer to a runtime API command on its admin socket."""
+    return subprocess.run(["socat", "stdio", f"unix-connect:{service.nginx['lb1'].admin_socket}"],
+                          input=f"{command}\n", capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+
+
 def haproxy_share(service: Service, colour: str) -> float:
     """As `canary_share`, from HAProxy's per-server request counters (`show stat`)."""
     from bluegreen.balancer.haproxy import HAProxyBalancer
 
     def requests() -> dict[str, int]:
-        answer = subprocess.run(["socat", "stdio", f"unix-connect:{server.admin_socket}"],
-                                input="show stat\n", capture_output=True, text=True,
-                                timeout=10, check=True).stdout
-        stats = HAProxyBalancer.parse_stats(answer, "shop")
+        stats = HAProxyBalancer.parse_stats(haproxy_admin(service, "show stat"), "shop")
         return {c: sum(s.requests for name, s in stats.items() if name.startswith(f"{c}-"))
                 for c in ("blue", "green")}
 
-    server = service.nginx["lb1"]
     before = requests()
     served(service, STEP_REQUESTS)
     after = requests()
     sent = {c: after[c] - before[c] for c in after}
     return 100 * sent[colour] / sum(sent.values())
-
-
-def haproxy_servers(service: Service) -> str:
-    """HAProxy's view of the backend's servers: state, weights, sessions."""
-    server = service.nginx["lb1"]
-    return subprocess.run(["socat", "stdio", f"unix-connect:{server.admin_socket}"],
-                          input="show servers state shop\n", capture_output=True, text=True,
-                          timeout=10, check=True).stdout
 
 
 def test_canary_steps_5_25_50_then_all_under_load_with_the_shares_of_their_weights(
@@ -283,13 +278,13 @@ def test_canary_steps_on_haproxy_runtime_keep_strict_keep_alive_clients_whole(
                        "--release", "v2", inventory=inventory))
         with client.paused():
             shares[10] = haproxy_share(service, "blue")
-            servers[10] = haproxy_servers(service)
+            servers[10] = haproxy_admin(service, "show servers state shop")
         promoted = service.cli("canary", "promote", inventory=inventory)
         ok(promoted)
         assert "runtime API" in promoted.stderr and "reload" not in promoted.stderr.lower()
         with client.paused():
             shares[50] = haproxy_share(service, "blue")
-            servers[50] = haproxy_servers(service)
+            servers[50] = haproxy_admin(service, "show servers state shop")
         ok(service.cli("canary", "promote", "--full", inventory=inventory))
         time.sleep(0.5)  # the client keeps going on its connection after the last flip
     assert client.failed == 0, client.errors[:5]

@@ -170,7 +170,11 @@ def test_deploy_onto_an_idle_colour_holding_websockets_drains_them_first(
     ok(ws.deploy("v2"))
 
     def with_drain() -> Path:  # written just before each use: every cli() call rewrites it
-        return ws.inventory(app={"drain": DRAIN, "drain_timeout": DRAIN_TIMEOUT})
+        # the flip waits a second: clients closed by the drain or the stop come back (within
+        # their 0.25 s reconnect jitter) to the colour live until then, however fast the
+        # stand-up was
+        return ws.inventory(app={"drain": DRAIN, "drain_timeout": DRAIN_TIMEOUT},
+                            hooks={"pre_flip": [{"run": "sleep 1"}]})
 
     with Clients(ws.ws_url, CLIENTS) as clients:
         clients.talking_to("v2 (green)")
