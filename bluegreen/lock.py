@@ -17,6 +17,7 @@ from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.shell import Command
 from bluegreen.state import actor, now
 from bluegreen.store import StateStore, state_errors
+from bluegreen.transport.base import CommandResult
 from bluegreen.waiting import poll_until
 
 
@@ -70,25 +71,25 @@ class Lock:
         self._thread: threading.Thread | None = None
 
     def acquire(self, *, wait: float = 0.0, on_wait: Any = None, then: Command | None = None
-                ) -> str:
+                ) -> CommandResult:
         """Take the lock, waiting up to `wait` seconds for its holder to release it (not for a
         holder that is gone: a stale lock fails at once, with how to clear it). `then` runs
-        under the lock in the same round trip (reading the state); what it printed is
-        returned."""
+        under the lock in the same round trip (reading the state): the command that took the
+        lock, with what `then` printed, is returned."""
         owner = {"owner": actor(), "pid": os.getpid(), "host": socket.gethostname(),
                  "command": self.command, "started": now(), "token": self.token}
         announced = False
-        printed = ""
+        taken: CommandResult | None = None
 
         def attempt() -> LockInfo | bool | None:
             """True: taken; else who holds it."""
-            nonlocal announced, printed
+            nonlocal announced, taken
             result = self.store.transport.run(
                 Command.script(_ACQUIRE, self.store.dir, self.store.lock_dir,
                                then.render() if then else ""),
                 stdin=json.dumps(owner).encode())
             if result.ok:
-                printed = result.stdout
+                taken = result
                 return True
             if result.exit_status != _LOCK_BUSY:
                 with state_errors("take the lock"):
@@ -105,7 +106,8 @@ class Lock:
         if outcome is True:
             self.held = True
             self._start_heartbeat()
-            return printed
+            assert taken is not None
+            return taken
         info = outcome if isinstance(outcome, LockInfo) else None
         raise LockHeld(
             f"another operation holds the lock: {info.describe() if info else 'unknown'}.",

@@ -26,7 +26,7 @@ from bluegreen.output import Reporter
 from bluegreen.plan import build_upstream
 from bluegreen.state import ColourStatus, Operation, State, actor, now
 from bluegreen.store import StateGuard, StateStore
-from bluegreen.transport.base import FilesRead, Transport
+from bluegreen.transport.base import CommandResult, FilesRead, Transport
 
 T = TypeVar("T")
 
@@ -51,7 +51,8 @@ class Session:
         self.state: State | None = None  # the state as last read or written by this session
         self.flipped: State | None = None  # the state written by this session's flip, if any
         self.held_out: tuple[str, ...] = ()  # hosts this session last recorded out of traffic
-        self._read_ahead: tuple[FilesRead, str] | None = None  # the primary's, under the lock
+        # the primary's state and managed file as read by the command that took the lock
+        self._read_ahead: tuple[FilesRead, CommandResult] | None = None
         self.started = time.monotonic()
         self.started_at = now()
 
@@ -79,9 +80,9 @@ class Session:
                 # what every locked operation reads first
                 primary = self.inventory.primary_balancer.name
                 reading = self.primary.reading_with(self.sites[primary].managed.path)
-                printed = self.lock.acquire(wait=self.lock_wait, on_wait=self._announce_wait,
-                                            then=reading.command)
-                self._read_ahead = (reading, printed)
+                taken = self.lock.acquire(wait=self.lock_wait, on_wait=self._announce_wait,
+                                          then=reading.command)
+                self._read_ahead = (reading, taken)
         except BaseException:
             self.connections.__exit__(None, None, None)
             raise

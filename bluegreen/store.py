@@ -17,7 +17,7 @@ from typing import Any
 from bluegreen.errors import DriftError, RemoteCommandFailed, StateError
 from bluegreen.shell import Command, redact
 from bluegreen.state import State, sha256_text
-from bluegreen.transport.base import FilesRead, Transport, get_file, get_files
+from bluegreen.transport.base import CommandResult, FilesRead, Transport, get_file, get_files
 
 
 class StateStore:
@@ -60,9 +60,10 @@ class StateStore:
         output goes to `read_from`."""
         return FilesRead((self.state_path, path))
 
-    def read_from(self, reading: FilesRead, output: str) -> tuple[State, str | None]:
+    def read_from(self, reading: FilesRead, result: CommandResult) -> tuple[State, str | None]:
         with state_errors("read the state"):
-            state_text, text = reading.texts(output, host=self.transport.host)
+            state_text, text = reading.texts(result.stdout, host=self.transport.host,
+                                             errors=result.stderr)
         return self.parse(state_text), text
 
     def parse(self, text: str | None) -> State:

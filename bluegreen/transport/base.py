@@ -151,13 +151,14 @@ class FilesRead:
         self.command = Command.script(_GET_MANY_SCRIPT, self.separator, *paths)
         self.what = f"read {', '.join(paths)}"
 
-    def texts(self, output: str, *, host: str) -> list[str | None]:
-        """What `command` printed, as the texts of `paths` (None for one that does not exist)."""
+    def texts(self, output: str, *, host: str, errors: str = "") -> list[str | None]:
+        """What `command` printed, as the texts of `paths` (None for one that does not exist);
+        `errors`: what it said on stderr, for the message when the output is cut short."""
         try:
             return parse_files(output, self.separator, len(self.paths))
         except ValueError as exc:
-            raise RemoteCommandFailed(f"{self.what}: {exc}.", where=host,
-                                      detail=str(exc)) from None
+            said = tail(errors) or str(exc)
+            raise RemoteCommandFailed(f"{self.what}: {said}.", where=host, detail=said) from None
 
 
 def parse_files(output: str, separator: str, count: int) -> list[str | None]:

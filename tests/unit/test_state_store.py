@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bluegreen.errors import DriftError, LockHeld
+from bluegreen.errors import DriftError, LockHeld, StateError
 from bluegreen.lock import Lock
 from bluegreen.model import Colour
 from bluegreen.shell import Command
@@ -120,11 +120,27 @@ def test_the_state_is_read_under_the_lock_in_the_same_round_trip(tmp_path: Path)
     reading = store.reading_with(str(tmp_path / "shop.conf"))
     sent = len(calls)
     try:
-        printed = lock.acquire(then=reading.command)
-        assert len(calls) == sent + 1 and (tmp_path / "lock" / "owner.json").is_file()
-        state, managed = store.read_from(reading, printed)
+        taken = lock.acquire(then=reading.command)
+        assert len(calls) == sent + 1
+        assert (tmp_path / "lock" / "owner.json").is_file()
+        state, managed = store.read_from(reading, taken)
         assert (state.generation, state.revision, state.live) == (3, 7, Colour.GREEN)
         assert managed == "upstream shop { server 10.0.0.11:9502; }\n"
     finally:
         lock.release()
     assert not (tmp_path / "lock").exists()
+
+
+def test_a_state_unreadable_under_the_lock_says_why(tmp_path: Path) -> None:
+    store = StateStore(LocalTransport("lb1"), str(tmp_path), "shop")
+    (tmp_path / "state.json").mkdir()  # cat fails on it
+    lock = Lock(store, command="rollback", stale_after=300)
+    reading = store.reading_with(str(tmp_path / "shop.conf"))
+    try:
+        taken = lock.acquire(then=reading.command)
+        with pytest.raises(StateError) as caught:
+            store.read_from(reading, taken)
+    finally:
+        lock.release()
+    assert "could not read the state" in caught.value.message
+    assert "Is a directory" in caught.value.message and caught.value.exit_code == 11
