@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 def import_ahead(inventory: Inventory) -> None:
     """For an operation that will make HTTP requests from here (verifying the public URLs after
-    a flip, checks through forwarded ports): import httpx in the background while it connects
-    and checks the hosts. httpx with httpcore and h11 takes ~100 ms of CPU to import, which
-    otherwise stands between the flip and its verification."""
+    a flip, checks through forwarded ports): import httpx in the background while it works on
+    the hosts. httpx with httpcore and h11 takes ~100 ms of CPU to import, which otherwise
+    stands between the flip and its verification. Called once connected, so that no thread
+    is importing paramiko at the same time."""
     if not inventory.verify.urls and inventory.health.via == "host":
         return
     if "httpcore" not in sys.modules:

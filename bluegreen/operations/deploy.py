@@ -75,10 +75,10 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
     app = require_app(inventory)
     artifact = artifact_from(inventory, source=source, release=release, sha256=sha256)
     check_templates(inventory)
-    if not options.dry_run:
-        import_ahead(inventory)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
+        if not options.dry_run:
+            import_ahead(inventory)  # connected: paramiko's import is done
         state, current = session.agreed_state()
         refuse_during_canary(state, "deploy")
         target = to or (state.live.other if state.live else Colour.BLUE)
