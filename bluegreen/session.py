@@ -106,6 +106,7 @@ class Session:
             self.connections.__exit__(exc_type, exc, tb)
 
     def read_states(self) -> dict[str, State]:
+        self._read_ahead = None  # read again: it would be older than this
         states = fan_out(self.balancers, lambda b: self.stores[b.name].read(), step="read state",
                          name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism)
         by_host = {b.name: s for b, s in zip(self.balancers, states, strict=True)}
@@ -217,6 +218,7 @@ class Session:
     def write_state(self, state: State) -> State:
         """Write `state` to every balancer under the next revision, each write guarded by the
         revision that balancer had when read (or last written by this session)."""
+        self._read_ahead = None  # what the lock's command read is not the state any more
         written = replace(state, revision=max(self.revisions_read.values(), default=0) + 1)
 
         def write(balancer: HostSpec) -> None:

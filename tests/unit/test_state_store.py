@@ -4,6 +4,7 @@ read the answers (the real behaviour is covered against sshd in the integration 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,42 @@ def test_a_state_unreadable_under_the_lock_says_why(tmp_path: Path) -> None:
         lock.release()
     assert "could not read the state" in caught.value.message
     assert "Is a directory" in caught.value.message and caught.value.exit_code == 11
+
+
+def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
+        tmp_path: Path) -> None:
+    """A session on a balancer reached through the local transport: its first read is the
+    one the lock's command made; once it wrote the state, it reads what it wrote."""
+    from bluegreen.inventory import validate_inventory
+    from bluegreen.output import JsonReporter
+    from bluegreen.session import Session
+
+    managed = tmp_path / "shop.conf"
+    managed.write_text("upstream shop { server 10.0.0.11:9501; }\n")
+    inventory = validate_inventory({
+        "service": "shop",
+        "hosts": {"app": [{"name": "app1", "address": "10.0.0.11"}],
+                  "balancer": [{"name": "lb1", "connection": "local",
+                                "balancer": {"managed_file": str(managed),
+                                             "state_dir": str(tmp_path / "state")}}]},
+        "balancer": {"managed_file": str(managed)},
+    }, path=Path("inv.yml"), environ={})
+    StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop").write(
+        State(service="shop", generation=2, revision=4, live=Colour.BLUE), expected_revision=0)
+    lb1 = inventory.hosts.balancer[0]
+    with Session(inventory, JsonReporter(), command="switch", hosts=[lb1]) as session:
+        store = session.stores["lb1"]
+        sent: list[Command] = []
+        run = store.transport.run
+        store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
+            sent.append(command), run(command, **options))[1]
+        states, files = session.read_states_and_managed()
+        assert sent == [] and states["lb1"].generation == 2  # read as the lock was taken
+        assert files["lb1"] == managed.read_text()
+        session.write_state(replace(states["lb1"], generation=3))
+        states, _ = session.read_states_and_managed()
+        assert states["lb1"].generation == 3 and len(sent) == 2  # the write, then a read
+    with Session(inventory, JsonReporter(), command="switch", hosts=[lb1]) as session:
+        session.write_state(replace(session.read_states()["lb1"], generation=4))
+        states, _ = session.read_states_and_managed()  # not what the lock's command read
+        assert states["lb1"].generation == 4
