@@ -102,7 +102,7 @@ def test_an_upload_to_a_command_that_stops_reading_times_out(app1: SSHTransport)
 
 def test_values_reach_the_remote_command_as_literal_text(app1: SSHTransport, tmp_path: Path
                                                          ) -> None:
-    workdir = app1.run(Command("mktemp", "-d")).stdout.strip()
+    workdir = app1.run(Command("mktemp", "-d", "-p", str(tmp_path))).stdout.strip()
     result = app1.run(Command.script('cd "$1" && printf %s "$2" && ls -A', workdir, NASTY))
     assert result.stdout == NASTY  # printed verbatim, and `ls -A` found no PWNED file
     direct = app1.run(Command("printf", "%s", NASTY))
