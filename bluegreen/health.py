@@ -36,6 +36,12 @@ def _import_httpx() -> None:
         pass
 
 
+def needed_successes(spec: HealthSettings, attempts: int, successes: int | None = None) -> int:
+    """How many passes in a row a check of `attempts` probes needs: `successes` (default
+    health.successes), but never more than it makes — `status` probes once."""
+    return min(successes if successes is not None else spec.successes, attempts)
+
+
 @dataclass(frozen=True)
 class Probe:
     ok: bool
@@ -108,7 +114,7 @@ class HealthChecker:
                      headers: dict[str, str] | None = None) -> HealthOutcome:
         """Probe until `successes` consecutive successes or `retries` attempts."""
         attempts = retries if retries is not None else spec.retries
-        needed = min(successes if successes is not None else spec.successes, attempts)
+        needed = needed_successes(spec, attempts, successes)
         outcome = HealthOutcome(healthy=False, attempts=0)
         streak = 0
         for attempt in range(1, attempts + 1):

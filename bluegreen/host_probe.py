@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-from bluegreen.health import HealthOutcome, Probe, judged
+from bluegreen.health import HealthOutcome, Probe, judged, needed_successes
 from bluegreen.inventory import HealthSettings
 from bluegreen.shell import Command
 from bluegreen.transport.base import Transport
@@ -85,7 +85,7 @@ def wait_healthy(transport: Transport, url: str, spec: HealthSettings, *,
                  ) -> HealthOutcome | None:
     """HealthChecker.wait_healthy, run on the host; None when the host has no curl."""
     attempts = retries if retries is not None else spec.retries
-    needed = min(successes if successes is not None else spec.successes, attempts)
+    needed = needed_successes(spec, attempts, successes)
     command = probe_command(url, spec, attempts=attempts, successes=needed,
                             expect_body=expect_body)
     result = transport.run(command, timeout=time_limit(spec, attempts))

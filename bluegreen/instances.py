@@ -13,7 +13,7 @@ from bluegreen.balancer.base import sticky_route_variable
 from bluegreen.connections import Connections
 from bluegreen.errors import HealthCheckFailed, VerifyFailed
 from bluegreen.fanout import fan_out
-from bluegreen.health import HealthChecker, HealthOutcome
+from bluegreen.health import HealthChecker, HealthOutcome, needed_successes
 from bluegreen.inventory import CanarySticky, HealthSettings, Inventory
 from bluegreen.output import Reporter
 from bluegreen.render import render_text
@@ -110,7 +110,7 @@ def host_check(inventory: Inventory, spec: InstanceSpec, *, release: str | None,
     if health.via != "host" or spec.host.name in _WITHOUT_CURL:
         return None
     command = host_probe.probe_command(_url(spec, health), health, attempts=retries,
-                                       successes=min(health.successes, retries),
+                                       successes=needed_successes(health, retries),
                                        expect_body=_expected_body(inventory, spec, release))
     return HostCheck(command, host_probe.time_limit(health, retries))
 
@@ -120,7 +120,7 @@ def host_check_outcome(inventory: Inventory, spec: InstanceSpec, output: str, *,
     """What the output of `host_check`'s command (for `release` and `retries`) says; None when
     the host has no curl (its checks then go through a tunnel) or reported no probe."""
     outcome = host_probe.read_outcome(output, inventory.health,
-                                      successes=min(inventory.health.successes, retries),
+                                      successes=needed_successes(inventory.health, retries),
                                       expect_body=_expected_body(inventory, spec, release),
                                       target=_target(spec))
     if outcome is None:
