@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import write_inventory  # noqa: E402
-from tests.fleet import SSHD, _keygen, free_port, wait_for_banner  # noqa: E402
+from tests.fleet import SSHD, UNDER_REAPER, _keygen, free_port, wait_for_banner  # noqa: E402
 from tests.integration.service import Nginx  # noqa: E402
 
 ADDRESSES_PER_SSHD = 15
@@ -117,8 +117,8 @@ class MultiFleet:
                     "AllowTcpForwarding yes\nMaxSessions 100\nMaxStartups 200:30:400\n"
                     f"SetEnv HOME={root / 'home'}\nSubsystem sftp internal-sftp\n")
                 log = (root / f"sshd{group}.log").open("ab")
-                process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
-                                           stderr=log, stdin=subprocess.DEVNULL)
+                process = subprocess.Popen([*UNDER_REAPER, SSHD, "-D", "-e", "-f", str(config)],
+                                           stdout=log, stderr=log, stdin=subprocess.DEVNULL)
                 fleet.processes.append(process)
                 public = key.with_suffix(".pub").read_text().split()
                 for name, address in zip(members, addresses, strict=True):

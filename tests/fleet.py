@@ -11,12 +11,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+# each sshd runs under a subreaper, so that an app server a test stops is reaped at once (why:
+# tests/reaper.py)
+UNDER_REAPER = (sys.executable, str(Path(__file__).with_name("reaper.py")))
 
 
 @dataclass
@@ -85,7 +89,7 @@ class Fleet:
         host = self.hosts[name]
         log = (host.dir / "sshd.log").open("ab")
         host.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(host.dir / "sshd_config")],
+            [*UNDER_REAPER, SSHD, "-D", "-e", "-f", str(host.dir / "sshd_config")],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )
         self.pids.append(host.process.pid)
