@@ -24,16 +24,16 @@ def render_command(template: str, values: dict[str, Any], *, where: str,
 
 def render_command_text(template: str, values: dict[str, Any], *, where: str) -> str:
     """The shell text of a user command template, every substituted value quoted."""
-    return _render(_command_environment(), template, values, where=where)
+    return _render(_COMMAND, template, values, where=where)
 
 
 def render_text(template: str, values: dict[str, Any], *, where: str) -> str:
     """A short user template (an expected body or header) rendered without quoting."""
-    return _render(_text_environment(), template, values, where=where)
+    return _render(_TEXT, template, values, where=where)
 
 
 def render_config(template_text: str, values: dict[str, Any], *, where: str) -> str:
-    return _render(_text_environment(), template_text, values, where=where)
+    return _render(_TEXT, template_text, values, where=where)
 
 
 def uses_variable(template: str, name: str) -> bool:
@@ -56,11 +56,23 @@ def shipped_template(name: str) -> str:
     return resources.files(TEMPLATE_PACKAGE).joinpath("templates").joinpath(name).read_text()
 
 
-def _render(environment: Any, template: str, values: dict[str, Any], *, where: str) -> str:
+_COMMAND, _TEXT = "command", "text"
+
+
+@lru_cache(maxsize=512)
+def _compiled(kind: str, template: str) -> Any:
+    """A template compiled once per run: an operation renders the same few templates for every
+    host, and compiling one costs ~1 ms where rendering it costs ~20 µs. A compiled template
+    renders safely from several threads."""
+    environment = _command_environment() if kind == _COMMAND else _text_environment()
+    return environment.from_string(template)
+
+
+def _render(kind: str, template: str, values: dict[str, Any], *, where: str) -> str:
     import jinja2
 
     try:
-        return str(environment.from_string(template).render(**values))
+        return str(_compiled(kind, template).render(**values))
     except jinja2.UndefinedError as exc:
         raise TemplateError(
             f"template uses an unknown variable: {exc.message}.",

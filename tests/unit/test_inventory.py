@@ -133,7 +133,7 @@ HOSTS = "service: shop\nhosts: {app: [app1], balancer: [lb1]}\n"
     ("service: shop\nservice: again\n", ":2:1", "appears twice"),
     ("- just\n- a list\n", "inv.yml", "must be a YAML mapping"),
     (HOSTS + "? [a, b]\n: 1\n", ":3:3", "must be plain text"),
-    (HOSTS + "x: " + "[" * 3000 + "]" * 3000 + "\n", "inv.yml", "nested too deeply"),
+    (HOSTS + "x: " + "[" * 3000 + "]" * 3000 + "\n", "inv.yml", "nest"),
     (HOSTS + "ssh: {connect_timeout: .inf}\n", "ssh.connect_timeout", "<= 604800"),
     (HOSTS + "ssh: {command_timeout: 1e308}\n", "ssh.command_timeout", "<= 604800"),
     (HOSTS + "ssh: {jump: 'bastion:abc'}\n", "ssh.jump", "not a jump host"),

@@ -59,6 +59,22 @@ def test_command_templates_quote_every_value() -> None:
     assert command.argv == ("sh", "-c", "echo 'a; rm -rf / $(id)'")
 
 
+def test_a_template_is_compiled_once_and_rendered_for_each_host() -> None:
+    from bluegreen import render
+
+    template = "start --port {{ port }} # compiled once"
+    commands = [render_command(template, {"port": port}, where="app.start")
+                for port in (9501, 9502, 9503)]
+    assert [c.argv[2] for c in commands] == [f"start --port {p} # compiled once"
+                                              for p in (9501, 9502, 9503)]
+    # the same text as a plain (unquoted) template is compiled by its own environment
+    assert render.render_text(template, {"port": "a b"}, where="t") == (
+        "start --port a b # compiled once")
+    compiled = render._compiled
+    assert compiled(render._COMMAND, template) is compiled(render._COMMAND, template)
+    assert compiled(render._COMMAND, template) is not compiled(render._TEXT, template)
+
+
 def test_unknown_template_variable_is_a_template_error_naming_the_key() -> None:
     with pytest.raises(TemplateError) as caught:
         render_command("run {{ prot }}", {"port": 1}, where="app.start")
