@@ -46,10 +46,21 @@ class HumanReporter:
         self._lock = threading.Lock()
         # a spinner and upload rates, only where someone watches: stderr is a terminal
         self._live = LiveProgress(self.err) if progress and self.err.is_terminal else None
+        # Without a terminal to colour (a CI log, a pipe) a progress line is its plain text,
+        # written as it is: rich's rendering costs ~0.5 ms a line, which a fleet's hundreds of
+        # lines, printed from many threads at once, pay under one lock.
+        self._plain = self.err.color_system is None and self._live is None
+
+    def _progress(self, styled: str, plain: str) -> None:
+        with self._lock:
+            if self._plain:
+                sys.stderr.write(plain + "\n")
+                sys.stderr.flush()
+            else:
+                self.err.print(styled)
 
     def phase(self, name: str) -> None:
-        with self._lock:
-            self.err.print(f"[bold]» {name}[/bold]")
+        self._progress(f"[bold]» {_escape(name)}[/bold]", f"» {name}")
         if self._live is not None:
             self._live.phase(name)
 
@@ -65,13 +76,13 @@ class HumanReporter:
 
     def step(self, host: str, message: str, *, ok: bool | None = None) -> None:
         mark = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "·"}[ok]
-        with self._lock:
-            self.err.print(f"  {mark} [cyan]{_escape(host)}[/cyan] "
-                           f"{_escape(redact(message))}")
+        message = redact(message)
+        self._progress(f"  {mark} [cyan]{_escape(host)}[/cyan] {_escape(message)}",
+                       f"  {'✓' if ok else '·' if ok is None else '✗'} {host} {message}")
 
     def warn(self, message: str) -> None:
-        with self._lock:
-            self.err.print(f"[yellow]warning:[/yellow] {_escape(redact(message))}")
+        message = redact(message)
+        self._progress(f"[yellow]warning:[/yellow] {_escape(message)}", f"warning: {message}")
 
     def result(self, data: Any, *, human: Callable[[Any], None] | None = None) -> None:
         self.close()

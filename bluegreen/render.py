@@ -39,13 +39,18 @@ def render_config(template_text: str, values: dict[str, Any], *, where: str) -> 
 def uses_variable(template: str, name: str) -> bool:
     """Whether a user template refers to the variable `name` (a syntax error: no, and it is
     reported when the template renders)."""
+    return name in _variables(template)
+
+
+@lru_cache(maxsize=256)
+def _variables(template: str) -> frozenset[str]:
     import jinja2
     from jinja2 import meta
 
     try:
-        return name in meta.find_undeclared_variables(_text_environment().parse(template))
+        return frozenset(meta.find_undeclared_variables(_text_environment().parse(template)))
     except jinja2.TemplateSyntaxError:
-        return False
+        return frozenset()
 
 
 def shipped_template(name: str) -> str:
