@@ -228,7 +228,7 @@ class AppStack:
         steps += [
             HostStep(f"point {spec.colour} at {release}", point),
             HostStep(f"check that nothing holds port {spec.port}", Command.script(
-                'out=$(sh -c "$1") || :; [ -z "$out" ] || { printf "%s\\n" "$out"; exit 1; }',
+                'out=$(eval "$1") || :; [ -z "$out" ] || { printf "%s\\n" "$out"; exit 1; }',
                 listeners(spec.port, spec.address).render())),
             HostStep(f"start {spec.colour}", start, limit=self.settings.start_timeout)]
         results = run_chain(transport, steps,
@@ -252,12 +252,12 @@ class AppStack:
         `running` None: the host checks first, and stops nothing that does not run."""
         # its own status command first: usually cheaper than `ss`, which then runs once
         still_runs = Command.script(
-            '{ [ -n "$2" ] && sh -c "$2" >/dev/null 2>&1; } || sh -c "$1"',
+            '{ [ -n "$2" ] && eval "$2" >/dev/null 2>&1; } || eval "$1"',
             _listening(spec.port, spec.address).render(),
             self.status_command(spec, release).render() if self.settings.status else "")
         limit = self.settings.stop_timeout
         script = _STOP_AND_WAIT if running else (
-            'sh -c "$4" >/dev/null 2>&1 || exit 0; ' + _STOP_AND_WAIT)
+            'eval "$4" >/dev/null 2>&1 || exit 0; ' + _STOP_AND_WAIT)
         return HostStep(f"stop {spec.colour}", Command.script(
             script, stop.render(), still_runs.render(), f"{limit:g}",
             self.status_command(spec, release).render()), limit=2 * limit + 10)
@@ -411,11 +411,13 @@ def parse_count(text: str) -> int:
 
 # $1 the stop command, $2 what exits 0 while the instance still runs, $3 seconds for each: the
 # stop, then the instance going away
+# $1 the stop command, $2 what exits 0 while the instance runs, $3 seconds for each; the rendered
+# commands run by `eval`, without a shell of their own in between
 _STOP_AND_WAIT = (
-    'timeout -k 5 "$3" sh -c "$1" || exit; '
+    'eval "timeout -k 5 $3 $1" || exit; '
     # asked every 50 ms for the first 0.2 s, then every 0.1 s: a slow stop costs the host fewer
     # checks (`ss` walks the kernel's socket tables)
-    'timeout "$3" sh -c \'n=0; while sh -c "$1"; do n=$((n + 1)); '
+    'timeout "$3" sh -c \'n=0; while eval "$1"; do n=$((n + 1)); '
     'if [ "$n" -le 4 ]; then sleep 0.05; else sleep 0.1; fi; done\' bluegreen "$2" '
     '|| echo "bluegreen: still running"')
 _TIMED_OUT = 124  # GNU timeout's status for a command it had to stop

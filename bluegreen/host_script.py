@@ -14,11 +14,14 @@ from bluegreen.transport.base import CommandResult, Transport
 _MARK = "bluegreen-step-7c1e"
 # $1 the seconds each step may take (0: no limit of its own), then the steps: a step that
 # outlives its limit is stopped and exits 124, as GNU timeout's own
+# Each step is a rendered command (one program, its arguments quoted): `eval` runs it, under
+# `timeout` when it has a limit, without a shell of its own in between.
 _CHAIN = (
     'limits=$1; shift; i=0; for step in "$@"; do i=$((i + 1)); '
-    'limit=$(printf "%s" "$limits" | cut -d " " -f "$i"); '
+    'limit=${limits%% *}; limits=${limits#* }; '
     f'echo "{_MARK} $i"; echo "{_MARK} $i" >&2; '
-    'timeout -k 5 "$limit" sh -c "$step" </dev/null; status=$?; '
+    'if [ "$limit" = 0 ]; then eval "$step"; else eval "timeout -k 5 $limit $step"; fi '
+    '</dev/null; status=$?; '
     f'printf "\\n{_MARK} %s end %s\\n" "$i" "$status"; '
     f'printf "\\n{_MARK} %s end %s\\n" "$i" "$status" >&2; '
     '[ "$status" -eq 0 ] || exit "$status"; done')
