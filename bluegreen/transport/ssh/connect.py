@@ -20,6 +20,7 @@ from bluegreen.errors import (
     ConnectError,
     HostKeyError,
 )
+from bluegreen.transport.ssh.identities import first_identity
 from bluegreen.transport.ssh.target import SSHTarget
 
 if TYPE_CHECKING:
@@ -175,11 +176,13 @@ def open_client(target: SSHTarget, settings: ConnectOptions, *, sock: Any, label
     try:
         if own_socket:
             sock = _tcp_connect(target, settings.connect_timeout, label)
+        pkey, key_files = first_identity(target.identity_files)
         client.connect(
             target.address,
             port=target.port,
             username=target.user,
-            key_filename=list(target.identity_files) or None,  # type: ignore[arg-type]
+            pkey=pkey,
+            key_filename=key_files or None,  # type: ignore[arg-type]
             allow_agent=settings.use_agent,
             look_for_keys=not target.identity_files,
             sock=sock,
