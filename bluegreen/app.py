@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from bluegreen.errors import CommandTimeout, HealthCheckFailed, RemoteCommandFailed
 from bluegreen.host_script import HostStep, run_chain
@@ -156,10 +157,6 @@ class AppStack:
         pointer, _, output = result.stdout.partition("\n")
         return result.ok, pointer or None, output
 
-    def facts(self, transport: Transport, spec: InstanceSpec) -> InstanceFacts:
-        """The instance's pointer, whether it runs and its connections, in one round trip."""
-        return self.facts_of(transport, [spec])[0]
-
     def facts_of(self, transport: Transport, specs: list[InstanceSpec], *,
                  then: list[Command | None] | None = None, timeout: float | None = None
                  ) -> list[InstanceFacts]:
@@ -217,13 +214,19 @@ class AppStack:
 
     def replace_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
                           replaced: str | None, stop: Command, start: Command,
-                          running: bool | None) -> None:
+                          running: bool | None, count: bool = False,
+                          hold_if_open: bool = False) -> Replaced:
         """In one command: stop the colour's instance if it runs (`running`: whether it does,
         when just read; `replaced`: the release it ran), point the colour at `release`, check
         that nothing else holds its port, and start it. Each step's failure is reported as its
-        own command's would be."""
-        steps = [] if running is False else [
-            self._stop_step(spec, replaced, stop, running=running)]
+        own command's would be. With `count`, the instance's established connections are
+        counted first (what the stop cuts); with `hold_if_open` too, a count above 0 ends the
+        command there, before anything changed (`Replaced.held`: drain them, then call again)."""
+        steps = [HostStep(f"count the connections to {spec.colour}", Command.script(
+            _COUNT_THEN_HOLD, connection_filter(spec.address, spec.port),
+            "1" if hold_if_open else ""))] if count else []
+        if running is not False:
+            steps.append(self._stop_step(spec, replaced, stop, running=running))
         point = self.layout(spec.host).point_command(spec.colour, release)
         steps += [
             HostStep(f"point {spec.colour} at {release}", point),
@@ -234,8 +237,16 @@ class AppStack:
         results = run_chain(transport, steps,
                             timeout=sum(step.limit or 0 for step in steps)
                             + self.inventory.ssh.command_timeout)
+        connections = None
+        if count:
+            counted = _ran(results.pop(0), steps.pop(0), spec.host.name)
+            connections = parse_count(counted.stdout)
+            if counted.exit_status == _HELD:
+                return Replaced(connections, held=True)
+            counted.check(f"count the connections to {spec.colour}")
         if running is not False:
-            self._judge_stop(_ran(results.pop(0), steps.pop(0), spec.host.name), spec, stop)
+            self._judge_stop(_ran(results.pop(0), steps.pop(0), spec.host.name), spec, stop,
+                             release=replaced)
 
         def ran(index: int) -> CommandResult:  # judged in order: a failed step ends the chain
             return _ran(results[index], steps[index], spec.host.name)
@@ -244,6 +255,7 @@ class AppStack:
         if not (port := ran(1)).ok:
             self._require_port_free(port.stdout, spec)
         self._judge_start(ran(2), spec, start)
+        return Replaced(connections)
 
     def _stop_step(self, spec: InstanceSpec, release: str | None, stop: Command, *,
                    running: bool | None) -> HostStep:
@@ -255,16 +267,22 @@ class AppStack:
             '{ [ -n "$2" ] && eval "$2" >/dev/null 2>&1; } || eval "$1"',
             _listening(spec.port, spec.address).render(),
             self.status_command(spec, release).render() if self.settings.status else "")
-        limit = self.settings.stop_timeout
-        script = _STOP_AND_WAIT if running else (
-            'eval "$4" >/dev/null 2>&1 || exit 0; ' + _STOP_AND_WAIT)
+        limit, asked = self.settings.stop_timeout, self.inventory.ssh.command_timeout
+        # running None: the status command first, bounded as any command is (ssh.command_timeout)
+        script = _STOP_AND_WAIT if running else _CHECK_THEN_STOP_AND_WAIT
         return HostStep(f"stop {spec.colour}", Command.script(
             script, stop.render(), still_runs.render(), f"{limit:g}",
-            self.status_command(spec, release).render()), limit=2 * limit + 10)
+            self.status_command(spec, release).render(), f"{asked:g}"),
+            limit=2 * limit + 10 + (0 if running else asked))
 
-    def _judge_stop(self, result: CommandResult, spec: InstanceSpec, stop: Command) -> None:
+    def _judge_stop(self, result: CommandResult, spec: InstanceSpec, stop: Command, *,
+                    release: str | None = None) -> None:
         limit = self.settings.stop_timeout
         where = f"{spec.host.name} ({spec.colour})"
+        if result.stdout.rstrip("\n").endswith(_STATUS_TIMED_OUT):
+            raise _killed(self.status_command(spec, release),
+                          self.inventory.ssh.command_timeout, "ssh.command_timeout", where=where,
+                          hint="Fix app.status: it must say quickly whether the colour runs.")
         if result.exit_status == _TIMED_OUT:
             raise _killed(stop, limit, "app.stop_timeout", where=where,
                           hint="Fix app.stop, or raise app.stop_timeout if stopping "
@@ -371,6 +389,15 @@ def connection_filter(address: str, port: int) -> str:
 
 
 COUNT_ESTABLISHED = 'ss -Htn state established "( $1 )" | grep -c . || true'
+# $1 the `ss` filter of the instance's connections, $2 non-empty: exit _HELD when there are any
+_COUNT_THEN_HOLD = ('n=$(ss -Htn state established "( $1 )" | grep -c .) || :; echo "$n"; '
+                    '[ -z "$2" ] || [ "${n:-0}" = 0 ] || exit 75')
+_HELD = 75
+
+
+class Replaced(NamedTuple):
+    connections: int | None  # established to the instance just before its stop, when counted
+    held: bool = False  # stopped before anything changed: connections are open
 
 _END_OF_FACTS = "bluegreen: end of facts"
 # four arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
@@ -420,6 +447,14 @@ _STOP_AND_WAIT = (
     'timeout "$3" sh -c \'n=0; while eval "$1"; do n=$((n + 1)); '
     'if [ "$n" -le 4 ]; then sleep 0.05; else sleep 0.1; fi; done\' bluegreen "$2" '
     '|| echo "bluegreen: still running"')
+# the same, after the status command ($4, within $5 seconds) said the instance runs; a status
+# command that does not answer in time ends the step (killed by timeout: 124, or 137 after -k)
+_CHECK_THEN_STOP_AND_WAIT = (
+    'eval "timeout -k 5 $5 $4" >/dev/null 2>&1; runs=$?; '
+    'if [ "$runs" -eq 124 ] || [ "$runs" -eq 137 ]; then '
+    'echo "bluegreen: status timed out"; exit 124; fi; '
+    '[ "$runs" -eq 0 ] || exit 0; ' + _STOP_AND_WAIT)
+_STATUS_TIMED_OUT = "bluegreen: status timed out"
 _TIMED_OUT = 124  # GNU timeout's status for a command it had to stop
 _STILL_RUNNING = "bluegreen: still running"
 

@@ -162,14 +162,21 @@ def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifa
         cancel.check_cancelled()
         replaced = progress.state.colour(target).replaced
         with start_failures(spec):
-            idle = stack.facts(transport, spec)  # runs? connections? in one round trip
-            progress.cut[spec.host.name] = _drain_before_stop(
-                session, stack, spec, replaced, ask=drain_idle, open_now=idle.connections)
-            # stop (a drain may have ended the instance itself: the host then checks again),
-            # point and start: one command
-            stack.replace_and_start(
+            # one command: count the idle instance's connections, stop it if it runs, point
+            # it at the release, start it — unless it has connections to drain first: the
+            # command then ends before the stop, and runs again once they are drained
+            done = stack.replace_and_start(
                 transport, spec, release, replaced=replaced, stop=steps.stop, start=steps.start,
-                running=idle.running if not idle.connections else None)
+                running=None, count=True, hold_if_open=drain_idle)
+            if done.held:
+                progress.cut[spec.host.name] = _drain_before_stop(
+                    session, stack, spec, replaced, open_now=done.connections or 0)
+                stack.replace_and_start(  # a drain may have ended the instance itself
+                    transport, spec, release, replaced=replaced, stop=steps.stop,
+                    start=steps.start, running=None)
+            else:
+                progress.cut[spec.host.name] = _say_cut(session, spec, done.connections or 0,
+                                                        drained_for=None)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
 
     def batch_steps(number: int, batch: tuple[InstanceSteps, ...]) -> list[Step]:
@@ -304,18 +311,26 @@ def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, rele
 
 
 def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
-                       release: str | None, *, ask: bool, open_now: int | None = None) -> int:
+                       release: str | None, *, open_now: int) -> int:
     """A deploy never stops an idle instance that still holds connections (clients of a
     rollback, WebSockets) without draining it first — unless told not to — and always says how
     many it cut."""
     transport, reporter = session.connections[spec.host.name], session.reporter
-    timeout = stack.settings.drain_timeout if ask else 0.0  # a stopped colour has none
-    count = drain(stack, transport, spec, release, timeout=timeout, ask=ask, open_now=open_now,
+    timeout = stack.settings.drain_timeout
+    count = drain(stack, transport, spec, release, timeout=timeout, open_now=open_now,
                   report=lambda line: reporter.step(spec.host.name, line))
+    return _say_cut(session, spec, count, drained_for=timeout)
+
+
+def _say_cut(session: Session, spec: InstanceSpec, count: int, *,
+             drained_for: float | None) -> int:
+    """Warn about the connections a stop closed (`drained_for`: the seconds they were given
+    to end first; None: no drain)."""
     if count:
-        reporter.warn(f"{spec.host.name}: {count} connection(s) to {spec.colour} still open, "
-                      "closed by its stop"
-                      + (f" after {timeout:g} s of draining" if ask else " (no drain)"))
+        session.reporter.warn(
+            f"{spec.host.name}: {count} connection(s) to {spec.colour} still open, closed by "
+            "its stop" + (f" after {drained_for:g} s of draining" if drained_for is not None
+                          else " (no drain)"))
     return count
 
 

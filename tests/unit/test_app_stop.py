@@ -67,7 +67,7 @@ def stack_and_spec(port: int, root: Path | None = None, **app: Any
     inventory = load_inventory(ROOT / "inventories" / "example.yml",
                                environ={"SHOP_DATABASE_PASSWORD": "s3cret"})
     assert inventory.app is not None
-    settings = structs.replace(inventory.app, status=None, **app)
+    settings = structs.replace(inventory.app, **{"status": None, **app})
     host = HostSpec(name="here", address=ADDRESS,
                     **({"app_root": str(root)} if root is not None else {}))
     spec = InstanceSpec(host, Colour.BLUE, port, ADDRESS)
@@ -113,6 +113,69 @@ def test_a_deploy_replaces_the_instance_in_one_command(
     assert not _accepts(port) and started.exists()
     pointer = stack.layout(spec.host).pointer(Colour.BLUE)
     assert Path(pointer).resolve().name == "v2"
+
+
+# accepts and keeps every connection, as a server holding WebSockets does
+HOLDING = """
+import socket, sys
+server = socket.create_server((sys.argv[1], int(sys.argv[2])))
+held = []
+while True:
+    held.append(server.accept()[0])
+"""
+
+
+@pytest.mark.parametrize("hold_if_open", [True, False])
+def test_the_connections_are_counted_first_and_open_ones_can_hold_the_stop(
+        tmp_path: Path, hold_if_open: bool) -> None:
+    port = free_port(ADDRESS)
+    server = subprocess.Popen([sys.executable, "-c", HOLDING, ADDRESS, str(port)])
+    clients: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 10
+        while not clients:
+            assert time.monotonic() < deadline, "the holding server did not start"
+            try:
+                clients.append(socket.create_connection((ADDRESS, port), timeout=1))
+            except OSError:
+                time.sleep(0.02)
+        clients.append(socket.create_connection((ADDRESS, port), timeout=1))
+        stack, spec = stack_and_spec(port, tmp_path, stop_timeout=10.0)
+        (tmp_path / "releases" / "v2").mkdir(parents=True)
+        transport, started = Counting(), tmp_path / "started"
+        done = stack.replace_and_start(
+            transport, spec, "v2", replaced="v1", stop=Command("kill", str(server.pid)),
+            start=Command("touch", str(started)), running=None, count=True,
+            hold_if_open=hold_if_open)
+        assert len(transport.commands) == 1 and done.connections == 2
+        pointer = Path(stack.layout(spec.host).pointer(Colour.BLUE))
+        if hold_if_open:  # nothing changed: the caller drains, then asks again
+            assert done.held and server.poll() is None
+            assert not pointer.exists() and not started.exists()
+        else:  # the stop cut them
+            assert not done.held and server.wait(timeout=5) is not None
+            assert pointer.resolve().name == "v2" and started.exists()
+    finally:
+        for client in clients:
+            client.close()
+        stop_process(server, timeout=5)
+
+
+def test_a_status_command_that_hangs_ends_the_replacement_at_the_command_timeout(
+        tmp_path: Path) -> None:
+    stack, spec = stack_and_spec(free_port(ADDRESS), tmp_path, status="sleep 30")
+    stack = AppStack(structs.replace(stack.inventory, ssh=structs.replace(
+        stack.inventory.ssh, command_timeout=1.0)), stack.settings)
+    (tmp_path / "releases" / "v2").mkdir(parents=True)
+    started, began = tmp_path / "started", time.monotonic()
+    with pytest.raises(CommandTimeout) as hung:
+        stack.replace_and_start(Counting(), spec, "v2", replaced="v1", stop=Command("true"),
+                                start=Command("touch", str(started)), running=None)
+    assert "sleep 30" in hung.value.message
+    assert "did not finish within 1 s (ssh.command_timeout)" in hung.value.message
+    assert time.monotonic() - began < 10
+    assert not Path(stack.layout(spec.host).pointer(Colour.BLUE)).exists()
+    assert not started.exists()
 
 
 def test_a_held_port_stops_the_chain_before_the_start_and_names_the_holder(

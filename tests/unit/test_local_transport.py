@@ -106,10 +106,10 @@ def test_status_reads_an_instance_in_one_command_unless_app_status_names_the_rel
 
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     try:
-        facts = stack.facts(Counting("here"), blue)
+        facts = stack.facts_of(Counting("here"), [blue])[0]
         assert (facts.pointer, facts.running, facts.connections) == ("v3", True, 2)
         assert len(calls) == (1 if status is None else 3)
-        stopped = stack.facts(Counting("here"), green)  # no pointer, nothing listening
+        stopped = stack.facts_of(Counting("here"), [green])[0]  # no pointer, nothing listening
         assert (stopped.pointer, stopped.running, stopped.connections) == (None, False, 0)
     finally:
         for client in clients:
