@@ -392,15 +392,16 @@ def connection_filter(address: str, port: int) -> str:
 
 
 COUNT_ESTABLISHED = 'ss -Htn state established "( $1 )" | grep -c . || true'
+_HELD = 75
 # $1 the `ss` filter of the instance's connections, $2 non-empty: exit _HELD when there are any
 _COUNT_THEN_HOLD = ('n=$(ss -Htn state established "( $1 )" | grep -c .) || :; echo "$n"; '
-                    '[ -z "$2" ] || [ "${n:-0}" = 0 ] || exit 75')
-_HELD = 75
+                    f'[ -z "$2" ] || [ "${{n:-0}}" = 0 ] || exit {_HELD}')
 
 
 class Replaced(NamedTuple):
     connections: int | None  # established to the instance just before its stop, when counted
     held: bool = False  # stopped before anything changed: connections are open
+
 
 _END_OF_FACTS = "bluegreen: end of facts"
 # four arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
@@ -440,9 +441,8 @@ def parse_count(text: str) -> int:
 
 
 # $1 the stop command, $2 what exits 0 while the instance still runs, $3 seconds for each: the
-# stop, then the instance going away
-# $1 the stop command, $2 what exits 0 while the instance runs, $3 seconds for each; the rendered
-# commands run by `eval`, without a shell of their own in between
+# stop, then the instance going away. The rendered commands run by `eval`, without a shell of
+# their own in between.
 _STOP_AND_WAIT = (
     'eval "timeout -k 5 $3 $1" || exit; '
     # asked every 50 ms for the first 0.2 s, then every 0.1 s: a slow stop costs the host fewer

@@ -13,9 +13,9 @@ from bluegreen.transport.base import CommandResult, Transport
 
 _MARK = "bluegreen-step-7c1e"
 # $1 the seconds each step may take (0: no limit of its own), then the steps: a step that
-# outlives its limit is stopped and exits 124, as GNU timeout's own
-# Each step is a rendered command (one program, its arguments quoted): `eval` runs it, under
-# `timeout` when it has a limit, without a shell of its own in between.
+# outlives its limit is stopped and exits 124, as GNU timeout's own. Each step is a rendered
+# command (one program, its arguments quoted): `eval` runs it, under `timeout` when it has a
+# limit, without a shell of its own in between.
 _CHAIN = (
     'limits=$1; shift; i=0; for step in "$@"; do i=$((i + 1)); '
     'limit=${limits%% *}; limits=${limits#* }; '
