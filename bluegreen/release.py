@@ -41,6 +41,18 @@ _RECEIVE = (
     'printf %s "$3" > "$tmp/files/.bluegreen-release"; chmod 755 "$tmp/files"; '
     '[ ! -e "$releases/$2" ] || rm -rf -- "$releases/$2"; mv -- "$tmp/files" "$releases/$2"'
 )
+# A release this small is sent with the command that checks whether the host has it already, one
+# round trip instead of two (a host that has it reads and drops it); a larger one is only sent
+# once the host said it lacks it.
+SEND_WITHOUT_ASKING = 256 * 1024
+_PRESENT, _DIFFERS = "bluegreen: release present", "bluegreen: release differs"
+# what _RECEIVE takes ($1–$4), after a look at the release's marker: the same checksum ends
+# the command (exit 0, `_PRESENT`), another one fails it (exit 66, `_DIFFERS` and the checksum)
+_UNLESS_PRESENT = (
+    'm="$1/releases/$2/.bluegreen-release"; if [ -f "$m" ]; then '
+    '{ IFS= read -r have || [ -n "$have" ]; } < "$m"; [ -n "$4" ] || cat >/dev/null; '
+    f'if [ "$have" = "$3" ]; then echo "{_PRESENT}"; exit 0; fi; '
+    f'echo "{_DIFFERS} $have"; exit 66; fi; ')
 _FORBIDDEN = re.compile(r"[/\x00-\x1f\x7f]")
 
 
@@ -210,22 +222,37 @@ class ReleaseLayout:
         if not result.ok:
             return False
         if result.stdout.strip() != artifact.sha256:
-            raise UsageError(
-                f"release {artifact.release} already exists on this host with different content "
-                f"(checksum {result.stdout.strip()[:12]}…, uploading {artifact.sha256[:12]}…).",
-                where=f"{transport.host}:{self.release_dir(artifact.release)}",
-                hint="Release ids are immutable: deploy the new build under a new --release id.",
-            )
+            raise self._differs(transport, artifact, result.stdout.strip())
         return True
 
+    def _differs(self, transport: Transport, artifact: Artifact, found: str) -> UsageError:
+        return UsageError(
+            f"release {artifact.release} already exists on this host with different content "
+            f"(checksum {found[:12]}…, uploading {artifact.sha256[:12]}…).",
+            where=f"{transport.host}:{self.release_dir(artifact.release)}",
+            hint="Release ids are immutable: deploy the new build under a new --release id.")
+
+    @staticmethod
+    def asks_first(artifact: Artifact) -> bool:
+        """Whether `is_present` should be asked before `upload`: a release too large to send
+        for nothing. A smaller one, or one the host fetches itself, is uploaded with
+        `unless_present`."""
+        return artifact.url is None and artifact.size > SEND_WITHOUT_ASKING
+
     def upload(self, transport: Transport, artifact: Artifact,
-               sent: Callable[[int], None] | None = None) -> None:
+               sent: Callable[[int], None] | None = None, *, unless_present: bool = False
+               ) -> bool:
         """Upload (or, for an artifact with a URL, have the host fetch it), verify the checksum
         on the host, unpack next to the final place, then rename into place, so a release
-        directory is either complete or absent."""
+        directory is either complete or absent. With `unless_present`, a host that has the
+        release already keeps it (False: it was there)."""
         fetched = artifact.url is not None
-        result = transport.run(self.upload_command(artifact),
+        result = transport.run(self.upload_command(artifact, unless_present=unless_present),
                                stdin=None if fetched else artifact.payload, sent=sent)
+        if unless_present and result.stdout.startswith(_DIFFERS):
+            raise self._differs(transport, artifact, result.stdout[len(_DIFFERS):].strip())
+        if unless_present and result.ok and result.stdout.startswith(_PRESENT):
+            return False
         if not result.ok:
             what = f"fetching {artifact.url}" if fetched else "upload"
             raise BluegreenError(
@@ -237,11 +264,12 @@ class ReleaseLayout:
                       if fetched else
                       "Check free disk space and permissions under the app root."),
             )
+        return True
 
-    def upload_command(self, artifact: Artifact) -> Command:
+    def upload_command(self, artifact: Artifact, *, unless_present: bool = False) -> Command:
         """Reads the tarball on stdin, or fetches it from the artifact's URL on the host."""
-        return Command.script(_RECEIVE, self.root, artifact.release, artifact.sha256,
-                              artifact.url or "")
+        return Command.script((_UNLESS_PRESENT if unless_present else "") + _RECEIVE,
+                              self.root, artifact.release, artifact.sha256, artifact.url or "")
 
     def point(self, transport: Transport, colour: Colour, release: str) -> None:
         """Swap the colour's pointer atomically (a new symlink renamed over the old one)."""

@@ -347,16 +347,21 @@ def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
     def upload(spec: InstanceSpec) -> None:
         transport = session.connections[spec.host.name]
         cancel.check_cancelled()
+        layout = stack.layout(spec.host)
         with start_failures(spec):
-            if stack.layout(spec.host).is_present(transport, artifact):
-                reporter.step(spec.host.name, f"release {artifact.release} already present")
-                return
-            if artifact.url is not None:
-                stack.layout(spec.host).upload(transport, artifact)
+            # a large release: ask first; a small one: one command that skips a present one
+            asked = layout.asks_first(artifact)
+            if asked and layout.is_present(transport, artifact):
+                uploaded = False
+            elif artifact.url is not None:
+                uploaded = layout.upload(transport, artifact, unless_present=True)
             else:
                 with reporter.transfer(spec.host.name, f"upload {artifact.release}",
                                        artifact.size) as sent:
-                    stack.layout(spec.host).upload(transport, artifact, sent)
+                    uploaded = layout.upload(transport, artifact, sent, unless_present=not asked)
+            if not uploaded:
+                reporter.step(spec.host.name, f"release {artifact.release} already present")
+                return
         reporter.step(spec.host.name, f"fetched release {artifact.release} from its URL "
                       "(checksum verified)" if artifact.url is not None else
                       f"uploaded release {artifact.release} "

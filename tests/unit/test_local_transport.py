@@ -115,3 +115,35 @@ def test_status_reads_an_instance_in_one_command_unless_app_status_names_the_rel
         for client in clients:
             client.close()
         listener.close()
+
+
+def test_a_small_release_is_sent_with_the_check_and_a_present_one_is_kept(tmp_path: Path
+                                                                          ) -> None:
+    from bluegreen.errors import UsageError
+    from bluegreen.release import ReleaseLayout, package
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "app.txt").write_text("first build\n")
+    artifact = package(source, release="v1")
+    assert not ReleaseLayout.asks_first(artifact)  # a few hundred bytes: sent with the check
+    layout, calls = ReleaseLayout(str(tmp_path / "srv")), []
+
+    class Counting(LocalTransport):
+        def run(self, command: Command, **options: Any) -> Any:
+            calls.append(command)
+            return super().run(command, **options)
+
+    host = Counting("here")
+    assert layout.upload(host, artifact, unless_present=True)  # absent: unpacked
+    unpacked = tmp_path / "srv" / "releases" / "v1" / "app.txt"
+    assert unpacked.read_text() == "first build\n"
+    unpacked.write_text("touched on the host\n")
+    assert not layout.upload(host, artifact, unless_present=True)  # present: kept as it is
+    assert unpacked.read_text() == "touched on the host\n" and len(calls) == 2
+    (source / "app.txt").write_text("another build under the same id\n")
+    with pytest.raises(UsageError) as caught:
+        layout.upload(host, package(source, release="v1"), unless_present=True)
+    assert "already exists on this host with different content" in caught.value.message
+    assert caught.value.where == f"here:{tmp_path}/srv/releases/v1"
+    assert not list((tmp_path / "srv" / "releases").glob(".incoming.*"))
