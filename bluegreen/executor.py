@@ -141,13 +141,15 @@ Outcome = TypeVar("Outcome", bound=_Outcome)
 
 
 def recorded(session: Session, record: dict[str, Any], body: Callable[[], Outcome],
-             *, pre: str | None = None, post: str | None = None) -> Outcome:
+             *, pre: str | None = None, post: str | None = None, last: bool = False
+             ) -> Outcome:
     """Run an operation's body between its hooks, and record it in the history however it
     ends: a colour it was changing is marked failed, on_failure hooks run for failures, and an
     interrupt is reported with what it left (flipped, and to which generation, or not). Records
     are written under held signals — after the outcome's hooks, so their outcomes are in it,
     except after an interrupt, when the record comes first — so a Ctrl-C can cut a hook short
-    but never a record."""
+    but never a record. `last`: the caller does nothing more under the lock, so a record that
+    ends the operation also releases it (one round trip for both)."""
     hooks = session.hooks
     hooks.describe(release=record.get("release"), **{"from": record.get("from"),
                                                       "to": record.get("to")})
@@ -180,14 +182,16 @@ def recorded(session: Session, record: dict[str, Any], body: Callable[[], Outcom
         with cancel.deferred_interrupts(then_raise=False):
             session.record({**record, "result": "failed", "hooks": hooks.outcomes,
                             "error": {"code": error.code, "exit_code": error.exit_code,
-                                      "message": error.message, "where": error.where}})
+                                      "message": error.message, "where": error.where}},
+                           last=last)
         raise
     hooks.describe(result="ok", error=None)
     completed = run_hooks_after(hooks, post) if post else True
     with cancel.deferred_interrupts(then_raise=False):
         session.record({**record, "result": "ok", "generation": result.generation,
                         "hooks": hooks.outcomes,
-                        **({} if completed else {"interrupted": f"during the {post} hooks"})})
+                        **({} if completed else {"interrupted": f"during the {post} hooks"})},
+                       last=last)
     if not completed:
         raise _interrupted(session, KeyboardInterrupt()) from None
     return result

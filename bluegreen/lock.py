@@ -134,13 +134,27 @@ class Lock:
         self._thread.start()
 
     def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._stop_heartbeat()
         if self.held:
             self.store.transport.run(
                 Command.script(_RELEASE_OWN, self.store.lock_dir, self.token), timeout=15)
             self.held = False
+
+    def release_after(self, last: Command, *, stdin: bytes | None = None) -> CommandResult:
+        """Run `last` (an operation's history record), then release the lock, in one round
+        trip; `last`'s own result. The lock is released whatever `last` does; if the command
+        never ran, it is still held, for `release()`."""
+        self._stop_heartbeat()
+        result = self.store.transport.run(Command.script(
+            f'eval "$3"; status=$?; {_RELEASE_OWN}; exit $status', self.store.lock_dir,
+            self.token, last.render()), stdin=stdin)
+        self.held = False
+        return result
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 def read_lock(store: StateStore) -> LockInfo | None:

@@ -292,15 +292,22 @@ class Session:
                                f"the state still says {colour} is "
                                f"{state.colour(colour).status}, written ahead of the change.")
 
-    def record(self, record: dict[str, Any]) -> None:
+    def record(self, record: dict[str, Any], *, last: bool = False) -> None:
         """Append one history record on every balancer; a failure here is warned about, since
-        the operation itself has already happened."""
+        the operation itself has already happened. `last`: nothing runs after it under the
+        lock, which the primary balancer then releases in the same command."""
         full = {"id": uuid.uuid4().hex[:12], "who": actor(), "started": self.started_at,
                 "finished": now(), "duration_s": round(time.monotonic() - self.started, 3),
                 "service": self.inventory.service, **record}
+        lock = self.lock if last and self.lock is not None and self.lock.held else None
+
+        def append(balancer: HostSpec) -> None:
+            store = self.stores[balancer.name]
+            store.append_history(full, then_release=lock if lock is not None
+                                 and lock.store is store else None)
+
         try:
-            fan_out(self.balancers, lambda b: self.stores[b.name].append_history(full),
-                    step="append history", name=lambda b: b.name,
+            fan_out(self.balancers, append, step="append history", name=lambda b: b.name,
                     parallelism=self.inventory.ssh.parallelism)
         except BluegreenError as error:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")

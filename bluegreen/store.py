@@ -12,12 +12,15 @@ import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bluegreen.errors import DriftError, RemoteCommandFailed, StateError
 from bluegreen.shell import Command, redact
 from bluegreen.state import State, sha256_text
 from bluegreen.transport.base import CommandResult, FilesRead, Transport, get_file, get_files
+
+if TYPE_CHECKING:
+    from bluegreen.lock import Lock
 
 
 class StateStore:
@@ -128,11 +131,16 @@ class StateStore:
             result.check("write the state")
         return True
 
-    def append_history(self, record: dict[str, Any]) -> None:
-        line = redact(json.dumps(record, sort_keys=True, default=str)) + "\n"
+    def append_history(self, record: dict[str, Any], *, then_release: Lock | None = None
+                       ) -> None:
+        """Append one record; with `then_release` (this store's lock, when the record is the
+        operation's last word), release the lock in the same command."""
+        line = redact(json.dumps(record, sort_keys=True, default=str)).encode() + b"\n"
+        append = Command.script(_APPEND, self.history_path)
         with state_errors("append history"):
-            self.transport.run(Command.script(_APPEND, self.history_path),
-                               stdin=line.encode()).check("append history")
+            result = (self.transport.run(append, stdin=line) if then_release is None
+                      else then_release.release_after(append, stdin=line))
+            result.check("append history")
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         text = get_file(self.transport, self.history_path) or ""

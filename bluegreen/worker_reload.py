@@ -155,7 +155,8 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                             out=list(final.colour(target).out),
                             seconds=round(time.monotonic() - started, 3))
 
-        return recorded(session, record, body, pre="pre_reload", post="post_reload")
+        return recorded(session, record, body, pre="pre_reload", post="post_reload",
+                        last=True)
 
 
 @dataclass

@@ -133,7 +133,7 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
                                           if progress.retired else None)
             return summary
 
-        return recorded(session, record, run, pre="pre_deploy", post="post_deploy")
+        return recorded(session, record, run, pre="pre_deploy", post="post_deploy", last=True)
 
 
 def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifact: Artifact,

@@ -57,7 +57,8 @@ def switch(inventory: Inventory, reporter: Reporter, *, to: Colour, options: Opt
                  lock=not options.dry_run, lock_wait=options.lock_wait) as session:
         state, current = session.agreed_state(allow_drift=True)
         refuse_during_canary(state, f"switch --to {to}")
-        return flip_to(session, state, current, to, operation="switch", options=options)
+        return flip_to(session, state, current, to, operation="switch", options=options,
+                       last=True)
 
 
 def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
@@ -77,10 +78,11 @@ def rollback(inventory: Inventory, reporter: Reporter, *, options: Options,
             require_rollback_target(state, previous, restart=restart)
         # inside the recorded operation: a refusal is history too
         return flip_to(session, state, current, previous, operation="rollback", options=options,
-                        guard=lambda: require_rollback_target(state, previous, restart=restart),
-                        before=_restart_steps(session, previous,
-                                              state.colour(previous).release or "")
-                        if restart else None)
+                       last=True,
+                       guard=lambda: require_rollback_target(state, previous, restart=restart),
+                       before=_restart_steps(session, previous,
+                                             state.colour(previous).release or "")
+                       if restart else None)
 
 
 def require_rollback_target(state: State, previous: Colour, *, restart: bool) -> None:
@@ -213,7 +215,8 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
                            connections_cut=retired.connections_cut, drained=retired.drained,
                            cut_by_host=retired.cut_by_host)
 
-        return recorded(session, record, run, pre="pre_retire", post="post_retire")
+        return recorded(session, record, run, pre="pre_retire", post="post_retire",
+                        last=True)
 
 
 def retire_idle(session: Session, state: State, *, drain_timeout: float
@@ -229,7 +232,7 @@ def flip_to(session: Session, state: State, current: dict[str, str | None], targ
              *, operation: str, options: Options, guard: Callable[[], None] | None = None,
              before: list[Step] | None = None,
              adjust: Callable[[State], State] | None = None,
-             note: dict[str, Any] | None = None) -> Moved | DryRun:
+             note: dict[str, Any] | None = None, last: bool = False) -> Moved | DryRun:
     inventory, reporter = session.inventory, session.reporter
     if not options.dry_run:
         import_ahead(inventory)
@@ -273,7 +276,7 @@ def flip_to(session: Session, state: State, current: dict[str, str | None], targ
         return summary_of(progress.state, plan, release=progress.release)
 
     return recorded(session, record, run,
-                    post="post_rollback" if operation == "rollback" else None)
+                    post="post_rollback" if operation == "rollback" else None, last=last)
 
 
 class Running(NamedTuple):

@@ -184,3 +184,41 @@ def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
         session.write_state(replace(session.read_states()["lb1"], generation=4))
         states, _ = session.read_states_and_managed()  # not what the lock's command read
         assert states["lb1"].generation == 4
+
+
+def test_the_last_history_record_releases_the_lock_in_the_same_command(tmp_path: Path
+                                                                       ) -> None:
+    """A session on a local balancer: the record that ends the operation appends the history
+    and releases the lock in one command, and the session's exit sends nothing more."""
+    from bluegreen.inventory import validate_inventory
+    from bluegreen.output import JsonReporter
+    from bluegreen.session import Session
+
+    managed = tmp_path / "shop.conf"
+    managed.write_text("")
+    inventory = validate_inventory({
+        "service": "shop",
+        "hosts": {"app": [{"name": "app1", "address": "10.0.0.11"}],
+                  "balancer": [{"name": "lb1", "connection": "local",
+                                "balancer": {"managed_file": str(managed),
+                                             "state_dir": str(tmp_path / "state")}}]},
+        "balancer": {"managed_file": str(managed)},
+    }, path=Path("inv.yml"), environ={})
+    lb1 = inventory.hosts.balancer[0]
+    sent: list[Command] = []
+    with Session(inventory, JsonReporter(), command="rollback", hosts=[lb1]) as session:
+        assert session.lock is not None and session.lock.held
+        store = session.stores["lb1"]
+        lock_dir = Path(store.lock_dir)
+        assert lock_dir.is_dir()
+        session.record({"operation": "rollback", "result": "ok"})  # not the last word
+        assert lock_dir.is_dir() and session.lock.held
+        run = store.transport.run
+        store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
+            sent.append(command), run(command, **options))[1]
+        session.record({"operation": "rollback", "result": "ok", "n": 2}, last=True)
+        assert len(sent) == 1 and not lock_dir.exists() and not session.lock.held
+    assert len(sent) == 1  # the exit had no lock left to release
+    history = [json.loads(line) for line in
+               (tmp_path / "state" / "history.jsonl").read_text().splitlines()]
+    assert [record.get("n") for record in history] == [None, 2]
