@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bluegreen.errors import DriftError, LockHeld, StateError
+from bluegreen.inventory import Inventory, validate_inventory
 from bluegreen.lock import Lock
 from bluegreen.model import Colour
 from bluegreen.shell import Command
@@ -147,17 +148,10 @@ def test_a_state_unreadable_under_the_lock_says_why(tmp_path: Path) -> None:
     assert "Is a directory" in caught.value.message and caught.value.exit_code == 11
 
 
-def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
-        tmp_path: Path) -> None:
-    """A session on a balancer reached through the local transport: its first read is the
-    one the lock's command made; once it wrote the state, it reads what it wrote."""
-    from bluegreen.inventory import validate_inventory
-    from bluegreen.output import JsonReporter
-    from bluegreen.session import Session
-
-    managed = tmp_path / "shop.conf"
-    managed.write_text("upstream shop { server 10.0.0.11:9501; }\n")
-    inventory = validate_inventory({
+def _local_balancer(tmp_path: Path, managed: Path) -> Inventory:
+    """An inventory whose one balancer is this machine (the local transport), its state under
+    `tmp_path`."""
+    return validate_inventory({
         "service": "shop",
         "hosts": {"app": [{"name": "app1", "address": "10.0.0.11"}],
                   "balancer": [{"name": "lb1", "connection": "local",
@@ -165,6 +159,18 @@ def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
                                              "state_dir": str(tmp_path / "state")}}]},
         "balancer": {"managed_file": str(managed)},
     }, path=Path("inv.yml"), environ={})
+
+
+def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
+        tmp_path: Path) -> None:
+    """A session on a balancer reached through the local transport: its first read is the
+    one the lock's command made; once it wrote the state, it reads what it wrote."""
+    from bluegreen.output import JsonReporter
+    from bluegreen.session import Session
+
+    managed = tmp_path / "shop.conf"
+    managed.write_text("upstream shop { server 10.0.0.11:9501; }\n")
+    inventory = _local_balancer(tmp_path, managed)
     StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop").write(
         State(service="shop", generation=2, revision=4, live=Colour.BLUE), expected_revision=0)
     lb1 = inventory.hosts.balancer[0]
@@ -190,20 +196,12 @@ def test_the_last_history_record_releases_the_lock_in_the_same_command(tmp_path:
                                                                        ) -> None:
     """A session on a local balancer: the record that ends the operation appends the history
     and releases the lock in one command, and the session's exit sends nothing more."""
-    from bluegreen.inventory import validate_inventory
     from bluegreen.output import JsonReporter
     from bluegreen.session import Session
 
     managed = tmp_path / "shop.conf"
     managed.write_text("")
-    inventory = validate_inventory({
-        "service": "shop",
-        "hosts": {"app": [{"name": "app1", "address": "10.0.0.11"}],
-                  "balancer": [{"name": "lb1", "connection": "local",
-                                "balancer": {"managed_file": str(managed),
-                                             "state_dir": str(tmp_path / "state")}}]},
-        "balancer": {"managed_file": str(managed)},
-    }, path=Path("inv.yml"), environ={})
+    inventory = _local_balancer(tmp_path, managed)
     lb1 = inventory.hosts.balancer[0]
     sent: list[Command] = []
     with Session(inventory, JsonReporter(), command="rollback", hosts=[lb1]) as session:
