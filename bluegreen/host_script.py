@@ -1,17 +1,19 @@
 """Several steps on one host in one command: each step's output and exit status come back framed,
 so a phase costs one round trip and a failure still names its exact step. The chain stops at the
-first step that fails; the steps after it report nothing (None)."""
+first step that fails; the steps after it report nothing (None) — unless it is told to keep
+going, for steps that only read."""
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult, Transport
 
-_MARK = "bluegreen-step-7c1e"
+_MARK = f"bluegreen-step-{secrets.token_hex(6)}"  # random: no step's output can fake a frame
 # $1 the seconds each step may take (0: no limit of its own), then the steps: a step that
 # outlives its limit is stopped and exits 124, as GNU timeout's own. Each step is a rendered
 # command (one program, its arguments quoted): `eval` runs it, under `timeout` when it has a
@@ -24,7 +26,7 @@ _CHAIN = (
     '</dev/null; status=$?; '
     f'printf "\\n{_MARK} %s end %s\\n" "$i" "$status"; '
     f'printf "\\n{_MARK} %s end %s\\n" "$i" "$status" >&2; '
-    '[ "$status" -eq 0 ] || exit "$status"; done')
+    '[ "$status" -eq 0 ] || [ -n "$keep_going" ] || exit "$status"; done')
 _FRAME = re.compile(rf"{_MARK} (\d+)\n(.*?)\n{_MARK} \1 end (\d+)\n", re.DOTALL)
 
 
@@ -35,19 +37,21 @@ class HostStep:
     limit: float | None = None  # seconds it may take on the host
 
 
-def chained(steps: Sequence[HostStep]) -> Command:
+def chained(steps: Sequence[HostStep], *, keep_going: bool = False) -> Command:
     """One command that runs `steps` in order. Environment values of the steps (a start
     command's) are given to the whole chain."""
     env = {name: value for step in steps for name, value in step.command.env}
     limits = " ".join(f"{step.limit:g}" if step.limit else "0" for step in steps)
-    return Command.script(_CHAIN, limits, *(Command(*step.command.argv).render()
+    script = f"keep_going={'1' if keep_going else ''}; {_CHAIN}"
+    return Command.script(script, limits, *(Command(*step.command.argv).render()
                                             for step in steps), env=env)
 
 
-def run_chain(transport: Transport, steps: Sequence[HostStep], *, timeout: float | None = None
-              ) -> list[CommandResult | None]:
-    """Run `steps` as one command; each step's own result, None for those that did not run."""
-    result = transport.run(chained(steps), timeout=timeout)
+def run_chain(transport: Transport, steps: Sequence[HostStep], *, timeout: float | None = None,
+              keep_going: bool = False) -> list[CommandResult | None]:
+    """Run `steps` as one command; each step's own result, None for those that did not run
+    (`keep_going`: every step runs, whatever the ones before it did)."""
+    result = transport.run(chained(steps, keep_going=keep_going), timeout=timeout)
     return split(result, steps)
 
 

@@ -158,7 +158,17 @@ class Lock:
 
 
 def read_lock(store: StateStore) -> LockInfo | None:
-    result = store.transport.run(Command.script(_READ_LOCK, store.lock_dir))
+    return lock_from(store.transport.run(reading_lock(store)))
+
+
+def reading_lock(store: StateStore) -> Command:
+    """What `read_lock` runs, for a caller that runs it with other commands; its result goes
+    to `lock_from`."""
+    return Command.script(_READ_LOCK, store.lock_dir)
+
+
+def lock_from(result: CommandResult) -> LockInfo | None:
+    """The lock `reading_lock`'s command found; None when nobody holds it."""
     if result.exit_status == 44:
         return None
     with state_errors("read the lock"):

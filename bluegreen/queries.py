@@ -78,9 +78,8 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> CanaryStatus:
 def status_in(session: Session) -> Status:
     """What each balancer serves, every instance, the colours, the operation and the lock."""
     inventory = session.inventory
-    states, managed = session.read_states_and_managed()
+    states, managed, loaded, lock = session.read_for_status()
     runtime = session.runtime_serving()
-    loaded = session.files_loaded()
     lingering = session.lingering()
     balancers = []
     for host in session.balancers:
@@ -114,7 +113,6 @@ def status_in(session: Session) -> Status:
         disagreement = error.message
     instances = _instances(inventory, session, agreed.live,
                            agreed.colour(agreed.live).out if agreed.live else ())
-    lock = read_lock(session.primary)
     drift = disagreement or next((b.drift for b in balancers if b.drift), None)
     operation = _operation(agreed, lock, inventory)
     if operation is not None and operation.in_progress and drift:

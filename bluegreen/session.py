@@ -9,18 +9,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
 from bluegreen.balancer.base import Balancer, BalancerTraffic, file_loaded
 from bluegreen.connections import Connections
 from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
-from bluegreen.errors import BluegreenError, DriftError
+from bluegreen.errors import BluegreenError, DriftError, RemoteCommandFailed
 from bluegreen.fanout import fan_out
 from bluegreen.hooks import HookRunner
+from bluegreen.host_script import HostStep, run_chain
 from bluegreen.inventory import HostSpec, Inventory
-from bluegreen.lock import Lock, LockInfo
+from bluegreen.lock import Lock, LockInfo, lock_from, reading_lock
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
 from bluegreen.plan import build_upstream
@@ -29,6 +30,20 @@ from bluegreen.store import StateGuard, StateStore
 from bluegreen.transport.base import CommandResult, FilesRead, Transport
 
 T = TypeVar("T")
+
+
+class StatusReads(NamedTuple):
+    states: dict[str, State]
+    managed: dict[str, str | None]  # each balancer's managed file (None: none yet)
+    loaded: dict[str, bool | None]  # where a reload flips: whether its workers loaded the file
+    lock: LockInfo | None  # on the primary balancer
+
+
+def _reported(result: CommandResult | None, step: HostStep) -> CommandResult:
+    """A step of a chain that keeps going: it ran, unless the chain itself broke off."""
+    if result is None:
+        raise RemoteCommandFailed(f"`{step.command}` ({step.name}) did not report back.")
+    return result
 
 
 class Session:
@@ -130,6 +145,41 @@ class Session:
         states = {b.name: state for b, (state, _) in zip(self.balancers, read, strict=True)}
         self.revisions_read = {name: s.revision for name, s in states.items()}
         return states, {b.name: text for b, (_, text) in zip(self.balancers, read, strict=True)}
+
+    def read_for_status(self) -> StatusReads:
+        """What `status` reads on each balancer, in one command each: its state and managed
+        file, whether its workers loaded that file (where a reload flips), and on the primary
+        the lock."""
+        self._read_ahead = None
+        primary = self.inventory.primary_balancer.name
+
+        def read_one(balancer: HostSpec) -> tuple[State, str | None, bool | None,
+                                                  LockInfo | None]:
+            store, site = self.stores[balancer.name], self.sites[balancer.name]
+            reading = store.reading_with(site.managed.path)
+            loaded = (site.driver.loaded(site.managed.path) if site.settings.flip == "reload"
+                      else None)
+            steps = [HostStep("read the state", reading.command),
+                     *([HostStep("read the balancer's workers", loaded)] if loaded else []),
+                     *([HostStep("read the lock", reading_lock(store))]
+                       if balancer.name == primary else [])]
+            results = iter(run_chain(self.connections[balancer.name], steps, keep_going=True))
+            state, text = store.read_from(reading, _reported(next(results), steps[0]))
+            found = next(results) if loaded else None
+            lock = lock_from(_reported(next(results), steps[-1])) \
+                if balancer.name == primary else None
+            return state, text, file_loaded(found.stdout) if found and found.ok else None, lock
+
+        read = fan_out(self.balancers, read_one, step="read state", name=lambda b: b.name,
+                       parallelism=self.inventory.ssh.parallelism)
+        by_host = {b.name: one for b, one in zip(self.balancers, read, strict=True)}
+        self.revisions_read = {name: one[0].revision for name, one in by_host.items()}
+        return StatusReads(
+            states={name: one[0] for name, one in by_host.items()},
+            managed={name: one[1] for name, one in by_host.items()},
+            loaded={name: one[2] for name, one in by_host.items()
+                    if self.sites[name].settings.flip == "reload"},
+            lock=by_host[primary][3])
 
     def files_loaded(self) -> dict[str, bool | None]:
         """Per balancer that flips by reload: whether its running workers loaded the managed

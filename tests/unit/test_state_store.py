@@ -220,3 +220,35 @@ def test_the_last_history_record_releases_the_lock_in_the_same_command(tmp_path:
     history = [json.loads(line) for line in
                (tmp_path / "state" / "history.jsonl").read_text().splitlines()]
     assert [record.get("n") for record in history] == [None, 2]
+
+
+def test_status_reads_state_file_workers_and_lock_in_one_command(tmp_path: Path) -> None:
+    """Even when a step fails (no balancer master runs here, so whether its workers loaded
+    the file cannot be told), the steps after it still run: the lock is read."""
+    from bluegreen.output import JsonReporter
+    from bluegreen.session import Session
+
+    managed = tmp_path / "shop.conf"
+    managed.write_text("# bluegreen: shop blue generation 2\n")
+    inventory = _local_balancer(tmp_path, managed)
+    StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop").write(
+        State(service="shop", generation=2, revision=4, live=Colour.BLUE), expected_revision=0)
+    lb1 = inventory.hosts.balancer[0]
+    holder = Lock(StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop"),
+                  command="deploy v7", stale_after=60)
+    holder.acquire()
+    try:
+        with Session(inventory, JsonReporter(), command="status", lock=False,
+                     hosts=[lb1]) as session:
+            store = session.stores["lb1"]
+            sent: list[Command] = []
+            run = store.transport.run
+            store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
+                sent.append(command), run(command, **options))[1]
+            reads = session.read_for_status()
+    finally:
+        holder.release()
+    assert len(sent) == 1
+    assert reads.states["lb1"].generation == 2 and reads.managed["lb1"] == managed.read_text()
+    assert reads.loaded == {"lb1": None}  # no nginx master runs here: cannot tell
+    assert reads.lock is not None and reads.lock.command == "deploy v7"
