@@ -78,9 +78,10 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> CanaryStatus:
 def status_in(session: Session) -> Status:
     """What each balancer serves, every instance, the colours, the operation and the lock."""
     inventory = session.inventory
-    states, managed, loaded, lock = session.read_for_status()
+    reads = session.read_for_status()
+    states, managed, loaded, lock = reads.states, reads.managed, reads.loaded, reads.lock
     runtime = session.runtime_serving()
-    lingering = session.lingering()
+    lingering = {**session.lingering(skip=set(reads.lingering)), **reads.lingering}
     balancers = []
     for host in session.balancers:
         state, text = states[host.name], managed[host.name]

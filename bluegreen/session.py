@@ -7,9 +7,9 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
@@ -32,11 +32,15 @@ from bluegreen.transport.base import CommandResult, FilesRead, Transport
 T = TypeVar("T")
 
 
-class StatusReads(NamedTuple):
-    states: dict[str, State]
-    managed: dict[str, str | None]  # each balancer's managed file (None: none yet)
-    loaded: dict[str, bool | None]  # where a reload flips: whether its workers loaded the file
-    lock: LockInfo | None  # on the primary balancer
+@dataclass
+class StatusReads:
+    """`Session.read_for_status`: by balancer."""
+
+    states: dict[str, State] = field(default_factory=dict)
+    managed: dict[str, str | None] = field(default_factory=dict)  # None: no file yet
+    loaded: dict[str, bool | None] = field(default_factory=dict)  # where a reload flips
+    lingering: dict[str, dict[str, object]] = field(default_factory=dict)  # one command's
+    lock: LockInfo | None = None  # on the primary balancer
 
 
 def _reported(result: CommandResult | None, step: HostStep) -> CommandResult:
@@ -148,38 +152,44 @@ class Session:
 
     def read_for_status(self) -> StatusReads:
         """What `status` reads on each balancer, in one command each: its state and managed
-        file, whether its workers loaded that file (where a reload flips), and on the primary
-        the lock."""
+        file, whether its workers loaded that file (where a reload flips), what earlier flips
+        left running (where one command tells), and on the primary the lock."""
         self._read_ahead = None
         primary = self.inventory.primary_balancer.name
+        reads = StatusReads()
 
-        def read_one(balancer: HostSpec) -> tuple[State, str | None, bool | None,
-                                                  LockInfo | None]:
-            store, site = self.stores[balancer.name], self.sites[balancer.name]
+        def read_one(balancer: HostSpec) -> None:
+            name, store, site = balancer.name, self.stores[balancer.name], self.sites[balancer.name]
             reading = store.reading_with(site.managed.path)
-            loaded = (site.driver.loaded(site.managed.path) if site.settings.flip == "reload"
-                      else None)
-            steps = [HostStep("read the state", reading.command),
-                     *([HostStep("read the balancer's workers", loaded)] if loaded else []),
-                     *([HostStep("read the lock", reading_lock(store))]
-                       if balancer.name == primary else [])]
-            results = iter(run_chain(self.connections[balancer.name], steps, keep_going=True))
-            state, text = store.read_from(reading, _reported(next(results), steps[0]))
-            found = next(results) if loaded else None
-            lock = lock_from(_reported(next(results), steps[-1])) \
-                if balancer.name == primary else None
-            return state, text, file_loaded(found.stdout) if found and found.ok else None, lock
+            reloads = site.settings.flip == "reload"
+            loaded = site.driver.loaded(site.managed.path) if reloads else None
+            lingering = site.driver.lingering_read(self.inventory.upstream_name)
+            steps = {"state": HostStep("read the state", reading.command)}
+            if loaded is not None:
+                steps["loaded"] = HostStep("read the balancer's workers", loaded)
+            if lingering is not None:
+                steps["lingering"] = HostStep("read the old workers", lingering.command)
+            if name == primary:
+                steps["lock"] = HostStep("read the lock", reading_lock(store))
+            results = dict(zip(steps, run_chain(self.connections[name], list(steps.values()),
+                                                keep_going=True), strict=True))
 
-        read = fan_out(self.balancers, read_one, step="read state", name=lambda b: b.name,
-                       parallelism=self.inventory.ssh.parallelism)
-        by_host = {b.name: one for b, one in zip(self.balancers, read, strict=True)}
-        self.revisions_read = {name: one[0].revision for name, one in by_host.items()}
-        return StatusReads(
-            states={name: one[0] for name, one in by_host.items()},
-            managed={name: one[1] for name, one in by_host.items()},
-            loaded={name: one[2] for name, one in by_host.items()
-                    if self.sites[name].settings.flip == "reload"},
-            lock=by_host[primary][3])
+            def result(key: str) -> CommandResult:
+                return _reported(results[key], steps[key])
+
+            reads.states[name], reads.managed[name] = store.read_from(reading, result("state"))
+            if reloads:
+                found = results.get("loaded")
+                reads.loaded[name] = file_loaded(found.stdout) if found and found.ok else None
+            if lingering is not None:
+                reads.lingering[name] = lingering.read(result("lingering"))
+            if name == primary:
+                reads.lock = lock_from(result("lock"))
+
+        fan_out(self.balancers, read_one, step="read state", name=lambda b: b.name,
+                parallelism=self.inventory.ssh.parallelism)
+        self.revisions_read = {name: state.revision for name, state in reads.states.items()}
+        return reads
 
     def files_loaded(self) -> dict[str, bool | None]:
         """Per balancer that flips by reload: whether its running workers loaded the managed
@@ -206,11 +216,12 @@ class Session:
                                     step="read balancer runtime")
         return {host: value for host, value in serving.items() if value is not None}
 
-    def lingering(self) -> dict[str, dict[str, object]]:
-        """Per balancer, what earlier flips left running (old workers, sessions per colour)."""
+    def lingering(self, *, skip: set[str] | None = None) -> dict[str, dict[str, object]]:
+        """Per balancer (but those in `skip`), what earlier flips left running (old workers,
+        sessions per colour)."""
         return self._ask_drivers(lambda driver, transport, upstream:
                                  driver.lingering(transport, upstream),
-                                 step="read balancer workers")
+                                 step="read balancer workers", skip=skip)
 
     def traffic(self) -> dict[str, BalancerTraffic]:
         """Per balancer that keeps per-server counters (HAProxy with its admin socket, nginx
@@ -222,17 +233,18 @@ class Session:
                                   step="read balancer counters")
         return {host: value for host, value in found.items() if value is not None}
 
-    def _ask_drivers(self, ask: Callable[[Balancer, Transport, str], T], *, step: str
-                     ) -> dict[str, T]:
-        """Ask every balancer's driver, in parallel, with its connection and the upstream's
-        name; the answers by balancer."""
+    def _ask_drivers(self, ask: Callable[[Balancer, Transport, str], T], *, step: str,
+                     skip: set[str] | None = None) -> dict[str, T]:
+        """Ask every balancer's driver (but those in `skip`), in parallel, with its connection
+        and the upstream's name; the answers by balancer."""
         def read(host: HostSpec) -> T:
             return ask(self.sites[host.name].driver, self.connections[host.name],
                        self.inventory.upstream_name)
 
-        found = fan_out(self.balancers, read, step=step, name=lambda b: b.name,
+        asked = [b for b in self.balancers if b.name not in (skip or set())]
+        found = fan_out(asked, read, step=step, name=lambda b: b.name,
                         parallelism=self.inventory.ssh.parallelism)
-        return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
+        return {b.name: value for b, value in zip(asked, found, strict=True)}
 
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when

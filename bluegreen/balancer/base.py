@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from bluegreen.inventory import BalancerSettings
 from bluegreen.model import Colour
@@ -155,6 +155,7 @@ class Balancer(Protocol):
     def activation(self) -> Activation: ...
     def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
+    def lingering_read(self, upstream_name: str) -> LingeringRead | None: ...
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None: ...
     def host_advice(self) -> tuple[HostAdvice, ...]: ...
 
@@ -226,11 +227,12 @@ class MasterWorkerBalancer:
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
         """What an earlier flip left running: workers still shutting down (they keep their
         connections — long requests, WebSockets — on the colour they were started with)."""
-        result = transport.run(self.workers())
-        if not result.ok:
-            return {"old_workers": None}
-        return {"old_workers": sum("shutting down" in line
-                                   for line in result.stdout.splitlines())}
+        return _old_workers(transport.run(self.workers()))
+
+    def lingering_read(self, upstream_name: str) -> LingeringRead | None:
+        """`lingering` as one command and the reading of its result, for a caller that runs
+        it with others; None when it takes more than one command."""
+        return LingeringRead(self.workers(), _old_workers)
 
     def loaded(self, managed_path: str) -> Command:
         """What `file_loaded` reads: the managed file's mtime, the host's clock, and the age in
@@ -238,6 +240,17 @@ class MasterWorkerBalancer:
         return Command.script(
             'pid=$(cat -- "$1") && kill -0 "$pid" || exit 3; stat -c %Y -- "$2" || exit 4; '
             'date +%s; ps -o etimes= --ppid "$pid"', self.pid_file, managed_path)
+
+
+class LingeringRead(NamedTuple):
+    command: Command
+    read: Callable[[CommandResult], dict[str, object]]
+
+
+def _old_workers(result: CommandResult) -> dict[str, object]:
+    if not result.ok:
+        return {"old_workers": None}
+    return {"old_workers": sum("shutting down" in line for line in result.stdout.splitlines())}
 
 
 def file_loaded(output: str) -> bool | None:

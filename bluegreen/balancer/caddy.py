@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bluegreen.balancer.base import (
     BalancerTraffic,
     HostAdvice,
+    LingeringRead,
     Upstream,
     dial,
     render_upstream,
@@ -95,6 +96,9 @@ class CaddyBalancer:
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
         return {}  # one process: connections of an old config end inside it
+
+    def lingering_read(self, upstream_name: str) -> LingeringRead | None:
+        return None  # nothing to read
 
 
 class CaddyActivation:

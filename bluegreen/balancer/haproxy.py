@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bluegreen.balancer.base import (
     BalancerTraffic,
+    LingeringRead,
     MasterWorkerBalancer,
     ServerTraffic,
     Upstream,
@@ -102,6 +103,10 @@ class HAProxyBalancer(MasterWorkerBalancer):
         servers = cls.parse_stats(found + stats, backend)
         return BalancerTraffic(pid[1], {name: ServerTraffic(s.requests, s.errors, s.response_ms)
                                         for name, s in servers.items()})
+
+    def lingering_read(self, upstream_name: str) -> LingeringRead | None:
+        # with an admin socket, the sessions are read too: a command more
+        return None if self.settings.admin_socket else super().lingering_read(upstream_name)
 
     def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
         """Beside old workers: the sessions each colour's servers still hold (runtime API)."""

@@ -251,4 +251,5 @@ def test_status_reads_state_file_workers_and_lock_in_one_command(tmp_path: Path)
     assert len(sent) == 1
     assert reads.states["lb1"].generation == 2 and reads.managed["lb1"] == managed.read_text()
     assert reads.loaded == {"lb1": None}  # no nginx master runs here: cannot tell
+    assert reads.lingering == {"lb1": {"old_workers": None}}
     assert reads.lock is not None and reads.lock.command == "deploy v7"
