@@ -43,10 +43,11 @@ class StatusReads:
     lock: LockInfo | None = None  # on the primary balancer
 
 
-def _reported(result: CommandResult | None, step: HostStep) -> CommandResult:
+def _reported(result: CommandResult | None, step: HostStep, where: str) -> CommandResult:
     """A step of a chain that keeps going: it ran, unless the chain itself broke off."""
     if result is None:
-        raise RemoteCommandFailed(f"`{step.command}` ({step.name}) did not report back.")
+        raise RemoteCommandFailed(f"`{step.command}` ({step.name}) did not report back.",
+                                  where=where)
     return result
 
 
@@ -175,7 +176,7 @@ class Session:
                                                 keep_going=True), strict=True))
 
             def result(key: str) -> CommandResult:
-                return _reported(results[key], steps[key])
+                return _reported(results[key], steps[key], name)
 
             reads.states[name], reads.managed[name] = store.read_from(reading, result("state"))
             if reloads:
@@ -190,23 +191,6 @@ class Session:
                 parallelism=self.inventory.ssh.parallelism)
         self.revisions_read = {name: state.revision for name, state in reads.states.items()}
         return reads
-
-    def files_loaded(self) -> dict[str, bool | None]:
-        """Per balancer that flips by reload: whether its running workers loaded the managed
-        file (False: staged or written after the last reload, so not what it serves)."""
-        sites = [b for b in self.balancers if self.sites[b.name].settings.flip == "reload"]
-
-        def read(host: HostSpec) -> bool | None:
-            site = self.sites[host.name]
-            command = site.driver.loaded(site.managed.path)
-            if command is None:  # the driver has no way to tell
-                return None
-            result = self.connections[host.name].run(command)
-            return file_loaded(result.stdout) if result.ok else None
-
-        loaded = fan_out(sites, read, step="read balancer workers", name=lambda b: b.name,
-                         parallelism=self.inventory.ssh.parallelism)
-        return {b.name: value for b, value in zip(sites, loaded, strict=True)}
 
     def runtime_serving(self) -> dict[str, str | None]:
         """What each balancer with a runtime to ask really serves ("blue", "green",
