@@ -148,9 +148,22 @@ def test_a_state_unreadable_under_the_lock_says_why(tmp_path: Path) -> None:
     assert "Is a directory" in caught.value.message and caught.value.exit_code == 11
 
 
-def _local_balancer(tmp_path: Path, managed: Path) -> Inventory:
+def _recording(store: StateStore) -> list[Command]:
+    """The commands `store`'s transport runs from now on, as it runs them."""
+    sent: list[Command] = []
+    run = store.transport.run
+    store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
+        sent.append(command), run(command, **options))[1]
+    return sent
+
+
+def _local_balancer(tmp_path: Path, managed: Path, *, live: Colour | None = None
+                    ) -> Inventory:
     """An inventory whose one balancer is this machine (the local transport), its state under
-    `tmp_path`."""
+    `tmp_path` (with `live`: written, at generation 2)."""
+    if live is not None:
+        StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop").write(
+            State(service="shop", generation=2, revision=4, live=live), expected_revision=0)
     return validate_inventory({
         "service": "shop",
         "hosts": {"app": [{"name": "app1", "address": "10.0.0.11"}],
@@ -170,16 +183,10 @@ def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
 
     managed = tmp_path / "shop.conf"
     managed.write_text("upstream shop { server 10.0.0.11:9501; }\n")
-    inventory = _local_balancer(tmp_path, managed)
-    StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop").write(
-        State(service="shop", generation=2, revision=4, live=Colour.BLUE), expected_revision=0)
+    inventory = _local_balancer(tmp_path, managed, live=Colour.BLUE)
     lb1 = inventory.hosts.balancer[0]
     with Session(inventory, JsonReporter(), command="switch", hosts=[lb1]) as session:
-        store = session.stores["lb1"]
-        sent: list[Command] = []
-        run = store.transport.run
-        store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
-            sent.append(command), run(command, **options))[1]
+        sent = _recording(session.stores["lb1"])
         states, files = session.read_states_and_managed()
         assert sent == [] and states["lb1"].generation == 2  # read as the lock was taken
         assert files["lb1"] == managed.read_text()
@@ -203,7 +210,6 @@ def test_the_last_history_record_releases_the_lock_in_the_same_command(tmp_path:
     managed.write_text("")
     inventory = _local_balancer(tmp_path, managed)
     lb1 = inventory.hosts.balancer[0]
-    sent: list[Command] = []
     with Session(inventory, JsonReporter(), command="rollback", hosts=[lb1]) as session:
         assert session.lock is not None and session.lock.held
         store = session.stores["lb1"]
@@ -211,9 +217,7 @@ def test_the_last_history_record_releases_the_lock_in_the_same_command(tmp_path:
         assert lock_dir.is_dir()
         session.record({"operation": "rollback", "result": "ok"})  # not the last word
         assert lock_dir.is_dir() and session.lock.held
-        run = store.transport.run
-        store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
-            sent.append(command), run(command, **options))[1]
+        sent = _recording(store)
         session.record({"operation": "rollback", "result": "ok", "n": 2}, last=True)
         assert len(sent) == 1 and not lock_dir.exists() and not session.lock.held
     assert len(sent) == 1  # the exit had no lock left to release
@@ -230,9 +234,7 @@ def test_status_reads_state_file_workers_and_lock_in_one_command(tmp_path: Path)
 
     managed = tmp_path / "shop.conf"
     managed.write_text("# bluegreen: shop blue generation 2\n")
-    inventory = _local_balancer(tmp_path, managed)
-    StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop").write(
-        State(service="shop", generation=2, revision=4, live=Colour.BLUE), expected_revision=0)
+    inventory = _local_balancer(tmp_path, managed, live=Colour.BLUE)
     lb1 = inventory.hosts.balancer[0]
     holder = Lock(StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop"),
                   command="deploy v7", stale_after=60)
@@ -240,11 +242,7 @@ def test_status_reads_state_file_workers_and_lock_in_one_command(tmp_path: Path)
     try:
         with Session(inventory, JsonReporter(), command="status", lock=False,
                      hosts=[lb1]) as session:
-            store = session.stores["lb1"]
-            sent: list[Command] = []
-            run = store.transport.run
-            store.transport.run = lambda command, **options: (  # type: ignore[method-assign]
-                sent.append(command), run(command, **options))[1]
+            sent = _recording(session.stores["lb1"])
             reads = session.read_for_status()
     finally:
         holder.release()
