@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bluegreen.errors import RemoteCommandFailed
 from bluegreen.shell import Command
 from bluegreen.transport.base import CommandResult, Transport
 
@@ -68,3 +69,13 @@ def split(result: CommandResult, steps: Sequence[HostStep]) -> list[CommandResul
         found.append(CommandResult(result.host, str(step.command), status, stdout,
                                    err.get(number, "")))
     return found
+
+
+def reported(result: CommandResult | None, step: HostStep, *, where: str,
+             hint: str | None = None) -> CommandResult:
+    """A step's result from `run_chain`; a step that should have run but did not report (the
+    chain itself broke off) is an error naming it."""
+    if result is None:
+        raise RemoteCommandFailed(f"`{step.command}` ({step.name}) did not report back.",
+                                  where=where, hint=hint)
+    return result

@@ -16,10 +16,10 @@ from bluegreen.balancer import BalancerSite, site_for
 from bluegreen.balancer.base import Balancer, BalancerTraffic, file_loaded
 from bluegreen.connections import Connections
 from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
-from bluegreen.errors import BluegreenError, DriftError, RemoteCommandFailed
+from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
 from bluegreen.hooks import HookRunner
-from bluegreen.host_script import HostStep, run_chain
+from bluegreen.host_script import HostStep, reported, run_chain
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.lock import Lock, LockInfo, lock_from, reading_lock
 from bluegreen.model import Colour
@@ -41,14 +41,6 @@ class StatusReads:
     loaded: dict[str, bool | None] = field(default_factory=dict)  # where a reload flips
     lingering: dict[str, dict[str, object]] = field(default_factory=dict)  # one command's
     lock: LockInfo | None = None  # on the primary balancer
-
-
-def _reported(result: CommandResult | None, step: HostStep, where: str) -> CommandResult:
-    """A step of a chain that keeps going: it ran, unless the chain itself broke off."""
-    if result is None:
-        raise RemoteCommandFailed(f"`{step.command}` ({step.name}) did not report back.",
-                                  where=where)
-    return result
 
 
 class Session:
@@ -176,7 +168,7 @@ class Session:
                                                 keep_going=True), strict=True))
 
             def result(key: str) -> CommandResult:
-                return _reported(results[key], steps[key], name)
+                return reported(results[key], steps[key], where=name)
 
             reads.states[name], reads.managed[name] = store.read_from(reading, result("state"))
             if reloads:
