@@ -312,9 +312,8 @@ def _unhealthy_within_limit(session: Session, specs: list[InstanceSpec], *, rele
 
 def _drain_before_stop(session: Session, stack: AppStack, spec: InstanceSpec,
                        release: str | None, *, open_now: int) -> int:
-    """A deploy never stops an idle instance that still holds connections (clients of a
-    rollback, WebSockets) without draining it first — unless told not to — and always says how
-    many it cut."""
+    """Drain the idle instance's `open_now` connections (clients of a rollback, WebSockets)
+    before its stop, and say how many were still open to be cut."""
     transport, reporter = session.connections[spec.host.name], session.reporter
     timeout = stack.settings.drain_timeout
     count = drain(stack, transport, spec, release, timeout=timeout, open_now=open_now,
