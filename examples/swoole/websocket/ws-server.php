@@ -55,7 +55,14 @@ $draining = new Swoole\Atomic(0);
 $goAway = function (Swoole\WebSocket\Server $server): int {
     $closed = 0;
     foreach ($server->connections as $fd) {
-        if ($server->isEstablished($fd) && $server->disconnect($fd, 1001, 'going away')) {
+        if (!$server->isEstablished($fd)) {
+            continue;
+        }
+        swoole_clear_error();
+        // disconnect() sends the close frame, then closes the session. A client quick to answer
+        // the frame and hang up leaves no session to close by then: closed all the same.
+        if ($server->disconnect($fd, 1001, 'going away')
+            || swoole_last_error() === SWOOLE_ERROR_SESSION_NOT_EXIST) {
             $closed++;
         }
     }
