@@ -80,8 +80,7 @@ def status_in(session: Session) -> Status:
     inventory = session.inventory
     reads = session.read_for_status()
     states, managed, loaded, lock = reads.states, reads.managed, reads.loaded, reads.lock
-    runtime = session.runtime_serving()
-    lingering = {**session.lingering(skip=set(reads.lingering)), **reads.lingering}
+    runtime, lingering = reads.serving, reads.lingering
     balancers = []
     for host in session.balancers:
         state, text = states[host.name], managed[host.name]

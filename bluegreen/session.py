@@ -9,17 +9,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
-from bluegreen.balancer.base import Balancer, BalancerTraffic, file_loaded
+from bluegreen.balancer.base import (
+    Balancer,
+    BalancerTraffic,
+    RuntimeFacts,
+    RuntimeRead,
+    file_loaded,
+)
 from bluegreen.connections import Connections
 from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
 from bluegreen.hooks import HookRunner
-from bluegreen.host_script import HostStep, reported, run_chain
+from bluegreen.host_script import HostStep, chained, reported, run_chain, split
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.lock import Lock, LockInfo, lock_from, reading_lock
 from bluegreen.model import Colour
@@ -39,8 +45,25 @@ class StatusReads:
     states: dict[str, State] = field(default_factory=dict)
     managed: dict[str, str | None] = field(default_factory=dict)  # None: no file yet
     loaded: dict[str, bool | None] = field(default_factory=dict)  # where a reload flips
-    lingering: dict[str, dict[str, object]] = field(default_factory=dict)  # one command's
+    # what the runtime serves, where the balancer has one to ask (and it answered)
+    serving: dict[str, str] = field(default_factory=dict)
+    lingering: dict[str, dict[str, object]] = field(default_factory=dict)
     lock: LockInfo | None = None  # on the primary balancer
+
+
+class BalancerRead(NamedTuple):
+    """What every operation reads first on a balancer, in one command: its state, its managed
+    file and, where it has a runtime to ask, what that serves."""
+
+    files: FilesRead
+    runtime: RuntimeRead | None
+
+    @property
+    def steps(self) -> list[HostStep]:
+        steps = [HostStep("read the state", self.files.command)]
+        if self.runtime is not None:
+            steps.append(HostStep("read what the balancer serves", self.runtime.command))
+        return steps
 
 
 class Session:
@@ -63,8 +86,8 @@ class Session:
         self.state: State | None = None  # the state as last read or written by this session
         self.flipped: State | None = None  # the state written by this session's flip, if any
         self.held_out: tuple[str, ...] = ()  # hosts this session last recorded out of traffic
-        # the primary's state and managed file as read by the command that took the lock
-        self._read_ahead: tuple[FilesRead, CommandResult] | None = None
+        # the primary's state, managed file and runtime as read by the command that took the lock
+        self._read_ahead: tuple[BalancerRead, CommandResult] | None = None
         self.started = time.monotonic()
         self.started_at = now()
 
@@ -88,12 +111,11 @@ class Session:
             if self.want_lock:
                 self.lock = Lock(self.primary, command=self.command,
                                  stale_after=self.inventory.lock.stale_after)
-                # the primary's state and managed file, read under the lock as it is taken:
-                # what every locked operation reads first
-                primary = self.inventory.primary_balancer.name
-                reading = self.primary.reading_with(self.sites[primary].managed.path)
+                # the primary's state, managed file and runtime, read under the lock as it is
+                # taken: what every locked operation reads first
+                reading = self._balancer_read(self.inventory.primary_balancer.name)
                 taken = self.lock.acquire(wait=self.lock_wait, on_wait=self._announce_wait,
-                                          then=reading.command)
+                                          then=chained(reading.steps, keep_going=True))
                 self._read_ahead = (reading, taken)
         except BaseException:
             self.connections.__exit__(None, None, None)
@@ -125,28 +147,46 @@ class Session:
         self.revisions_read = {name: s.revision for name, s in by_host.items()}
         return by_host
 
-    def read_states_and_managed(self) -> tuple[dict[str, State], dict[str, str | None]]:
-        """Each balancer's state and managed file, read together (one round trip each; the
-        first time, the primary's was read as the lock was taken)."""
+    def _balancer_read(self, name: str) -> BalancerRead:
+        site = self.sites[name]
+        return BalancerRead(self.stores[name].reading_with(site.managed.path),
+                            site.driver.runtime_read(self.inventory.upstream_name,
+                                                     lingering=False))
+
+    def read_balancers(self) -> tuple[dict[str, State], dict[str, str | None], dict[str, str]]:
+        """Each balancer's state and managed file, and what its runtime serves where it has
+        one to ask, read together (one round trip each; the first time, the primary's was read
+        as the lock was taken)."""
         ahead, self._read_ahead = self._read_ahead, None
         primary = self.inventory.primary_balancer.name
 
-        def read_one(balancer: HostSpec) -> tuple[State, str | None]:
-            store = self.stores[balancer.name]
-            if ahead is not None and balancer.name == primary:
-                return store.read_from(*ahead)
-            return store.read_with(self.sites[balancer.name].managed.path)
+        def read_one(balancer: HostSpec) -> tuple[State, str | None, str | None]:
+            name = balancer.name
+            if ahead is not None and name == primary:
+                reading, results = ahead[0], split(ahead[1], ahead[0].steps)
+            else:
+                reading = self._balancer_read(name)
+                results = run_chain(self.connections[name], reading.steps, keep_going=True)
+            state, text = self.stores[name].read_from(
+                reading.files, reported(results[0], reading.steps[0], where=name))
+            serving = None
+            if reading.runtime is not None and results[1] is not None:
+                serving = reading.runtime.read(results[1]).serving
+            return state, text, serving
 
         read = fan_out(self.balancers, read_one, step="read state", name=lambda b: b.name,
                        parallelism=self.inventory.ssh.parallelism)
-        states = {b.name: state for b, (state, _) in zip(self.balancers, read, strict=True)}
+        names = [b.name for b in self.balancers]
+        states = {name: state for name, (state, _, _) in zip(names, read, strict=True)}
         self.revisions_read = {name: s.revision for name, s in states.items()}
-        return states, {b.name: text for b, (_, text) in zip(self.balancers, read, strict=True)}
+        return (states, {name: text for name, (_, text, _) in zip(names, read, strict=True)},
+                {name: serving for name, (_, _, serving) in zip(names, read, strict=True)
+                 if serving is not None})
 
     def read_for_status(self) -> StatusReads:
         """What `status` reads on each balancer, in one command each: its state and managed
-        file, whether its workers loaded that file (where a reload flips), what earlier flips
-        left running (where one command tells), and on the primary the lock."""
+        file, whether its workers loaded that file (where a reload flips), what its runtime
+        serves and what earlier flips left running, and on the primary the lock."""
         self._read_ahead = None
         primary = self.inventory.primary_balancer.name
         reads = StatusReads()
@@ -156,12 +196,12 @@ class Session:
             reading = store.reading_with(site.managed.path)
             reloads = site.settings.flip == "reload"
             loaded = site.driver.loaded(site.managed.path) if reloads else None
-            lingering = site.driver.lingering_read(self.inventory.upstream_name)
+            runtime = site.driver.runtime_read(self.inventory.upstream_name, lingering=True)
             steps = {"state": HostStep("read the state", reading.command)}
             if loaded is not None:
                 steps["loaded"] = HostStep("read the balancer's workers", loaded)
-            if lingering is not None:
-                steps["lingering"] = HostStep("read the old workers", lingering.command)
+            if runtime is not None:
+                steps["runtime"] = HostStep("read what the balancer runs", runtime.command)
             if name == primary:
                 steps["lock"] = HostStep("read the lock", reading_lock(store))
             results = dict(zip(steps, run_chain(self.connections[name], list(steps.values()),
@@ -174,8 +214,10 @@ class Session:
             if reloads:
                 found = results.get("loaded")
                 reads.loaded[name] = file_loaded(found.stdout) if found and found.ok else None
-            if lingering is not None:
-                reads.lingering[name] = lingering.read(result("lingering"))
+            facts = runtime.read(result("runtime")) if runtime is not None else RuntimeFacts()
+            if facts.serving is not None:
+                reads.serving[name] = facts.serving
+            reads.lingering[name] = facts.lingering
             if name == primary:
                 reads.lock = lock_from(result("lock"))
 
@@ -183,21 +225,6 @@ class Session:
                 parallelism=self.inventory.ssh.parallelism)
         self.revisions_read = {name: state.revision for name, state in reads.states.items()}
         return reads
-
-    def runtime_serving(self) -> dict[str, str | None]:
-        """What each balancer with a runtime to ask really serves ("blue", "green",
-        "blue+green", "none"; None when it cannot be read); the others are left out."""
-        serving = self._ask_drivers(lambda driver, transport, upstream:
-                                    driver.serving(transport, upstream),
-                                    step="read balancer runtime")
-        return {host: value for host, value in serving.items() if value is not None}
-
-    def lingering(self, *, skip: set[str] | None = None) -> dict[str, dict[str, object]]:
-        """Per balancer (but those in `skip`), what earlier flips left running (old workers,
-        sessions per colour)."""
-        return self._ask_drivers(lambda driver, transport, upstream:
-                                 driver.lingering(transport, upstream),
-                                 step="read balancer workers", skip=skip)
 
     def traffic(self) -> dict[str, BalancerTraffic]:
         """Per balancer that keeps per-server counters (HAProxy with its admin socket, nginx
@@ -209,15 +236,15 @@ class Session:
                                   step="read balancer counters")
         return {host: value for host, value in found.items() if value is not None}
 
-    def _ask_drivers(self, ask: Callable[[Balancer, Transport, str], T], *, step: str,
-                     skip: set[str] | None = None) -> dict[str, T]:
-        """Ask every balancer's driver (but those in `skip`), in parallel, with its connection
-        and the upstream's name; the answers by balancer."""
+    def _ask_drivers(self, ask: Callable[[Balancer, Transport, str], T], *, step: str
+                     ) -> dict[str, T]:
+        """Ask every balancer's driver, in parallel, with its connection and the upstream's
+        name; the answers by balancer."""
         def read(host: HostSpec) -> T:
             return ask(self.sites[host.name].driver, self.connections[host.name],
                        self.inventory.upstream_name)
 
-        asked = [b for b in self.balancers if b.name not in (skip or set())]
+        asked = self.balancers
         found = fan_out(asked, read, step=step, name=lambda b: b.name,
                         parallelism=self.inventory.ssh.parallelism)
         return {b.name: value for b, value in zip(asked, found, strict=True)}
@@ -225,7 +252,7 @@ class Session:
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when
         balancers disagree with each other or with their own file, unless `allow_drift`."""
-        states, current = self.read_states_and_managed()
+        states, current, serving = self.read_balancers()
         if allow_drift:
             self.state = max(states.values(), key=lambda s: (s.generation, s.revision))
             return self.state, current
@@ -240,9 +267,9 @@ class Session:
                          "mid-way. `bluegreen status` shows it; `bluegreen switch --to COLOUR` "
                          "reconciles.",
                 )
-        for name, serving in self.runtime_serving().items():
+        for name, runs in serving.items():
             kind = self.sites[name].driver.kind
-            problem = runtime_drift(state, serving, kind=kind)
+            problem = runtime_drift(state, runs, kind=kind)
             if problem:
                 raise DriftError(
                     f"what {kind} runs differs from the recorded state: {problem}.",

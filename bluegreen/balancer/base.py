@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -153,9 +153,7 @@ class Balancer(Protocol):
     def validate_main_config(self) -> Command: ...
     def loaded(self, managed_path: str) -> Command | None: ...
     def activation(self) -> Activation: ...
-    def serving(self, transport: Transport, upstream_name: str) -> str | None: ...
-    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]: ...
-    def lingering_read(self, upstream_name: str) -> LingeringRead | None: ...
+    def runtime_read(self, upstream_name: str, *, lingering: bool) -> RuntimeRead | None: ...
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None: ...
     def host_advice(self) -> tuple[HostAdvice, ...]: ...
 
@@ -214,25 +212,21 @@ class MasterWorkerBalancer:
 
         return ReloadActivation(self)
 
-    def serving(self, transport: Transport, upstream_name: str) -> str | None:
-        """What the running balancer serves, read from its runtime ("blue", "green",
-        "blue+green", "none"); None when it has no runtime to ask."""
-        return None
-
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
         """What the balancer counted per server of `upstream` (both colours); None when it
         keeps no such counters."""
         return None
 
-    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
-        """What an earlier flip left running: workers still shutting down (they keep their
-        connections — long requests, WebSockets — on the colour they were started with)."""
-        return _old_workers(transport.run(self.workers()))
-
-    def lingering_read(self, upstream_name: str) -> LingeringRead | None:
-        """`lingering` as one command and the reading of its result, for a caller that runs
-        it with others; None when it takes more than one command."""
-        return LingeringRead(self.workers(), _old_workers)
+    def runtime_read(self, upstream_name: str, *, lingering: bool) -> RuntimeRead | None:
+        """What the running balancer serves and what earlier flips left running, as one
+        command for the caller to run with others; None when there is nothing to read.
+        Here no runtime tells what it serves; with `lingering`, the workers still shutting
+        down are counted (they keep their connections — long requests, WebSockets — on the
+        colour they were started with)."""
+        if not lingering:
+            return None
+        return RuntimeRead(self.workers(), lambda result: RuntimeFacts(
+            lingering=old_workers(result.stdout if result.ok else None)))
 
     def loaded(self, managed_path: str) -> Command:
         """What `file_loaded` reads: the managed file's mtime, the host's clock, and the age in
@@ -242,15 +236,28 @@ class MasterWorkerBalancer:
             'date +%s; ps -o etimes= --ppid "$pid"', self.pid_file, managed_path)
 
 
-class LingeringRead(NamedTuple):
+@dataclass(frozen=True)
+class RuntimeFacts:
+    """What a balancer runs beside its files."""
+
+    # the colours its runtime serves ("blue", "green", "blue+green", "none"); None when it has
+    # no runtime to ask, or that did not answer
+    serving: str | None = None
+    lingering: dict[str, object] = field(default_factory=dict)  # what earlier flips left
+
+
+class RuntimeRead(NamedTuple):
+    """`RuntimeFacts` as one command, and the reading of its result."""
+
     command: Command
-    read: Callable[[CommandResult], dict[str, object]]
+    read: Callable[[CommandResult], RuntimeFacts]
 
 
-def _old_workers(result: CommandResult) -> dict[str, object]:
-    if not result.ok:
+def old_workers(workers: str | None) -> dict[str, object]:
+    """The old workers (shutting down) in `workers`' output; None when it could not be read."""
+    if workers is None:
         return {"old_workers": None}
-    return {"old_workers": sum("shutting down" in line for line in result.stdout.splitlines())}
+    return {"old_workers": sum("shutting down" in line for line in workers.splitlines())}
 
 
 def file_loaded(output: str) -> bool | None:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from bluegreen.balancer.base import (
     BalancerTraffic,
     HostAdvice,
-    LingeringRead,
+    RuntimeFacts,
+    RuntimeRead,
     Upstream,
     dial,
     render_upstream,
@@ -75,30 +76,28 @@ class CaddyBalancer:
     def activation(self) -> CaddyActivation:
         return CaddyActivation(self)
 
-    def serving(self, transport: Transport, upstream_name: str) -> str | None:
+    def runtime_read(self, upstream_name: str, *, lingering: bool) -> RuntimeRead:
         """The colour the running config sends traffic to: the managed file's, when Caddy runs
         the file's upstreams; "none" when it runs other upstreams (a file not loaded, or changed
-        through the admin API behind bluegreen's back); None when the admin API cannot be read."""
+        through the admin API behind bluegreen's back); not known when the admin API cannot be
+        read. Nothing lingers: connections of an old config end inside the one process."""
         from bluegreen.balancer.base import parse_header
 
-        result = transport.run(Command.script(
+        def read(result: CommandResult) -> RuntimeFacts:
+            text, _, config = result.stdout.partition("\n--bluegreen--\n")
+            header = parse_header(text)
+            if not result.ok or header is None:
+                return RuntimeFacts()
+            wanted = snippet_dials(text)
+            return RuntimeFacts(header.colour.value if wanted in proxied_dials(config)
+                                else "none")
+
+        return RuntimeRead(Command.script(
             'cat -- "$1" && printf "\\n%s\\n" "--bluegreen--" && sh -c "$2"',
-            self.settings.managed_file, self.running_config().render()))
-        text, _, config = result.stdout.partition("\n--bluegreen--\n")
-        header = parse_header(text)
-        if not result.ok or header is None:
-            return None
-        wanted = snippet_dials(text)
-        return header.colour.value if wanted in proxied_dials(config) else "none"
+            self.settings.managed_file, self.running_config().render()), read)
 
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
         return None  # Caddy 2.6 keeps no per-upstream counters in its admin API
-
-    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
-        return {}  # one process: connections of an old config end inside it
-
-    def lingering_read(self, upstream_name: str) -> LingeringRead | None:
-        return None  # nothing to read
 
 
 class CaddyActivation:

@@ -13,19 +13,23 @@ from typing import TYPE_CHECKING
 
 from bluegreen.balancer.base import (
     BalancerTraffic,
-    LingeringRead,
     MasterWorkerBalancer,
+    RuntimeFacts,
+    RuntimeRead,
     ServerTraffic,
     Upstream,
+    old_workers,
     render_upstream,
     server_name,
 )
 from bluegreen.inventory import BalancerSettings
 from bluegreen.shell import Command
-from bluegreen.transport.base import Transport
+from bluegreen.transport.base import CommandResult, Transport
 
 if TYPE_CHECKING:
     from bluegreen.balancer.activation import Activation
+
+_END_OF_WORKERS = "bluegreen: end of workers"
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,36 @@ class HAProxyBalancer(MasterWorkerBalancer):
             return RuntimeActivation(self)
         return ReloadActivation(self)
 
-    def serving(self, transport: Transport, upstream_name: str) -> str | None:
-        stats = self.read_stats(transport, upstream_name) if self.settings.admin_socket \
-            else None
-        if stats is None:
-            return None
-        return "+".join(sorted(self.serving_colours(stats))) or "none"
+    def runtime_read(self, upstream_name: str, *, lingering: bool) -> RuntimeRead | None:
+        """With the admin socket: the servers it serves and the sessions each colour's servers
+        still hold, from one `show stat` (and, with `lingering`, the old workers in the same
+        command). Without it, the old workers only."""
+        if not self.settings.admin_socket:
+            return super().runtime_read(upstream_name, lingering=lingering)
+        command, stdin = self.runtime("show stat")
+        workers = self.workers().render() if lingering else "true"
+        script = Command.script(
+            'eval "$1"; printf "\\n%s %s\\n" "$2" "$?"; printf "%s" "$3" | eval "$4"',
+            workers, _END_OF_WORKERS, stdin.decode(), command.render())
+
+        def read(result: CommandResult) -> RuntimeFacts:
+            workers_output, found, rest = result.stdout.partition(f"\n{_END_OF_WORKERS} ")
+            workers_status, _, stats_text = rest.partition("\n")
+            found_here: dict[str, object] = {}
+            if lingering:
+                found_here = old_workers(workers_output if workers_status == "0" else None)
+            stats = self.parse_stats(stats_text, upstream_name) if found and result.ok \
+                else None
+            if stats is None:
+                return RuntimeFacts(lingering=found_here)
+            if lingering:
+                found_here["sessions"] = {colour: sum(s.sessions for name, s in stats.items()
+                                                      if name.startswith(f"{colour}-"))
+                                          for colour in ("blue", "green")}
+            return RuntimeFacts("+".join(sorted(self.serving_colours(stats))) or "none",
+                                found_here)
+
+        return RuntimeRead(script, read)
 
     def traffic(self, transport: Transport, upstream: Upstream) -> BalancerTraffic | None:
         """The backend's per-server counters and the pid of the worker keeping them, in one
@@ -103,21 +131,6 @@ class HAProxyBalancer(MasterWorkerBalancer):
         servers = cls.parse_stats(found + stats, backend)
         return BalancerTraffic(pid[1], {name: ServerTraffic(s.requests, s.errors, s.response_ms)
                                         for name, s in servers.items()})
-
-    def lingering_read(self, upstream_name: str) -> LingeringRead | None:
-        # with an admin socket, the sessions are read too: a command more
-        return None if self.settings.admin_socket else super().lingering_read(upstream_name)
-
-    def lingering(self, transport: Transport, upstream_name: str) -> dict[str, object]:
-        """Beside old workers: the sessions each colour's servers still hold (runtime API)."""
-        found = super().lingering(transport, upstream_name)
-        stats = self.read_stats(transport, upstream_name) if self.settings.admin_socket \
-            else None
-        if stats is not None:
-            found["sessions"] = {colour: sum(s.sessions for name, s in stats.items()
-                                             if name.startswith(f"{colour}-"))
-                                 for colour in ("blue", "green")}
-        return found
 
     # runtime API ------------------------------------------------------------------------------
 

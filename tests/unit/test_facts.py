@@ -83,3 +83,26 @@ def test_balancer_versions_are_read_from_what_the_binaries_print(output: str,
     from bluegreen.balancer.base import parse_version
 
     assert parse_version(output) == version
+
+
+def test_haproxy_reads_old_workers_and_its_runtime_in_one_command() -> None:
+    """What `status` reads of HAProxy with an admin socket: the master's workers, then
+    `show stat` through the socket, framed in one command's output."""
+    from bluegreen.balancer.haproxy import _END_OF_WORKERS
+    from bluegreen.transport.base import CommandResult
+
+    read = haproxy().runtime_read("shop", lingering=True)
+    assert read is not None and "show stat" in str(read.command)
+    stats = (FIXTURES / "haproxy-show-stat-draining.csv").read_text()
+    workers = "27301 haproxy -sf 27134 (shutting down)\n27388 haproxy -W\n"
+    facts = read.read(CommandResult("lb1", "", 0, f"{workers}\n{_END_OF_WORKERS} 0\n{stats}", ""))
+    assert facts.serving == "green"
+    assert facts.lingering == {"old_workers": 1, "sessions": {"blue": 0, "green": 0}}
+    # no master (the workers' read exits 3) and no socket: neither is known, nothing is made up
+    facts = read.read(CommandResult("lb1", "", 1, f"\n{_END_OF_WORKERS} 3\n", "no socket"))
+    assert (facts.serving, facts.lingering) == (None, {"old_workers": None})
+    # before a flip, only what it serves is asked
+    before_flip = haproxy().runtime_read("shop", lingering=False)
+    assert before_flip is not None and "ps -o" not in str(before_flip.command)
+    assert before_flip.read(CommandResult(
+        "lb1", "", 0, f"\n{_END_OF_WORKERS} 0\n{stats}", "")).lingering == {}

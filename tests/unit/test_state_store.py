@@ -187,15 +187,15 @@ def test_a_session_reads_the_state_with_the_lock_and_never_serves_it_stale(
     lb1 = inventory.hosts.balancer[0]
     with Session(inventory, JsonReporter(), command="switch", hosts=[lb1]) as session:
         sent = _recording(session.stores["lb1"])
-        states, files = session.read_states_and_managed()
+        states, files, _ = session.read_balancers()
         assert sent == [] and states["lb1"].generation == 2  # read as the lock was taken
         assert files["lb1"] == managed.read_text()
         session.write_state(replace(states["lb1"], generation=3))
-        states, _ = session.read_states_and_managed()
+        states, _, _ = session.read_balancers()
         assert states["lb1"].generation == 3 and len(sent) == 2  # the write, then a read
     with Session(inventory, JsonReporter(), command="switch", hosts=[lb1]) as session:
         session.write_state(replace(session.read_states()["lb1"], generation=4))
-        states, _ = session.read_states_and_managed()  # not what the lock's command read
+        states, _, _ = session.read_balancers()  # not what the lock's command read
         assert states["lb1"].generation == 4
 
 
