@@ -181,8 +181,7 @@ class RuntimeActivation(ReloadActivation):
             report("HAProxy does not run these servers yet: reloading")
             return False
         switch, maintenance = driver.flip_commands(upstream)
-        self.send(transport, switch)
-        stats = self.stats(transport, upstream)
+        stats = self.send_then_read(transport, switch, upstream.name)
         targets = {server_name(s) for s in upstream.servers if s.weight > 0}
         if not all(stats[name].serving for name in targets):
             raise BalancerError(
@@ -210,22 +209,41 @@ class RuntimeActivation(ReloadActivation):
         return True
 
     def send(self, transport: Transport, commands: list[str]) -> None:
-        if not commands:  # an empty line is an unknown command to HAProxy
-            return
-        command, stdin = self.driver.runtime(*commands)
+        if commands:  # an empty line is an unknown command to HAProxy
+            self._exchange(transport, commands)
+
+    def send_then_read(self, transport: Transport, commands: list[str], backend: str
+                       ) -> dict[str, ServerStat]:
+        """`send`, then `show stat` in the same session: the backend's servers as the commands
+        left them."""
+        stats = self._exchange(transport, [*commands, "show stat"])
+        if not stats:
+            raise _unreadable_stats(transport)
+        return self.driver.parse_stats(stats, backend)
+
+    def _exchange(self, transport: Transport, asked: list[str]) -> str:
+        """Send `asked` to the admin socket; the `show stat` table they printed ("" for none)."""
+        command, stdin = self.driver.runtime(*asked)
         result = transport.run(command, stdin=stdin)
-        answer = " / ".join(line for line in result.stdout.splitlines() if line.strip())
+        # a command that succeeds prints nothing but a blank line; a table starts with a header
+        answers, header, table = result.stdout.partition("# pxname")
+        answer = " / ".join(line for line in answers.splitlines() if line.strip())
         if not result.ok or answer:
             raise BalancerError(
                 f"HAProxy's runtime API refused the flip: {answer or tail(result.stderr)}",
                 where=transport.host,
                 hint="Check balancer.admin_socket (stats socket … level admin) and that socat "
                      "is installed on the balancer.")
+        return header + table
 
     def stats(self, transport: Transport, upstream: Upstream) -> dict[str, ServerStat]:
         stats = self.driver.read_stats(transport, upstream.name)
         if stats is None:
-            raise BalancerError("cannot read HAProxy's stats through its admin socket.",
-                                where=transport.host,
-                                hint="Check balancer.admin_socket and that socat is installed.")
+            raise _unreadable_stats(transport)
         return stats
+
+
+def _unreadable_stats(transport: Transport) -> BalancerError:
+    return BalancerError("cannot read HAProxy's stats through its admin socket.",
+                         where=transport.host,
+                         hint="Check balancer.admin_socket and that socat is installed.")
