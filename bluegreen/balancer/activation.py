@@ -194,9 +194,10 @@ class RuntimeActivation(ReloadActivation):
         def sessions(stats: dict[str, ServerStat]) -> int:
             return sum(stats[name].sessions for name in retiring)
 
-        stats = poll_until(lambda: self.stats(transport, upstream), lambda s: not sessions(s),
-                           timeout=driver.settings.drain_timeout, interval=0.1,
-                           interruptible=False)
+        if sessions(stats):  # what the switch read back: none left, no need to ask again
+            stats = poll_until(lambda: self.stats(transport, upstream),
+                               lambda s: not sessions(s), timeout=driver.settings.drain_timeout,
+                               interval=0.1, interruptible=False)
         self.send(transport, maintenance)
         if not retiring:  # a canary: both colours serve, nothing drains
             return True
