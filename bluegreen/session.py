@@ -244,10 +244,9 @@ class Session:
             return ask(self.sites[host.name].driver, self.connections[host.name],
                        self.inventory.upstream_name)
 
-        asked = self.balancers
-        found = fan_out(asked, read, step=step, name=lambda b: b.name,
+        found = fan_out(self.balancers, read, step=step, name=lambda b: b.name,
                         parallelism=self.inventory.ssh.parallelism)
-        return {b.name: value for b, value in zip(asked, found, strict=True)}
+        return {b.name: value for b, value in zip(self.balancers, found, strict=True)}
 
     def agreed_state(self, *, allow_drift: bool = False) -> tuple[State, dict[str, str | None]]:
         """The state all balancers agree on and the live managed files; DriftError (exit 9) when
