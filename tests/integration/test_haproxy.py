@@ -10,8 +10,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bluegreen.balancer.base import parse_version
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_inventory
 from tests.integration.service import HAProxy, LoadDuring, Service
 
 
@@ -115,6 +117,37 @@ def test_runtime_flip_lets_a_long_request_finish_before_maintenance(
     assert outcome["status"] == 200 and "slow response from release v2 (green)" in outcome["body"]
     assert outcome["finished"] <= rollback_done  # maint only after the session ended
     assert "after their sessions ended" in result.stderr
+    assert service.fetch().startswith("release v1 (blue)")
+
+
+def test_an_admin_socket_that_does_not_answer_leaves_traffic_and_the_record_as_they_were(
+        haproxy_service: Service) -> None:
+    """A runtime flip that cannot reach HAProxy's admin socket changes nothing: exit 6, the
+    live colour keeps serving, `status` says so, and the next rollback flips."""
+    service = haproxy_service
+    server = service.nginx["lb1"]
+    inventory = runtime_inventory(service)
+    for release in ("v1", "v2"):
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    managed = server.managed_file.read_text()
+    data = yaml.safe_load(inventory.read_text())
+    data["hosts"]["balancer"][0]["balancer"]["admin_socket"] = str(server.prefix / "gone.sock")
+    unreachable = write_inventory(service.root / "unreachable.yml", data)
+    failed = service.cli("rollback", inventory=unreachable)
+    assert failed.returncode == 6, (failed.stdout, failed.stderr)
+    assert "admin socket" in failed.stderr and "Traceback" not in failed.stderr
+    assert service.fetch().startswith("release v2 (green)")
+    assert server.managed_file.read_text() == managed
+    statuses = server_status(server)
+    assert "MAINT" not in statuses["green-app1"] and statuses["blue-app1"] == "MAINT"
+    status = service.cli("--json", "status", inventory=inventory)
+    ok(status)
+    data = json.loads(status.stdout)["data"]
+    assert (data["live"], data["drift"]) == ("green", None)
+    assert data["balancers"][0]["runtime_serving"] == "green"
+    assert data["colours"]["green"]["release"] == "v2"
+    ok(service.cli("rollback", inventory=inventory))
     assert service.fetch().startswith("release v1 (blue)")
 
 
