@@ -25,6 +25,16 @@ def runtime_inventory(service: Service) -> Path:
     return service.inventory(balancer={"flip": "runtime", "drain_timeout": 20})
 
 
+def deployed_v1_then_v2(service: Service) -> Path:
+    """v1 then v2 deployed in runtime mode (the first deploy reloads: HAProxy knows no servers
+    yet; the second flips through the runtime API); the runtime inventory."""
+    inventory = runtime_inventory(service)
+    for release in ("v1", "v2"):
+        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
+                       release, inventory=inventory))
+    return inventory
+
+
 def worker_pids(server: HAProxy) -> set[int]:
     import subprocess
 
@@ -93,10 +103,7 @@ def test_runtime_flip_lets_a_long_request_finish_before_maintenance(
         haproxy_service: Service) -> None:
     service = haproxy_service
     server = service.nginx["lb1"]
-    inventory = runtime_inventory(service)
-    for release in ("v1", "v2"):
-        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
-                       release, inventory=inventory))
+    inventory = deployed_v1_then_v2(service)
     outcome: dict[str, Any] = {}
 
     def slow_request() -> None:
@@ -126,10 +133,7 @@ def test_an_admin_socket_that_does_not_answer_leaves_traffic_and_the_record_as_t
     live colour keeps serving, `status` says so, and the next rollback flips."""
     service = haproxy_service
     server = service.nginx["lb1"]
-    inventory = runtime_inventory(service)
-    for release in ("v1", "v2"):
-        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
-                       release, inventory=inventory))
+    inventory = deployed_v1_then_v2(service)
     managed = server.managed_file.read_text()
     data = yaml.safe_load(inventory.read_text())
     data["hosts"]["balancer"][0]["balancer"]["admin_socket"] = str(server.prefix / "gone.sock")
@@ -222,10 +226,7 @@ def test_a_runtime_change_behind_our_back_is_drift(haproxy_service: Service) -> 
     service = haproxy_service
     server = service.nginx["lb1"]
     assert isinstance(server, HAProxy)
-    inventory = runtime_inventory(service)
-    for release in ("v1", "v2"):
-        ok(service.cli("deploy", "--source", str(service.release(release)), "--release",
-                       release, inventory=inventory))
+    inventory = deployed_v1_then_v2(service)
     server.runtime("set server shop/blue-app1 state ready; set weight shop/blue-app1 100")
     status = service.cli("--json", "status", inventory=inventory)
     assert status.returncode == 9
