@@ -92,9 +92,11 @@ class Flipper:
                                      "COLOUR` once the balancers are reachable.")
 
     def _activate(self, host: HostSpec, upstream: Upstream) -> None:
-        transport, site = self.connections[host.name], self.sites[host.name]
-        site.managed.take(transport)
+        site = self.sites[host.name]
+        # the first command of the activation takes the staged file, in its round trip
+        transport = site.managed.taking(self.connections[host.name])
         site.driver.activation().activate(transport, upstream, self._reporting(host))
+        transport.finish()
 
     def _reporting(self, host: HostSpec) -> Callable[[str], None]:
         return lambda line: self.reporter.step(host.name, line, ok=True)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from bluegreen.errors import BalancerError
 from bluegreen.inventory import BalancerSettings
 from bluegreen.model import Colour
 from bluegreen.render import render_config, shipped_template
 from bluegreen.shell import Command
-from bluegreen.transport.base import CommandResult, Transport
+from bluegreen.transport.base import CommandResult, Input, Transport
+from bluegreen.transport.tunnel import Tunnel
 
 if TYPE_CHECKING:
     from bluegreen.balancer.activation import Activation
@@ -354,6 +357,10 @@ _RESTORE_STAGED = (
     f'[ "${{sum%% *}}" = "$3" ] || {{ echo "{_NOT_STAGED}"; exit 0; }}; fi; ' + _RESTORE
 )
 WITHDRAWN = 70  # the exit status of `take` when the staged file was already withdrawn
+_WITHDRAWN_SAID = "bluegreen: the staged file was withdrawn"  # said only then, on stderr
+# $1 the take, $2 what to say when it fails, then the command to run once it took the file
+_TAKE_THEN = (f'eval "$1" </dev/null || {{ printf "%s\\n" "$2" >&2; exit {WITHDRAWN}; }}; '
+              'shift 2; exec "$@"')
 INVALID = 65  # the exit status of `stage_and_validate` when the staged file failed validation
 
 # $1 the staging command (reading the new text on stdin), $2 the validation command: stage,
@@ -423,21 +430,30 @@ class ManagedFile:
         self._staged[transport.host] = result.stdout.partition("\n")[0]
         return result
 
-    def take(self, transport: Transport) -> None:
+    def take(self, transport: Transport, marker: str | None = None) -> None:
         """Claim the staged file for activation, so the watchdog leaves it; BalancerError when
-        the watchdog already withdrew it (the flip took longer than the file's lifetime)."""
-        marker = self._staged.pop(transport.host, "")
+        the watchdog already withdrew it (the flip took longer than the file's lifetime).
+        `marker`: the one staging printed, when the caller holds it (`taking`)."""
+        if marker is None:
+            marker = self._staged.pop(transport.host, "")
         result = transport.run(self.take_command(marker))
         if result.exit_status == WITHDRAWN:
-            from bluegreen.errors import BalancerError
-
-            raise BalancerError(
-                f"the staged {self.path} was withdrawn (restored) by its watchdog after "
-                f"{self.lifetime:g} s, before it could be activated.",
-                where=transport.host,
-                hint="The flip took too long between validation and activation; nothing was "
-                     "activated. Retry; check the balancer host's load.")
+            raise self.withdrawn(transport.host)
         result.check(f"take {self.path}")
+
+    def taking(self, transport: Transport) -> TakingTransport:
+        """`transport` for the activation: the first command it runs takes the staged file
+        first, in the same round trip (`take`'s BalancerError when it was withdrawn)."""
+        return TakingTransport(transport, self, self._staged.pop(transport.host, ""))
+
+    def withdrawn(self, host: str) -> BalancerError:
+        """The error of a flip whose staged file its watchdog withdrew before the take."""
+        return BalancerError(
+            f"the staged {self.path} was withdrawn (restored) by its watchdog after "
+            f"{self.lifetime:g} s, before it could be activated.",
+            where=host,
+            hint="The flip took too long between validation and activation; nothing was "
+                 "activated. Retry; check the balancer host's load.")
 
     def restore(self, transport: Transport, staged: str | None = None) -> bool:
         """Put the backed-up file back, byte-identical (or remove the file if there was none),
@@ -468,5 +484,47 @@ class ManagedFile:
         return Command.script('[ -n "$1" ] && mv -- "$1" "$2.taken" 2>/dev/null || exit 70',
                               marker, self.backup)
 
+    def take_then_command(self, marker: str, command: Command) -> Command:
+        """`take`, then `command` (with its environment and stdin) once the file is taken."""
+        both = Command.script(_TAKE_THEN, self.take_command(marker).render(), _WITHDRAWN_SAID,
+                              *command.argv, env=dict(command.env))
+        return both.with_sudo() if command.sudo else both
+
     def restore_command(self, staged_sha256: str | None = None) -> Command:
         return Command.script(_RESTORE_STAGED, self.path, self.backup, staged_sha256 or "")
+
+
+class TakingTransport:
+    """A balancer's transport during an activation (`ManagedFile.taking`): the first command
+    run through it takes the staged file first, in the same round trip; `finish` takes it
+    if the activation ran no command."""
+
+    def __init__(self, transport: Transport, managed: ManagedFile, marker: str):
+        self.inner = transport
+        self.host = transport.host
+        self._managed = managed
+        self._marker: str | None = marker
+
+    def run(self, command: Command, *, timeout: float | None = None,
+            stdin: Input | None = None, sent: Callable[[int], None] | None = None
+            ) -> CommandResult:
+        if self._marker is None:
+            return self.inner.run(command, timeout=timeout, stdin=stdin, sent=sent)
+        marker, self._marker = self._marker, None
+        result = self.inner.run(self._managed.take_then_command(marker, command),
+                                timeout=timeout, stdin=stdin, sent=sent)
+        if result.exit_status == WITHDRAWN and _WITHDRAWN_SAID in result.stderr:
+            raise self._managed.withdrawn(self.host)
+        return replace(result, command=str(command))
+
+    def finish(self) -> None:
+        if self._marker is not None:
+            marker, self._marker = self._marker, None
+            self._managed.take(self.inner, marker)
+
+    def tunnel(self, port: int, *, address: str = "127.0.0.1"
+               ) -> AbstractContextManager[Tunnel]:
+        return self.inner.tunnel(port, address=address)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -89,3 +89,36 @@ def test_a_restore_puts_back_only_a_file_this_flip_staged(fleet: Fleet, tmp_path
         assert live.read_text() == "generation 2\n"
     finally:
         transport.close()
+
+
+def test_the_activation_takes_the_staged_file_with_its_first_command(fleet: Fleet,
+                                                                     tmp_path: Path) -> None:
+    """A flip's activation runs its first command through `ManagedFile.taking`: one round
+    trip takes the staged file, then runs the command (its stdin intact). When the watchdog
+    withdrew the file first, that command does not run."""
+    live = tmp_path / "shop.conf"
+    live.write_text("generation 1\n")
+    transport = connect(fleet, "lb1")
+    try:
+        managed = ManagedFile(str(live), str(tmp_path / "state"), lifetime=1)
+        managed.stage_and_validate(transport, "generation 2\n", VALID)
+        taking = managed.taking(transport)
+        first = taking.run(Command("cat"), stdin=b"the activation's input")
+        assert (first.ok, first.stdout, first.command) == (True, "the activation's input", "cat")
+        assert taking.run(Command("true")).ok  # the file is taken once
+        taking.finish()  # nothing left to take
+        time.sleep(2)  # past the lifetime: taken, so the watchdog left it
+        assert live.read_text() == "generation 2\n"
+
+        managed.stage_and_validate(transport, "generation 3\n", VALID)
+        assert wait_for(lambda: live.read_text() == "generation 2\n")  # withdrawn
+        ran = tmp_path / "ran"
+        taking = managed.taking(transport)
+        try:
+            taking.run(Command("touch", str(ran)))
+            raise AssertionError("a withdrawn file was taken")
+        except BalancerError as error:
+            assert "withdrawn" in error.message
+        assert not ran.exists()
+    finally:
+        transport.close()

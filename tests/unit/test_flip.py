@@ -16,6 +16,7 @@ import pytest
 from bluegreen import cancel
 from bluegreen.balancer import BalancerSite, site_for
 from bluegreen.balancer.activation import ReloadActivation
+from bluegreen.balancer.base import _TAKE_THEN
 from bluegreen.errors import BalancerError, Interrupted
 from bluegreen.flip import Flipper
 from bluegreen.inventory import Inventory, validate_inventory
@@ -45,6 +46,11 @@ class FakeNginx:
 
     def __call__(self, command: Command, stdin: bytes | None) -> tuple[int, str, str]:
         managed, driver = self.site.managed, self.site.driver
+        if command.argv[2] == _TAKE_THEN:  # the take, then the activation's first command
+            take, _, *then = command.argv[4:]
+            assert take == managed.take_command(MARKER).render(), command
+            self._did("take")
+            return self(Command(*then, env=dict(command.env)), stdin)
         if command == managed.stage_and_validate_command(driver.validate()):
             assert stdin is not None
             self.backup, self.file = self.file, stdin.decode()
