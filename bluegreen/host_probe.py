@@ -1,8 +1,12 @@
-"""Health checks run on the app host itself (`health.via: host`): one command runs curl until the
-instance passes (`successes` in a row) or the attempts are spent, and prints a record per probe.
-The whole wait is one round trip, where a check through a forwarded port costs one per probe
-(and a channel, a local listener and an HTTP client on this side). A host without curl says so,
-and its checks go through a forwarded port instead."""
+"""Health checks run on the app host itself (`health.via: host`): one command probes the
+instance until it passes (`successes` in a row) or the attempts are spent, and prints a record
+per probe. The whole wait is one round trip, where a check through a forwarded port costs one
+per probe (and a channel, a local listener and an HTTP client on this side).
+
+A probe is one HTTP/1.0 request sent by bash itself (its /dev/tcp), in a subshell the probe
+waits for no longer than `health.timeout`: no process is started for it, where curl costs the
+host ~7 ms of CPU a probe. A host without bash runs curl; a host with neither says so, and its
+checks go through a forwarded port instead."""
 
 from __future__ import annotations
 
@@ -13,22 +17,57 @@ from bluegreen.inventory import HealthSettings
 from bluegreen.shell import Command
 from bluegreen.transport.base import Transport
 
-NO_CURL = "bluegreen: no curl"
+NO_CURL = "bluegreen: no curl or bash"
 # ends each probe's record: random, so no body can fake one
 _MARK = f"bluegreen-probe-{secrets.token_hex(6)}"
 _LONGEST_BODY = 200  # characters of a body kept for the messages
 
+# Each `fetch` sets $out to what `curl -w '\n%{http_code} %{time_total}'` prints: the body (or
+# the error), then a line of the status (000: no answer) and the seconds it took. $1 URL,
+# $2 seconds per request.
+#
+# bash's: the request's subshell connects, sends and reads to the end (the request asks the
+# server to close); the probe reads what the subshell prints for at most $2 seconds, then stops
+# it — a connect that hangs (a full accept queue) is bounded too. Every step is a builtin.
+_BASH_FETCH = r"""fetch() {
+  local rest=${1#http://} started=${EPOCHREALTIME//[!0-9]/} answer= status=000 body head
+  local authority=${rest%%/*} path=/
+  [[ $rest == */* ]] && path=/${rest#*/}
+  local host=${authority%:*} port=${authority##*:}
+  host=${host#[}; host=${host%]}
+  exec 4< <({ exec 3<>"/dev/tcp/$host/$port"; } 2>&1 || exit 0
+            printf 'GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bluegreen\r\n%s' "$path" \
+              "$authority" $'Connection: close\r\n\r\n' >&3
+            IFS= read -r -d '' answer <&3; printf '%s' "$answer")
+  IFS= read -r -d '' -t "$2" answer <&4
+  if [ $? -gt 128 ]; then
+    kill "$!" 2>/dev/null; body="timed out: no answer within $2 s"
+  elif [[ $answer =~ ^HTTP/[0-9.]+\ ([0-9][0-9][0-9]) ]]; then
+    status=${BASH_REMATCH[1]} head=${answer%%$'\r\n\r\n'*}
+    if [ "$head" != "$answer" ]; then body=${answer#*$'\r\n\r\n'}
+    else head=${answer%%$'\n\n'*}; body=${answer#"$head"}; body=${body#$'\n\n'}; fi
+  elif [ -n "$answer" ]; then
+    body=${answer%$'\n'}; body=${body##*$'\n'}; body="connect to $authority: ${body##*: }"
+  else body="the connection closed without an answer"
+  fi
+  exec 4<&-
+  local took=$(( ${EPOCHREALTIME//[!0-9]/} - started ))
+  printf -v out '%s\n%s %d.%06d' "$body" "$status" $((took / 1000000)) $((took % 1000000))
+}
+"""
+_CURL_FETCH = r"""fetch() {
+  out=$(curl -gsS --noproxy '*' -m "$2" -w '\n%{http_code} %{time_total}' -- "$1" 2>&1)
+}
+"""
 # $1 URL, $2 seconds per request, $3 expected status, $4 text the body must hold ("" for any),
 # $5 attempts, $6 successes in a row, $7 seconds between attempts, $8 the mark, $9 the most of a
-# body to print. A record per probe: the body (or curl's error), then a line of the mark, whether
-# it passed (1/0), the status (000: no answer) and the seconds it took. curl prints its error
-# before the -w line, so the last line of its output is always the figures. A short body is
-# printed as it is, without a process to trim it.
-PROBE_SCRIPT = r"""command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl"; exit 0; }
-n=0 streak=0
+# body to print. A record per probe: the body (or the error), then a line of the mark, whether
+# it passed (1/0), the status and the seconds it took. A short body is printed as it is,
+# without a process to trim it.
+_PROBES = r"""n=0 streak=0
 while [ "$n" -lt "$5" ]; do
   n=$((n + 1))
-  out=$(curl -gsS --noproxy '*' -m "$2" -w '\n%{http_code} %{time_total}' -- "$1" 2>&1)
+  fetch "$1" "$2"
   figures=${out##*"
 "}
   body=${out%"
@@ -43,13 +82,23 @@ while [ "$n" -lt "$5" ]; do
 done
 exit 1
 """
+# $1 bash's fetch, $2 curl's, $3 the probes, then theirs. The probes run in this sh when
+# curl makes the requests, in bash when bash does.
+PROBE_SCRIPT = r"""probes=$3
+if command -v bash >/dev/null 2>&1; then
+  fetch=$1; shift 3; exec bash -c "$fetch$probes" bluegreen "$@"
+fi
+command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl or bash"; exit 0; }
+eval "$2"; shift 3; eval "$probes"
+"""
 
 
 def probe_command(url: str, spec: HealthSettings, *, attempts: int, successes: int,
                   expect_body: str | None) -> Command:
-    return Command.script(PROBE_SCRIPT, url, f"{spec.timeout:g}", str(spec.expect_status),
-                          expect_body or "", str(attempts), str(successes),
-                          f"{spec.interval:g}", _MARK, str(_LONGEST_BODY))
+    return Command.script(PROBE_SCRIPT, _BASH_FETCH, _CURL_FETCH, _PROBES, url,
+                          f"{spec.timeout:g}", str(spec.expect_status), expect_body or "",
+                          str(attempts), str(successes), f"{spec.interval:g}", _MARK,
+                          str(_LONGEST_BODY))
 
 
 def read_outcome(output: str, spec: HealthSettings, *, successes: int,
@@ -69,7 +118,7 @@ def read_outcome(output: str, spec: HealthSettings, *, successes: int,
         if passed not in ("0", "1") or not status.isdigit():
             continue
         outcome.attempts += 1
-        if status == "000":  # no HTTP answer: the body is curl's error
+        if status == "000":  # no HTTP answer: the body is the error
             outcome.probes.append(Probe(False, _no_answer(text, target), answered=False))
             continue
         outcome.probes.append(judged(int(status), _milliseconds(seconds), text, spec,
@@ -103,11 +152,12 @@ def time_limit(spec: HealthSettings, attempts: int) -> float:
 
 
 _COULD_NOT_CONNECT = "(7) "  # curl's exit status 7
+_REFUSED = ": Connection refused"  # bash's
 
 
 def _no_answer(error: str, target: str) -> str:
     error = error.strip().removeprefix("curl: ")
-    if error.startswith(_COULD_NOT_CONNECT):
+    if error.startswith(_COULD_NOT_CONNECT) or error.endswith(_REFUSED):
         return f"connection refused: nothing accepts connections on {target}"
     return error or "no answer"
 

@@ -1,12 +1,15 @@
-"""Health checks run on the app host (`health.via: host`): one command runs curl until the
-instance passes or the attempts are spent. Run for real on this machine (the local transport,
-curl) against an HTTP server this test starts."""
+"""Health checks run on the app host (`health.via: host`): one command probes until the
+instance passes or the attempts are spent, with bash's own requests or, on a host without bash,
+curl. Run for real on this machine (the local transport, bash, curl) against an HTTP server
+this test starts; every test runs with each of the two."""
 
 from __future__ import annotations
 
 import http.server
 import shutil
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +22,35 @@ from bluegreen.transport.base import CommandResult
 from bluegreen.transport.local import LocalTransport
 from tests.fleet import free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None,
+                                reason="needs curl and bash")
+
+# the PATH of a host whose probes run in bash, or in sh with curl (none when None)
+_PATH: dict[str, str | None] = {}
+
+
+@pytest.fixture(autouse=True, params=["bash", "curl"])
+def requests_by(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[str]:
+    """Every test runs twice: with bash on the host, and with curl on a host without bash."""
+    _PATH["path"] = None if request.param == "bash" else host_path(
+        tmp_path_factory.mktemp("bin"), "sh", "env", "curl", "head", "sleep")
+    yield request.param
+    _PATH.clear()
+
+
+def host_path(bin_dir: Path, *tools: str) -> str:
+    """A directory of only these programs, for a PATH."""
+    for tool in tools:
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    return str(bin_dir)
 
 
 class CountingTransport(LocalTransport):
     def __init__(self, *, path: str | None = None) -> None:
         super().__init__("app1")
         self.commands: list[Command] = []
-        self.path = path
+        self.path = path or _PATH.get("path")
 
     def run(self, command: Command, **options: object) -> CommandResult:  # type: ignore[override]
         self.commands.append(command)
@@ -129,15 +153,45 @@ def test_values_reach_curl_as_arguments_never_as_shell_text(
     assert not marker.exists()
 
 
-def test_a_host_without_curl_says_so(server: tuple[str, Answers], tmp_path: Path) -> None:
+def test_a_host_without_curl_or_bash_says_so(server: tuple[str, Answers], tmp_path: Path
+                                             ) -> None:
     url, answers = server
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("sh", "env"):
-        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
-    transport = CountingTransport(path=str(bin_dir))
+    transport = CountingTransport(path=host_path(tmp_path, "sh", "env"))
     assert host_probe.wait_healthy(transport, url, SPEC) is None
     assert answers.served == 0
+
+
+def test_bash_alone_is_enough(server: tuple[str, Answers], tmp_path: Path) -> None:
+    url, answers = server
+    transport = CountingTransport(path=host_path(tmp_path, "sh", "env", "bash", "sleep"))
+    outcome = host_probe.wait_healthy(transport, url, SPEC, expect_body="release v1")
+    assert outcome is not None and outcome.healthy and answers.served == 1
+
+
+def test_an_instance_that_never_answers_costs_the_timeout_per_probe() -> None:
+    """It accepts (the kernel does, on its behalf) and never answers: each probe gives up after
+    health.timeout, and says so."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/health"
+        spec = HealthSettings(interval=0, retries=2, timeout=0.4)
+        started = time.monotonic()
+        outcome = host_probe.wait_healthy(CountingTransport(), url, spec)
+        took = time.monotonic() - started
+    assert outcome is not None and not outcome.healthy and outcome.attempts == 2
+    assert all(not p.answered and "timed out" in p.detail for p in outcome.probes)
+    assert 0.8 <= took < 5
+
+
+def test_what_a_probe_reports_of_an_answer(server: tuple[str, Answers]) -> None:
+    url, answers = server
+    answers.replies = [(302, "see elsewhere"), (200, "")]
+    spec = HealthSettings(interval=0, retries=1)
+    moved = host_probe.wait_healthy(CountingTransport(), url, spec)
+    empty = host_probe.wait_healthy(CountingTransport(), url, spec)
+    assert moved is not None and not moved.healthy and moved.probes[0].answered
+    assert moved.probes[0].detail.startswith("expected status 200, got 302 in ")
+    assert moved.probes[0].detail.endswith(": see elsewhere")
+    assert empty is not None and empty.healthy and answers.served == 2
 
 
 def test_a_single_probe_needs_a_single_success(server: tuple[str, Answers]) -> None:
