@@ -104,10 +104,13 @@ def _app_checks(inventory: Inventory, host: HostSpec, transport: Transport) -> l
         rows += [row for colour, _ in ports
                  if (row := _signal_row(inventory, host, transport, colour)) is not None]
     if inventory.health.via == "host" and ports:
-        curl = transport.run(Command("sh", "-c", "command -v curl"))
-        if curl.ok:
+        # what host_probe's script picks: bash's own requests, else curl
+        prober = transport.run(Command("sh", "-c", "command -v bash || command -v curl"))
+        if prober.ok:
+            found = prober.stdout.strip()
             rows.append(CheckRow(host.name, "health checks", True,
-                                 f"curl on the host ({curl.stdout.strip()}; health.via: host)"))
+                                 f"{found.rsplit('/', 1)[-1]} on the host ({found}; "
+                                 "health.via: host)"))
             return rows
     if inventory.health.via != "direct" and ports and getattr(transport, "target", None):
         rows.append(_forwarding_row(inventory, host, transport, ports[0][1]))

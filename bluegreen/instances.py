@@ -27,7 +27,8 @@ def quick_retries(inventory: Inventory) -> int:
     return min(QUICK_RETRIES, inventory.health.retries)
 
 
-# app hosts that answered `health.via: host` with "no curl", so are checked through a tunnel
+# app hosts that answered `health.via: host` with "no curl or bash", so are checked through a
+# tunnel
 _WITHOUT_CURL: set[str] = set()
 
 
@@ -118,7 +119,8 @@ def host_check(inventory: Inventory, spec: InstanceSpec, *, release: str | None,
 def host_check_outcome(inventory: Inventory, spec: InstanceSpec, output: str, *,
                        release: str | None, retries: int) -> HealthOutcome | None:
     """What the output of `host_check`'s command (for `release` and `retries`) says; None when
-    the host has no curl (its checks then go through a tunnel) or reported no probe."""
+    the host has neither curl nor bash (its checks then go through a tunnel) or reported no
+    probe."""
     outcome = host_probe.read_outcome(output, inventory.health,
                                       successes=needed_successes(inventory.health, retries),
                                       expect_body=_expected_body(inventory, spec, release),

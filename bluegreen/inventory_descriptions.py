@@ -294,8 +294,9 @@ FIELDS: dict[str, dict[str, str]] = {
             "`rollback` flip makes at most 3)."),
         "successes": "Consecutive successful attempts an instance needs to count as healthy.",
         "via": (
-            "`host`: curl on the app host, run over its SSH connection, one command for a "
-            "whole wait (a host without curl is checked as with `ssh`); `ssh`: through a port "
+            "`host`: on the app host (bash sends the requests, or curl where there is no "
+            "bash), run over its SSH connection, one command for a whole wait (a host with "
+            "neither is checked as with `ssh`); `ssh`: through a port "
             "forwarded over the SSH connection (the host's sshd must allow TCP forwarding), "
             "one round trip per probe; `direct`: from the machine running bluegreen to the "
             "instance's address and port."),

@@ -60,7 +60,7 @@ def test_checks_on_the_host_need_no_forwarding(service: Service, fleet: Fleet) -
     assert check.returncode == 0, check.stdout
     rows = {(r["host"], r["check"]): r for r in json.loads(check.stdout)["data"]["checks"]}
     assert rows[("app1", "health checks")]["ok"]
-    assert "curl on the host" in rows[("app1", "health checks")]["detail"]
+    assert "bash on the host" in rows[("app1", "health checks")]["detail"]
     assert ("app1", "port forwarding") not in rows
 
     deploy = service.cli("--json", "deploy", "--source", str(service.release("v1")),
