@@ -143,38 +143,43 @@ class AppStack:
         return transport.run(self.status_command(spec, release)).ok  # ssh.command_timeout
 
     def running_release(self, transport: Transport, spec: InstanceSpec, release: str | None, *,
-                        then: Command | None = None, timeout: float | None = None
-                        ) -> tuple[bool, str | None, str]:
+                        then: Command | None = None, once: Command | None = None,
+                        timeout: float | None = None) -> tuple[bool, str | None, str]:
         """In one round trip: whether the colour runs, the release its pointer names, and the
         output of `then`, run only when the colour runs (a health check; `timeout` must leave
-        it room)."""
+        it room). `once`, a probe whose pass stands for `then`'s, runs first when it also shows
+        what the default status check would (something listens): a healthy colour then costs
+        the host no `ss`."""
+        first = self._first(once)
         result = transport.run(Command.script(
-            'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
-            'eval "$2" >/dev/null 2>&1 || exit; [ -z "$3" ] || eval "$3"; exit 0',
-            self.layout(spec.host).pointer(spec.colour),
-            self.status_command(spec, release).render(), then.render() if then else ""),
-            timeout=timeout)
+            _RUNNING_RELEASE, self.layout(spec.host).pointer(spec.colour),
+            self.status_command(spec, release).render(), then.render() if then else "",
+            first.render() if first else ""), timeout=timeout)
         pointer, _, output = result.stdout.partition("\n")
         return result.ok, pointer or None, output
 
     def facts_of(self, transport: Transport, specs: list[InstanceSpec], *,
-                 then: list[Command | None] | None = None, timeout: float | None = None
+                 then: list[Command | None] | None = None,
+                 once: list[Command | None] | None = None, timeout: float | None = None
                  ) -> list[InstanceFacts]:
         """`facts` of several instances of one host, in one round trip — unless `app.status`
         names the release or its directory (each is then checked with the release its pointer
         names, read first). `then[i]` runs after the facts of `specs[i]` when it runs (a
-        health check; `timeout` must leave them room); its output is kept."""
+        health check; `timeout` must leave them room); its output is kept. `once[i]`: as for
+        `running_release`."""
         commands = then or [None] * len(specs)
+        firsts = once or [None] * len(specs)
         if self.settings.status and any(uses_variable(self.settings.status, name)
                                         for name in ("release", "release_dir")):
             return [self._facts_apart(transport, spec, command, timeout)
                     for spec, command in zip(specs, commands, strict=True)]
         arguments: list[str] = []
-        for spec, command in zip(specs, commands, strict=True):
+        for spec, command, first in zip(specs, commands, firsts, strict=True):
             arguments += [str(self.layout(spec.host).pointer(spec.colour)),
                           self.status_command(spec, None).render(),
                           connection_filter(spec.address, spec.port),
-                          command.render() if command else ""]
+                          command.render() if command else "",
+                          first.render() if (first := self._first(first)) else ""]
         result = transport.run(Command.script(_FACTS, *arguments), timeout=timeout)
         sections = result.stdout.split(_END_OF_FACTS + "\n")
         found = []
@@ -185,6 +190,12 @@ class AppStack:
             found.append(InstanceFacts(named or None, runs, parse_count(count) if runs else 0,
                                        output if runs else ""))
         return found
+
+    def _first(self, once: Command | None) -> Command | None:
+        """`once` when its pass shows what the status check would: the default one asks
+        whether something listens on the instance's port, which an answer to the probe shows.
+        An `app.status` of the user's may ask more."""
+        return once if self.settings.status is None else None
 
     def _facts_apart(self, transport: Transport, spec: InstanceSpec, then: Command | None,
                      timeout: float | None) -> InstanceFacts:
@@ -399,19 +410,34 @@ class Replaced(NamedTuple):
     held: bool = False  # stopped before anything changed: connections are open
 
 
-_END_OF_FACTS = "bluegreen: end of facts"
-# four arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
-# of its connections, and a command to run after them when it runs ("" for none); a section of
-# lines per instance (the release, running/stopped, the count, what the command printed). The
-# commands are rendered `Command`s, each one program with quoted arguments: `eval` runs them
+# $1 the colour's pointer, $2 what exits 0 while it runs, $3 a command to run when it runs ("" for
+# none), $4 a command whose success shows it runs and stands for $3's output ("" for none): the
+# release the pointer names, then (when it runs) what $3 printed; exits 1 when it does not run.
+# The commands are rendered `Command`s, each one program with quoted arguments: `eval` runs them
 # as `sh -c` would, without starting a shell for it.
-_FACTS = (
-    'while [ "$#" -ge 4 ]; do '
+_RUNNING_RELEASE = (
     'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
-    'if eval "$2" >/dev/null 2>&1; then echo running; '
-    'ss -Htn state established "( $3 )" | grep -c . || true; [ -z "$4" ] || eval "$4"; '
-    'else echo stopped; fi; '
-    f'echo "{_END_OF_FACTS}"; shift 4; done')
+    '[ -n "$4" ] && out=$(eval "$4") && { printf "%s\\n" "$out"; exit 0; }; '
+    'eval "$2" >/dev/null 2>&1 || exit; '
+    'if [ -n "$4" ] && [ "$3" = "$4" ]; then printf "%s\\n" "$out"; '
+    'elif [ -n "$3" ]; then eval "$3"; fi; exit 0')
+
+_END_OF_FACTS = "bluegreen: end of facts"
+# five arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
+# of its connections, a command to run after them when it runs ("" for none), and one whose
+# success shows it runs and stands for that command's output ("" for none); a section of lines
+# per instance (the release, running/stopped, the count, what the command printed). As above,
+# the rendered commands run by `eval`.
+_FACTS = (
+    'while [ "$#" -ge 5 ]; do out=; '
+    'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
+    'if [ -n "$5" ] && out=$(eval "$5"); then state=running; '
+    'elif eval "$2" >/dev/null 2>&1; then state=running; '
+    '[ "$4" = "$5" ] || out=$([ -z "$4" ] || eval "$4"); '
+    'else state=stopped; fi; echo "$state"; '
+    'if [ "$state" = running ]; then ss -Htn state established "( $3 )" | grep -c . || true; '
+    '[ -z "$out" ] || printf "%s\\n" "$out"; fi; '
+    f'echo "{_END_OF_FACTS}"; shift 5; done')
 
 
 def established(transport: Transport, address: str, port: int) -> int:

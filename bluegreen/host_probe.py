@@ -88,7 +88,7 @@ PROBE_SCRIPT = r"""probes=$3
 if command -v bash >/dev/null 2>&1; then
   fetch=$1; shift 3; exec bash -c "$fetch$probes" bluegreen "$@"
 fi
-command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl or bash"; exit 0; }
+command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl or bash"; exit 2; }
 eval "$2"; shift 3; eval "$probes"
 """
 

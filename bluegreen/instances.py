@@ -99,7 +99,10 @@ def probe_instance(inventory: Inventory, connections: Connections, spec: Instanc
 
 class HostCheck(NamedTuple):
     command: Command
-    seconds: float  # what running it may take, besides the command it follows
+    seconds: float  # what running it and `once` may take, besides the command they follow
+    # one probe whose pass is the whole check's (None when a pass takes more than one): a host
+    # whose listening check would only repeat what that pass shows runs it first
+    once: Command | None
 
 
 def host_check(inventory: Inventory, spec: InstanceSpec, *, release: str | None,
@@ -110,10 +113,16 @@ def host_check(inventory: Inventory, spec: InstanceSpec, *, release: str | None,
     health = inventory.health
     if health.via != "host" or spec.host.name in _WITHOUT_CURL:
         return None
-    command = host_probe.probe_command(_url(spec, health), health, attempts=retries,
+    url, body = _url(spec, health), _expected_body(inventory, spec, release)
+    command = host_probe.probe_command(url, health, attempts=retries,
                                        successes=needed_successes(health, retries),
-                                       expect_body=_expected_body(inventory, spec, release))
-    return HostCheck(command, host_probe.time_limit(health, retries))
+                                       expect_body=body)
+    if retries == 1:
+        return HostCheck(command, host_probe.time_limit(health, 1), command)
+    once = (host_probe.probe_command(url, health, attempts=1, successes=1, expect_body=body)
+            if needed_successes(health, retries) == 1 else None)
+    return HostCheck(command, host_probe.time_limit(health, retries)
+                     + (host_probe.time_limit(health, 1) if once else 0), once)
 
 
 def host_check_outcome(inventory: Inventory, spec: InstanceSpec, output: str, *,

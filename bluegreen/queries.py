@@ -184,6 +184,7 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
                   for spec in host_specs]
         found = stack.facts_of(
             transport, host_specs, then=[check.command if check else None for check in checks],
+            once=[check.once if check else None for check in checks],
             timeout=inventory.ssh.command_timeout + sum(c.seconds for c in checks if c))
         return [status_of(spec, facts, checked=check is not None)
                 for spec, facts, check in zip(host_specs, found, checks, strict=True)]

@@ -302,6 +302,7 @@ def check_running(session: Session, specs: list[InstanceSpec], target: Colour, *
         check = host_check(inventory, spec, release=release, retries=quick_retries(inventory))
         running, pointer, output = stack.running_release(
             transport, spec, release, then=check.command if check else None,
+            once=check.once if check else None,
             timeout=inventory.ssh.command_timeout + check.seconds if check else None)
         return running, pointer, (host_check_outcome(inventory, spec, output, release=release,
                                                      retries=quick_retries(inventory))
