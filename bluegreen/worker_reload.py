@@ -27,11 +27,8 @@ from bluegreen.flip_steps import HOLD_OUT_SAYS, activation_steps
 from bluegreen.instances import check_instances, verify
 from bluegreen.inventory import AppSettings, Inventory
 from bluegreen.model import Colour
-from bluegreen.operations import (
-    artifact_from,
-    refuse_during_canary,
-    upload_release,
-)
+from bluegreen.operations.deploy import upload_release
+from bluegreen.operations.shared import artifact_from, refuse_during_canary
 from bluegreen.output import Reporter
 from bluegreen.plan import FlipPlan, build_flip_plan, check_templates
 from bluegreen.processes import PROCESS_TABLE, ProcessTable

@@ -54,8 +54,9 @@ def deploy(
     """Deploy a release to the idle colour, health-check it, flip traffic, verify."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options, canary_steps
-        from bluegreen.operations import deploy as run_deploy
+        from bluegreen.operations.canary import canary_steps
+        from bluegreen.operations.deploy import deploy as run_deploy
+        from bluegreen.operations.shared import Options
         from bluegreen.retire import parse_duration
 
         drain = parse_duration(retire_after, option="--retire-after") if retire_after else None
@@ -79,8 +80,8 @@ def switch(
     """Flip traffic to a colour that is running and healthy (also reconciles drift)."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import switch as run_switch
+        from bluegreen.operations.flips import switch as run_switch
+        from bluegreen.operations.shared import Options
 
         result = run_switch(context.inventory(), context.reporter, to=to,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait))
@@ -97,8 +98,8 @@ def rollback(
     """Flip traffic back to the previous colour; starts no process (unless --restart)."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import rollback as run_rollback
+        from bluegreen.operations.flips import rollback as run_rollback
+        from bluegreen.operations.shared import Options
 
         result = run_rollback(context.inventory(), context.reporter, restart=restart,
                               options=Options(dry_run=dry_run, lock_wait=lock_wait))
@@ -116,8 +117,8 @@ def retire(
     """Stop the idle colour once its connections have drained; it is then no rollback target."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import retire as run_retire
+        from bluegreen.operations.flips import retire as run_retire
+        from bluegreen.operations.shared import Options
         from bluegreen.retire import parse_duration
 
         result = run_retire(context.inventory(), context.reporter,
@@ -155,8 +156,8 @@ def canary_promote(ctx: typer.Context, dry_run: DryRun = False,
     by themselves."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import canary_promote as run_promote
+        from bluegreen.operations.canary import canary_promote as run_promote
+        from bluegreen.operations.shared import Options
 
         result = run_promote(context.inventory(), context.reporter,
                              options=Options(dry_run=dry_run, lock_wait=lock_wait, full=full,
@@ -175,8 +176,8 @@ def canary_pause(
     it stops at its next step); `canary promote` still moves it by hand."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import canary_pause as run_pause
+        from bluegreen.operations.canary import canary_pause as run_pause
+        from bluegreen.operations.shared import Options
 
         result = run_pause(context.inventory(), context.reporter, reason=reason,
                            options=Options(dry_run=dry_run, lock_wait=lock_wait))
@@ -190,8 +191,8 @@ def canary_resume(ctx: typer.Context, dry_run: DryRun = False,
     steps as a deploy does (judged first); at a manual step, wait for `canary promote`."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import canary_resume as run_resume
+        from bluegreen.operations.canary import canary_resume as run_resume
+        from bluegreen.operations.shared import Options
 
         result = run_resume(context.inventory(), context.reporter,
                             options=Options(dry_run=dry_run, lock_wait=lock_wait))
@@ -208,8 +209,8 @@ def canary_abort(
     """Send all traffic back to the stable colour; the canary's colour is marked failed."""
     context = app_context(ctx)
     with reported_errors(context):
-        from bluegreen.operations import Options
-        from bluegreen.operations import canary_abort as run_abort
+        from bluegreen.operations.canary import canary_abort as run_abort
+        from bluegreen.operations.shared import Options
 
         result = run_abort(context.inventory(), context.reporter, reason=reason,
                            options=Options(dry_run=dry_run, lock_wait=lock_wait))

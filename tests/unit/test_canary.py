@@ -16,7 +16,8 @@ from bluegreen.canary_analysis import baseline_of, judge
 from bluegreen.errors import CanaryHeld, UsageError
 from bluegreen.inventory import CanarySettings, CanaryStep, Inventory
 from bluegreen.model import Colour
-from bluegreen.operations import Options, canary_schedule, canary_steps
+from bluegreen.operations.canary import canary_schedule, canary_steps
+from bluegreen.operations.shared import Options
 from bluegreen.results import CanaryView, Moved
 from bluegreen.state import Canary, State
 from tests.conftest import run_cli

@@ -33,7 +33,8 @@ from bluegreen.errors import (
     VerifyFailed,
 )
 from bluegreen.inventory import Inventory, validate_inventory
-from bluegreen.operations import Options, deploy
+from bluegreen.operations.deploy import deploy
+from bluegreen.operations.shared import Options
 from bluegreen.results import DryRun, Moved
 from bluegreen.shell import Command
 from bluegreen.transport.fake import FakeTransport

@@ -144,7 +144,7 @@ def test_a_release_id_that_is_no_directory_name_is_refused(tmp_path: Path, relea
 def test_a_release_from_release_url_is_fetched_by_the_hosts_with_its_checksum() -> None:
     from bluegreen.errors import UsageError
     from bluegreen.inventory import validate_inventory
-    from bluegreen.operations import artifact_from
+    from bluegreen.operations.shared import artifact_from
     from bluegreen.release import ReleaseLayout
 
     data = {"service": "shop", "hosts": {"app": ["app1"], "balancer": ["lb1"]},
