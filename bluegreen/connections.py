@@ -20,7 +20,11 @@ def open_transport(host: HostSpec, inventory: Inventory) -> Transport:
         return LocalTransport(host.name, sudo=sudo, command_timeout=settings.command_timeout)
     from bluegreen.transport.ssh import SSHTransport, resolve_target
 
-    return SSHTransport.connect(resolve_target(host, settings), settings)
+    # a balancer runs one command after another (lock, stage, activate, record): each saves
+    # the round trip of opening its channel
+    balancer = any(b.name == host.name for b in inventory.hosts.balancer)
+    return SSHTransport.connect(resolve_target(host, settings), settings,
+                                channels_ahead=balancer)
 
 
 class Connections:

@@ -36,16 +36,46 @@ def settings(fleet: Fleet, **changes: object) -> SSHSettings:
     return msgspec.convert(values, SSHSettings)
 
 
-@pytest.fixture
-def app1(fleet: Fleet) -> Iterator[SSHTransport]:
+@pytest.fixture(params=[False, True], ids=["channel-per-command", "channels-ahead"])
+def app1(fleet: Fleet, request: pytest.FixtureRequest) -> Iterator[SSHTransport]:
+    """Every test runs twice: with a channel opened for each command, and with the next
+    command's channel opened ahead (as for a balancer)."""
     host = fleet["app1"]
     conf = settings(fleet)
     transport = SSHTransport.connect(
-        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf)
+        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf,
+        channels_ahead=request.param)
     try:
         yield transport
     finally:
         transport.close()
+
+
+def test_with_channels_ahead_each_command_runs_on_a_channel_opened_before_it(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    import paramiko
+
+    opened_by: list[str] = []
+    open_session = paramiko.Transport.open_session
+
+    def recorded(self: paramiko.Transport, *args: object, **kwargs: object) -> object:
+        opened_by.append(threading.current_thread().name)
+        return open_session(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(paramiko.Transport, "open_session", recorded)
+    host = fleet["app1"]
+    conf = settings(fleet)
+    transport = SSHTransport.connect(
+        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf,
+        channels_ahead=True)
+    try:
+        outputs = [transport.run(Command("echo", str(n))).stdout for n in range(3)]
+        assert transport.run(Command("cat"), stdin=b"input intact").stdout == "input intact"
+    finally:
+        transport.close()
+    assert outputs == ["0\n", "1\n", "2\n"]
+    # one opened at connect, then one ahead of each command: none opened by a command itself
+    assert len(opened_by) >= 4 and set(opened_by) == {"open a channel ahead"}
 
 
 def test_runs_commands_and_keeps_exit_status_as_data(app1: SSHTransport) -> None:

@@ -4,6 +4,7 @@ both streams until it exits, a lost connection told apart from a killed command.
 from __future__ import annotations
 
 import select
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,38 @@ def _chunk(data: Input, offset: int) -> bytes:
     if isinstance(data, bytes):
         return data[offset:offset + _SEND_CHUNK]
     return data.read_at(offset, _SEND_CHUNK)
+
+
+class ChannelAhead:
+    """A session channel opened in the background while the connection does something else, so
+    that the next command does not wait a round trip for sshd to answer the open: a command
+    costs one round trip where it cost two. For hosts that run command after command (a
+    balancer)."""
+
+    def __init__(self, transport: Any, *, timeout: float):
+        self._opened = threading.Event()
+        self._channel: Any = None
+        threading.Thread(target=self._open, args=(transport, timeout), daemon=True,
+                         name="open a channel ahead").start()
+
+    def _open(self, transport: Any, timeout: float) -> None:
+        try:
+            self._channel = transport.open_session(timeout=timeout)
+        except Exception:  # the command opens its own channel then, and says why it cannot
+            self._channel = None
+        finally:
+            self._opened.set()
+
+    def take(self, timeout: float) -> Any:
+        """The channel, once open (waiting up to `timeout`); None when it could not be."""
+        if not self._opened.wait(timeout):
+            return None
+        channel = self._channel
+        return channel if channel is not None and channel.active and not channel.closed else None
+
+    def discard(self) -> None:
+        if self._opened.is_set() and self._channel is not None:
+            self._channel.close()
 
 
 def exec_pipelined(channel: Any, command: str) -> None:

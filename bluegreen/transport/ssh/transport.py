@@ -3,6 +3,7 @@ bounded on the host too (GNU timeout)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from bluegreen.transport.base import CommandResult, Input, input_size, with_envi
 from bluegreen.transport.ssh import openssh
 from bluegreen.transport.ssh.channel import (
     NO_EXIT_STATUS,
+    ChannelAhead,
     collect,
     connection_lost,
     exec_pipelined,
@@ -37,25 +39,48 @@ if TYPE_CHECKING:
 
 
 class SSHTransport:
-    """One authenticated connection to one host, reused for every command of an operation."""
+    """One authenticated connection to one host, reused for every command of an operation.
+    With `channels_ahead` (a host that runs command after command), a channel for the next
+    command is always being opened while the current one runs."""
 
     def __init__(self, target: SSHTarget, settings: ConnectOptions, client: paramiko.SSHClient,
-                 jumps: list[SharedJump]):
+                 jumps: list[SharedJump], *, channels_ahead: bool = False):
         self.host = target.name
         self.target = target
         self._settings = settings
         self._client = client
         self._jumps = jumps
+        self._channels_ahead = channels_ahead
+        self._ahead: ChannelAhead | None = None
+        self._ahead_lock = threading.Lock()
+        if channels_ahead:
+            self._open_ahead()
 
     @classmethod
-    def connect(cls, target: SSHTarget, settings: ConnectOptions) -> SSHTransport:
+    def connect(cls, target: SSHTarget, settings: ConnectOptions, *,
+                channels_ahead: bool = False) -> SSHTransport:
         sock, jumps = through_jumps(target, settings)
         try:
             client = open_client(target, settings, sock=sock, label=target.name)
         except BaseException:
             release(jumps)
             raise
-        return cls(target, settings, client, jumps)
+        return cls(target, settings, client, jumps, channels_ahead=channels_ahead)
+
+    def _open_ahead(self) -> None:
+        transport = self._client.get_transport()
+        if transport is not None and transport.is_active():
+            self._ahead = ChannelAhead(transport, timeout=self._settings.connect_timeout)
+
+    def _session_channel(self, transport: paramiko.Transport) -> paramiko.Channel:
+        """The channel opened ahead if there is one (and the next one starts opening), else a
+        new one."""
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, None
+            if self._channels_ahead:
+                self._open_ahead()
+        channel = ahead.take(self._settings.connect_timeout) if ahead is not None else None
+        return channel or transport.open_session(timeout=self._settings.connect_timeout)
 
     def run(
         self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
@@ -83,7 +108,7 @@ class SSHTransport:
                 return self._result(command, limit, started, handed.stdout, handed.stderr,
                                     handed.status)
         try:
-            channel = transport.open_session(timeout=self._settings.connect_timeout)
+            channel = self._session_channel(transport)
             if stdin is None:
                 # No EOF is sent on a command without input: paramiko can send it after its own
                 # reply to the server's CLOSE when the command ends first, and sshd then drops
@@ -183,6 +208,11 @@ class SSHTransport:
             yield local
 
     def close(self) -> None:
+        with self._ahead_lock:
+            self._channels_ahead = False
+            ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.discard()
         close_client(self._client)
         jumps, self._jumps = self._jumps, []
         release(jumps)
