@@ -11,7 +11,9 @@ from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.transport.base import Transport
 
 
-def open_transport(host: HostSpec, inventory: Inventory) -> Transport:
+def open_transport(host: HostSpec, inventory: Inventory, *, channels_ahead: bool = False
+                   ) -> Transport:
+    """`channels_ahead`: the host will run one command after another (see `SSHTransport`)."""
     settings = inventory.ssh
     if host.connection == "local":
         from bluegreen.transport.local import LocalTransport
@@ -20,26 +22,30 @@ def open_transport(host: HostSpec, inventory: Inventory) -> Transport:
         return LocalTransport(host.name, sudo=sudo, command_timeout=settings.command_timeout)
     from bluegreen.transport.ssh import SSHTransport, resolve_target
 
-    # a balancer runs one command after another (lock, stage, activate, record): each saves
-    # the round trip of opening its channel
-    balancer = any(b.name == host.name for b in inventory.hosts.balancer)
     return SSHTransport.connect(resolve_target(host, settings), settings,
-                                channels_ahead=balancer)
+                                channels_ahead=channels_ahead)
 
 
 class Connections:
-    """Context manager: ``with Connections(inv, hosts) as conns: conns["app1"].run(...)``."""
+    """Context manager: ``with Connections(inv, hosts) as conns: conns["app1"].run(...)``.
+    The balancers run one command after another (lock, stage, activate, record), and with
+    `busy_app_hosts` so do the app hosts (a deploy's upload, stand-up, checks and prune): each
+    of their commands gets a channel opened ahead, which saves the round trip of opening it."""
 
-    def __init__(self, inventory: Inventory, hosts: Iterable[HostSpec] | None = None):
+    def __init__(self, inventory: Inventory, hosts: Iterable[HostSpec] | None = None, *,
+                 busy_app_hosts: bool = False):
         self.inventory = inventory
         self.hosts = list(hosts) if hosts is not None else inventory.all_hosts
+        self._busy = {h.name for h in inventory.hosts.balancer} | (
+            {h.name for h in inventory.hosts.app} if busy_app_hosts else set())
         self._open: dict[str, Transport] = {}
 
     def __enter__(self) -> Connections:
         opened: dict[str, Transport] = {}
 
         def connect(host: HostSpec) -> Transport:
-            transport = open_transport(host, self.inventory)
+            transport = open_transport(host, self.inventory,
+                                       channels_ahead=host.name in self._busy)
             opened[host.name] = transport
             return transport
 

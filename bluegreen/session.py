@@ -68,7 +68,8 @@ class BalancerRead(NamedTuple):
 
 class Session:
     def __init__(self, inventory: Inventory, reporter: Reporter, *, command: str,
-                 lock: bool = True, lock_wait: float = 0.0, hosts: list[HostSpec] | None = None):
+                 lock: bool = True, lock_wait: float = 0.0, hosts: list[HostSpec] | None = None,
+                 busy_app_hosts: bool = False):
         self.sites: dict[str, BalancerSite] = {
             h.name: site_for(inventory, h) for h in inventory.hosts.balancer}
         self.inventory = inventory
@@ -76,7 +77,7 @@ class Session:
         self.command = command
         self.want_lock = lock
         self.lock_wait = lock_wait
-        self.connections = Connections(inventory, hosts)
+        self.connections = Connections(inventory, hosts, busy_app_hosts=busy_app_hosts)
         self.stores: dict[str, StateStore] = {}
         self.lock: Lock | None = None
         self.hooks = HookRunner(inventory, self.connections, reporter,

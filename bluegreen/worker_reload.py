@@ -91,7 +91,7 @@ def reload_workers(inventory: Inventory, reporter: Reporter, *, colour: str,
                          hint="Use a name such as HUP, USR1 or USR2.")
     check_templates(inventory)
     with Session(inventory, reporter, command=f"reload {colour}", lock=not dry_run,
-                 lock_wait=lock_wait) as session:
+                 lock_wait=lock_wait, busy_app_hosts=True) as session:
         state, _ = session.agreed_state()
         # its hold-outs flip without the canary's weights
         refuse_during_canary(state, f"reload {colour}")

@@ -76,7 +76,8 @@ def _deploy_once(inventory: Inventory, reporter: Reporter, *, source: str | None
     artifact = artifact_from(inventory, source=source, release=release, sha256=sha256)
     check_templates(inventory)
     with Session(inventory, reporter, command=f"deploy {artifact.release}",
-                 lock=not options.dry_run, lock_wait=options.lock_wait) as session:
+                 lock=not options.dry_run, lock_wait=options.lock_wait,
+                 busy_app_hosts=True) as session:
         if not options.dry_run:
             import_ahead(inventory)  # connected: paramiko's import is done
         state, current = session.agreed_state()

@@ -185,7 +185,7 @@ def retire(inventory: Inventory, reporter: Reporter, *, drain_timeout: float, op
     """Stop the idle colour after its connections drain; it is then no rollback target."""
     require_app(inventory)
     with Session(inventory, reporter, command="retire", lock=not options.dry_run,
-                 lock_wait=options.lock_wait) as session:
+                 lock_wait=options.lock_wait, busy_app_hosts=True) as session:
         state, _ = session.agreed_state()
         refuse_during_canary(state, "retire")  # the idle colour is the canary
         idle = state.live.other if state.live else None

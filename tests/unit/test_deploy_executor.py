@@ -135,7 +135,7 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
 
     fleet = Fleet(tmp_path)
     monkeypatch.setattr("bluegreen.connections.open_transport",
-                        lambda host, inventory: fleet.transport(host.name))
+                        lambda host, inventory, **_: fleet.transport(host.name))
     real_checker = bluegreen.instances.HealthChecker
     monkeypatch.setattr(bluegreen.instances, "HealthChecker", lambda **options: real_checker(
         httpx.Client(transport=httpx.MockTransport(fleet.http)), sleep=lambda _: None))
