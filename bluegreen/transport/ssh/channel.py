@@ -70,7 +70,7 @@ class ChannelAhead:
     """A session channel opened in the background while the connection does something else, so
     that the next command does not wait a round trip for sshd to answer the open: a command
     costs one round trip where it cost two. For hosts that run command after command (a
-    balancer)."""
+    balancer; a deploy's app hosts)."""
 
     def __init__(self, transport: Any, *, timeout: float):
         self._opened = threading.Event()
