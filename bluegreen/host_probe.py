@@ -28,14 +28,19 @@ _LONGEST_BODY = 200  # characters of a body kept for the messages
 #
 # bash's: the request's subshell connects, sends and reads to the end (the request asks the
 # server to close); the probe reads what the subshell prints for at most $2 seconds, then stops
-# it — a connect that hangs (a full accept queue) is bounded too. Every step is a builtin.
-_BASH_FETCH = r"""fetch() {
+# it — a connect that hangs (a full accept queue) is bounded too (its errors in English, as
+# the fallback below reads them). Every step is a builtin. It
+# takes its network device ($tcp, /dev/tcp) as its first argument. A bash built without network
+# redirections opens /dev/tcp/… as a file, which is not there: curl's fetch then makes the
+# requests, or the host, with no curl either, says it has neither.
+_BASH_FETCH = r"""tcp=$1; shift
+fetch() {
   local rest=${1#http://} started=${EPOCHREALTIME//[!0-9]/} answer= status=000 body head
   local authority=${rest%%/*} path=/
   [[ $rest == */* ]] && path=/${rest#*/}
   local host=${authority%:*} port=${authority##*:}
   host=${host#[}; host=${host%]}
-  exec 4< <({ exec 3<>"/dev/tcp/$host/$port"; } 2>&1 || exit 0
+  exec 4< <(LC_ALL=C; { exec 3<>"$tcp/$host/$port"; } 2>&1 || exit 0
             printf 'GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: bluegreen\r\n%s' "$path" \
               "$authority" $'Connection: close\r\n\r\n' >&3
             IFS= read -r -d '' answer <&3; printf '%s' "$answer")
@@ -47,7 +52,14 @@ _BASH_FETCH = r"""fetch() {
     if [ "$head" != "$answer" ]; then body=${answer#*$'\r\n\r\n'}
     else head=${answer%%$'\n\n'*}; body=${answer#"$head"}; body=${body#$'\n\n'}; fi
   elif [ -n "$answer" ]; then
-    body=${answer%$'\n'}; body=${body##*$'\n'}; body="connect to $authority: ${body##*: }"
+    body=${answer%$'\n'}; body=${body##*$'\n'}; body=${body##*: }
+    if [ "$body" = "No such file or directory" ]; then
+      exec 4<&-
+      command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl or bash"; exit 2; }
+      fetch() { curl_fetch "$@"; }
+      curl_fetch "$1" "$2"; return
+    fi
+    body="connect to $authority: $body"
   else body="the connection closed without an answer"
   fi
   exec 4<&-
@@ -55,7 +67,7 @@ _BASH_FETCH = r"""fetch() {
   printf -v out '%s\n%s %d.%06d' "$body" "$status" $((took / 1000000)) $((took % 1000000))
 }
 """
-_CURL_FETCH = r"""fetch() {
+_CURL_FETCH = r"""curl_fetch() {
   out=$(curl -gsS --noproxy '*' -m "$2" -w '\n%{http_code} %{time_total}' -- "$1" 2>&1)
 }
 """
@@ -82,20 +94,21 @@ while [ "$n" -lt "$5" ]; do
 done
 exit 1
 """
-# $1 bash's fetch, $2 curl's, $3 the probes, then theirs. The probes run in this sh when
-# curl makes the requests, in bash when bash does.
+# $1 bash's fetch, $2 curl's, $3 the probes, $4 bash's network device, then the probes'. The
+# probes run in this sh when curl makes the requests, in bash when bash does.
 PROBE_SCRIPT = r"""probes=$3
 if command -v bash >/dev/null 2>&1; then
-  fetch=$1; shift 3; exec bash -c "$fetch$probes" bluegreen "$@"
+  fetch=$1$2; shift 3; exec bash -c "$fetch$probes" bluegreen "$@"
 fi
 command -v curl >/dev/null 2>&1 || { echo "bluegreen: no curl or bash"; exit 2; }
-eval "$2"; shift 3; eval "$probes"
+eval "$2"; fetch() { curl_fetch "$@"; }; shift 4; eval "$probes"
 """
+NET_DEVICE = "/dev/tcp"  # where bash opens a TCP connection; a test plays a bash without it
 
 
 def probe_command(url: str, spec: HealthSettings, *, attempts: int, successes: int,
                   expect_body: str | None) -> Command:
-    return Command.script(PROBE_SCRIPT, _BASH_FETCH, _CURL_FETCH, _PROBES, url,
+    return Command.script(PROBE_SCRIPT, _BASH_FETCH, _CURL_FETCH, _PROBES, NET_DEVICE, url,
                           f"{spec.timeout:g}", str(spec.expect_status), expect_body or "",
                           str(attempts), str(successes), f"{spec.interval:g}", _MARK,
                           str(_LONGEST_BODY))

@@ -168,6 +168,20 @@ def test_bash_alone_is_enough(server: tuple[str, Answers], tmp_path: Path) -> No
     assert outcome is not None and outcome.healthy and answers.served == 1
 
 
+def test_a_bash_without_network_redirections_leaves_the_requests_to_curl(
+        server: tuple[str, Answers], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Such a bash opens /dev/tcp/… as a file, which is not there: played by a device path
+    that does not exist."""
+    url, answers = server
+    monkeypatch.setattr(host_probe, "NET_DEVICE", str(tmp_path / "no-tcp"))
+    outcome = host_probe.wait_healthy(CountingTransport(), url, SPEC, expect_body="release v1")
+    assert outcome is not None and outcome.healthy and answers.served == 1
+    (tmp_path / "bin").mkdir()
+    without_curl = CountingTransport(path=host_path(tmp_path / "bin", "sh", "env", "bash"))
+    assert host_probe.wait_healthy(without_curl, url, SPEC) is None  # checked through a tunnel
+    assert answers.served == 1
+
+
 def test_an_instance_that_never_answers_costs_the_timeout_per_probe() -> None:
     """It accepts (the kernel does, on its behalf) and never answers: each probe gives up after
     health.timeout, and says so."""
