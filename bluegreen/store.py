@@ -143,7 +143,13 @@ class StateStore:
             result.check("append history")
 
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
-        text = get_file(self.transport, self.history_path) or ""
+        """The last `limit` records (all without): only those lines cross the connection, so
+        a long-lived service's history costs `history -n 20` what a new one's does."""
+        if limit is None:
+            text = get_file(self.transport, self.history_path) or ""
+        else:
+            text = self.transport.run(Command.script(_TAIL, self.history_path, str(limit))
+                                      ).check("read the history").stdout
         records = []
         for line in text.splitlines():
             if line.strip():
@@ -153,6 +159,9 @@ class StateStore:
                     continue
         return records[-limit:] if limit else records
 
+
+# $1 the history file, $2 how many of its last lines; nothing when there is no history yet
+_TAIL = '[ ! -e "$1" ] || tail -n "$2" -- "$1"'
 
 _ABSENT = "absent"  # the checksum of a state file that does not exist
 _CHANGED = 73

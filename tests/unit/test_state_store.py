@@ -226,6 +226,18 @@ def test_the_last_history_record_releases_the_lock_in_the_same_command(tmp_path:
     assert [record.get("n") for record in history] == [None, 2]
 
 
+def test_the_last_records_of_a_long_history_are_read_from_its_end(tmp_path: Path) -> None:
+    store = StateStore(LocalTransport("lb1"), str(tmp_path / "state"), "shop")
+    assert store.history(20) == [] and store.history() == []  # none yet
+    (tmp_path / "state").mkdir()
+    lines = [json.dumps({"operation": "deploy", "n": n}) for n in range(5000)]
+    (tmp_path / "state" / "history.jsonl").write_text("\n".join(lines) + "\n")
+    sent = _recording(store)
+    assert [record["n"] for record in store.history(3)] == [4997, 4998, 4999]
+    assert len(sent) == 1 and "tail" in sent[0].render()
+    assert len(store.history()) == 5000
+
+
 def test_status_reads_state_file_workers_and_lock_in_one_command(tmp_path: Path) -> None:
     """Even when a step fails (no balancer master runs here, so whether its workers loaded
     the file cannot be told), the steps after it still run: the lock is read."""
