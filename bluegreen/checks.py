@@ -128,7 +128,8 @@ def _forwarding_row(inventory: Inventory, host: HostSpec, transport: Transport, 
     except ConnectError as error:
         return CheckRow(host.name, "port forwarding", False, error.paragraph(), CONNECT)
     via = ("ssh" if inventory.health.via == "ssh"
-           else "host, which has no curl: its checks go through a forwarded port")
+           else "host, which has neither bash nor curl: its checks go through a forwarded "
+                "port")
     return CheckRow(host.name, "port forwarding", True, f"allowed (health.via: {via})")
 
 
