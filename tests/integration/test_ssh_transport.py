@@ -78,6 +78,36 @@ def test_with_channels_ahead_each_command_runs_on_a_channel_opened_before_it(
     assert len(opened_by) >= 4 and set(opened_by) == {"open a channel ahead"}
 
 
+def test_a_channel_held_too_long_is_not_used(fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    """sshd may close an idle session channel (ChannelTimeout): one held past
+    `ChannelAhead.FRESH_FOR` is closed unused, and the command opens its own."""
+    import paramiko
+
+    from bluegreen.transport.ssh.channel import ChannelAhead
+
+    monkeypatch.setattr(ChannelAhead, "FRESH_FOR", 0.0)
+    opened_by: list[str] = []
+    open_session = paramiko.Transport.open_session
+
+    def recorded(self: paramiko.Transport, *args: object, **kwargs: object) -> object:
+        opened_by.append(threading.current_thread().name)
+        return open_session(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(paramiko.Transport, "open_session", recorded)
+    host = fleet["app1"]
+    conf = settings(fleet)
+    transport = SSHTransport.connect(
+        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf,
+        channels_ahead=True)
+    try:
+        assert [transport.run(Command("echo", str(n))).stdout for n in range(2)] == ["0\n",
+                                                                                   "1\n"]
+    finally:
+        transport.close()
+    assert opened_by.count("MainThread") == 2
+
+
 def test_runs_commands_and_keeps_exit_status_as_data(app1: SSHTransport) -> None:
     ok = app1.run(Command("sh", "-c", "echo out; echo err >&2"))
     assert (ok.exit_status, ok.stdout, ok.stderr) == (0, "out\n", "err\n")
@@ -245,6 +275,28 @@ def test_a_lost_connection_is_a_connect_error_naming_the_host(fleet: Fleet) -> N
     with pytest.raises(ConnectError) as caught:
         transport.run(Command("true"))
     assert caught.value.where == "app2"
+
+
+def test_a_connection_lost_with_a_channel_opened_ahead_is_a_connect_error(fleet: Fleet
+                                                                          ) -> None:
+    """The channel opened ahead dies with the connection: the next command says the
+    connection was lost, at once, as without one."""
+    import socket
+
+    host = fleet["app2"]
+    conf = settings(fleet)
+    transport = SSHTransport.connect(
+        resolve_target(HostSpec(name="app2", address=host.address, port=host.port), conf), conf,
+        channels_ahead=True)
+    try:
+        assert transport.run(Command("true")).ok  # the next command's channel is opening
+        transport._client.get_transport().sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+        started = time.monotonic()
+        with pytest.raises(ConnectError) as caught:
+            transport.run(Command("true"))
+        assert caught.value.where == "app2" and time.monotonic() - started < 5
+    finally:
+        transport.close()
 
 
 def _release_file(tmp_path: Path, size: int) -> tuple[FilePayload, str]:

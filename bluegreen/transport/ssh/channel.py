@@ -72,9 +72,14 @@ class ChannelAhead:
     costs one round trip where it cost two. For hosts that run command after command (a
     balancer; a deploy's app hosts)."""
 
+    # sshd may close a session channel that stays idle (its ChannelTimeout): one held this
+    # long is not used, so that a command never starts on a channel being closed under it
+    FRESH_FOR = 60.0
+
     def __init__(self, transport: Any, *, timeout: float):
         self._opened = threading.Event()
         self._channel: Any = None
+        self._since = time.monotonic()
         threading.Thread(target=self._open, args=(transport, timeout), daemon=True,
                          name="open a channel ahead").start()
 
@@ -87,11 +92,17 @@ class ChannelAhead:
             self._opened.set()
 
     def take(self, timeout: float) -> Any:
-        """The channel, once open (waiting up to `timeout`); None when it could not be."""
+        """The channel, once open (waiting up to `timeout`); None when it could not be, or has
+        been held too long."""
         if not self._opened.wait(timeout):
             return None
         channel = self._channel
-        return channel if channel is not None and channel.active and not channel.closed else None
+        if channel is None or not channel.active or channel.closed:
+            return None
+        if time.monotonic() - self._since > self.FRESH_FOR:
+            channel.close()
+            return None
+        return channel
 
     def discard(self) -> None:
         if self._opened.is_set() and self._channel is not None:
