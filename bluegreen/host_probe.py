@@ -28,11 +28,11 @@ _LONGEST_BODY = 200  # characters of a body kept for the messages
 #
 # bash's: the request's subshell connects, sends and reads to the end (the request asks the
 # server to close); the probe reads what the subshell prints for at most $2 seconds, then stops
-# it — a connect that hangs (a full accept queue) is bounded too (its errors in English, as
-# the fallback below reads them). Every step is a builtin. It
-# takes its network device ($tcp, /dev/tcp) as its first argument. A bash built without network
-# redirections opens /dev/tcp/… as a file, which is not there: curl's fetch then makes the
-# requests, or the host, with no curl either, says it has neither.
+# it — a connect that hangs (a full accept queue) is bounded too. Every step is a builtin. The
+# script takes bash's network device ($tcp, /dev/tcp) as its first argument. A bash built
+# without network redirections opens /dev/tcp/… as a file, which is not there (the subshell
+# says so in English, whatever the host's locale): curl's fetch then makes the requests, or
+# the host, with no curl either, says it has neither.
 _BASH_FETCH = r"""tcp=$1; shift
 fetch() {
   local rest=${1#http://} started=${EPOCHREALTIME//[!0-9]/} answer= status=000 body head
@@ -117,7 +117,7 @@ def probe_command(url: str, spec: HealthSettings, *, attempts: int, successes: i
 def read_outcome(output: str, spec: HealthSettings, *, successes: int,
                  expect_body: str | None, target: str) -> HealthOutcome | None:
     """The probes the script reported, healthy when the last `successes` passed; None when the
-    host has no curl. `target` names the instance ("10.0.0.5:9501 on app1")."""
+    host has neither bash nor curl. `target` names the instance ("10.0.0.5:9501 on app1")."""
     if output.startswith(NO_CURL):
         return None
     outcome = HealthOutcome(healthy=False, attempts=0)
@@ -145,7 +145,7 @@ def wait_healthy(transport: Transport, url: str, spec: HealthSettings, *,
                  retries: int | None = None, successes: int | None = None,
                  expect_body: str | None = None, target: str = "the instance"
                  ) -> HealthOutcome | None:
-    """HealthChecker.wait_healthy, run on the host; None when the host has no curl."""
+    """HealthChecker.wait_healthy, run on the host; None when it has neither bash nor curl."""
     attempts = retries if retries is not None else spec.retries
     needed = needed_successes(spec, attempts, successes)
     command = probe_command(url, spec, attempts=attempts, successes=needed,
