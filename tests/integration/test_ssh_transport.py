@@ -115,6 +115,21 @@ def test_runs_commands_and_keeps_exit_status_as_data(app1: SSHTransport) -> None
     assert failed.exit_status == 7 and not failed.ok
 
 
+def test_a_command_that_ends_before_reading_its_input_gives_its_exit_status(
+        app1: SSHTransport) -> None:
+    """A lock attempt that finds the lock held exits at once, before its input (the owner
+    record) is sent: that is its exit status, never a lost connection. The race is the
+    host's to win: many attempts make it likely (before the fix, with both CPUs busy, 1 run in
+    4 of 300 attempts failed)."""
+    started = time.monotonic()
+    for _ in range(300):
+        result = app1.run(Command("sh", "-c", "exit 75"), stdin=b'{"owner": "deploy"}\n' * 4)
+        assert result.exit_status == 75
+        if time.monotonic() - started > 20:
+            break
+    assert app1.run(Command("echo", "still connected")).stdout == "still connected\n"
+
+
 def test_large_output_on_both_streams_does_not_deadlock(app1: SSHTransport) -> None:
     result = app1.run(Command.script(
         'head -c 3000000 /dev/zero | tr "\\0" a; head -c 3000000 /dev/zero | tr "\\0" b >&2'),

@@ -38,12 +38,18 @@ _ADMINISTRATIVELY_PROHIBITED, _CONNECT_FAILED = 1, 2  # RFC 4254 channel open fa
 
 _SEND_CHUNK = 1 << 18  # each chunk is still re-sliced per packet: keep it small
 
+class InputClosed(Exception):
+    """The command ended before it read all its input (a lock attempt that finds the lock
+    held exits at once): its exit status says how it went, and no more is sent."""
+
+
 def send_all(channel: Any, data: Input, deadline: float,
              sent: Callable[[int], None] | None = None) -> bool:
     """`channel.sendall` in bounded chunks (paramiko's sendall re-slices what remains after
     every packet, which copies the rest each time — quadratic in the size of a release), each
     bounded by the command's deadline: a host that stops reading cannot hang an upload. A
-    payload is read a chunk at a time, never whole. False when the deadline passed."""
+    payload is read a chunk at a time, never whole. False when the deadline passed;
+    InputClosed when the command ended first."""
     size = input_size(data)
     for offset in range(0, size, _SEND_CHUNK):
         remaining = deadline - time.monotonic()
@@ -55,6 +61,10 @@ def send_all(channel: Any, data: Input, deadline: float,
             channel.sendall(chunk)
         except TimeoutError:
             return False
+        except OSError:
+            if channel.closed:  # paramiko's "Socket is closed": the command is over
+                raise InputClosed from None
+            raise
         if sent is not None:
             sent(min(offset + _SEND_CHUNK, size))
     channel.settimeout(None)

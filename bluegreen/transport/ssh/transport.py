@@ -22,6 +22,7 @@ from bluegreen.transport.ssh import openssh
 from bluegreen.transport.ssh.channel import (
     NO_EXIT_STATUS,
     ChannelAhead,
+    InputClosed,
     collect,
     connection_lost,
     exec_pipelined,
@@ -73,14 +74,19 @@ class SSHTransport:
             self._ahead = ChannelAhead(transport, timeout=self._settings.connect_timeout)
 
     def _session_channel(self, transport: paramiko.Transport) -> paramiko.Channel:
-        """The channel opened ahead if there is one (and the next one starts opening), else a
-        new one."""
+        """The channel opened ahead if there is one, else a new one."""
         with self._ahead_lock:
             ahead, self._ahead = self._ahead, None
-            if self._channels_ahead:
-                self._open_ahead()
         channel = ahead.take(self._settings.connect_timeout) if ahead is not None else None
         return channel or transport.open_session(timeout=self._settings.connect_timeout)
+
+    def _open_next_ahead(self) -> None:
+        """Once a command and its input are sent: its output takes at least a round trip,
+        during which the next command's channel opens (started earlier, the thread that opens
+        it would compete with the sending)."""
+        with self._ahead_lock:
+            if self._channels_ahead and self._ahead is None:
+                self._open_ahead()
 
     def run(
         self, command: Command, *, timeout: float | None = None, stdin: Input | None = None,
@@ -116,16 +122,8 @@ class SSHTransport:
                 exec_pipelined(channel, text + " </dev/null")
             else:
                 exec_pipelined(channel, text)
-                if not send_all(channel, stdin, deadline, sent):
-                    channel.close()
-                    raise CommandTimeout(
-                        f"`{command}` stopped reading its input ({input_size(stdin)} bytes) and "
-                        "did "
-                        f"not finish within {limit:g} s; it is killed on the host.",
-                        where=self.host,
-                        hint="Check the host's disk and load; raise ssh.command_timeout if a "
-                             "large upload is legitimately slow.")
-                channel.shutdown_write()
+                self._send_input(channel, command, stdin, deadline, limit, sent)
+            self._open_next_ahead()
             stdout, stderr, status = collect(channel, deadline)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ConnectError(f"the SSH connection failed while running `{command}`: {exc}.",
@@ -145,6 +143,26 @@ class SSHTransport:
                 hint="Check the deploy user's sshd settings (ForceCommand, a restricted "
                      "shell).")
         return self._result(command, limit, started, stdout, stderr, status)
+
+    def _send_input(self, channel: paramiko.Channel, command: Command, stdin: Input,
+                    deadline: float, limit: float, sent: Callable[[int], None] | None) -> None:
+        """The command's input, then EOF — unless the command ended first, having read what it
+        needed (its exit status says how it went): an EOF after the channel's close would make
+        sshd drop the whole connection."""
+        try:
+            complete = send_all(channel, stdin, deadline, sent)
+        except InputClosed:
+            return
+        if not complete:
+            channel.close()
+            raise CommandTimeout(
+                f"`{command}` stopped reading its input ({input_size(stdin)} bytes) and did "
+                f"not finish within {limit:g} s; it is killed on the host.",
+                where=self.host,
+                hint="Check the host's disk and load; raise ssh.command_timeout if a large "
+                     "upload is legitimately slow.")
+        if not channel.closed:
+            channel.shutdown_write()
 
     def _send_through_openssh(self, text: str, stdin: Input, deadline: float,
                               sent: Callable[[int], None] | None) -> openssh.Sent | None:
