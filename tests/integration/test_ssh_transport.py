@@ -36,23 +36,27 @@ def settings(fleet: Fleet, **changes: object) -> SSHSettings:
     return msgspec.convert(values, SSHSettings)
 
 
+def connect(fleet: Fleet, name: str, *, channels_ahead: bool = False) -> SSHTransport:
+    host = fleet[name]
+    conf = settings(fleet)
+    return SSHTransport.connect(
+        resolve_target(HostSpec(name=name, address=host.address, port=host.port), conf), conf,
+        channels_ahead=channels_ahead)
+
+
 @pytest.fixture(params=[False, True], ids=["channel-per-command", "channels-ahead"])
 def app1(fleet: Fleet, request: pytest.FixtureRequest) -> Iterator[SSHTransport]:
     """Every test runs twice: with a channel opened for each command, and with the next
     command's channel opened ahead (as for a balancer)."""
-    host = fleet["app1"]
-    conf = settings(fleet)
-    transport = SSHTransport.connect(
-        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf,
-        channels_ahead=request.param)
+    transport = connect(fleet, "app1", channels_ahead=request.param)
     try:
         yield transport
     finally:
         transport.close()
 
 
-def test_with_channels_ahead_each_command_runs_on_a_channel_opened_before_it(
-        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+def channel_openers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread that opens each session channel from now on."""
     import paramiko
 
     opened_by: list[str] = []
@@ -63,11 +67,13 @@ def test_with_channels_ahead_each_command_runs_on_a_channel_opened_before_it(
         return open_session(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(paramiko.Transport, "open_session", recorded)
-    host = fleet["app1"]
-    conf = settings(fleet)
-    transport = SSHTransport.connect(
-        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf,
-        channels_ahead=True)
+    return opened_by
+
+
+def test_with_channels_ahead_each_command_runs_on_a_channel_opened_before_it(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened_by = channel_openers(monkeypatch)
+    transport = connect(fleet, "app1", channels_ahead=True)
     try:
         outputs = [transport.run(Command("echo", str(n))).stdout for n in range(3)]
         assert transport.run(Command("cat"), stdin=b"input intact").stdout == "input intact"
@@ -82,24 +88,11 @@ def test_a_channel_held_too_long_is_not_used(fleet: Fleet, monkeypatch: pytest.M
                                               ) -> None:
     """sshd may close an idle session channel (ChannelTimeout): one held past
     `ChannelAhead.FRESH_FOR` is closed unused, and the command opens its own."""
-    import paramiko
-
     from bluegreen.transport.ssh.channel import ChannelAhead
 
     monkeypatch.setattr(ChannelAhead, "FRESH_FOR", 0.0)
-    opened_by: list[str] = []
-    open_session = paramiko.Transport.open_session
-
-    def recorded(self: paramiko.Transport, *args: object, **kwargs: object) -> object:
-        opened_by.append(threading.current_thread().name)
-        return open_session(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(paramiko.Transport, "open_session", recorded)
-    host = fleet["app1"]
-    conf = settings(fleet)
-    transport = SSHTransport.connect(
-        resolve_target(HostSpec(name="app1", address=host.address, port=host.port), conf), conf,
-        channels_ahead=True)
+    opened_by = channel_openers(monkeypatch)
+    transport = connect(fleet, "app1", channels_ahead=True)
     try:
         assert [transport.run(Command("echo", str(n))).stdout for n in range(2)] == ["0\n",
                                                                                    "1\n"]
@@ -282,10 +275,7 @@ def test_ssh_config_supplies_hostname_port_user_identity_and_proxyjump(fleet: Fl
 
 
 def test_a_lost_connection_is_a_connect_error_naming_the_host(fleet: Fleet) -> None:
-    host = fleet["app2"]
-    conf = settings(fleet)
-    transport = SSHTransport.connect(
-        resolve_target(HostSpec(name="app2", address=host.address, port=host.port), conf), conf)
+    transport = connect(fleet, "app2")
     transport._client.close()
     with pytest.raises(ConnectError) as caught:
         transport.run(Command("true"))
@@ -298,11 +288,7 @@ def test_a_connection_lost_with_a_channel_opened_ahead_is_a_connect_error(fleet:
     connection was lost, at once, as without one."""
     import socket
 
-    host = fleet["app2"]
-    conf = settings(fleet)
-    transport = SSHTransport.connect(
-        resolve_target(HostSpec(name="app2", address=host.address, port=host.port), conf), conf,
-        channels_ahead=True)
+    transport = connect(fleet, "app2", channels_ahead=True)
     try:
         assert transport.run(Command("true")).ok  # the next command's channel is opening
         transport._client.get_transport().sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
