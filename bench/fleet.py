@@ -283,7 +283,6 @@ def main() -> None:
     compileall.compile_dir(str(ROOT / "bluegreen"), quiet=1)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("BLUEGREEN_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bluegreen-bench-cache-")
     cli = [sys.executable, "-m", "bluegreen"]
     memory_hosts = (int(sys.argv[sys.argv.index("--memory") + 1])
                     if "--memory" in sys.argv else 0)
@@ -291,6 +290,7 @@ def main() -> None:
     apps = [f"app{i:03d}" for i in range(1, largest + 1)]
     with tempfile.TemporaryDirectory(prefix="bluegreen-fleet-") as tmp:
         root = Path(tmp)
+        env["XDG_CACHE_HOME"] = str(root / "cache")  # removed with the fleet
         fleet = MultiFleet.start(root, [*apps, "lb1"])
         lb_address = fleet.addresses["lb1"][0]
         nginx = Nginx("lb1", lb_address, free_port(lb_address), root / "nginx")
