@@ -168,7 +168,7 @@ class AppStack:
         health check; `timeout` must leave them room); its output is kept. `once[i]`: as for
         `running_release`."""
         commands = then or [None] * len(specs)
-        firsts = once or [None] * len(specs)
+        firsts = [self._first(command) for command in once or [None] * len(specs)]
         if self.settings.status and any(uses_variable(self.settings.status, name)
                                         for name in ("release", "release_dir")):
             return [self._facts_apart(transport, spec, command, timeout)
@@ -179,7 +179,7 @@ class AppStack:
                           self.status_command(spec, None).render(),
                           connection_filter(spec.address, spec.port),
                           command.render() if command else "",
-                          first.render() if (first := self._first(first)) else ""]
+                          first.render() if first else ""]
         result = transport.run(Command.script(_FACTS, *arguments), timeout=timeout)
         sections = result.stdout.split(_END_OF_FACTS + "\n")
         found = []

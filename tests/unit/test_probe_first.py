@@ -22,6 +22,7 @@ from bluegreen.model import Colour
 from bluegreen.shell import Command
 from bluegreen.transport.local import LocalTransport
 from tests.fleet import free_port
+from tests.unit.test_host_probe import host_path
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(tool) is None for tool in ("bash", "ss", "readlink", "grep")),
@@ -84,13 +85,10 @@ class Host(LocalTransport):
 
     def __init__(self, tmp_path: Path, *, with_ss: bool) -> None:
         super().__init__("app1")
-        tools = ["sh", "bash", "readlink", "grep", "sleep", "head", "env"]
-        bin_dir = tmp_path / ("bin-ss" if with_ss else "bin")
-        bin_dir.mkdir(exist_ok=True)
-        for tool in [*tools, *(["ss"] if with_ss else [])]:
-            if not (bin_dir / tool).exists():
-                (bin_dir / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
-        self.path = str(bin_dir)
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        self.path = host_path(bin_dir, "sh", "bash", "readlink", "grep", "sleep", "head", "env",
+                              *(["ss"] if with_ss else []))
 
     def run(self, command: Command, **options: Any) -> Any:
         return super().run(Command("env", f"PATH={self.path}", *command.argv), **options)
