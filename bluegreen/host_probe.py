@@ -17,7 +17,7 @@ from bluegreen.inventory import HealthSettings
 from bluegreen.shell import Command
 from bluegreen.transport.base import Transport
 
-NO_CURL = "bluegreen: no curl or bash"
+NO_PROBE_TOOL = "bluegreen: no curl or bash"
 # ends each probe's record: random, so no body can fake one
 _MARK = f"bluegreen-probe-{secrets.token_hex(6)}"
 _LONGEST_BODY = 200  # characters of a body kept for the messages
@@ -118,7 +118,7 @@ def read_outcome(output: str, spec: HealthSettings, *, successes: int,
                  expect_body: str | None, target: str) -> HealthOutcome | None:
     """The probes the script reported, healthy when the last `successes` passed; None when the
     host has neither bash nor curl. `target` names the instance ("10.0.0.5:9501 on app1")."""
-    if output.startswith(NO_CURL):
+    if output.startswith(NO_PROBE_TOOL):
         return None
     outcome = HealthOutcome(healthy=False, attempts=0)
     body: list[str] = []
