@@ -182,14 +182,17 @@ class AppStack:
                           first.render() if first else ""]
         result = transport.run(Command.script(_FACTS, *arguments), timeout=timeout)
         sections = result.stdout.split(_END_OF_FACTS + "\n")
-        found = []
+        read = []
         for index in range(len(specs)):
             section = sections[index] if index < len(sections) else ""
-            named, state, count, output = ([*section.split("\n", 3), "", "", ""])[:4]
-            runs = state == "running"
-            found.append(InstanceFacts(named or None, runs, parse_count(count) if runs else 0,
-                                       output if runs else ""))
-        return found
+            named, state, output = ([*section.split("\n", 2), "", ""])[:3]
+            read.append((named or None, state == "running", output))
+        running = [(spec.address, spec.port)
+                   for spec, (_, runs, _) in zip(specs, read, strict=True) if runs]
+        counts = iter(connections_of(local_ends(sections[-1] if len(sections) > len(specs)
+                                                else ""), running))
+        return [InstanceFacts(named, runs, next(counts) if runs else 0, output if runs else "")
+                for named, runs, output in read]
 
     def _first(self, once: Command | None) -> Command | None:
         """`once` when its pass shows what the status check would: the default one asks
@@ -410,13 +413,19 @@ class Replaced(NamedTuple):
     held: bool = False  # stopped before anything changed: connections are open
 
 
+# The release the colour's pointer ($1) names, on a line (empty when there is none). A symlink
+# is followed with `cd -P`, a builtin, then back to $here: readlink, a process, reads only one
+# whose release cannot be entered (gone).
+_POINTER = ('if [ -L "$1" ]; then if cd -P -- "$1" 2>/dev/null; then '
+            'printf "%s\\n" "${PWD##*/}"; cd -- "$here" 2>/dev/null || cd /; '
+            'else p=$(readlink -- "$1"); printf "%s\\n" "${p##*/}"; fi; else echo; fi; ')
 # $1 the colour's pointer, $2 what exits 0 while it runs, $3 a command to run when it runs ("" for
 # none), $4 a command whose success shows it runs and stands for $3's output ("" for none): the
 # release the pointer names, then (when it runs) what $3 printed; exits 1 when it does not run.
 # The commands are rendered `Command`s, each one program with quoted arguments: `eval` runs them
 # as `sh -c` would, without starting a shell for it.
 _RUNNING_RELEASE = (
-    'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
+    'here=$PWD; ' + _POINTER +
     '[ -n "$4" ] && out=$(eval "$4") && { printf "%s\\n" "$out"; exit 0; }; '
     'eval "$2" >/dev/null 2>&1 || exit; '
     'if [ -n "$4" ] && [ "$3" = "$4" ]; then printf "%s\\n" "$out"; '
@@ -426,18 +435,70 @@ _END_OF_FACTS = "bluegreen: end of facts"
 # five arguments per instance: its colour's pointer, what exits 0 while it runs, the `ss` filter
 # of its connections, a command to run after them when it runs ("" for none), and one whose
 # success shows it runs and stands for that command's output ("" for none); a section of lines
-# per instance (the release, running/stopped, the count, what the command printed). As above,
-# the rendered commands run by `eval`.
+# per instance (the release, running/stopped, what the command printed), then the established
+# connections of all the running ones, counted per local end by one `ss` (`local_ends`). As
+# above, the rendered commands run by `eval`.
 _FACTS = (
-    'while [ "$#" -ge 5 ]; do out=; '
-    'p=$(readlink -- "$1") && printf "%s\\n" "${p##*/}" || echo; '
+    'here=$PWD; filters=; while [ "$#" -ge 5 ]; do out=; ' + _POINTER +
     'if [ -n "$5" ] && out=$(eval "$5"); then state=running; '
     'elif eval "$2" >/dev/null 2>&1; then state=running; '
     '[ "$4" = "$5" ] || out=$([ -z "$4" ] || eval "$4"); '
     'else state=stopped; fi; echo "$state"; '
-    'if [ "$state" = running ]; then ss -Htn state established "( $3 )" | grep -c . || true; '
+    'if [ "$state" = running ]; then filters="${filters:+$filters or }( $3 )"; '
     '[ -z "$out" ] || printf "%s\\n" "$out"; fi; '
-    f'echo "{_END_OF_FACTS}"; shift 5; done')
+    f'echo "{_END_OF_FACTS}"; shift 5; done; '
+    '[ -z "$filters" ] || ss -Htn state established "$filters" | '
+    "awk '{ n[$3]++ } END { for (end in n) print n[end], end }'")
+
+
+LocalEnd = tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address | None, int]
+
+
+def local_ends(text: str) -> list[LocalEnd]:
+    """`ss`'s local ends as `_FACTS` counts them ("3 10.0.0.5:9501", "1 [::ffff:10.0.0.5]:9501",
+    "2 10.0.0.5%eth0:9501"): how many connections, the address (an IPv4-mapped one as IPv4;
+    None when unreadable) and the port."""
+    ends: list[LocalEnd] = []
+    for line in text.splitlines():
+        count, _, end = line.strip().partition(" ")
+        address, _, port = end.rpartition(":")
+        if not (count.isdigit() and port.isdigit()):
+            continue
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+        try:
+            ip = ipaddress.ip_address(address.split("%")[0].strip("[]"))
+        except ValueError:
+            ip = None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        ends.append((int(count), ip, int(port)))
+    return ends
+
+
+def connections_of(ends: list[LocalEnd], running: list[tuple[str, int]]) -> list[int]:
+    """The connections of `ends` to each of the `running` instances (address, port) whose
+    filters `ss` was given: those on its address and port, or on its port when its address is
+    a name (as `connection_filter`). An end whose address no instance's matches (a form of
+    `ss` not read here) counts for the one instance on its port, when only one is."""
+    def serves(instance: tuple[str, int], ip: object, port: int) -> bool:
+        address, instance_port = instance
+        if port != instance_port:
+            return False
+        try:
+            return ipaddress.ip_address(address) == ip
+        except ValueError:
+            return True
+
+    counts = [0] * len(running)
+    for count, ip, port in ends:
+        matched = [i for i, instance in enumerate(running) if serves(instance, ip, port)]
+        if not matched:
+            matched = [i for i, (_, instance_port) in enumerate(running) if instance_port == port]
+            if len(matched) != 1:
+                continue
+        for i in matched:
+            counts[i] += count
+    return counts
 
 
 def established(transport: Transport, address: str, port: int) -> int:

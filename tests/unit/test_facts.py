@@ -106,3 +106,30 @@ def test_haproxy_reads_old_workers_and_its_runtime_in_one_command() -> None:
     assert before_flip is not None and "ps -o" not in str(before_flip.command)
     assert before_flip.read(CommandResult(
         "lb1", "", 0, f"\n{_END_OF_WORKERS} 0\n{stats}", "")).lingering == {}
+
+
+# `ss -Htn state established "( src 10.0.0.5:9501 ) or ( src 10.0.0.5:9502 ) or …"`, its local
+# ends counted as `_FACTS` counts them: IPv4, IPv4-mapped (a socket bound to ::), bound to a
+# device, IPv6
+SS_LOCAL_ENDS = """\
+3 10.0.0.5:9501
+2 [::ffff:10.0.0.5]:9501
+1 10.0.0.5%eth0:9502
+4 [fd00::5]:9503
+"""
+
+
+def test_established_connections_are_counted_per_instance_from_one_ss() -> None:
+    from bluegreen.app import connections_of, local_ends
+
+    ends = local_ends(SS_LOCAL_ENDS + "garbage\n\n")
+    assert len(ends) == 4
+    running = [("10.0.0.5", 9501), ("10.0.0.5", 9502), ("fd00::5", 9503)]
+    assert connections_of(ends, running) == [5, 1, 4]
+    # an instance named by host name is matched by its port, as its filter is (`sport = :N`)
+    assert connections_of(ends, [("app1.internal", 9501), ("10.0.0.5", 9502)]) == [5, 1]
+    # an end whose address matches no instance counts for the one instance on its port
+    assert connections_of(local_ends("7 [fe80::1]%lo:9502\n"), running) == [0, 7, 0]
+    assert connections_of(local_ends("7 10.9.9.9:9502\n"),
+                          [("10.0.0.5", 9502), ("10.0.0.6", 9502)]) == [0, 0]
+    assert connections_of([], running) == [0, 0, 0]

@@ -117,6 +117,59 @@ def test_status_reads_an_instance_in_one_command_unless_app_status_names_the_rel
         listener.close()
 
 
+def test_status_counts_each_running_colour_apart_and_reads_every_kind_of_pointer(
+        tmp_path: Path) -> None:
+    """Both colours run on one host: one command, one `ss`, each colour's own connections; a
+    pointer whose release is gone is still named, a directory in a pointer's place is not a
+    pointer, and the commands after the pointer's read run where the command started."""
+    import socket
+
+    from bluegreen.app import AppStack, instance_specs
+    from bluegreen.inventory import validate_inventory
+    from bluegreen.model import Colour
+
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    blue_port, green_port = (listener.getsockname()[1] for listener in listeners)
+    inventory = validate_inventory({
+        "service": "shop",
+        "hosts": {"app": [{"name": "app1", "address": "127.0.0.1"}], "balancer": ["lb1"]},
+        "colours": {"blue": {"port": blue_port}, "green": {"port": green_port}},
+        "app": {"root": str(tmp_path), "start": "true", "stop": "true"},
+        "balancer": {"managed_file": "/etc/x.conf"},
+    }, path=tmp_path / "inv.yml", environ={})
+    (tmp_path / "releases" / "v3").mkdir(parents=True)
+    (tmp_path / "blue").symlink_to("releases/v3")
+    (tmp_path / "green").symlink_to("releases/v2")  # pruned by hand: gone
+    stack = AppStack(inventory, inventory.app)
+    specs = [instance_specs(inventory, colour)[0] for colour in (Colour.BLUE, Colour.GREEN)]
+    calls: list[Command] = []
+
+    class Counting(LocalTransport):
+        def run(self, command: Command, **options: Any) -> Any:
+            calls.append(command)
+            return super().run(command, **options)
+
+    clients = [socket.create_connection(("127.0.0.1", port))
+               for port in (blue_port, blue_port, green_port, green_port, green_port)]
+    try:
+        where = Command("pwd", "-P")
+        blue, green = stack.facts_of(Counting("here"), specs, then=[where, where])
+        assert len(calls) == 1
+        assert (blue.pointer, blue.running, blue.connections) == ("v3", True, 2)
+        assert (green.pointer, green.running, green.connections) == ("v2", True, 3)
+        assert blue.then.strip() == green.then.strip() == str(Path.cwd().resolve())
+        (tmp_path / "green").unlink()
+        (tmp_path / "green").mkdir()
+        listeners.pop().close()
+        green = stack.facts_of(Counting("here"), specs)[1]
+        assert (green.pointer, green.running, green.connections) == (None, False, 0)
+    finally:
+        for client in clients:
+            client.close()
+        for listener in listeners:
+            listener.close()
+
+
 def test_a_small_release_is_sent_with_the_check_and_a_present_one_is_kept(tmp_path: Path
                                                                           ) -> None:
     from bluegreen.errors import UsageError
