@@ -12,7 +12,7 @@ from bluegreen.errors import CommandTimeout, HealthCheckFailed
 from bluegreen.host_script import HostStep, reported, run_chain
 from bluegreen.inventory import AppSettings, HostSpec, Inventory
 from bluegreen.model import Colour, Instance
-from bluegreen.release import ReleaseLayout
+from bluegreen.release import ReleaseLayout, pruned
 from bluegreen.render import render_command, render_command_text, render_text, uses_variable
 from bluegreen.shell import Command, Secret
 from bluegreen.transport.base import CommandResult, Transport, tail
@@ -229,13 +229,16 @@ class AppStack:
     def replace_and_start(self, transport: Transport, spec: InstanceSpec, release: str, *,
                           replaced: str | None, stop: Command, start: Command,
                           running: bool | None, count: bool = False,
-                          hold_if_open: bool = False) -> Replaced:
+                          hold_if_open: bool = False, prune: int | None = None) -> Replaced:
         """In one command: stop the colour's instance if it runs (`running`: whether it does,
         when just read; `replaced`: the release it ran), point the colour at `release`, check
         that nothing else holds its port, and start it. Each step's failure is reported as its
         own command's would be. With `count`, the instance's established connections are
         counted first (what the stop cuts); with `hold_if_open` too, a count above 0 ends the
-        command there, before anything changed (`Replaced.held`: drain them, then call again)."""
+        command there, before anything changed (`Replaced.held`: drain them, then call again).
+        With `prune`, once started, the host's releases beyond the `prune` newest that no colour
+        points at are removed — those the flip leaves unused — in the same command; a prune
+        that fails does not fail the start (`Replaced.prune_error`)."""
         steps = [HostStep(f"count the connections to {spec.colour}", Command.script(
             _COUNT_THEN_HOLD, connection_filter(spec.address, spec.port),
             "1" if hold_if_open else ""))] if count else []
@@ -248,6 +251,9 @@ class AppStack:
                 'out=$(eval "$1") || :; [ -z "$out" ] || { printf "%s\\n" "$out"; exit 1; }',
                 listeners(spec.port, spec.address).render())),
             HostStep(f"start {spec.colour}", start, limit=self.settings.start_timeout)]
+        if prune is not None:
+            steps.append(HostStep("prune old releases", self.layout(spec.host).prune_command(
+                prune), limit=self.inventory.ssh.command_timeout))
         results = run_chain(transport, steps,
                             timeout=sum(step.limit or 0 for step in steps)
                             + self.inventory.ssh.command_timeout)
@@ -269,7 +275,13 @@ class AppStack:
         if not (port := ran(1)).ok:
             self._require_port_free(port.stdout, spec)
         self._judge_start(ran(2), spec, start)
-        return Replaced(connections)
+        if prune is None:
+            return Replaced(connections)
+        pruning = results[3]
+        if pruning is None or not pruning.ok:
+            return Replaced(connections, prune_error="it did not report back" if pruning is None
+                            else pruning.tail() or f"exit status {pruning.exit_status}")
+        return Replaced(connections, pruned=tuple(pruned(pruning.stdout)))
 
     def _stop_step(self, spec: InstanceSpec, release: str | None, stop: Command, *,
                    running: bool | None) -> HostStep:
@@ -411,6 +423,8 @@ _COUNT_THEN_HOLD = (f'n=$({COUNT_ESTABLISHED}); echo "$n"; '
 class Replaced(NamedTuple):
     connections: int | None  # established to the instance just before its stop, when counted
     held: bool = False  # stopped before anything changed: connections are open
+    pruned: tuple[str, ...] = ()  # the old releases removed (`prune`), newest first
+    prune_error: str | None = None  # what the prune said when it failed
 
 
 # The release the colour's pointer ($1) names, on a line (empty when there is none). A symlink

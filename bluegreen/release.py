@@ -285,13 +285,16 @@ class ReleaseLayout:
         target = result.stdout.strip()
         return target.rsplit("/", 1)[-1] if result.ok and target else None
 
-    def prune(self, transport: Transport, keep: int) -> list[str]:
-        """Remove the releases beyond the `keep` newest that no colour points at, in one
-        command; the ones removed, newest first."""
-        result = transport.run(Command.script(
-            _PRUNE, self.root, *(self.pointer(colour) for colour in Colour), str(keep)))
-        result.check("prune old releases")
-        return [name for name in result.stdout.split("\n") if name]
+    def prune_command(self, keep: int) -> Command:
+        """Removes the releases beyond the `keep` newest that no colour points at; prints each
+        one removed, newest first (`pruned`)."""
+        return Command.script(
+            _PRUNE, self.root, *(self.pointer(colour) for colour in Colour), str(keep))
+
+
+def pruned(output: str) -> list[str]:
+    """The releases `prune_command` removed, newest first."""
+    return [name for name in output.split("\n") if name]
 
 
 # $1 the app root, $2 and $3 the colours' pointers, $4 how many of the newest to keep. Names

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from bluegreen import cancel
-from bluegreen.app import AppStack, InstanceSpec
+from bluegreen.app import AppStack, InstanceSpec, Replaced
 from bluegreen.errors import (
     BluegreenError,
     FanOutError,
@@ -157,6 +157,8 @@ def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifa
         if len(batches) > 1:
             record["batches"] = [[steps.spec.host.name for steps in b] for b in batches]
 
+    keep = inventory.release.keep
+
     def stand_up(steps: InstanceSteps) -> None:  # the commands the plan shows are what runs
         spec = steps.spec
         transport = session.connections[spec.host.name]
@@ -168,17 +170,18 @@ def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifa
             # command then ends before the stop, and runs again once they are drained
             done = stack.replace_and_start(
                 transport, spec, release, replaced=replaced, stop=steps.stop, start=steps.start,
-                running=None, count=True, hold_if_open=drain_idle)
+                running=None, count=True, hold_if_open=drain_idle, prune=keep)
             if done.held:
                 progress.cut[spec.host.name] = _drain_before_stop(
                     session, stack, spec, replaced, open_now=done.connections or 0)
-                stack.replace_and_start(  # a drain may have ended the instance itself
+                done = stack.replace_and_start(  # a drain may have ended the instance itself
                     transport, spec, release, replaced=replaced, stop=steps.stop,
-                    start=steps.start, running=None)
+                    start=steps.start, running=None, prune=keep)
             else:
                 progress.cut[spec.host.name] = _say_cut(session, spec, done.connections or 0,
                                                         drained_for=None)
         reporter.step(spec.host.name, f"{target} started on port {spec.port}", ok=True)
+        _say_pruned(session, spec, done)
 
     def batch_steps(number: int, batch: tuple[InstanceSteps, ...]) -> list[Step]:
         hosts = ", ".join(steps.spec.host.name for steps in batch)
@@ -209,7 +212,8 @@ def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifa
                  else "on every app host") + ", in parallel"
         return [
             Step(f"{where}: stop {target} if running (draining its connections first), "
-                 f"point it at releases/{release}, start it", start,
+                 f"point it at releases/{release}, start it, then prune the releases beyond "
+                 f"the {keep} newest that neither colour points at", start,
                  details=tuple(line for steps in batch for line in (
                      f"{steps.spec.host.name}: stop: {steps.stop}",
                      f"{steps.spec.host.name}: start: {steps.start}"))),
@@ -256,9 +260,6 @@ def _deploy_steps(session: Session, progress: Progress, plan: DeployPlan, artifa
                   *canary_flip_steps(session, progress, weight=canary[0], target=target)]
     else:
         steps += flip_steps(session, progress, plan.flip)
-    keep = inventory.release.keep
-    steps.append(Step(f"prune old releases on every app host (keeping {keep})",
-                      lambda: _prune(session, stack, specs)))
     if retire_after is not None and canary is None:
         def retire_idle_colour() -> None:
             if progress.state.live is None:
@@ -371,20 +372,11 @@ def upload_release(session: Session, stack: AppStack, specs: list[InstanceSpec],
             parallelism=session.inventory.ssh.parallelism)
 
 
-def _prune(session: Session, stack: AppStack, specs: list[InstanceSpec]) -> None:
-    """Prune every host's old releases, hosts in parallel; a host that fails is warned about,
-    not an error: the deploy is done."""
-    keep = session.inventory.release.keep
-
-    def prune(spec: InstanceSpec) -> None:
-        try:
-            pruned = stack.layout(spec.host).prune(session.connections[spec.host.name], keep)
-        except BluegreenError as error:
-            session.reporter.warn(f"could not prune old releases on {spec.host.name}: "
-                                  f"{error.paragraph()}")
-            return
-        if pruned:
-            session.reporter.step(spec.host.name, f"pruned {len(pruned)} old release(s)")
-
-    fan_out(specs, prune, step="prune", name=lambda s: s.host.name,
-            parallelism=session.inventory.ssh.parallelism)
+def _say_pruned(session: Session, spec: InstanceSpec, done: Replaced) -> None:
+    """What a stand-up's prune did; one that failed is warned about, not an error (the colour
+    was started)."""
+    if done.prune_error is not None:
+        session.reporter.warn(f"could not prune old releases on {spec.host.name}: "
+                              f"{done.prune_error}")
+    elif done.pruned:
+        session.reporter.step(spec.host.name, f"pruned {len(done.pruned)} old release(s)")

@@ -6,6 +6,7 @@ starts."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -207,3 +208,45 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
 
+
+
+def releases(root: Path, *names: str) -> None:
+    """Release directories, the first the newest."""
+    for age, name in enumerate(names):
+        (root / "releases" / name).mkdir(parents=True)
+        os.utime(root / "releases" / name, (1_000_000 - age, 1_000_000 - age))
+
+
+def test_the_stand_up_prunes_the_releases_the_flip_leaves_unused_in_the_same_command(
+        tmp_path: Path) -> None:
+    stack, spec = stack_and_spec(free_port(ADDRESS), tmp_path)
+    releases(tmp_path, "v5", "v4", "v3", "v2", "v1")
+    (tmp_path / "green").symlink_to("releases/v1")  # the live colour: old, but in use
+    (tmp_path / "blue").symlink_to("releases/v3")  # replaced by v5: no longer in use
+    transport, started = Counting(), tmp_path / "started"
+    done = stack.replace_and_start(transport, spec, "v5", replaced="v3", stop=Command("true"),
+                                   start=Command("touch", str(started)), running=False,
+                                   prune=2)
+    assert len(transport.commands) == 1 and started.exists()
+    assert done.pruned == ("v3", "v2") and done.prune_error is None
+    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == ["v1", "v4", "v5"]
+
+
+def test_a_prune_that_fails_is_said_and_leaves_the_start_standing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "rm").write_text("#!/bin/sh\necho \"rm: cannot remove '$3': Device or resource "
+                              "busy\" >&2\nexit 1\n")
+    (tools / "rm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    root = tmp_path / "app"
+    stack, spec = stack_and_spec(free_port(ADDRESS), root)
+    releases(root, "v3", "v2", "v1")
+    started = root / "started"
+    done = stack.replace_and_start(Counting(), spec, "v3", replaced=None, stop=Command("true"),
+                                   start=Command("touch", str(started)), running=False,
+                                   prune=2)
+    assert started.exists() and Path(stack.layout(spec.host).pointer(Colour.BLUE)).exists()
+    assert done.pruned == () and "Device or resource busy" in (done.prune_error or "")
+    assert (root / "releases" / "v1").is_dir()

@@ -254,7 +254,7 @@ def test_the_dry_run_prints_the_steps_the_deploy_runs_and_runs_none(fleet: Fleet
     steps = [line for line in lines if line[:1].isdigit()]
     assert [line.split(". ", 1)[1].split(" ")[0:2] for line in steps] == [
         ["on", "every"], ["record", "green"], ["on", "every"], ["health-check", "2"],
-        ["on", "2"], ["verify", "through"], ["write", "state"], ["prune", "old"]]
+        ["on", "2"], ["verify", "through"], ["write", "state"]]
     assert any(line.strip().startswith("app2: start: ") for line in lines)
     assert any(line.strip().startswith(f"+    server 127.0.0.1:{GREEN}") for line in lines)
     assert fleet.balancer_commands() == {"lb1": [], "lb2": []}

@@ -51,7 +51,7 @@ def test_several_files_come_back_in_one_round_trip_byte_for_byte(tmp_path: Path)
 
 
 def test_prune_keeps_the_newest_and_those_in_use_in_one_command(tmp_path: Path) -> None:
-    from bluegreen.release import ReleaseLayout
+    from bluegreen.release import ReleaseLayout, pruned
 
     calls: list[Command] = []
 
@@ -66,11 +66,11 @@ def test_prune_keeps_the_newest_and_those_in_use_in_one_command(tmp_path: Path) 
         os.utime(tmp_path / "releases" / name, (1_000_000 - age, 1_000_000 - age))
     (tmp_path / "blue").symlink_to("releases/v1")  # old, but a colour still points at it
     layout, transport = ReleaseLayout(str(tmp_path)), Counting("here")
-    assert layout.prune(transport, keep=2) == ["v4", "v3", "v2"]
+    assert pruned(transport.run(layout.prune_command(2)).stdout) == ["v4", "v3", "v2"]
     assert len(calls) == 1
     assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == [
         ".incoming.v7", "v1", "v5", "v6"]
-    assert layout.prune(transport, keep=2) == [] and len(calls) == 2
+    assert pruned(transport.run(layout.prune_command(2)).stdout) == [] and len(calls) == 2
 
 
 @pytest.mark.parametrize("status", [None, "test -e {{ release_dir }} && exit 0"])
