@@ -208,8 +208,9 @@ FIELDS: dict[str, dict[str, str]] = {
             "is given; `deploy --release ID --sha256 HEX` names the release and the checksum "
             "of its `.tar.gz`, verified on every host."),
         "keep": (
-            "Releases kept on each app host after a deploy: this many of the newest, plus any a "
-            "colour points at; older ones are deleted."),
+            "Releases kept on each app host: this many of the newest, plus any a colour points "
+            "at; a deploy deletes the older ones once the host has started the new release (in "
+            "the same command)."),
     },
     "AppSettings": {
         "root": (
