@@ -450,8 +450,8 @@ _END_OF_FACTS = "bluegreen: end of facts"
 # of its connections, a command to run after them when it runs ("" for none), and one whose
 # success shows it runs and stands for that command's output ("" for none); a section of lines
 # per instance (the release, running/stopped, what the command printed), then the established
-# connections of all the running ones, counted per local end by one `ss` (`local_ends`). As
-# above, the rendered commands run by `eval`.
+# connections of all the running ones, counted per local end (the column before the peer's) by
+# one `ss` (`local_ends`). As above, the rendered commands run by `eval`.
 _FACTS = (
     'here=$PWD; filters=; while [ "$#" -ge 5 ]; do out=; ' + _POINTER +
     'if [ -n "$5" ] && out=$(eval "$5"); then state=running; '
@@ -462,7 +462,7 @@ _FACTS = (
     '[ -z "$out" ] || printf "%s\\n" "$out"; fi; '
     f'echo "{_END_OF_FACTS}"; shift 5; done; '
     '[ -z "$filters" ] || ss -Htn state established "$filters" | '
-    "awk '{ n[$3]++ } END { for (end in n) print n[end], end }'")
+    "awk '{ n[$(NF - 1)]++ } END { for (end in n) print n[end], end }'")
 
 
 LocalEnd = tuple[int, ipaddress.IPv4Address | ipaddress.IPv6Address | None, int]
