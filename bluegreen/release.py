@@ -299,9 +299,12 @@ def pruned(output: str) -> list[str]:
 
 # $1 the app root, $2 and $3 the colours' pointers, $4 how many of the newest to keep. Names
 # starting with a dot (an upload in progress) are neither counted nor removed. Prints each
-# release removed.
+# release removed. A release is renamed before it is removed: a removal cut short (the host
+# went down) leaves no half release under its name, whose marker would pass it for present to
+# the next upload; the next prune removes what it left.
 _PRUNE = r"""
 cd -- "$1/releases" 2>/dev/null || exit 0
+for old in .removing.*; do [ ! -e "$old" ] || rm -rf -- "$old" 2>/dev/null || :; done
 in_use=
 for pointer in "$2" "$3"; do
   target=$(readlink -- "$pointer") && in_use="$in_use/${target##*/}/"
@@ -313,7 +316,9 @@ ls -1t -- . | {
     n=$((n + 1))
     [ "$n" -le "$4" ] && continue
     case $in_use in *"/$name/"*) continue;; esac
-    if rm -rf -- "$name"; then printf '%s\n' "$name"; else status=1; fi
+    if mv -- "$name" ".removing.$name" && rm -rf -- ".removing.$name"; then
+      printf '%s\n' "$name"
+    else status=1; fi
   done
   exit "$status"
 }

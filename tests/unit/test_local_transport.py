@@ -65,6 +65,7 @@ def test_prune_keeps_the_newest_and_those_in_use_in_one_command(tmp_path: Path) 
         (tmp_path / "releases" / name).mkdir(parents=True)
         os.utime(tmp_path / "releases" / name, (1_000_000 - age, 1_000_000 - age))
     (tmp_path / "blue").symlink_to("releases/v1")  # old, but a colour still points at it
+    (tmp_path / "releases" / ".removing.v0" / "app").mkdir(parents=True)  # a prune cut short
     layout, transport = ReleaseLayout(str(tmp_path)), Counting("here")
     assert pruned(transport.run(layout.prune_command(2)).stdout) == ["v4", "v3", "v2"]
     assert len(calls) == 1
