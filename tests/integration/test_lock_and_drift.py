@@ -15,9 +15,23 @@ from tests.integration.service import Service
 
 def start_cli(service: Service, *args: str, inventory: Path | None = None
               ) -> subprocess.Popen[str]:
+    # faulthandler: a CLI that does not end when it should is made to say where it stands
     return subprocess.Popen(
         [sys.executable, "-m", "bluegreen", "-i", str(inventory or service.inventory()), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+
+
+def wait_or_say_where(process: subprocess.Popen[str], timeout: float) -> int:
+    """The CLI's exit code; if it has not ended within `timeout`, a failure with what it
+    printed since and every thread's stack (SIGABRT makes faulthandler print them)."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, stderr = process.communicate(timeout=10)
+        raise AssertionError(f"the CLI did not end within {timeout:g} s; it printed:\n"
+                             f"{stderr}") from None
 
 
 def wait_for_line(process: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
@@ -72,7 +86,7 @@ def test_sigint_during_health_checks_releases_the_lock_and_leaves_traffic(
         assert service.lock_dir().is_dir()
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=20)
+        code = wait_or_say_where(process, 20)
         assert time.monotonic() - started < 5  # does not sit out the health-check retries
     finally:
         if process.poll() is None:
@@ -92,7 +106,7 @@ def test_sigterm_is_handled_like_ctrl_c(service: Service) -> None:
     try:
         wait_for_line(process, "health-check")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 130
+        assert wait_or_say_where(process, 20) == 130
     finally:
         if process.poll() is None:
             process.kill()
