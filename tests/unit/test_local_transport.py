@@ -13,6 +13,18 @@ from bluegreen.transport.base import get_file, get_files, put_file
 from bluegreen.transport.local import LocalTransport
 
 
+class Counting(LocalTransport):
+    """The local transport, keeping each command it runs."""
+
+    def __init__(self) -> None:
+        super().__init__("here")
+        self.commands: list[Command] = []
+
+    def run(self, command: Command, **options: Any) -> Any:
+        self.commands.append(command)
+        return super().run(command, **options)
+
+
 def test_runs_argv_without_a_shell_and_keeps_status_as_data() -> None:
     local = LocalTransport("here")
     result = local.run(Command("printf", "%s", "$(id); `x`"))
@@ -53,25 +65,19 @@ def test_several_files_come_back_in_one_round_trip_byte_for_byte(tmp_path: Path)
 def test_prune_keeps_the_newest_and_those_in_use_in_one_command(tmp_path: Path) -> None:
     from bluegreen.release import ReleaseLayout, pruned
 
-    calls: list[Command] = []
-
-    class Counting(LocalTransport):
-        def run(self, command: Command, **options: Any) -> Any:
-            calls.append(command)
-            return super().run(command, **options)
-
     # v6 the newest; an upload in progress is neither counted nor removed
     for age, name in enumerate(["v6", ".incoming.v7", "v5", "v4", "v3", "v2", "v1"]):
         (tmp_path / "releases" / name).mkdir(parents=True)
         os.utime(tmp_path / "releases" / name, (1_000_000 - age, 1_000_000 - age))
     (tmp_path / "blue").symlink_to("releases/v1")  # old, but a colour still points at it
     (tmp_path / "releases" / ".removing.v0" / "app").mkdir(parents=True)  # a prune cut short
-    layout, transport = ReleaseLayout(str(tmp_path)), Counting("here")
+    layout, transport = ReleaseLayout(str(tmp_path)), Counting()
     assert pruned(transport.run(layout.prune_command(2)).stdout) == ["v4", "v3", "v2"]
-    assert len(calls) == 1
+    assert len(transport.commands) == 1
     assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == [
         ".incoming.v7", "v1", "v5", "v6"]
-    assert pruned(transport.run(layout.prune_command(2)).stdout) == [] and len(calls) == 2
+    assert pruned(transport.run(layout.prune_command(2)).stdout) == []
+    assert len(transport.commands) == 2
 
 
 @pytest.mark.parametrize("status", [None, "test -e {{ release_dir }} && exit 0"])
@@ -98,19 +104,13 @@ def test_status_reads_an_instance_in_one_command_unless_app_status_names_the_rel
     stack = AppStack(inventory, inventory.app)
     blue = instance_specs(inventory, Colour.BLUE)[0]
     green = instance_specs(inventory, Colour.GREEN)[0]
-    calls: list[Command] = []
-
-    class Counting(LocalTransport):
-        def run(self, command: Command, **options: Any) -> Any:
-            calls.append(command)
-            return super().run(command, **options)
-
+    host = Counting()
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     try:
-        facts = stack.facts_of(Counting("here"), [blue])[0]
+        facts = stack.facts_of(host, [blue])[0]
         assert (facts.pointer, facts.running, facts.connections) == ("v3", True, 2)
-        assert len(calls) == (1 if status is None else 3)
-        stopped = stack.facts_of(Counting("here"), [green])[0]  # no pointer, nothing listening
+        assert len(host.commands) == (1 if status is None else 3)
+        stopped = stack.facts_of(host, [green])[0]  # no pointer, nothing listening
         assert (stopped.pointer, stopped.running, stopped.connections) == (None, False, 0)
     finally:
         for client in clients:
@@ -143,26 +143,20 @@ def test_status_counts_each_running_colour_apart_and_reads_every_kind_of_pointer
     (tmp_path / "green").symlink_to("releases/v2")  # pruned by hand: gone
     stack = AppStack(inventory, inventory.app)
     specs = [instance_specs(inventory, colour)[0] for colour in (Colour.BLUE, Colour.GREEN)]
-    calls: list[Command] = []
-
-    class Counting(LocalTransport):
-        def run(self, command: Command, **options: Any) -> Any:
-            calls.append(command)
-            return super().run(command, **options)
-
+    host = Counting()
     clients = [socket.create_connection(("127.0.0.1", port))
                for port in (blue_port, blue_port, green_port, green_port, green_port)]
     try:
         where = Command("pwd", "-P")
-        blue, green = stack.facts_of(Counting("here"), specs, then=[where, where])
-        assert len(calls) == 1
+        blue, green = stack.facts_of(host, specs, then=[where, where])
+        assert len(host.commands) == 1
         assert (blue.pointer, blue.running, blue.connections) == ("v3", True, 2)
         assert (green.pointer, green.running, green.connections) == ("v2", True, 3)
         assert blue.then.strip() == green.then.strip() == str(Path.cwd().resolve())
         (tmp_path / "green").unlink()
         (tmp_path / "green").mkdir()
         listeners.pop().close()
-        green = stack.facts_of(Counting("here"), specs)[1]
+        green = stack.facts_of(host, specs)[1]
         assert (green.pointer, green.running, green.connections) == (None, False, 0)
     finally:
         for client in clients:
@@ -181,20 +175,13 @@ def test_a_small_release_is_sent_with_the_check_and_a_present_one_is_kept(tmp_pa
     (source / "app.txt").write_text("first build\n")
     artifact = package(source, release="v1")
     assert not ReleaseLayout.asks_first(artifact)  # a few hundred bytes: sent with the check
-    layout, calls = ReleaseLayout(str(tmp_path / "srv")), []
-
-    class Counting(LocalTransport):
-        def run(self, command: Command, **options: Any) -> Any:
-            calls.append(command)
-            return super().run(command, **options)
-
-    host = Counting("here")
+    layout, host = ReleaseLayout(str(tmp_path / "srv")), Counting()
     assert layout.upload(host, artifact, unless_present=True)  # absent: unpacked
     unpacked = tmp_path / "srv" / "releases" / "v1" / "app.txt"
     assert unpacked.read_text() == "first build\n"
     unpacked.write_text("touched on the host\n")
     assert not layout.upload(host, artifact, unless_present=True)  # present: kept as it is
-    assert unpacked.read_text() == "touched on the host\n" and len(calls) == 2
+    assert unpacked.read_text() == "touched on the host\n" and len(host.commands) == 2
     (source / "app.txt").write_text("another build under the same id\n")
     with pytest.raises(UsageError) as caught:
         layout.upload(host, package(source, release="v1"), unless_present=True)
