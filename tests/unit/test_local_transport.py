@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -11,18 +10,7 @@ from bluegreen.errors import CommandTimeout, RemoteCommandFailed
 from bluegreen.shell import Command
 from bluegreen.transport.base import get_file, get_files, put_file
 from bluegreen.transport.local import LocalTransport
-
-
-class Counting(LocalTransport):
-    """The local transport, keeping each command it runs."""
-
-    def __init__(self) -> None:
-        super().__init__("here")
-        self.commands: list[Command] = []
-
-    def run(self, command: Command, **options: Any) -> Any:
-        self.commands.append(command)
-        return super().run(command, **options)
+from tests.unit.test_app_stop import Counting
 
 
 def test_runs_argv_without_a_shell_and_keeps_status_as_data() -> None:
