@@ -3,7 +3,7 @@ All unreachable hosts are reported at once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from bluegreen.fanout import fan_out
@@ -30,7 +30,11 @@ class Connections:
     """Context manager: ``with Connections(inv, hosts) as conns: conns["app1"].run(...)``.
     The balancers run one command after another (lock, stage, activate, record), and with
     `busy_app_hosts` so do the app hosts (a deploy's upload, stand-up, checks and prune): each
-    of their commands gets a channel opened ahead, which saves the round trip of opening it."""
+    of their commands gets a channel opened ahead, which saves the round trip of opening it.
+
+    What `also_on_open` adds runs on each host in its connection's worker as soon as that
+    connection is open: work that needs nothing else starts without waiting for the slowest
+    host to connect."""
 
     def __init__(self, inventory: Inventory, hosts: Iterable[HostSpec] | None = None, *,
                  busy_app_hosts: bool = False):
@@ -39,6 +43,7 @@ class Connections:
         self._busy = {h.name for h in inventory.hosts.balancer} | (
             {h.name for h in inventory.hosts.app} if busy_app_hosts else set())
         self._open: dict[str, Transport] = {}
+        self._on_open: list[Callable[[HostSpec, Transport], None]] = []
 
     def __enter__(self) -> Connections:
         opened: dict[str, Transport] = {}
@@ -47,6 +52,8 @@ class Connections:
             transport = open_transport(host, self.inventory,
                                        channels_ahead=host.name in self._busy)
             opened[host.name] = transport
+            for then in self._on_open:
+                then(host, transport)
             return transport
 
         try:
@@ -58,6 +65,12 @@ class Connections:
             raise
         self._open = {h.name: opened[h.name] for h in self.hosts}
         return self
+
+    def also_on_open(self, then: Callable[[HostSpec, Transport], None]) -> None:
+        """Run `then` on each host as soon as its connection is open (before `__enter__`
+        returns). It must keep its own errors (`EarlyResults`): one it raises fails the
+        host's connection."""
+        self._on_open.append(then)
 
     def __getitem__(self, name: str) -> Transport:
         return self._open[name]

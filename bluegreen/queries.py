@@ -12,11 +12,12 @@ from bluegreen.app import AppStack, InstanceFacts, InstanceSpec, instance_specs
 from bluegreen.balancer.base import parse_header
 from bluegreen.canary_analysis import judge
 from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
+from bluegreen.early import EarlyResults
 from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.fanout import fan_out
 from bluegreen.health import HealthChecker
-from bluegreen.instances import host_check, host_check_outcome, probe_instance
-from bluegreen.inventory import Inventory
+from bluegreen.instances import HostCheck, host_check, host_check_outcome, probe_instance
+from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.lock import LockInfo, force_release, is_stale, read_lock
 from bluegreen.model import Colour
 from bluegreen.output import Reporter
@@ -37,21 +38,43 @@ from bluegreen.results import (
 )
 from bluegreen.session import Session
 from bluegreen.state import State
+from bluegreen.transport.base import Transport
 
 
 def status(inventory: Inventory, reporter: Reporter) -> Status:
-    with Session(inventory, reporter, command="status", lock=False) as session:
-        return status_in(session)
+    session, early = _status_session(inventory, reporter)
+    with session:
+        return status_in(session, early)
 
 
 def watch_status(inventory: Inventory, reporter: Reporter, *,
                  show: Callable[[Status], None], interval: float = 1.0) -> None:
     """`status` again every `interval` seconds over the same connections, until Ctrl-C."""
-    with Session(inventory, reporter, command="status", lock=False) as session:
+    session, early = _status_session(inventory, reporter)
+    with session:
         while True:
             started = time.monotonic()
-            show(status_in(session))
+            show(status_in(session, early))  # the first round takes what `early` read
             cancel.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def _status_session(inventory: Inventory, reporter: Reporter
+                    ) -> tuple[Session, EarlyResults]:
+    """A session for `status` whose reads start on each host as soon as its connection opens
+    (none of them needs another host's answer): the balancers' state and the app hosts'
+    facts. The answers wait in the EarlyResults for the steps that take them."""
+    session = Session(inventory, reporter, command="status", lock=False)
+    early = EarlyResults()
+    session.read_status_early(early)
+    reader = _InstanceReader(inventory)
+
+    def read_facts(host: HostSpec, transport: Transport) -> None:
+        specs = reader.by_host.get(host.name)
+        if specs:
+            early.keep(_facts_key(host.name), lambda: reader.facts(transport, specs))
+
+    session.connections.also_on_open(read_facts)
+    return session, early
 
 
 def canary_status(inventory: Inventory, reporter: Reporter) -> CanaryStatus:
@@ -75,10 +98,11 @@ def canary_status(inventory: Inventory, reporter: Reporter) -> CanaryStatus:
                         analysis=analysis)
 
 
-def status_in(session: Session) -> Status:
-    """What each balancer serves, every instance, the colours, the operation and the lock."""
+def status_in(session: Session, early: EarlyResults | None = None) -> Status:
+    """What each balancer serves, every instance, the colours, the operation and the lock.
+    `early`: what the session read as its connections opened, taken where it is there."""
     inventory = session.inventory
-    reads = session.read_for_status()
+    reads = session.read_for_status(early)
     states, managed, loaded, lock = reads.states, reads.managed, reads.loaded, reads.lock
     runtime, lingering = reads.serving, reads.lingering
     balancers = []
@@ -112,7 +136,7 @@ def status_in(session: Session) -> Status:
         agreed = max(states.values(), key=lambda s: s.generation)
         disagreement = error.message
     instances = _instances(inventory, session, agreed.live,
-                           agreed.colour(agreed.live).out if agreed.live else ())
+                           agreed.colour(agreed.live).out if agreed.live else (), early)
     drift = disagreement or next((b.drift for b in balancers if b.drift), None)
     operation = _operation(agreed, lock, inventory)
     if operation is not None and operation.in_progress and drift:
@@ -164,30 +188,56 @@ def _operation(state: State, lock: LockInfo | None, inventory: Inventory
                            step=state.operation.step)
 
 
+class _InstanceReader:
+    """What `status` asks each app host about its instances: one command a host, with the
+    health checks in it (`AppStack.facts_of`)."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.stack = AppStack(inventory, inventory.app) if inventory.app is not None else None
+        self.specs = [spec for colour in Colour for spec in instance_specs(inventory, colour)]
+        self.by_host: dict[str, list[InstanceSpec]] = {}
+        for spec in self.specs:
+            self.by_host.setdefault(spec.host.name, []).append(spec)
+        # checked on the host in the facts' own round trip, unless the body it must show names
+        # the release, which those facts read
+        self.with_facts = not uses_variable(inventory.health.expect_body or "", "release")
+
+    def checks(self, specs: list[InstanceSpec]) -> list[HostCheck | None]:
+        return [host_check(self.inventory, spec, release=None, retries=1) if self.with_facts
+                else None for spec in specs]
+
+    def facts(self, transport: Transport, specs: list[InstanceSpec]) -> list[InstanceFacts]:
+        assert self.stack is not None
+        checks = self.checks(specs)
+        return self.stack.facts_of(
+            transport, specs, then=[check.command if check else None for check in checks],
+            once=[check.once if check else None for check in checks],
+            timeout=self.inventory.ssh.command_timeout + sum(c.seconds for c in checks if c))
+
+
+def _facts_key(host: str) -> str:
+    return f"facts {host}"
+
+
 def _instances(inventory: Inventory, session: Session, live: Colour | None,
-               out: tuple[str, ...] = ()) -> list[InstanceStatus]:
+               out: tuple[str, ...] = (), early: EarlyResults | None = None
+               ) -> list[InstanceStatus]:
     if inventory.app is None:
         return []
-    stack = AppStack(inventory, inventory.app)
-    specs = [spec for colour in Colour for spec in instance_specs(inventory, colour)]
-    by_host: dict[str, list[InstanceSpec]] = {}
-    for spec in specs:
-        by_host.setdefault(spec.host.name, []).append(spec)
+    reader = _InstanceReader(inventory)
     checker = HealthChecker(sleep=cancel.sleep)
-    # checked on the host in the facts' own round trip, unless the body it must show names
-    # the release, which those facts read
-    with_facts = not uses_variable(inventory.health.expect_body or "", "release")
 
     def inspect(host_specs: list[InstanceSpec]) -> list[InstanceStatus]:
-        transport = session.connections[host_specs[0].host.name]
-        checks = [host_check(inventory, spec, release=None, retries=1) if with_facts else None
-                  for spec in host_specs]
-        found = stack.facts_of(
-            transport, host_specs, then=[check.command if check else None for check in checks],
-            once=[check.once if check else None for check in checks],
-            timeout=inventory.ssh.command_timeout + sum(c.seconds for c in checks if c))
-        return [status_of(spec, facts, checked=check is not None)
-                for spec, facts, check in zip(host_specs, found, checks, strict=True)]
+        name = host_specs[0].host.name
+
+        def read() -> list[InstanceFacts]:
+            return reader.facts(session.connections[name], host_specs)
+
+        found = early.take(_facts_key(name), read) if early is not None else read()
+        checked = [check is not None for check in reader.checks(host_specs)]
+        return [status_of(spec, facts, checked=was_checked)
+                for spec, facts, was_checked in zip(host_specs, found, checked, strict=True)]
 
     def status_of(spec: InstanceSpec, facts: InstanceFacts, *, checked: bool) -> InstanceStatus:
         release, running = facts.pointer, facts.running
@@ -204,13 +254,13 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
                               in_traffic=spec.colour is live and spec.host.name not in out)
 
     try:
-        per_host = fan_out(list(by_host.values()), inspect, step="status",
+        per_host = fan_out(list(reader.by_host.values()), inspect, step="status",
                            name=lambda host_specs: host_specs[0].host.name,
                            parallelism=inventory.ssh.parallelism)
     finally:
         checker.close()
     found = {(s.host, s.colour): s for statuses in per_host for s in statuses}
-    return [found[(spec.host.name, spec.colour.value)] for spec in specs]
+    return [found[(spec.host.name, spec.colour.value)] for spec in reader.specs]
 
 
 def history(inventory: Inventory, reporter: Reporter, *, limit: int) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from bluegreen.balancer.base import (
 )
 from bluegreen.connections import Connections
 from bluegreen.drift import drift_between, ensure_consistent, runtime_drift
+from bluegreen.early import EarlyResults
 from bluegreen.errors import BluegreenError, DriftError
 from bluegreen.fanout import fan_out
 from bluegreen.hooks import HookRunner
@@ -49,6 +50,14 @@ class StatusReads:
     serving: dict[str, str] = field(default_factory=dict)
     lingering: dict[str, dict[str, object]] = field(default_factory=dict)
     lock: LockInfo | None = None  # on the primary balancer
+
+    def merge(self, other: StatusReads) -> None:
+        self.states.update(other.states)
+        self.managed.update(other.managed)
+        self.loaded.update(other.loaded)
+        self.serving.update(other.serving)
+        self.lingering.update(other.lingering)
+        self.lock = other.lock or self.lock
 
 
 class BalancerRead(NamedTuple):
@@ -100,15 +109,23 @@ class Session:
     def primary(self) -> StateStore:
         return self.stores[self.inventory.primary_balancer.name]
 
+    def _store(self, name: str, transport: Transport) -> StateStore:
+        """The balancer's state store, made once its connection is open (early, by a read
+        started on it then)."""
+        store = self.stores.get(name)
+        if store is None:
+            store = self.stores[name] = StateStore(transport, self.sites[name].state_dir,
+                                                   self.inventory.service)
+        return store
+
     def __enter__(self) -> Session:
         self.reporter.phase(f"connect to {len(self.connections.hosts)} host(s)")
         self.connections.__enter__()
         try:
             connected = {h.name for h in self.connections.hosts}
-            self.stores = {
-                b.name: StateStore(self.connections[b.name], self.sites[b.name].state_dir,
-                                   self.inventory.service)
-                for b in self.balancers if b.name in connected}
+            for balancer in self.balancers:
+                if balancer.name in connected:
+                    self._store(balancer.name, self.connections[balancer.name])
             if self.want_lock:
                 self.lock = Lock(self.primary, command=self.command,
                                  stale_after=self.inventory.lock.stale_after)
@@ -184,47 +201,71 @@ class Session:
                 {name: serving for name, (_, _, serving) in zip(names, read, strict=True)
                  if serving is not None})
 
-    def read_for_status(self) -> StatusReads:
+    def read_for_status(self, early: EarlyResults | None = None) -> StatusReads:
         """What `status` reads on each balancer, in one command each: its state and managed
         file, whether its workers loaded that file (where a reload flips), what its runtime
-        serves and what earlier flips left running, and on the primary the lock."""
+        serves and what earlier flips left running, and on the primary the lock. `early`: the
+        reads `read_status_early` started as the connections opened, taken where there are."""
         self._read_ahead = None
-        primary = self.inventory.primary_balancer.name
         reads = StatusReads()
 
-        def read_one(balancer: HostSpec) -> None:
-            name, store, site = balancer.name, self.stores[balancer.name], self.sites[balancer.name]
-            reading = store.reading_with(site.managed.path)
-            reloads = site.settings.flip == "reload"
-            loaded = site.driver.loaded(site.managed.path) if reloads else None
-            runtime = site.driver.runtime_read(self.inventory.upstream_name, lingering=True)
-            steps = {"state": HostStep("read the state", reading.command)}
-            if loaded is not None:
-                steps["loaded"] = HostStep("read the balancer's workers", loaded)
-            if runtime is not None:
-                steps["runtime"] = HostStep("read what the balancer runs", runtime.command)
-            if name == primary:
-                steps["lock"] = HostStep("read the lock", reading_lock(store))
-            results = dict(zip(steps, run_chain(self.connections[name], list(steps.values()),
-                                                keep_going=True), strict=True))
+        def read_one(balancer: HostSpec) -> StatusReads:
+            if early is None:
+                return self._status_read(balancer, self.connections[balancer.name])
+            return early.take(_early_key(balancer), lambda: self._status_read(
+                balancer, self.connections[balancer.name]))
 
-            def result(key: str) -> CommandResult:
-                return reported(results[key], steps[key], where=name)
-
-            reads.states[name], reads.managed[name] = store.read_from(reading, result("state"))
-            if reloads:
-                found = results.get("loaded")
-                reads.loaded[name] = file_loaded(found.stdout) if found and found.ok else None
-            facts = runtime.read(result("runtime")) if runtime is not None else RuntimeFacts()
-            if facts.serving is not None:
-                reads.serving[name] = facts.serving
-            reads.lingering[name] = facts.lingering
-            if name == primary:
-                reads.lock = lock_from(result("lock"))
-
-        fan_out(self.balancers, read_one, step="read state", name=lambda b: b.name,
-                parallelism=self.inventory.ssh.parallelism)
+        for part in fan_out(self.balancers, read_one, step="read state",
+                            name=lambda b: b.name, parallelism=self.inventory.ssh.parallelism):
+            reads.merge(part)
         self.revisions_read = {name: state.revision for name, state in reads.states.items()}
+        return reads
+
+    def read_status_early(self, early: EarlyResults) -> None:
+        """Start each balancer's `read_for_status` read as soon as its connection opens, kept
+        in `early` for `read_for_status(early)`. Call before entering the session."""
+        balancers = {b.name: b for b in self.balancers}
+
+        def read(host: HostSpec, transport: Transport) -> None:
+            balancer = balancers.get(host.name)
+            if balancer is not None:
+                early.keep(_early_key(balancer), lambda: self._status_read(balancer, transport))
+
+        self.connections.also_on_open(read)
+
+    def _status_read(self, balancer: HostSpec, transport: Transport) -> StatusReads:
+        """`read_for_status`'s read of one balancer (a StatusReads of it alone)."""
+        name, site = balancer.name, self.sites[balancer.name]
+        store = self._store(name, transport)
+        primary = name == self.inventory.primary_balancer.name
+        reads = StatusReads()
+        reading = store.reading_with(site.managed.path)
+        reloads = site.settings.flip == "reload"
+        loaded = site.driver.loaded(site.managed.path) if reloads else None
+        runtime = site.driver.runtime_read(self.inventory.upstream_name, lingering=True)
+        steps = {"state": HostStep("read the state", reading.command)}
+        if loaded is not None:
+            steps["loaded"] = HostStep("read the balancer's workers", loaded)
+        if runtime is not None:
+            steps["runtime"] = HostStep("read what the balancer runs", runtime.command)
+        if primary:
+            steps["lock"] = HostStep("read the lock", reading_lock(store))
+        results = dict(zip(steps, run_chain(transport, list(steps.values()), keep_going=True),
+                           strict=True))
+
+        def result(key: str) -> CommandResult:
+            return reported(results[key], steps[key], where=name)
+
+        reads.states[name], reads.managed[name] = store.read_from(reading, result("state"))
+        if reloads:
+            found = results.get("loaded")
+            reads.loaded[name] = file_loaded(found.stdout) if found and found.ok else None
+        facts = runtime.read(result("runtime")) if runtime is not None else RuntimeFacts()
+        if facts.serving is not None:
+            reads.serving[name] = facts.serving
+        reads.lingering[name] = facts.lingering
+        if primary:
+            reads.lock = lock_from(result("lock"))
         return reads
 
     def traffic(self) -> dict[str, BalancerTraffic]:
@@ -376,3 +417,7 @@ class Session:
                     parallelism=self.inventory.ssh.parallelism)
         except BluegreenError as error:
             self.reporter.warn(f"history not fully written: {error.paragraph()}")
+
+
+def _early_key(balancer: HostSpec) -> str:
+    return f"balancer {balancer.name}"
