@@ -225,16 +225,13 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
                ) -> list[InstanceStatus]:
     if inventory.app is None:
         return []
-    reader = _InstanceReader(inventory)
+    reader, early = _InstanceReader(inventory), early or EarlyResults()
     checker = HealthChecker(sleep=cancel.sleep)
 
     def inspect(host_specs: list[InstanceSpec]) -> list[InstanceStatus]:
         name = host_specs[0].host.name
-
-        def read() -> list[InstanceFacts]:
-            return reader.facts(session.connections[name], host_specs)
-
-        found = early.take(_facts_key(name), read) if early is not None else read()
+        found = early.take(_facts_key(name), lambda: reader.facts(session.connections[name],
+                                                                   host_specs))
         checked = [check is not None for check in reader.checks(host_specs)]
         return [status_of(spec, facts, checked=was_checked)
                 for spec, facts, was_checked in zip(host_specs, found, checked, strict=True)]

@@ -207,11 +207,9 @@ class Session:
         serves and what earlier flips left running, and on the primary the lock. `early`: the
         reads `read_status_early` started as the connections opened, taken where there are."""
         self._read_ahead = None
-        reads = StatusReads()
+        reads, early = StatusReads(), early or EarlyResults()
 
         def read_one(balancer: HostSpec) -> StatusReads:
-            if early is None:
-                return self._status_read(balancer, self.connections[balancer.name])
             return early.take(_early_key(balancer), lambda: self._status_read(
                 balancer, self.connections[balancer.name]))
 
