@@ -16,7 +16,7 @@ from bluegreen.early import EarlyResults
 from bluegreen.errors import BluegreenError, LockHeld
 from bluegreen.fanout import fan_out
 from bluegreen.health import HealthChecker
-from bluegreen.instances import HostCheck, host_check, host_check_outcome, probe_instance
+from bluegreen.instances import host_check, host_check_outcome, probe_instance
 from bluegreen.inventory import HostSpec, Inventory
 from bluegreen.lock import LockInfo, force_release, is_stale, read_lock
 from bluegreen.model import Colour
@@ -203,17 +203,17 @@ class _InstanceReader:
         # the release, which those facts read
         self.with_facts = not uses_variable(inventory.health.expect_body or "", "release")
 
-    def checks(self, specs: list[InstanceSpec]) -> list[HostCheck | None]:
-        return [host_check(self.inventory, spec, release=None, retries=1) if self.with_facts
-                else None for spec in specs]
-
-    def facts(self, transport: Transport, specs: list[InstanceSpec]) -> list[InstanceFacts]:
+    def facts(self, transport: Transport, specs: list[InstanceSpec]
+              ) -> list[tuple[InstanceFacts, bool]]:
+        """Each instance's facts, and whether its health was checked with them."""
         assert self.stack is not None
-        checks = self.checks(specs)
-        return self.stack.facts_of(
+        checks = [host_check(self.inventory, spec, release=None, retries=1)
+                  if self.with_facts else None for spec in specs]
+        found = self.stack.facts_of(
             transport, specs, then=[check.command if check else None for check in checks],
             once=[check.once if check else None for check in checks],
             timeout=self.inventory.ssh.command_timeout + sum(c.seconds for c in checks if c))
+        return [(facts, check is not None) for facts, check in zip(found, checks, strict=True)]
 
 
 def _facts_key(host: str) -> str:
@@ -232,9 +232,8 @@ def _instances(inventory: Inventory, session: Session, live: Colour | None,
         name = host_specs[0].host.name
         found = early.take(_facts_key(name), lambda: reader.facts(session.connections[name],
                                                                    host_specs))
-        checked = [check is not None for check in reader.checks(host_specs)]
-        return [status_of(spec, facts, checked=was_checked)
-                for spec, facts, was_checked in zip(host_specs, found, checked, strict=True)]
+        return [status_of(spec, facts, checked=checked)
+                for spec, (facts, checked) in zip(host_specs, found, strict=True)]
 
     def status_of(spec: InstanceSpec, facts: InstanceFacts, *, checked: bool) -> InstanceStatus:
         release, running = facts.pointer, facts.running
