@@ -12,7 +12,7 @@ import pytest
 
 from bluegreen import connections
 from bluegreen.early import EarlyResults
-from bluegreen.errors import FanOutError, RemoteCommandFailed
+from bluegreen.errors import ConnectError, FanOutError, RemoteCommandFailed
 from bluegreen.inventory import HostSpec, Inventory, validate_inventory
 from bluegreen.output import JsonReporter
 from bluegreen.queries import _status_session, status, status_in
@@ -118,3 +118,22 @@ def test_a_host_whose_early_facts_failed_is_named_in_the_status_step(
     [failure] = raised.value.failures
     assert (failure.host, failure.step) == ("app1", "status")
     assert "the facts could not be read" in str(failure.error)
+
+
+def test_an_unreachable_host_still_fails_the_connect_step_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hosts that did connect have asked theirs meanwhile; the error is the connection's."""
+    journal: list[tuple[str, str]] = []
+    _connecting(monkeypatch, journal, slow="app1")
+    opening = connections.open_transport
+
+    def unreachable(host: HostSpec, inventory: Inventory, **options: Any) -> Transport:
+        if host.name == "app2":
+            raise ConnectError("no route to host", where="app2")
+        return opening(host, inventory, **options)
+
+    monkeypatch.setattr(connections, "open_transport", unreachable)
+    with pytest.raises(FanOutError) as raised:
+        status(_local_fleet(tmp_path), JsonReporter())
+    assert [(f.host, f.step) for f in raised.value.failures] == [("app2", "connect")]
+    assert ("ran", "app1") in journal  # asked as soon as it connected
