@@ -78,7 +78,7 @@ def _connecting(monkeypatch: pytest.MonkeyPatch, journal: list[tuple[str, str]],
         transport = real(host, inventory, **options)
         with lock:
             journal.append(("connected", host.name))
-        return _Watched(transport, journal, fail=host.name == fail)  # type: ignore[return-value]
+        return _Watched(transport, journal, fail=host.name == fail)
 
     monkeypatch.setattr(connections, "open_transport", opening)
 
